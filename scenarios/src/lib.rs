@@ -1,0 +1,1 @@
+//! Scenarios (DESIGN.md §8): format, validation, runner, checks and report.
