@@ -1,1 +1,162 @@
-fn main() {}
+//! `fcsim`: the command line. A thin layer: parse, set up tracing (stderr), call the
+//! library, print. The user-facing timeline and tables go to stdout.
+
+mod client;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// A Fibre-Channel-style SAN simulator: switches, arrays, hosts and copy services as
+/// gRPC-connected nodes.
+#[derive(Parser)]
+#[command(name = "fcsim", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run a scenario: build the fabric, play its steps, print the timeline and summary.
+    /// Exits non-zero if a check failed.
+    Run {
+        /// Scenario JSON file.
+        file: PathBuf,
+        /// Override the scenario's seed.
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Write the JSON report here.
+        #[arg(long)]
+        report: Option<PathBuf>,
+        /// One OS process per node (`fcsim node`), real TCP, real time, SIGKILL crashes.
+        #[arg(long, conflicts_with = "live")]
+        processes: bool,
+        /// All nodes in this process on loopback TCP in real time (instead of simulation).
+        #[arg(long)]
+        live: bool,
+    },
+    /// Validate scenario files; every error is reported with line:column.
+    Check {
+        /// Scenario JSON files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Start a fabric from a topology or scenario file and serve it until Ctrl-C.
+    Up {
+        /// Topology or scenario JSON file (its topology and setup are used).
+        file: PathBuf,
+        /// Address of the Control endpoint.
+        #[arg(long, default_value = client::DEFAULT_CONTROL)]
+        control: String,
+        /// One OS process per node instead of one process for all.
+        #[arg(long)]
+        processes: bool,
+    },
+    /// Run one node (used by `--processes`; reads its node spec JSON from a file).
+    Node {
+        /// Node spec JSON file written by the launcher.
+        #[arg(long)]
+        spec: PathBuf,
+    },
+    /// Inspect a running fabric (switch views after Brocade FOS).
+    Ctl {
+        #[arg(long, default_value = client::DEFAULT_CONTROL, global = true)]
+        control: String,
+        #[command(subcommand)]
+        view: client::CtlCmd,
+    },
+    /// Inject a fault into a running fabric.
+    Fault {
+        #[arg(long, default_value = client::DEFAULT_CONTROL, global = true)]
+        control: String,
+        #[command(subcommand)]
+        fault: client::FaultCmd,
+    },
+    /// Print a scenario's topology: nodes, WWNs, domains, links and their latency.
+    Topo {
+        /// Topology or scenario JSON file.
+        file: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("FCSIM_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        .init();
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn load(file: &std::path::Path) -> anyhow::Result<fcsim_scenarios::Scenario> {
+    fcsim_scenarios::check_file(file).map_err(|d| anyhow::anyhow!("{d}"))
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.cmd {
+        Cmd::Run { file, seed, report, processes, live } => {
+            let mode = if processes {
+                fcsim_scenarios::Mode::Processes { exe: std::env::current_exe()? }
+            } else if live {
+                fcsim_scenarios::Mode::Live
+            } else {
+                fcsim_scenarios::Mode::Sim
+            };
+            let scenario = load(&file)?;
+            let opts = fcsim_scenarios::RunOptions { seed, mode, echo: true };
+            let outcome = fcsim_scenarios::run_scenario(&scenario, &opts)?;
+            print!("{}", outcome.summary_table());
+            if let Some(path) = report {
+                std::fs::write(&path, serde_json::to_string_pretty(&outcome)? + "\n")?;
+                println!("report written to {}", path.display());
+            }
+            Ok(if outcome.passed { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+        Cmd::Check { files } => {
+            let mut failed = false;
+            for f in files {
+                match fcsim_scenarios::check_file(&f) {
+                    Ok(s) => println!("{}: ok ({} steps)", f.display(), s.steps.len()),
+                    Err(d) => {
+                        failed = true;
+                        println!("{d}");
+                    }
+                }
+            }
+            Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+        }
+        Cmd::Up { file, control, processes } => {
+            let scenario = load(&file)?;
+            let mode = if processes {
+                fcsim_scenarios::Mode::Processes { exe: std::env::current_exe()? }
+            } else {
+                fcsim_scenarios::Mode::Live
+            };
+            fcsim_scenarios::serve_fabric(&scenario, &mode, &control)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Node { spec } => {
+            let text = std::fs::read_to_string(&spec)?;
+            let spec: fcsim_scenarios::NodeSpec = serde_json::from_str(&text)?;
+            fcsim_scenarios::run_node_process(spec)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Ctl { control, view } => client::ctl(&control, view),
+        Cmd::Fault { control, fault } => client::fault(&control, fault),
+        Cmd::Topo { file } => {
+            let scenario = load(&file)?;
+            print!("{}", fcsim_scenarios::topology_summary(&scenario));
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

@@ -6,3 +6,4 @@ pub mod wwn;
 
 pub use fcid::{DomainId, FcId};
 pub use wwn::{Wwn, Wwnn, Wwpn};
+pub mod runtime;

@@ -1,0 +1,450 @@
+//! A node's ports and their cables: the `fcsim.v1.Link` service and the port drivers.
+//!
+//! A cable is one `Link/Attach` bidirectional stream, opened by the dialing end (the `a`
+//! end of the topology link). `PortHub` owns, per port, the enabled flag, the live cable
+//! (if any), the link model and the counters. It turns cable traffic into `PortEvent`s for
+//! the node's actor and stamps every outgoing frame with its modelled arrival time; the
+//! receiving driver holds each frame until that fabric time, so distance costs simulated
+//! time only.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use bytes::Bytes;
+use fcsim_proto::v1 as pb;
+use tokio::sync::{Notify, mpsc, oneshot};
+use tokio_stream::StreamExt;
+use tonic::{Request, Response, Status, Streaming};
+use tracing::{debug, info, warn};
+
+use super::clock::FabricClock;
+use super::linkmodel::LinkModel;
+use super::net::Net;
+
+/// gRPC metadata: the callee's port index.
+pub const PORT_HEADER: &str = "x-fcsim-port";
+/// gRPC metadata: the caller's `node/port`.
+pub const PEER_HEADER: &str = "x-fcsim-peer";
+
+/// The far end of a port's cable, from the topology.
+#[derive(Debug, Clone)]
+pub struct PeerSpec {
+    /// `node/port` at the other end.
+    pub name: String,
+    /// Port index on the peer node.
+    pub port: u32,
+    /// The peer node's gRPC address.
+    pub addr: String,
+    /// This end opens the stream (the topology link's `a` end).
+    pub dial: bool,
+    /// Cable length.
+    pub distance_km: f64,
+    /// FC speed class of the cable.
+    pub gfc: u32,
+}
+
+/// What the cables tell the node's actor.
+#[derive(Debug)]
+pub enum PortEvent {
+    /// A cable came up on `port`.
+    Up { port: u32, peer: String },
+    /// The cable on `port` went away (disabled, cut, or the peer died).
+    Down { port: u32 },
+    /// A whole frame (FC-2 bytes) arrived on `port`.
+    Frame { port: u32, frame: Bytes },
+}
+
+/// Frame and byte counters of one port, as `portstatsshow` prints them.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Counters {
+    pub frames_in: u64,
+    pub frames_out: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    /// Discarded: no route, port down, unknown destination.
+    pub discards: u64,
+    /// Dropped at ingress by hard zoning.
+    pub zoning_drops: u64,
+}
+
+struct Cable {
+    /// Distinguishes this cable from an older one on the same port.
+    id: u64,
+    peer: String,
+    tx: mpsc::UnboundedSender<pb::Frame>,
+    model: LinkModel,
+    reader: tokio::task::AbortHandle,
+}
+
+struct PortState {
+    peer: Option<PeerSpec>,
+    enabled: bool,
+    cable: Option<Cable>,
+    counters: Counters,
+    /// Wakes the dialer when the port is enabled or its cable drops.
+    wake: Arc<Notify>,
+}
+
+struct HubState {
+    ports: BTreeMap<u32, PortState>,
+    next_cable: u64,
+}
+
+/// Shared by the node's actor, its Link service and its dialers. One lock per node;
+/// nothing is shared between nodes.
+#[derive(Clone)]
+pub struct PortHub {
+    node: Arc<str>,
+    clock: FabricClock,
+    net: Net,
+    state: Arc<Mutex<HubState>>,
+    events: mpsc::UnboundedSender<PortEvent>,
+}
+
+/// A snapshot of one port for views.
+#[derive(Debug, Clone)]
+pub struct PortSnapshot {
+    pub port: u32,
+    pub enabled: bool,
+    pub online: bool,
+    pub peer: Option<String>,
+    pub counters: Counters,
+}
+
+impl PortHub {
+    /// Creates the hub for `node` with ports `0..ports`; `peers` maps port → far end.
+    /// Returns the hub and the receiver of its events (for the actor).
+    pub fn new(
+        node: &str,
+        ports: u32,
+        peers: BTreeMap<u32, PeerSpec>,
+        clock: FabricClock,
+        net: Net,
+    ) -> (Self, mpsc::UnboundedReceiver<PortEvent>) {
+        let (events, rx) = mpsc::unbounded_channel();
+        let ports = (0..ports)
+            .map(|p| {
+                let st = PortState {
+                    peer: peers.get(&p).cloned(),
+                    enabled: true,
+                    cable: None,
+                    counters: Counters::default(),
+                    wake: Arc::new(Notify::new()),
+                };
+                (p, st)
+            })
+            .collect();
+        let hub = PortHub {
+            node: node.into(),
+            clock,
+            net,
+            state: Arc::new(Mutex::new(HubState { ports, next_cable: 0 })),
+            events,
+        };
+        (hub, rx)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HubState> {
+        // A poisoned lock means a panic elsewhere in this node; keep serving the data.
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    pub fn clock(&self) -> FabricClock {
+        self.clock
+    }
+
+    /// Starts a dialer for every port whose cable this node opens.
+    pub fn start_dialers(&self) {
+        let dialing: Vec<(u32, PeerSpec, Arc<Notify>)> = self
+            .lock()
+            .ports
+            .iter()
+            .filter_map(|(p, st)| st.peer.clone().filter(|peer| peer.dial).map(|peer| (*p, peer, st.wake.clone())))
+            .collect();
+        for (port, peer, wake) in dialing {
+            let hub = self.clone();
+            tokio::spawn(async move { hub.dial_loop(port, peer, wake).await });
+        }
+    }
+
+    async fn dial_loop(self, port: u32, peer: PeerSpec, wake: Arc<Notify>) {
+        let retry = match self.net {
+            Net::Sim => Duration::from_micros(500),
+            Net::Tokio => Duration::from_millis(200),
+        };
+        loop {
+            let wants_cable = {
+                let st = self.lock();
+                st.ports.get(&port).is_some_and(|p| p.enabled && p.cable.is_none())
+            };
+            if !wants_cable {
+                wake.notified().await;
+                continue;
+            }
+            match self.open_cable(port, &peer).await {
+                Ok(()) => {}
+                Err(e) => {
+                    debug!(node = %self.node, port, peer = %peer.name, "cable not up: {e}");
+                    tokio::select! {
+                        biased;
+                        () = wake.notified() => {}
+                        () = tokio::time::sleep(retry) => {}
+                    }
+                }
+            }
+        }
+    }
+
+    async fn open_cable(&self, port: u32, peer: &PeerSpec) -> Result<(), String> {
+        let channel = self.net.channel(&peer.addr).await.map_err(|e| e.to_string())?;
+        let mut client = pb::link_client::LinkClient::new(channel);
+        let (tx, rx) = mpsc::unbounded_channel();
+        let mut req = Request::new(tokio_stream::wrappers::UnboundedReceiverStream::new(rx));
+        let md = req.metadata_mut();
+        md.insert(PORT_HEADER, peer.port.to_string().parse().map_err(|_| "bad port metadata")?);
+        md.insert(PEER_HEADER, format!("{}/{port}", self.node).parse().map_err(|_| "bad peer metadata")?);
+        let inbound = client.attach(req).await.map_err(|s| s.message().to_string())?.into_inner();
+        self.install_cable(port, peer.name.clone(), tx, inbound);
+        Ok(())
+    }
+
+    /// Puts a new cable on `port`, replacing any older one, and starts its reader.
+    fn install_cable(
+        &self,
+        port: u32,
+        peer: String,
+        tx: mpsc::UnboundedSender<pb::Frame>,
+        inbound: Streaming<pb::Frame>,
+    ) {
+        let mut st = self.lock();
+        st.next_cable += 1;
+        let id = st.next_cable;
+        let Some(ps) = st.ports.get_mut(&port) else { return };
+        let (km, gfc) = ps.peer.as_ref().map_or((0.0, 32), |p| (p.distance_km, p.gfc));
+        let replaced = ps.cable.take();
+        let reader = tokio::spawn(self.clone().read_cable(port, id, inbound)).abort_handle();
+        ps.cable = Some(Cable { id, peer: peer.clone(), tx, model: LinkModel::new(km, gfc), reader });
+        drop(st);
+        if let Some(old) = replaced {
+            old.reader.abort();
+            let _ = self.events.send(PortEvent::Down { port });
+        }
+        info!(node = %self.node, port, %peer, "cable up");
+        let _ = self.events.send(PortEvent::Up { port, peer });
+    }
+
+    async fn read_cable(self, port: u32, id: u64, mut inbound: Streaming<pb::Frame>) {
+        while let Some(Ok(frame)) = inbound.next().await {
+            let arrive = Duration::from_nanos(frame.arrive_ns);
+            if arrive > self.clock.now() {
+                tokio::time::sleep_until(self.clock.instant_at(arrive)).await;
+            }
+            {
+                let mut st = self.lock();
+                let Some(ps) = st.ports.get_mut(&port) else { return };
+                if ps.cable.as_ref().map(|c| c.id) != Some(id) {
+                    return;
+                }
+                ps.counters.frames_in += 1;
+                ps.counters.bytes_in += frame.fc2.len() as u64;
+            }
+            let _ = self.events.send(PortEvent::Frame { port, frame: frame.fc2 });
+        }
+        self.drop_cable(port, Some(id));
+    }
+
+    /// Removes the cable on `port` (only if it is cable `id`, when given).
+    fn drop_cable(&self, port: u32, id: Option<u64>) {
+        let mut st = self.lock();
+        let Some(ps) = st.ports.get_mut(&port) else { return };
+        if ps.cable.is_none() || (id.is_some() && ps.cable.as_ref().map(|c| c.id) != id) {
+            return;
+        }
+        if let Some(c) = ps.cable.take() {
+            c.reader.abort();
+        }
+        ps.wake.notify_one();
+        drop(st);
+        info!(node = %self.node, port, "cable down");
+        let _ = self.events.send(PortEvent::Down { port });
+    }
+
+    /// Sends one frame out of `port`. Returns false (and counts a discard) if the port
+    /// has no cable.
+    pub fn send(&self, port: u32, frame: Bytes) -> bool {
+        let now = self.clock.now();
+        let mut st = self.lock();
+        let Some(ps) = st.ports.get_mut(&port) else { return false };
+        let Some(cable) = ps.cable.as_mut() else {
+            ps.counters.discards += 1;
+            return false;
+        };
+        let arrive = cable.model.transmit(now, frame.len());
+        let len = frame.len() as u64;
+        let arrive_ns = u64::try_from(arrive.as_nanos()).unwrap_or(u64::MAX);
+        if cable.tx.send(pb::Frame { fc2: frame, arrive_ns }).is_err() {
+            ps.counters.discards += 1;
+            return false;
+        }
+        ps.counters.frames_out += 1;
+        ps.counters.bytes_out += len;
+        true
+    }
+
+    /// Counts a frame this node discarded on arrival at `port`.
+    pub fn count_discard(&self, port: u32) {
+        if let Some(ps) = self.lock().ports.get_mut(&port) {
+            ps.counters.discards += 1;
+        }
+    }
+
+    /// Counts a frame dropped by hard zoning at ingress `port`.
+    pub fn count_zoning_drop(&self, port: u32) {
+        if let Some(ps) = self.lock().ports.get_mut(&port) {
+            ps.counters.zoning_drops += 1;
+        }
+    }
+
+    /// Enables or disables a port. Disabling drops its cable (link down at both ends).
+    pub fn set_enabled(&self, port: u32, enabled: bool) -> Result<(), Status> {
+        {
+            let mut st = self.lock();
+            let ps = st
+                .ports
+                .get_mut(&port)
+                .ok_or_else(|| Status::invalid_argument(format!("port: {port} is not a port of {}", self.node)))?;
+            ps.enabled = enabled;
+            ps.wake.notify_one();
+        }
+        if !enabled {
+            self.drop_cable(port, None);
+        }
+        Ok(())
+    }
+
+    pub fn snapshot(&self) -> Vec<PortSnapshot> {
+        self.lock()
+            .ports
+            .iter()
+            .map(|(p, st)| PortSnapshot {
+                port: *p,
+                enabled: st.enabled,
+                online: st.cable.is_some(),
+                peer: st.cable.as_ref().map(|c| c.peer.clone()).or_else(|| st.peer.as_ref().map(|p| p.name.clone())),
+                counters: st.counters,
+            })
+            .collect()
+    }
+
+    /// Serves an incoming `Attach`: validates the metadata and installs the cable.
+    pub fn accept(
+        &self,
+        req: Request<Streaming<pb::Frame>>,
+    ) -> Result<tokio_stream::wrappers::UnboundedReceiverStream<Result<pb::Frame, Status>>, Status> {
+        let md = req.metadata();
+        let port: u32 = md
+            .get(PORT_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| Status::invalid_argument(format!("{PORT_HEADER}: missing or not a port number")))?;
+        let peer = md
+            .get(PEER_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+            .ok_or_else(|| Status::invalid_argument(format!("{PEER_HEADER}: missing")))?;
+        {
+            let st = self.lock();
+            let ps = st
+                .ports
+                .get(&port)
+                .ok_or_else(|| Status::invalid_argument(format!("{PORT_HEADER}: {port} is not a port of {}", self.node)))?;
+            if !ps.enabled {
+                return Err(Status::failed_precondition(format!("port {}/{port} is disabled", self.node)));
+            }
+        }
+        let (tx, rx) = mpsc::unbounded_channel::<pb::Frame>();
+        let (out_tx, out_rx) = mpsc::unbounded_channel::<Result<pb::Frame, Status>>();
+        // Adapt the frame channel to tonic's Result items.
+        tokio::spawn(async move {
+            let mut rx = rx;
+            while let Some(f) = rx.recv().await {
+                if out_tx.send(Ok(f)).is_err() {
+                    break;
+                }
+            }
+        });
+        self.install_cable(port, peer, tx, req.into_inner());
+        Ok(tokio_stream::wrappers::UnboundedReceiverStream::new(out_rx))
+    }
+}
+
+/// Requests the Link service forwards to the node's actor.
+#[derive(Debug)]
+pub enum LinkAdmin {
+    ListPorts(oneshot::Sender<pb::ListPortsResponse>),
+    PortLogin(pb::PortLoginRequest, oneshot::Sender<Result<pb::PortLoginResponse, Status>>),
+}
+
+/// The `fcsim.v1.Link` service of one node.
+pub struct LinkService {
+    pub hub: PortHub,
+    pub admin: mpsc::UnboundedSender<LinkAdmin>,
+}
+
+async fn ask<T>(admin: &mpsc::UnboundedSender<LinkAdmin>, make: impl FnOnce(oneshot::Sender<T>) -> LinkAdmin) -> Result<T, Status> {
+    let (tx, rx) = oneshot::channel();
+    admin.send(make(tx)).map_err(|_| Status::unavailable("node is shutting down"))?;
+    rx.await.map_err(|_| Status::unavailable("node is shutting down"))
+}
+
+#[tonic::async_trait]
+impl pb::link_server::Link for LinkService {
+    type AttachStream = tokio_stream::wrappers::UnboundedReceiverStream<Result<pb::Frame, Status>>;
+
+    async fn attach(&self, req: Request<Streaming<pb::Frame>>) -> Result<Response<Self::AttachStream>, Status> {
+        self.hub.accept(req).map(Response::new)
+    }
+
+    async fn set_port(&self, req: Request<pb::SetPortRequest>) -> Result<Response<pb::PortInfo>, Status> {
+        let r = req.into_inner();
+        self.hub.set_enabled(r.port, r.enabled)?;
+        let list = ask(&self.admin, LinkAdmin::ListPorts).await?;
+        list.ports
+            .into_iter()
+            .find(|p| p.port == r.port)
+            .map(Response::new)
+            .ok_or_else(|| Status::invalid_argument(format!("port: {} not found", r.port)))
+    }
+
+    async fn list_ports(&self, _req: Request<pb::ListPortsRequest>) -> Result<Response<pb::ListPortsResponse>, Status> {
+        ask(&self.admin, LinkAdmin::ListPorts).await.map(Response::new)
+    }
+
+    async fn port_login(&self, req: Request<pb::PortLoginRequest>) -> Result<Response<pb::PortLoginResponse>, Status> {
+        let r = req.into_inner();
+        ask(&self.admin, |tx| LinkAdmin::PortLogin(r, tx)).await?.map(Response::new)
+    }
+}
+
+impl From<Counters> for pb::PortCounters {
+    fn from(c: Counters) -> Self {
+        pb::PortCounters {
+            frames_in: c.frames_in,
+            frames_out: c.frames_out,
+            bytes_in: c.bytes_in,
+            bytes_out: c.bytes_out,
+            discards: c.discards,
+            zoning_drops: c.zoning_drops,
+        }
+    }
+}
+
+/// Logs (once) that a frame could not be decoded.
+pub fn warn_undecodable(node: &str, port: u32, err: &dyn std::fmt::Display) {
+    warn!(node, port, "undecodable frame discarded: {err}");
+}
