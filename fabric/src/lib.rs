@@ -2,6 +2,7 @@
 //!
 //! Start here: [`wwn`] and [`fcid`] (identities), then [`frame`] (the FC-2 codec).
 pub mod fcid;
+pub mod frame;
 pub mod wwn;
 
 pub use fcid::{DomainId, FcId};
