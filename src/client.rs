@@ -75,7 +75,9 @@ pub enum FaultCmd {
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_current_thread().enable_all().build()?)
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
 }
 
 async fn channel(addr: &str) -> anyhow::Result<Channel> {
@@ -86,7 +88,11 @@ async fn channel(addr: &str) -> anyhow::Result<Channel> {
 }
 
 async fn node_addr(control: &mut ControlClient<Channel>, node: &str) -> anyhow::Result<String> {
-    let nodes = control.list_nodes(pb::ListNodesRequest {}).await?.into_inner().nodes;
+    let nodes = control
+        .list_nodes(pb::ListNodesRequest {})
+        .await?
+        .into_inner()
+        .nodes;
     let n = nodes
         .iter()
         .find(|n| n.name == node)
@@ -98,11 +104,20 @@ async fn node_addr(control: &mut ControlClient<Channel>, node: &str) -> anyhow::
 }
 
 fn names(nodes: &[pb::NodeInfo]) -> String {
-    nodes.iter().map(|n| n.name.as_str()).collect::<Vec<_>>().join(", ")
+    nodes
+        .iter()
+        .map(|n| n.name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
-async fn switch_client(control: &mut ControlClient<Channel>, sw: &str) -> anyhow::Result<SwitchClient<Channel>> {
-    Ok(SwitchClient::new(channel(&node_addr(control, sw).await?).await?))
+async fn switch_client(
+    control: &mut ControlClient<Channel>,
+    sw: &str,
+) -> anyhow::Result<SwitchClient<Channel>> {
+    Ok(SwitchClient::new(
+        channel(&node_addr(control, sw).await?).await?,
+    ))
 }
 
 pub fn ctl(control_addr: &str, cmd: CtlCmd) -> anyhow::Result<ExitCode> {
@@ -110,57 +125,107 @@ pub fn ctl(control_addr: &str, cmd: CtlCmd) -> anyhow::Result<ExitCode> {
         let mut control = ControlClient::new(channel(control_addr).await?);
         let out = match cmd {
             CtlCmd::Nodes => {
-                let nodes = control.list_nodes(pb::ListNodesRequest {}).await?.into_inner().nodes;
+                let nodes = control
+                    .list_nodes(pb::ListNodesRequest {})
+                    .await?
+                    .into_inner()
+                    .nodes;
                 fcsim_scenarios::views::nodes(&nodes)
             }
             CtlCmd::Switchshow { switch } => {
-                let r = switch_client(&mut control, &switch).await?.switch_show(pb::SwitchShowRequest {}).await?;
+                let r = switch_client(&mut control, &switch)
+                    .await?
+                    .switch_show(pb::SwitchShowRequest {})
+                    .await?;
                 fcsim_scenarios::views::switchshow(&r.into_inner())
             }
             CtlCmd::Fabricshow { switch } => {
-                let r = switch_client(&mut control, &switch).await?.fabric_show(pb::FabricShowRequest {}).await?;
+                let r = switch_client(&mut control, &switch)
+                    .await?
+                    .fabric_show(pb::FabricShowRequest {})
+                    .await?;
                 fcsim_scenarios::views::fabricshow(&r.into_inner())
             }
             CtlCmd::Nsshow { switch, as_wwpn } => {
-                let req = pb::NsShowRequest { as_wwpn: as_wwpn.unwrap_or_default() };
-                let r = switch_client(&mut control, &switch).await?.ns_show(req).await?;
+                let req = pb::NsShowRequest {
+                    as_wwpn: as_wwpn.unwrap_or_default(),
+                };
+                let r = switch_client(&mut control, &switch)
+                    .await?
+                    .ns_show(req)
+                    .await?;
                 fcsim_scenarios::views::nsshow(&r.into_inner())
             }
             CtlCmd::Zoneshow { switch } => {
-                let r = switch_client(&mut control, &switch).await?.zone_show(pb::ZoneShowRequest {}).await?;
+                let r = switch_client(&mut control, &switch)
+                    .await?
+                    .zone_show(pb::ZoneShowRequest {})
+                    .await?;
                 fcsim_scenarios::views::zoneshow(&r.into_inner())
             }
             CtlCmd::Portstatsshow { switch } => {
                 let req = pb::PortStatsShowRequest { ports: vec![] };
-                let r = switch_client(&mut control, &switch).await?.port_stats_show(req).await?;
+                let r = switch_client(&mut control, &switch)
+                    .await?
+                    .port_stats_show(req)
+                    .await?;
                 fcsim_scenarios::views::portstatsshow(&r.into_inner().ports)
             }
             CtlCmd::Routeshow { switch } => {
-                let r = switch_client(&mut control, &switch).await?.route_show(pb::RouteShowRequest {}).await?;
+                let r = switch_client(&mut control, &switch)
+                    .await?
+                    .route_show(pb::RouteShowRequest {})
+                    .await?;
                 fcsim_scenarios::views::routeshow(&r.into_inner())
             }
             CtlCmd::Ports { node } => {
-                let mut link = LinkClient::new(channel(&node_addr(&mut control, &node).await?).await?);
+                let mut link =
+                    LinkClient::new(channel(&node_addr(&mut control, &node).await?).await?);
                 let r = link.list_ports(pb::ListPortsRequest {}).await?;
                 fcsim_scenarios::views::ports(&r.into_inner())
             }
             CtlCmd::Zoneactivate { switch, cfg, zones } => {
-                let zones = zones.iter().map(|z| parse_zone(z)).collect::<anyhow::Result<Vec<_>>>()?;
-                let req = pb::ZoneActivateRequest { cfg_name: cfg, zones };
-                let r = switch_client(&mut control, &switch).await?.zone_activate(req).await?;
+                let zones = zones
+                    .iter()
+                    .map(|z| parse_zone(z))
+                    .collect::<anyhow::Result<Vec<_>>>()?;
+                let req = pb::ZoneActivateRequest {
+                    cfg_name: cfg,
+                    zones,
+                };
+                let r = switch_client(&mut control, &switch)
+                    .await?
+                    .zone_activate(req)
+                    .await?;
                 fcsim_scenarios::views::zoneshow(&r.into_inner())
             }
             CtlCmd::Zonedeactivate { switch } => {
-                let r = switch_client(&mut control, &switch).await?.zone_deactivate(pb::ZoneDeactivateRequest {}).await?;
+                let r = switch_client(&mut control, &switch)
+                    .await?
+                    .zone_deactivate(pb::ZoneDeactivateRequest {})
+                    .await?;
                 fcsim_scenarios::views::zoneshow(&r.into_inner())
             }
             CtlCmd::Login { port, target } => {
-                let (node, idx) = port.split_once('/').ok_or_else(|| anyhow!("port: expected `node/port`, got `{port}`"))?;
-                let idx: u32 = idx.parse().map_err(|_| anyhow!("port: `{idx}` is not a port number"))?;
-                let mut link = LinkClient::new(channel(&node_addr(&mut control, node).await?).await?);
-                let (target_wwpn, target_fc_id) =
-                    if target.contains(':') { (target, String::new()) } else { (String::new(), target) };
-                let req = pb::PortLoginRequest { port: idx, target_wwpn, target_fc_id, timeout_ms: 0 };
+                let (node, idx) = port
+                    .split_once('/')
+                    .ok_or_else(|| anyhow!("port: expected `node/port`, got `{port}`"))?;
+                let idx: u32 = idx
+                    .parse()
+                    .map_err(|_| anyhow!("port: `{idx}` is not a port number"))?;
+                let mut link =
+                    LinkClient::new(channel(&node_addr(&mut control, node).await?).await?);
+                let (target_wwpn, target_fc_id) = if target.contains(':') {
+                    (target, String::new())
+                } else {
+                    (String::new(), target)
+                };
+                let req = pb::PortLoginRequest {
+                    port: idx,
+                    target_wwpn,
+                    target_fc_id,
+                    timeout_ms: 0,
+                };
                 let r = link.port_login(req).await?.into_inner();
                 format!("{} {} {}\n", r.outcome, r.target_fc_id, r.detail)
             }
@@ -171,9 +236,13 @@ pub fn ctl(control_addr: &str, cmd: CtlCmd) -> anyhow::Result<ExitCode> {
 }
 
 fn parse_zone(text: &str) -> anyhow::Result<pb::Zone> {
-    let (name, members) =
-        text.split_once('=').ok_or_else(|| anyhow!("zone `{text}`: expected `name=member;member`"))?;
-    Ok(pb::Zone { name: name.to_string(), members: members.split(';').map(str::to_string).collect() })
+    let (name, members) = text
+        .split_once('=')
+        .ok_or_else(|| anyhow!("zone `{text}`: expected `name=member;member`"))?;
+    Ok(pb::Zone {
+        name: name.to_string(),
+        members: members.split(';').map(str::to_string).collect(),
+    })
 }
 
 pub fn fault(control_addr: &str, cmd: FaultCmd) -> anyhow::Result<ExitCode> {
@@ -184,12 +253,20 @@ pub fn fault(control_addr: &str, cmd: FaultCmd) -> anyhow::Result<ExitCode> {
         FaultCmd::Crash { node } => Fault::Crash(pb::NodeFault { node }),
         FaultCmd::Restart { node } => Fault::Restart(pb::NodeFault { node }),
         FaultCmd::Disaster { site } => Fault::Disaster(pb::SiteFault { site }),
-        FaultCmd::Partition { a, b } => Fault::Partition(pb::PartitionFault { site_a: a, site_b: b }),
-        FaultCmd::Heal { a, b } => Fault::Heal(pb::PartitionFault { site_a: a, site_b: b }),
+        FaultCmd::Partition { a, b } => Fault::Partition(pb::PartitionFault {
+            site_a: a,
+            site_b: b,
+        }),
+        FaultCmd::Heal { a, b } => Fault::Heal(pb::PartitionFault {
+            site_a: a,
+            site_b: b,
+        }),
     };
     runtime()?.block_on(async move {
         let mut control = ControlClient::new(channel(control_addr).await?);
-        let r = control.inject_fault(pb::FaultRequest { fault: Some(fault) }).await?;
+        let r = control
+            .inject_fault(pb::FaultRequest { fault: Some(fault) })
+            .await?;
         println!("{}", r.into_inner().summary);
         Ok(ExitCode::SUCCESS)
     })

@@ -85,7 +85,8 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("FCSIM_LOG").unwrap_or_else(|_| "warn".into()),
+            tracing_subscriber::EnvFilter::try_from_env("FCSIM_LOG")
+                .unwrap_or_else(|_| "warn".into()),
         )
         .init();
     let cli = Cli::parse();
@@ -104,23 +105,39 @@ fn load(file: &std::path::Path) -> anyhow::Result<fcsim_scenarios::Scenario> {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.cmd {
-        Cmd::Run { file, seed, report, processes, live } => {
+        Cmd::Run {
+            file,
+            seed,
+            report,
+            processes,
+            live,
+        } => {
             let mode = if processes {
-                fcsim_scenarios::Mode::Processes { exe: std::env::current_exe()? }
+                fcsim_scenarios::Mode::Processes {
+                    exe: std::env::current_exe()?,
+                }
             } else if live {
                 fcsim_scenarios::Mode::Live
             } else {
                 fcsim_scenarios::Mode::Sim
             };
             let scenario = load(&file)?;
-            let opts = fcsim_scenarios::RunOptions { seed, mode, echo: true };
+            let opts = fcsim_scenarios::RunOptions {
+                seed,
+                mode,
+                echo: true,
+            };
             let outcome = fcsim_scenarios::run_scenario(&scenario, &opts)?;
             print!("{}", outcome.summary_table());
             if let Some(path) = report {
                 std::fs::write(&path, serde_json::to_string_pretty(&outcome)? + "\n")?;
                 println!("report written to {}", path.display());
             }
-            Ok(if outcome.passed { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+            Ok(if outcome.passed {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
         Cmd::Check { files } => {
             let mut failed = false;
@@ -133,12 +150,22 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     }
                 }
             }
-            Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+            Ok(if failed {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            })
         }
-        Cmd::Up { file, control, processes } => {
+        Cmd::Up {
+            file,
+            control,
+            processes,
+        } => {
             let scenario = load(&file)?;
             let mode = if processes {
-                fcsim_scenarios::Mode::Processes { exe: std::env::current_exe()? }
+                fcsim_scenarios::Mode::Processes {
+                    exe: std::env::current_exe()?,
+                }
             } else {
                 fcsim_scenarios::Mode::Live
             };

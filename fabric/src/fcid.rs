@@ -96,11 +96,15 @@ impl FromStr for FcId {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let t = s.strip_prefix("0x").unwrap_or(s);
         if t.len() != 6 || !t.chars().all(|c| c.is_ascii_hexdigit()) {
-            return Err(FcIdError::Malformed { text: s.to_string() });
+            return Err(FcIdError::Malformed {
+                text: s.to_string(),
+            });
         }
         u32::from_str_radix(t, 16)
             .map(FcId)
-            .map_err(|_| FcIdError::Malformed { text: s.to_string() })
+            .map_err(|_| FcIdError::Malformed {
+                text: s.to_string(),
+            })
     }
 }
 
@@ -112,7 +116,9 @@ impl Serialize for FcId {
 
 impl<'de> Deserialize<'de> for FcId {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
     }
 }
 
@@ -181,7 +187,10 @@ mod tests {
         assert!(DomainId::new(0).is_err());
         assert!(DomainId::new(1).is_ok());
         assert!(DomainId::new(239).is_ok());
-        assert_eq!(DomainId::new(240), Err(FcIdError::DomainOutOfRange { domain: 240 }));
+        assert_eq!(
+            DomainId::new(240),
+            Err(FcIdError::DomainOutOfRange { domain: 240 })
+        );
     }
 
     proptest! {

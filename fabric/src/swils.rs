@@ -35,11 +35,21 @@ pub const DEAD_INTERVAL_S: u32 = 80;
 #[derive(Debug, Clone, PartialEq)]
 pub enum SwIls {
     /// FSPF Hello: who is at the other end of this ISL.
-    Hello { origin: DomainId, recipient: Option<DomainId>, origin_port: u8, switch_wwn: Wwnn, switch_name: String },
+    Hello {
+        origin: DomainId,
+        recipient: Option<DomainId>,
+        origin_port: u8,
+        switch_wwn: Wwnn,
+        switch_name: String,
+    },
     /// FSPF Link State Update carrying LSRs.
     Lsu { origin: DomainId, lsrs: Vec<Lsr> },
     /// A domain's name-server entries, with the owning switch's identity.
-    NsRecord { switch_name: String, switch_wwn: Wwnn, record: DomainRecord },
+    NsRecord {
+        switch_name: String,
+        switch_wwn: Wwnn,
+        record: DomainRecord,
+    },
     /// The fabric zoning database.
     ZoneDb(ZoneDbRecord),
     /// Anything else (answered with SW_RJT by the receiver, or ignored if a reply).
@@ -58,11 +68,20 @@ fn fspf_header(buf: &mut BytesMut, cmd: u32, origin: DomainId) {
 }
 
 fn domain(v: u32) -> Result<DomainId, DecodeError> {
-    DomainId::new(v).map_err(|_| DecodeError::Malformed { what: "FSPF domain outside 1-239" })
+    DomainId::new(v).map_err(|_| DecodeError::Malformed {
+        what: "FSPF domain outside 1-239",
+    })
 }
 
 fn need(buf: &impl Buf, n: usize) -> Result<(), DecodeError> {
-    if buf.remaining() < n { Err(DecodeError::Incomplete { needed: n, have: buf.remaining() }) } else { Ok(()) }
+    if buf.remaining() < n {
+        Err(DecodeError::Incomplete {
+            needed: n,
+            have: buf.remaining(),
+        })
+    } else {
+        Ok(())
+    }
 }
 
 fn put_str(buf: &mut BytesMut, s: &str) {
@@ -77,7 +96,9 @@ fn get_str(buf: &mut impl Buf) -> Result<String, DecodeError> {
     need(buf, n)?;
     let mut v = vec![0; n];
     buf.copy_to_slice(&mut v);
-    String::from_utf8(v).map_err(|_| DecodeError::Malformed { what: "switch name is not UTF-8" })
+    String::from_utf8(v).map_err(|_| DecodeError::Malformed {
+        what: "switch name is not UTF-8",
+    })
 }
 
 impl SwIls {
@@ -85,7 +106,13 @@ impl SwIls {
     pub fn encode(&self) -> Bytes {
         let mut b = BytesMut::with_capacity(64);
         match self {
-            SwIls::Hello { origin, recipient, origin_port, switch_wwn, switch_name } => {
+            SwIls::Hello {
+                origin,
+                recipient,
+                origin_port,
+                switch_wwn,
+                switch_name,
+            } => {
                 fspf_header(&mut b, code::HLO, *origin);
                 b.put_u32(0); // options
                 b.put_u32(HELLO_INTERVAL_S);
@@ -123,7 +150,11 @@ impl SwIls {
                     }
                 }
             }
-            SwIls::NsRecord { switch_name, switch_wwn, record } => {
+            SwIls::NsRecord {
+                switch_name,
+                switch_wwn,
+                record,
+            } => {
                 b.put_u32(code::VS_NS_RECORD);
                 b.put_u64(switch_wwn.0.0);
                 put_str(&mut b, switch_name);
@@ -142,7 +173,9 @@ impl SwIls {
     pub fn decode(mut buf: Bytes) -> Result<SwIls, DecodeError> {
         need(&buf, 4)?;
         let cmd = buf.get_u32();
-        let json_err = |_| DecodeError::Malformed { what: "vendor SW_ILS record" };
+        let json_err = |_| DecodeError::Malformed {
+            what: "vendor SW_ILS record",
+        };
         match cmd {
             code::HLO | code::LSU => {
                 need(&buf, 20)?;
@@ -153,12 +186,25 @@ impl SwIls {
                     need(&buf, 20 + 8)?;
                     buf.advance(12);
                     let r = buf.get_u32();
-                    let recipient = if r == 0xFFFF_FFFF { None } else { Some(domain(r)?) };
-                    let origin_port = u8::try_from(buf.get_u32() & 0xFF_FFFF)
-                        .map_err(|_| DecodeError::Malformed { what: "HLO port index" })?;
+                    let recipient = if r == 0xFFFF_FFFF {
+                        None
+                    } else {
+                        Some(domain(r)?)
+                    };
+                    let origin_port = u8::try_from(buf.get_u32() & 0xFF_FFFF).map_err(|_| {
+                        DecodeError::Malformed {
+                            what: "HLO port index",
+                        }
+                    })?;
                     let switch_wwn = Wwnn(crate::wwn::Wwn(buf.get_u64()));
                     let switch_name = get_str(&mut buf)?;
-                    return Ok(SwIls::Hello { origin, recipient, origin_port, switch_wwn, switch_name });
+                    return Ok(SwIls::Hello {
+                        origin,
+                        recipient,
+                        origin_port,
+                        switch_wwn,
+                        switch_name,
+                    });
                 }
                 need(&buf, 8)?;
                 buf.advance(4);
@@ -177,13 +223,24 @@ impl SwIls {
                     for _ in 0..links {
                         need(&buf, 16)?;
                         let neighbor = domain(buf.get_u32())?;
-                        let out_port = u8::try_from(buf.get_u32() & 0xFF_FFFF)
-                            .map_err(|_| DecodeError::Malformed { what: "LSR output port" })?;
+                        let out_port = u8::try_from(buf.get_u32() & 0xFF_FFFF).map_err(|_| {
+                            DecodeError::Malformed {
+                                what: "LSR output port",
+                            }
+                        })?;
                         buf.advance(6);
                         let cost = u32::from(buf.get_u16());
-                        v.push(LsrLink { neighbor, out_port, cost });
+                        v.push(LsrLink {
+                            neighbor,
+                            out_port,
+                            cost,
+                        });
                     }
-                    lsrs.push(Lsr { domain: dom, incarnation, links: v });
+                    lsrs.push(Lsr {
+                        domain: dom,
+                        incarnation,
+                        links: v,
+                    });
                 }
                 Ok(SwIls::Lsu { origin, lsrs })
             }
@@ -192,9 +249,15 @@ impl SwIls {
                 let switch_wwn = Wwnn(crate::wwn::Wwn(buf.get_u64()));
                 let switch_name = get_str(&mut buf)?;
                 let record = serde_json::from_slice(&buf).map_err(json_err)?;
-                Ok(SwIls::NsRecord { switch_name, switch_wwn, record })
+                Ok(SwIls::NsRecord {
+                    switch_name,
+                    switch_wwn,
+                    record,
+                })
             }
-            code::VS_ZONE_DB => Ok(SwIls::ZoneDb(serde_json::from_slice(&buf).map_err(json_err)?)),
+            code::VS_ZONE_DB => Ok(SwIls::ZoneDb(
+                serde_json::from_slice(&buf).map_err(json_err)?,
+            )),
             other => Ok(SwIls::Unsupported(other)),
         }
     }

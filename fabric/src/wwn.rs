@@ -10,7 +10,9 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum WwnParseError {
-    #[error("`{text}` is not a WWN: expected 8 colon-separated hex bytes like 50:06:0e:80:12:34:56:78")]
+    #[error(
+        "`{text}` is not a WWN: expected 8 colon-separated hex bytes like 50:06:0e:80:12:34:56:78"
+    )]
     Malformed { text: String },
 }
 
@@ -63,7 +65,9 @@ impl FromStr for Wwn {
     /// Accepts `50:06:0e:80:12:34:56:78`, and also the 16-digit forms with `-`
     /// separators or none (`50060e8012345678`), as switch CLIs print them.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bad = || WwnParseError::Malformed { text: s.to_string() };
+        let bad = || WwnParseError::Malformed {
+            text: s.to_string(),
+        };
         let digits: String = s.chars().filter(|c| *c != ':' && *c != '-').collect();
         let separated = digits.len() != s.len();
         if digits.len() != 16 || !digits.chars().all(|c| c.is_ascii_hexdigit()) {
@@ -133,20 +137,32 @@ mod tests {
     #[test]
     fn prints_and_parses_colon_form() {
         let w: Wwpn = "50:06:0e:80:12:34:56:78".parse().unwrap();
-        assert_eq!(w.0 .0, 0x5006_0e80_1234_5678);
+        assert_eq!(w.0.0, 0x5006_0e80_1234_5678);
         assert_eq!(w.to_string(), "50:06:0e:80:12:34:56:78");
         assert_eq!(w.0.naa(), 5);
     }
 
     #[test]
     fn accepts_bare_and_dashed_forms() {
-        assert_eq!("50060e8012345678".parse::<Wwn>().unwrap().0, 0x5006_0e80_1234_5678);
-        assert_eq!("50-06-0e-80-12-34-56-78".parse::<Wwn>().unwrap().0, 0x5006_0e80_1234_5678);
+        assert_eq!(
+            "50060e8012345678".parse::<Wwn>().unwrap().0,
+            0x5006_0e80_1234_5678
+        );
+        assert_eq!(
+            "50-06-0e-80-12-34-56-78".parse::<Wwn>().unwrap().0,
+            0x5006_0e80_1234_5678
+        );
     }
 
     #[test]
     fn rejects_malformed() {
-        for bad in ["", "50:06", "50:06:0e:80:12:34:56:7g", "500:6:0e:80:12:34:56:78", "50:06:0e:80:12:34:56:78:9a"] {
+        for bad in [
+            "",
+            "50:06",
+            "50:06:0e:80:12:34:56:7g",
+            "500:6:0e:80:12:34:56:78",
+            "50:06:0e:80:12:34:56:78:9a",
+        ] {
             assert!(bad.parse::<Wwn>().is_err(), "{bad}");
         }
     }

@@ -20,7 +20,9 @@ impl FabricClock {
     pub fn now(&self) -> Duration {
         match self {
             FabricClock::Sim => turmoil::sim_elapsed().unwrap_or_default(),
-            FabricClock::Wall { epoch } => SystemTime::now().duration_since(*epoch).unwrap_or_default(),
+            FabricClock::Wall { epoch } => {
+                SystemTime::now().duration_since(*epoch).unwrap_or_default()
+            }
         }
     }
 

@@ -25,7 +25,8 @@ impl LinkModel {
     /// 100 MB/s per GFC unit (8GFC ≈ 800 MB/s, 32GFC ≈ 3200 MB/s).
     pub fn new(distance_km: f64, gfc: u32) -> Self {
         #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-        let propagation = Duration::from_nanos((distance_km.max(0.0) * PROPAGATION_NS_PER_KM).round() as u64);
+        let propagation =
+            Duration::from_nanos((distance_km.max(0.0) * PROPAGATION_NS_PER_KM).round() as u64);
         LinkModel {
             latency: propagation + HOP_LATENCY,
             bytes_per_sec: u64::from(gfc.max(1)) * 100_000_000,

@@ -46,7 +46,11 @@ pub enum NetStream {
 }
 
 impl AsyncRead for NetStream {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         match self.get_mut() {
             NetStream::Tokio(s) => Pin::new(s).poll_read(cx, buf),
             NetStream::Sim(s) => Pin::new(s).poll_read(cx, buf),
@@ -55,7 +59,11 @@ impl AsyncRead for NetStream {
 }
 
 impl AsyncWrite for NetStream {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             NetStream::Tokio(s) => Pin::new(s).poll_write(cx, buf),
             NetStream::Sim(s) => Pin::new(s).poll_write(cx, buf),
@@ -132,12 +140,25 @@ impl Net {
     /// Binds `addr` (`ip:port`; in simulation the ip part is ignored and the host's
     /// simulated address is used).
     pub async fn bind(self, addr: &str) -> Result<NetListener, NetError> {
-        let bind_err = |source| NetError::Bind { addr: addr.to_string(), source };
+        let bind_err = |source| NetError::Bind {
+            addr: addr.to_string(),
+            source,
+        };
         match self {
-            Net::Tokio => tokio::net::TcpListener::bind(addr).await.map(NetListener::Tokio).map_err(bind_err),
+            Net::Tokio => tokio::net::TcpListener::bind(addr)
+                .await
+                .map(NetListener::Tokio)
+                .map_err(bind_err),
             Net::Sim => {
-                let port = addr.rsplit(':').next().and_then(|p| p.parse::<u16>().ok()).unwrap_or(0);
-                turmoil::net::TcpListener::bind(("0.0.0.0", port)).await.map(NetListener::Sim).map_err(bind_err)
+                let port = addr
+                    .rsplit(':')
+                    .next()
+                    .and_then(|p| p.parse::<u16>().ok())
+                    .unwrap_or(0);
+                turmoil::net::TcpListener::bind(("0.0.0.0", port))
+                    .await
+                    .map(NetListener::Sim)
+                    .map_err(bind_err)
             }
         }
     }
@@ -146,12 +167,16 @@ impl Net {
     /// Connects eagerly so that an unreachable node is an error here.
     pub async fn channel(self, addr: &str) -> Result<Channel, NetError> {
         let endpoint = Endpoint::from_shared(format!("http://{addr}"))
-            .map_err(|e| NetError::BadAddress { addr: addr.to_string(), detail: e.to_string() })?
+            .map_err(|e| NetError::BadAddress {
+                addr: addr.to_string(),
+                detail: e.to_string(),
+            })?
             .connect_timeout(Duration::from_secs(2))
             .tcp_nodelay(true);
         let connect_err = |e: tonic::transport::Error| NetError::Connect {
             addr: addr.to_string(),
-            detail: std::error::Error::source(&e).map_or_else(|| e.to_string(), ToString::to_string),
+            detail: std::error::Error::source(&e)
+                .map_or_else(|| e.to_string(), ToString::to_string),
         };
         match self {
             Net::Tokio => endpoint.connect().await.map_err(connect_err),

@@ -139,7 +139,10 @@ impl PortHub {
             node: node.into(),
             clock,
             net,
-            state: Arc::new(Mutex::new(HubState { ports, next_cable: 0 })),
+            state: Arc::new(Mutex::new(HubState {
+                ports,
+                next_cable: 0,
+            })),
             events,
         };
         (hub, rx)
@@ -147,7 +150,9 @@ impl PortHub {
 
     fn lock(&self) -> MutexGuard<'_, HubState> {
         // A poisoned lock means a panic elsewhere in this node; keep serving the data.
-        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     pub fn node(&self) -> &str {
@@ -164,7 +169,12 @@ impl PortHub {
             .lock()
             .ports
             .iter()
-            .filter_map(|(p, st)| st.peer.clone().filter(|peer| peer.dial).map(|peer| (*p, peer, st.wake.clone())))
+            .filter_map(|(p, st)| {
+                st.peer
+                    .clone()
+                    .filter(|peer| peer.dial)
+                    .map(|peer| (*p, peer, st.wake.clone()))
+            })
             .collect();
         for (port, peer, wake) in dialing {
             let hub = self.clone();
@@ -180,7 +190,9 @@ impl PortHub {
         loop {
             let wants_cable = {
                 let st = self.lock();
-                st.ports.get(&port).is_some_and(|p| p.enabled && p.cable.is_none())
+                st.ports
+                    .get(&port)
+                    .is_some_and(|p| p.enabled && p.cable.is_none())
             };
             if !wants_cable {
                 wake.notified().await;
@@ -201,14 +213,33 @@ impl PortHub {
     }
 
     async fn open_cable(&self, port: u32, peer: &PeerSpec) -> Result<(), String> {
-        let channel = self.net.channel(&peer.addr).await.map_err(|e| e.to_string())?;
+        let channel = self
+            .net
+            .channel(&peer.addr)
+            .await
+            .map_err(|e| e.to_string())?;
         let mut client = pb::link_client::LinkClient::new(channel);
         let (tx, rx) = mpsc::unbounded_channel();
         let mut req = Request::new(tokio_stream::wrappers::UnboundedReceiverStream::new(rx));
         let md = req.metadata_mut();
-        md.insert(PORT_HEADER, peer.port.to_string().parse().map_err(|_| "bad port metadata")?);
-        md.insert(PEER_HEADER, format!("{}/{port}", self.node).parse().map_err(|_| "bad peer metadata")?);
-        let inbound = client.attach(req).await.map_err(|s| s.message().to_string())?.into_inner();
+        md.insert(
+            PORT_HEADER,
+            peer.port
+                .to_string()
+                .parse()
+                .map_err(|_| "bad port metadata")?,
+        );
+        md.insert(
+            PEER_HEADER,
+            format!("{}/{port}", self.node)
+                .parse()
+                .map_err(|_| "bad peer metadata")?,
+        );
+        let inbound = client
+            .attach(req)
+            .await
+            .map_err(|s| s.message().to_string())?
+            .into_inner();
         self.install_cable(port, peer.name.clone(), tx, inbound);
         Ok(())
     }
@@ -224,11 +255,22 @@ impl PortHub {
         let mut st = self.lock();
         st.next_cable += 1;
         let id = st.next_cable;
-        let Some(ps) = st.ports.get_mut(&port) else { return };
-        let (km, gfc) = ps.peer.as_ref().map_or((0.0, 32), |p| (p.distance_km, p.gfc));
+        let Some(ps) = st.ports.get_mut(&port) else {
+            return;
+        };
+        let (km, gfc) = ps
+            .peer
+            .as_ref()
+            .map_or((0.0, 32), |p| (p.distance_km, p.gfc));
         let replaced = ps.cable.take();
         let reader = tokio::spawn(self.clone().read_cable(port, id, inbound)).abort_handle();
-        ps.cable = Some(Cable { id, peer: peer.clone(), tx, model: LinkModel::new(km, gfc), reader });
+        ps.cable = Some(Cable {
+            id,
+            peer: peer.clone(),
+            tx,
+            model: LinkModel::new(km, gfc),
+            reader,
+        });
         drop(st);
         if let Some(old) = replaced {
             old.reader.abort();
@@ -246,14 +288,19 @@ impl PortHub {
             }
             {
                 let mut st = self.lock();
-                let Some(ps) = st.ports.get_mut(&port) else { return };
+                let Some(ps) = st.ports.get_mut(&port) else {
+                    return;
+                };
                 if ps.cable.as_ref().map(|c| c.id) != Some(id) {
                     return;
                 }
                 ps.counters.frames_in += 1;
                 ps.counters.bytes_in += frame.fc2.len() as u64;
             }
-            let _ = self.events.send(PortEvent::Frame { port, frame: frame.fc2 });
+            let _ = self.events.send(PortEvent::Frame {
+                port,
+                frame: frame.fc2,
+            });
         }
         self.drop_cable(port, Some(id));
     }
@@ -261,7 +308,9 @@ impl PortHub {
     /// Removes the cable on `port` (only if it is cable `id`, when given).
     fn drop_cable(&self, port: u32, id: Option<u64>) {
         let mut st = self.lock();
-        let Some(ps) = st.ports.get_mut(&port) else { return };
+        let Some(ps) = st.ports.get_mut(&port) else {
+            return;
+        };
         if ps.cable.is_none() || (id.is_some() && ps.cable.as_ref().map(|c| c.id) != id) {
             return;
         }
@@ -279,7 +328,9 @@ impl PortHub {
     pub fn send(&self, port: u32, frame: Bytes) -> bool {
         let now = self.clock.now();
         let mut st = self.lock();
-        let Some(ps) = st.ports.get_mut(&port) else { return false };
+        let Some(ps) = st.ports.get_mut(&port) else {
+            return false;
+        };
         let Some(cable) = ps.cable.as_mut() else {
             ps.counters.discards += 1;
             return false;
@@ -287,7 +338,14 @@ impl PortHub {
         let arrive = cable.model.transmit(now, frame.len());
         let len = frame.len() as u64;
         let arrive_ns = u64::try_from(arrive.as_nanos()).unwrap_or(u64::MAX);
-        if cable.tx.send(pb::Frame { fc2: frame, arrive_ns }).is_err() {
+        if cable
+            .tx
+            .send(pb::Frame {
+                fc2: frame,
+                arrive_ns,
+            })
+            .is_err()
+        {
             ps.counters.discards += 1;
             return false;
         }
@@ -314,10 +372,9 @@ impl PortHub {
     pub fn set_enabled(&self, port: u32, enabled: bool) -> Result<(), Status> {
         {
             let mut st = self.lock();
-            let ps = st
-                .ports
-                .get_mut(&port)
-                .ok_or_else(|| Status::invalid_argument(format!("port: {port} is not a port of {}", self.node)))?;
+            let ps = st.ports.get_mut(&port).ok_or_else(|| {
+                Status::invalid_argument(format!("port: {port} is not a port of {}", self.node))
+            })?;
             ps.enabled = enabled;
             ps.wake.notify_one();
         }
@@ -335,7 +392,11 @@ impl PortHub {
                 port: *p,
                 enabled: st.enabled,
                 online: st.cable.is_some(),
-                peer: st.cable.as_ref().map(|c| c.peer.clone()).or_else(|| st.peer.as_ref().map(|p| p.name.clone())),
+                peer: st
+                    .cable
+                    .as_ref()
+                    .map(|c| c.peer.clone())
+                    .or_else(|| st.peer.as_ref().map(|p| p.name.clone())),
                 counters: st.counters,
             })
             .collect()
@@ -345,13 +406,16 @@ impl PortHub {
     pub fn accept(
         &self,
         req: Request<Streaming<pb::Frame>>,
-    ) -> Result<tokio_stream::wrappers::UnboundedReceiverStream<Result<pb::Frame, Status>>, Status> {
+    ) -> Result<tokio_stream::wrappers::UnboundedReceiverStream<Result<pb::Frame, Status>>, Status>
+    {
         let md = req.metadata();
         let port: u32 = md
             .get(PORT_HEADER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse().ok())
-            .ok_or_else(|| Status::invalid_argument(format!("{PORT_HEADER}: missing or not a port number")))?;
+            .ok_or_else(|| {
+                Status::invalid_argument(format!("{PORT_HEADER}: missing or not a port number"))
+            })?;
         let peer = md
             .get(PEER_HEADER)
             .and_then(|v| v.to_str().ok())
@@ -359,12 +423,17 @@ impl PortHub {
             .ok_or_else(|| Status::invalid_argument(format!("{PEER_HEADER}: missing")))?;
         {
             let st = self.lock();
-            let ps = st
-                .ports
-                .get(&port)
-                .ok_or_else(|| Status::invalid_argument(format!("{PORT_HEADER}: {port} is not a port of {}", self.node)))?;
+            let ps = st.ports.get(&port).ok_or_else(|| {
+                Status::invalid_argument(format!(
+                    "{PORT_HEADER}: {port} is not a port of {}",
+                    self.node
+                ))
+            })?;
             if !ps.enabled {
-                return Err(Status::failed_precondition(format!("port {}/{port} is disabled", self.node)));
+                return Err(Status::failed_precondition(format!(
+                    "port {}/{port} is disabled",
+                    self.node
+                )));
             }
         }
         let (tx, rx) = mpsc::unbounded_channel::<pb::Frame>();
@@ -387,7 +456,10 @@ impl PortHub {
 #[derive(Debug)]
 pub enum LinkAdmin {
     ListPorts(oneshot::Sender<pb::ListPortsResponse>),
-    PortLogin(pb::PortLoginRequest, oneshot::Sender<Result<pb::PortLoginResponse, Status>>),
+    PortLogin(
+        pb::PortLoginRequest,
+        oneshot::Sender<Result<pb::PortLoginResponse, Status>>,
+    ),
 }
 
 /// The `fcsim.v1.Link` service of one node.
@@ -396,21 +468,33 @@ pub struct LinkService {
     pub admin: mpsc::UnboundedSender<LinkAdmin>,
 }
 
-async fn ask<T>(admin: &mpsc::UnboundedSender<LinkAdmin>, make: impl FnOnce(oneshot::Sender<T>) -> LinkAdmin) -> Result<T, Status> {
+async fn ask<T>(
+    admin: &mpsc::UnboundedSender<LinkAdmin>,
+    make: impl FnOnce(oneshot::Sender<T>) -> LinkAdmin,
+) -> Result<T, Status> {
     let (tx, rx) = oneshot::channel();
-    admin.send(make(tx)).map_err(|_| Status::unavailable("node is shutting down"))?;
-    rx.await.map_err(|_| Status::unavailable("node is shutting down"))
+    admin
+        .send(make(tx))
+        .map_err(|_| Status::unavailable("node is shutting down"))?;
+    rx.await
+        .map_err(|_| Status::unavailable("node is shutting down"))
 }
 
 #[tonic::async_trait]
 impl pb::link_server::Link for LinkService {
     type AttachStream = tokio_stream::wrappers::UnboundedReceiverStream<Result<pb::Frame, Status>>;
 
-    async fn attach(&self, req: Request<Streaming<pb::Frame>>) -> Result<Response<Self::AttachStream>, Status> {
+    async fn attach(
+        &self,
+        req: Request<Streaming<pb::Frame>>,
+    ) -> Result<Response<Self::AttachStream>, Status> {
         self.hub.accept(req).map(Response::new)
     }
 
-    async fn set_port(&self, req: Request<pb::SetPortRequest>) -> Result<Response<pb::PortInfo>, Status> {
+    async fn set_port(
+        &self,
+        req: Request<pb::SetPortRequest>,
+    ) -> Result<Response<pb::PortInfo>, Status> {
         let r = req.into_inner();
         self.hub.set_enabled(r.port, r.enabled)?;
         let list = ask(&self.admin, LinkAdmin::ListPorts).await?;
@@ -421,13 +505,23 @@ impl pb::link_server::Link for LinkService {
             .ok_or_else(|| Status::invalid_argument(format!("port: {} not found", r.port)))
     }
 
-    async fn list_ports(&self, _req: Request<pb::ListPortsRequest>) -> Result<Response<pb::ListPortsResponse>, Status> {
-        ask(&self.admin, LinkAdmin::ListPorts).await.map(Response::new)
+    async fn list_ports(
+        &self,
+        _req: Request<pb::ListPortsRequest>,
+    ) -> Result<Response<pb::ListPortsResponse>, Status> {
+        ask(&self.admin, LinkAdmin::ListPorts)
+            .await
+            .map(Response::new)
     }
 
-    async fn port_login(&self, req: Request<pb::PortLoginRequest>) -> Result<Response<pb::PortLoginResponse>, Status> {
+    async fn port_login(
+        &self,
+        req: Request<pb::PortLoginRequest>,
+    ) -> Result<Response<pb::PortLoginResponse>, Status> {
         let r = req.into_inner();
-        ask(&self.admin, |tx| LinkAdmin::PortLogin(r, tx)).await?.map(Response::new)
+        ask(&self.admin, |tx| LinkAdmin::PortLogin(r, tx))
+            .await?
+            .map(Response::new)
     }
 }
 

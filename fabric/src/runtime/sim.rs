@@ -62,7 +62,10 @@ pub enum SimError {
 
 /// A node the simulation runs: its host name and a factory for its software, called
 /// again on every restart.
-pub type SimHost = (String, Box<dyn Fn() -> std::pin::Pin<Box<dyn Future<Output = ()>>>>);
+pub type SimHost = (
+    String,
+    Box<dyn Fn() -> std::pin::Pin<Box<dyn Future<Output = ()>>>>,
+);
 
 /// Runs `hosts` and the orchestrator `client` in one deterministic simulation and
 /// returns the orchestrator's result.
@@ -110,7 +113,11 @@ where
         match sim.step() {
             Ok(true) => break,
             Ok(false) => {}
-            Err(e) => return Err(SimError::Turmoil { detail: e.to_string() }),
+            Err(e) => {
+                return Err(SimError::Turmoil {
+                    detail: e.to_string(),
+                });
+            }
         }
     }
     out.borrow_mut().take().ok_or(SimError::NoResult)
