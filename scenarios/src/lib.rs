@@ -1,1 +1,40 @@
-//! Scenarios (DESIGN.md §8): format, validation, runner, checks and report.
+//! Scenarios (DESIGN.md §8): the JSON scenario language, its validation, and (later)
+//! the runner, history oracle, checks and report.
+//!
+//! Start here: [`check_file`] / [`parse`] turn a file into a checked [`Scenario`]; the
+//! types are in [`format`], documented for users in `docs/scenario-format.md`.
+//!
+//! - [`duration`]: `SimDuration`, times as strings with units (`"120ms"`).
+//! - [`format`]: the serde types: `Scenario`, `Topology`, `Step`, `Check`, `PortRef`, …
+//! - [`validate`]: `parse` = serde_json + every semantic rule, as line:column
+//!   `Diagnostics`.
+//! - [`derived`]: domain IDs and WWNs a file leaves out, derived deterministically.
+//! - [`locate`]: JSON pointer → line:column over the source text.
+//!
+//! **API Boundary:** the scenario JSON schema. Unknown fields are errors; every field
+//! is documented in `docs/scenario-format.md`, and a test parses every example there.
+
+pub mod derived;
+pub mod duration;
+pub mod format;
+pub mod locate;
+pub mod validate;
+
+use std::path::Path;
+
+pub use duration::SimDuration;
+pub use format::{
+    ArrayFunction, ArraySpec, Check, FabricState, HostSpec, LinkSpec, LuRef, LuSpec, NodeKind,
+    NodeView, PortRef, Scenario, Site, Step, SwitchSpec, TapeSpec, TimedStep, Topology, WaitUntil,
+    ZoneSpec,
+};
+pub use validate::{Diagnostic, Diagnostics, parse};
+
+/// Reads, parses and validates the scenario file at `path`. An unreadable file is a
+/// single whole-file diagnostic (`path: cannot read: …`).
+pub fn check_file(path: &Path) -> Result<Scenario, Diagnostics> {
+    let label = path.display().to_string();
+    let source = std::fs::read_to_string(path)
+        .map_err(|e| Diagnostics::whole_file(&label, format!("cannot read: {e}")))?;
+    parse(&source, &label)
+}

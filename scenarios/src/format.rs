@@ -1,0 +1,746 @@
+//! The scenario file format (DESIGN.md §8, documented field by field in
+//! `docs/scenario-format.md`): serde types only, no validation.
+//!
+//! Conventions: a port is the string `node/port` ([`PortRef`]), an LU is `node:lun`
+//! ([`LuRef`]), durations are strings with units ([`SimDuration`]). Every struct denies
+//! unknown fields. [`crate::validate::parse`] turns text into a checked [`Scenario`]
+//! with every derived value (domain IDs, WWNs) filled in.
+//!
+//! Adding a step is one variant of [`Step`] (or of [`Check`] for a check) plus its
+//! section in the doc; the doc test in `validate.rs` fails until the doc shows it.
+
+use std::fmt;
+use std::str::FromStr;
+
+use fcsim_fabric::{DomainId, Wwnn, Wwpn};
+use serde::{Deserialize, Serialize};
+
+use crate::duration::SimDuration;
+
+/// Why a `node/port` or `node:lun` reference was rejected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum FormatError {
+    #[error("`{text}` is not a port: expected `node/port` like \"h1/0\"")]
+    BadPortRef { text: String },
+    #[error("`{text}` is not an LU: expected `node:lun` like \"arr1:0\"")]
+    BadLuRef { text: String },
+}
+
+/// One scenario file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    /// Short identifier, shown in the timeline and the report.
+    pub name: String,
+    /// What the scenario shows, in a sentence or two.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Root seed of the simulation; every node's RNG derives from it.
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    /// Simulation clock tick (granularity of the simulated network); default `10us`.
+    #[serde(default = "default_tick")]
+    pub tick: SimDuration,
+    /// Sites, nodes, links and zones.
+    pub topology: Topology,
+    /// Untimed steps run in order before the timeline starts (time 0 is when the last
+    /// one finishes).
+    #[serde(default)]
+    pub setup: Vec<Step>,
+    /// The timeline: steps with an `at` time, non-decreasing.
+    #[serde(default)]
+    pub steps: Vec<TimedStep>,
+}
+
+fn default_seed() -> u64 {
+    1
+}
+
+fn default_tick() -> SimDuration {
+    SimDuration::from_micros(10)
+}
+
+fn default_zone_cfg() -> String {
+    "cfg".to_string()
+}
+
+fn default_one() -> u32 {
+    1
+}
+
+fn default_gfc() -> u32 {
+    32
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn default_at_least_one() -> u64 {
+    1
+}
+
+/// The physical and logical layout.
+///
+/// After [`crate::validate::parse`], every `SwitchSpec::domain`, every node `wwn` and
+/// every end-node `port_wwpns` is `Some` (given in the file or derived; see
+/// `crate::derived`). Read them through [`Topology::switch_domain`],
+/// [`Topology::node_wwnn`] and [`Topology::port_wwpn`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Topology {
+    /// Places; each belongs to one disaster zone.
+    pub sites: Vec<Site>,
+    /// Fibre Channel switches.
+    #[serde(default)]
+    pub switches: Vec<SwitchSpec>,
+    /// Storage arrays.
+    #[serde(default)]
+    pub arrays: Vec<ArraySpec>,
+    /// Hosts (initiators).
+    #[serde(default)]
+    pub hosts: Vec<HostSpec>,
+    /// Tape libraries.
+    #[serde(default)]
+    pub tapes: Vec<TapeSpec>,
+    /// Cables between two ports; at least one end is a switch port.
+    #[serde(default)]
+    pub links: Vec<LinkSpec>,
+    /// Zones of the initially active zone configuration.
+    #[serde(default)]
+    pub zones: Vec<ZoneSpec>,
+    /// Name of the initially active zone configuration; default `"cfg"`.
+    #[serde(default = "default_zone_cfg")]
+    pub zone_cfg: String,
+}
+
+/// A place, and the disaster zone it belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Site {
+    /// Unique site name.
+    pub name: String,
+    /// Disaster zone: a `disaster` on this name destroys every site in it. Defaults to
+    /// the site's own name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zone: Option<String>,
+}
+
+impl Site {
+    /// The disaster zone: `zone`, or the site name when absent.
+    pub fn disaster_zone(&self) -> &str {
+        self.zone.as_deref().unwrap_or(&self.name)
+    }
+}
+
+/// A switch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SwitchSpec {
+    /// Unique node name.
+    pub name: String,
+    /// Site it stands in.
+    pub site: String,
+    /// Domain ID, 1–239. Absent: assigned at load (lowest free domain, switches in name
+    /// order).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain: Option<u32>,
+    /// Number of ports, 1–256, numbered from 0.
+    pub ports: u32,
+    /// An intelligent (virtualizing) switch (DESIGN.md §6).
+    #[serde(default)]
+    pub intelligent: bool,
+    /// Switch WWN. Absent: derived (`10:00:00:05:1e:xx:xx:xx`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wwn: Option<Wwnn>,
+}
+
+/// A copy-service function an array can run (its capability table, DESIGN.md §6–§7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ArrayFunction {
+    /// EXTENDED COPY (SPC-4 third-party copy).
+    Xcopy,
+    /// Local pairs (in-array copy).
+    LocalPair,
+    /// Synchronous remote mirroring.
+    RemoteSync,
+    /// Asynchronous (journal) remote replication.
+    RemoteAsync,
+    /// Differential (changed-block) tables.
+    DiffTables,
+    /// Protected resynchronization (recovery copy kept until resync completes).
+    ProtectedResync,
+    /// Server-free backup straight to tape.
+    DirectBackup,
+}
+
+/// A storage array.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArraySpec {
+    /// Unique node name.
+    pub name: String,
+    /// Site it stands in.
+    pub site: String,
+    /// Number of target ports, 1–256, numbered from 0; each must be linked to a switch.
+    pub ports: u32,
+    /// Copy-service functions it can run; each at most once.
+    #[serde(default)]
+    pub functions: Vec<ArrayFunction>,
+    /// Logical units it serves.
+    #[serde(default)]
+    pub lus: Vec<LuSpec>,
+    /// Node WWN. Absent: derived (NAA 5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wwn: Option<Wwnn>,
+    /// One WWPN per port, in port order. Absent: derived (NAA 5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port_wwpns: Option<Vec<Wwpn>>,
+}
+
+/// A logical unit on an array.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LuSpec {
+    /// LUN, unique on its array.
+    pub lun: u32,
+    /// Capacity in blocks (at least 1).
+    pub blocks: u64,
+    /// Logical block size in bytes: 512 or 4096.
+    pub block_bytes: u32,
+}
+
+/// A host.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostSpec {
+    /// Unique node name.
+    pub name: String,
+    /// Site it stands in.
+    pub site: String,
+    /// Number of HBA ports, 1–256, numbered from 0; each must be linked to a switch.
+    pub ports: u32,
+    /// Node WWN. Absent: derived (NAA 5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wwn: Option<Wwnn>,
+    /// One WWPN per port, in port order. Absent: derived (NAA 5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port_wwpns: Option<Vec<Wwpn>>,
+}
+
+/// A tape library.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TapeSpec {
+    /// Unique node name.
+    pub name: String,
+    /// Site it stands in.
+    pub site: String,
+    /// Number of ports, 1–256; default 1; each must be linked to a switch.
+    #[serde(default = "default_one")]
+    pub ports: u32,
+    /// Medium capacity in bytes; absent means unbounded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capacity_bytes: Option<u64>,
+    /// Node WWN. Absent: derived (NAA 5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wwn: Option<Wwnn>,
+    /// One WWPN per port, in port order. Absent: derived (NAA 5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port_wwpns: Option<Vec<Wwpn>>,
+}
+
+/// A cable between two ports.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkSpec {
+    /// One end.
+    pub a: PortRef,
+    /// The other end.
+    pub b: PortRef,
+    /// Cable length in km (≥ 0); one-way latency is `km × 5 µs`. Default 0.
+    #[serde(default)]
+    pub km: f64,
+    /// Line rate in gigabit Fibre Channel: 1, 2, 4, 8, 16, 32 or 64. Default 32.
+    #[serde(default = "default_gfc")]
+    pub gfc: u32,
+}
+
+/// The allowed `gfc` rates.
+pub const GFC_RATES: [u32; 7] = [1, 2, 4, 8, 16, 32, 64];
+
+/// A zone: ports that may talk to each other.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ZoneSpec {
+    /// Unique zone name within its configuration.
+    pub name: String,
+    /// Member ports: end-node ports (WWPN zoning) or switch ports (domain,port zoning).
+    pub members: Vec<PortRef>,
+}
+
+/// A port: `node/port`, e.g. `"h1/0"`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PortRef {
+    /// Node name.
+    pub node: String,
+    /// Port index on that node, from 0.
+    pub port: u32,
+}
+
+impl PortRef {
+    pub fn new(node: impl Into<String>, port: u32) -> Self {
+        PortRef {
+            node: node.into(),
+            port,
+        }
+    }
+}
+
+/// Parses `<node>/<decimal port>`; the node part is non-empty.
+fn split_ref(s: &str, sep: char) -> Option<(String, u32)> {
+    let (node, num) = s.rsplit_once(sep)?;
+    if node.is_empty() || num.is_empty() || !num.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some((node.to_string(), num.parse().ok()?))
+}
+
+impl FromStr for PortRef {
+    type Err = FormatError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        split_ref(s, '/')
+            .filter(|(node, _)| !node.contains('/'))
+            .map(|(node, port)| PortRef { node, port })
+            .ok_or_else(|| FormatError::BadPortRef {
+                text: s.to_string(),
+            })
+    }
+}
+
+impl fmt::Display for PortRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.node, self.port)
+    }
+}
+
+/// A logical unit: `node:lun`, e.g. `"arr1:0"`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct LuRef {
+    /// Array (or, for virtual LUs, switch) name.
+    pub node: String,
+    /// LUN on that node.
+    pub lun: u32,
+}
+
+impl FromStr for LuRef {
+    type Err = FormatError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        split_ref(s, ':')
+            .filter(|(node, _)| !node.contains(':'))
+            .map(|(node, lun)| LuRef { node, lun })
+            .ok_or_else(|| FormatError::BadLuRef {
+                text: s.to_string(),
+            })
+    }
+}
+
+impl fmt::Display for LuRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.node, self.lun)
+    }
+}
+
+macro_rules! string_serde {
+    ($t:ty, $what:literal) => {
+        impl Serialize for $t {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_str(self)
+            }
+        }
+        impl<'de> Deserialize<'de> for $t {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                struct V;
+                impl serde::de::Visitor<'_> for V {
+                    type Value = $t;
+                    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                        f.write_str($what)
+                    }
+                    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<$t, E> {
+                        v.parse().map_err(E::custom)
+                    }
+                }
+                d.deserialize_str(V)
+            }
+        }
+    };
+}
+string_serde!(PortRef, "a port string `node/port` like \"h1/0\"");
+string_serde!(LuRef, "an LU string `node:lun` like \"arr1:0\"");
+
+/// A step of `setup` (no time) or, wrapped in [`TimedStep`], of the timeline.
+/// Tagged by `"op"`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Step {
+    /// Take a port's link down (both ends see loss of signal).
+    LinkDown {
+        /// Either end of the link.
+        port: PortRef,
+    },
+    /// Bring a port's link back up.
+    LinkUp {
+        /// Either end of the link.
+        port: PortRef,
+    },
+    /// Crash a node: volatile state is lost, durable state kept.
+    Crash {
+        /// Node name.
+        node: String,
+    },
+    /// Restart a crashed node.
+    Restart {
+        /// Node name.
+        node: String,
+    },
+    /// Destroy every node of a site or of a disaster zone; they never return.
+    Disaster {
+        /// A site name or a disaster-zone name.
+        site: String,
+    },
+    /// Cut every link between two sites.
+    Partition {
+        /// One site.
+        a: String,
+        /// The other site.
+        b: String,
+    },
+    /// Restore the links cut by `partition`.
+    Heal {
+        /// One site.
+        a: String,
+        /// The other site.
+        b: String,
+    },
+    /// Activate a zone configuration fabric-wide, replacing the active one.
+    ZoneActivate {
+        /// Configuration name.
+        cfg: String,
+        /// Its zones.
+        zones: Vec<ZoneSpec>,
+    },
+    /// Deactivate zoning fabric-wide (no active configuration: nothing may talk).
+    ZoneDeactivate {},
+    /// Wait: a fixed time (`for`), or in `setup` only, until a condition holds (`until`).
+    /// Exactly one of the two.
+    Wait {
+        /// How long to wait.
+        #[serde(rename = "for", default, skip_serializing_if = "Option::is_none")]
+        for_duration: Option<SimDuration>,
+        /// Condition to wait for (setup only).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        until: Option<WaitUntil>,
+    },
+    /// Evaluate a check; a failed check fails the run.
+    Check(Check),
+}
+
+impl Step {
+    /// The `op` string of this step.
+    pub fn op(&self) -> &'static str {
+        match self {
+            Step::LinkDown { .. } => "link_down",
+            Step::LinkUp { .. } => "link_up",
+            Step::Crash { .. } => "crash",
+            Step::Restart { .. } => "restart",
+            Step::Disaster { .. } => "disaster",
+            Step::Partition { .. } => "partition",
+            Step::Heal { .. } => "heal",
+            Step::ZoneActivate { .. } => "zone_activate",
+            Step::ZoneDeactivate {} => "zone_deactivate",
+            Step::Wait { .. } => "wait",
+            Step::Check(_) => "check",
+        }
+    }
+}
+
+/// A condition for `{"op": "wait", "until": {...}}`, told apart by its key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum WaitUntil {
+    /// `{"fabric": "converged"}`.
+    Fabric {
+        /// The fabric state to reach.
+        fabric: FabricState,
+    },
+}
+
+/// Fabric states a `wait` can reach.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FabricState {
+    /// Every switch has its domain, routes agree, every linked end-node port is logged in
+    /// and registered with the name server.
+    Converged,
+}
+
+impl<'de> Deserialize<'de> for WaitUntil {
+    /// Dispatches on the condition's key so that errors name the field, unlike
+    /// `#[serde(untagged)]`.
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Fabric {
+            fabric: FabricState,
+        }
+        let map = serde_json::Map::<String, serde_json::Value>::deserialize(d)?;
+        let value = serde_json::Value::Object(map.clone());
+        if map.contains_key("fabric") {
+            let f = Fabric::deserialize(value).map_err(D::Error::custom)?;
+            return Ok(WaitUntil::Fabric { fabric: f.fabric });
+        }
+        Err(D::Error::custom(format!(
+            "unknown wait condition with keys {:?}: expected {{\"fabric\": \"converged\"}}",
+            map.keys().collect::<Vec<_>>()
+        )))
+    }
+}
+
+/// A check, tagged by `"check"`. Evaluated at its step's time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "check", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Check {
+    /// The host port's name-server view contains (or, with `expect: false`, does not
+    /// contain) the target port.
+    NsSees {
+        /// The querying host port.
+        host_port: PortRef,
+        /// The port looked for.
+        target_port: PortRef,
+        /// Whether it should be visible; default true.
+        #[serde(default = "yes")]
+        expect: bool,
+    },
+    /// A PLOGI from `from` to `to` is not delivered and is counted as a zoning drop.
+    ZoningDenied {
+        /// Sending end-node port.
+        from: PortRef,
+        /// Addressed end-node port.
+        to: PortRef,
+    },
+    /// The fabric's current route from one switch to another is exactly `path`.
+    RoutePath {
+        /// First switch.
+        from: String,
+        /// Last switch.
+        to: String,
+        /// Switch names along the route, both ends included.
+        path: Vec<String>,
+    },
+    /// A switch has dropped at least `at_least` frames for zoning (on one port, or on all).
+    FramesDropped {
+        /// Switch name.
+        switch: String,
+        /// Port index; absent means the sum over all ports.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        port: Option<u32>,
+        /// Minimum count of zoning drops.
+        at_least: u64,
+    },
+    /// An end-node port has received at least `at_least` RSCNs (default 1).
+    RscnSeen {
+        /// End-node port.
+        port: PortRef,
+        /// Minimum RSCN count.
+        #[serde(default = "default_at_least_one")]
+        at_least: u64,
+    },
+    /// An end-node port is logged in to the fabric (has an FC_ID).
+    LoggedIn {
+        /// End-node port.
+        port: PortRef,
+    },
+}
+
+impl Check {
+    /// The `check` string of this check.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Check::NsSees { .. } => "ns_sees",
+            Check::ZoningDenied { .. } => "zoning_denied",
+            Check::RoutePath { .. } => "route_path",
+            Check::FramesDropped { .. } => "frames_dropped",
+            Check::RscnSeen { .. } => "rscn_seen",
+            Check::LoggedIn { .. } => "logged_in",
+        }
+    }
+}
+
+/// A timeline step: `{"at": "10ms", "op": ..., ...}`.
+///
+/// Deserialized by hand: `at` is taken out and the rest must be a valid [`Step`]
+/// (serde's `flatten` would silently allow unknown fields).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TimedStep {
+    /// When the step fires, from the end of `setup`.
+    pub at: SimDuration,
+    /// What it does.
+    #[serde(flatten)]
+    pub step: Step,
+}
+
+impl<'de> Deserialize<'de> for TimedStep {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let mut map = serde_json::Map::<String, serde_json::Value>::deserialize(d)?;
+        let at = map
+            .remove("at")
+            .ok_or_else(|| D::Error::missing_field("at"))?;
+        let at = SimDuration::deserialize(at).map_err(|e| D::Error::custom(format!("at: {e}")))?;
+        let step = Step::deserialize(serde_json::Value::Object(map)).map_err(D::Error::custom)?;
+        Ok(TimedStep { at, step })
+    }
+}
+
+/// Kinds of node, in the order their lists appear in [`Topology`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum NodeKind {
+    Switch,
+    Array,
+    Host,
+    Tape,
+}
+
+impl NodeKind {
+    /// The word used in messages and in the topology's list names (`switch`, `array`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeKind::Switch => "switch",
+            NodeKind::Array => "array",
+            NodeKind::Host => "host",
+            NodeKind::Tape => "tape",
+        }
+    }
+
+    /// Whether this is an end node (N_Port owner) rather than a switch.
+    pub fn is_end_node(self) -> bool {
+        self != NodeKind::Switch
+    }
+}
+
+/// A node of any kind, as seen through [`Topology::node`].
+#[derive(Debug, Clone, Copy)]
+pub struct NodeView<'a> {
+    /// Which list it comes from.
+    pub kind: NodeKind,
+    /// Index in that list (file order).
+    pub index: usize,
+    /// Node name.
+    pub name: &'a str,
+    /// Site name.
+    pub site: &'a str,
+    /// Number of ports.
+    pub ports: u32,
+    /// Node WWN (always `Some` after validation).
+    pub wwn: Option<Wwnn>,
+    /// Port WWPNs of an end node (always `Some` after validation); `None` for switches.
+    pub port_wwpns: Option<&'a [Wwpn]>,
+}
+
+impl Topology {
+    /// Every node, switches first, then arrays, hosts, tapes, each in file order.
+    pub fn nodes(&self) -> impl Iterator<Item = NodeView<'_>> {
+        let sw = self.switches.iter().enumerate().map(|(index, s)| NodeView {
+            kind: NodeKind::Switch,
+            index,
+            name: &s.name,
+            site: &s.site,
+            ports: s.ports,
+            wwn: s.wwn,
+            port_wwpns: None,
+        });
+        let ar = self.arrays.iter().enumerate().map(|(index, n)| NodeView {
+            kind: NodeKind::Array,
+            index,
+            name: &n.name,
+            site: &n.site,
+            ports: n.ports,
+            wwn: n.wwn,
+            port_wwpns: n.port_wwpns.as_deref(),
+        });
+        let ho = self.hosts.iter().enumerate().map(|(index, n)| NodeView {
+            kind: NodeKind::Host,
+            index,
+            name: &n.name,
+            site: &n.site,
+            ports: n.ports,
+            wwn: n.wwn,
+            port_wwpns: n.port_wwpns.as_deref(),
+        });
+        let ta = self.tapes.iter().enumerate().map(|(index, n)| NodeView {
+            kind: NodeKind::Tape,
+            index,
+            name: &n.name,
+            site: &n.site,
+            ports: n.ports,
+            wwn: n.wwn,
+            port_wwpns: n.port_wwpns.as_deref(),
+        });
+        sw.chain(ar).chain(ho).chain(ta)
+    }
+
+    /// The node called `name` (the first one, if a broken file repeats it).
+    pub fn node(&self, name: &str) -> Option<NodeView<'_>> {
+        self.nodes().find(|n| n.name == name)
+    }
+
+    /// The switch's domain ID (`Some` for every switch after validation).
+    pub fn switch_domain(&self, switch: &str) -> Option<DomainId> {
+        let s = self.switches.iter().find(|s| s.name == switch)?;
+        s.domain.and_then(|d| DomainId::new(d).ok())
+    }
+
+    /// The node's WWNN (switch WWN for a switch).
+    pub fn node_wwnn(&self, node: &str) -> Option<Wwnn> {
+        self.node(node)?.wwn
+    }
+
+    /// The WWPN of any port, switch ports included (switch port WWPNs are always
+    /// derived: `20:pp:00:05:1e:xx:xx:xx`).
+    pub fn port_wwpn(&self, port: &PortRef) -> Option<Wwpn> {
+        let n = self.node(&port.node)?;
+        if port.port >= n.ports {
+            return None;
+        }
+        match n.kind {
+            NodeKind::Switch => Some(crate::derived::switch_port_wwpn(n.index, port.port)),
+            _ => n.port_wwpns?.get(usize::try_from(port.port).ok()?).copied(),
+        }
+    }
+
+    /// The site called `name`.
+    pub fn site(&self, name: &str) -> Option<&Site> {
+        self.sites.iter().find(|s| s.name == name)
+    }
+
+    /// Sites destroyed by `disaster {site: name}`: the site itself if `name` is a site,
+    /// else every site whose disaster zone is `name`.
+    pub fn disaster_sites(&self, name: &str) -> Vec<&str> {
+        if let Some(s) = self.site(name) {
+            return vec![&s.name];
+        }
+        self.sites
+            .iter()
+            .filter(|s| s.disaster_zone() == name)
+            .map(|s| s.name.as_str())
+            .collect()
+    }
+
+    /// The link attached to `port`, if any.
+    pub fn link_at(&self, port: &PortRef) -> Option<&LinkSpec> {
+        self.links.iter().find(|l| l.a == *port || l.b == *port)
+    }
+}
