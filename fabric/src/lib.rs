@@ -14,6 +14,7 @@ pub mod nameserver;
 pub mod rscn;
 pub mod runtime;
 pub mod swils;
+pub mod switch;
 pub mod wwn;
 pub mod zoning;
 

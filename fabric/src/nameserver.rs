@@ -379,6 +379,12 @@ impl NameServer {
         self.remote.remove(&domain)
     }
 
+    /// The copies held of other domains' records, in domain order (sent to a new
+    /// neighbour switch so that it learns the whole fabric at once).
+    pub fn remote_records(&self) -> impl Iterator<Item = &DomainRecord> {
+        self.remote.values()
+    }
+
     /// Every entry held, local and remote, reachable or not, in FC_ID order (`nsshow`).
     pub fn all_entries(&self) -> impl Iterator<Item = &Entry> {
         // Domains are disjoint FC_ID ranges: walk them in domain order, local in place.

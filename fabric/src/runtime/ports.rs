@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use bytes::Bytes;
+use serde::{Deserialize, Serialize};
 use fcsim_proto::v1 as pb;
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_stream::StreamExt;
@@ -28,7 +29,7 @@ pub const PORT_HEADER: &str = "x-fcsim-port";
 pub const PEER_HEADER: &str = "x-fcsim-peer";
 
 /// The far end of a port's cable, from the topology.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PeerSpec {
     /// `node/port` at the other end.
     pub name: String,
