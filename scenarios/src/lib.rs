@@ -1,5 +1,5 @@
-//! Scenarios (DESIGN.md §8): the JSON scenario language, its validation, and (later)
-//! the runner, history oracle, checks and report.
+//! Scenarios (DESIGN.md §8): the JSON scenario language, its validation, and
+//! the runner, checks and report.
 //!
 //! Start here: [`check_file`] / [`parse`] turn a file into a checked [`Scenario`]; the
 //! types are in [`format`], documented for users in `docs/scenario-format.md`.
@@ -10,15 +10,23 @@
 //!   `Diagnostics`.
 //! - [`derived`]: domain IDs and WWNs a file leaves out, derived deterministically.
 //! - [`locate`]: JSON pointer → line:column over the source text.
+//! - [`launch`]: per-node specs and addresses; runs one node in any mode.
+//! - [`runner`]: the orchestrator: modes, steps, faults, checks, the report.
+//! - [`control`]: `fcsim up`'s Control endpoint and `fcsim node`.
+//! - [`views`]: FOS-style text views of the fabric.
 //!
 //! **API Boundary:** the scenario JSON schema. Unknown fields are errors; every field
 //! is documented in `docs/scenario-format.md`, and a test parses every example there.
 
+pub mod control;
 pub mod derived;
 pub mod duration;
 pub mod format;
+pub mod launch;
 pub mod locate;
+pub mod runner;
 pub mod validate;
+pub mod views;
 
 use std::path::Path;
 
@@ -28,7 +36,11 @@ pub use format::{
     NodeView, PortRef, Scenario, Site, Step, SwitchSpec, TapeSpec, TimedStep, Topology, WaitUntil,
     ZoneSpec,
 };
+pub use control::{run_node_process, serve_fabric};
+pub use launch::NodeSpec;
+pub use runner::{CheckOutcome, Mode, Report, RunError, RunOptions, TimelineEntry, run_scenario};
 pub use validate::{Diagnostic, Diagnostics, parse};
+pub use views::topology as topology_summary;
 
 /// Reads, parses and validates the scenario file at `path`. An unreadable file is a
 /// single whole-file diagnostic (`path: cannot read: …`).

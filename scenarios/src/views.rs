@@ -134,3 +134,24 @@ pub fn ports(r: &pb::ListPortsResponse) -> String {
     }
     s
 }
+
+/// `fcsim topo`: nodes with their names and domains, and cables with their modelled
+/// one-way latency and rate.
+pub fn topology(s: &crate::Scenario) -> String {
+    use fcsim_fabric::runtime::linkmodel::LinkModel;
+    let t = &s.topology;
+    let mut out = format!("{}: {} sites, {} nodes, {} cables\n\n", s.name, t.sites.len(), t.nodes().count(), t.links.len());
+    let _ = writeln!(out, "{:<10} {:<7} {:<10} {:<7} {}", "Node", "Kind", "Site", "Domain", "WWNN");
+    for n in t.nodes() {
+        let domain = t.switch_domain(n.name).map(|d| d.to_string()).unwrap_or_else(|| "-".into());
+        let wwnn = t.node_wwnn(n.name).map(|w| w.to_string()).unwrap_or_default();
+        let _ = writeln!(out, "{:<10} {:<7} {:<10} {:<7} {}", n.name, n.kind.as_str(), n.site, domain, wwnn);
+    }
+    let _ = writeln!(out, "\n{:<10} {:<10} {:>8} {:>5} {:>12}", "A", "B", "km", "GFC", "latency");
+    for l in &t.links {
+        let m = LinkModel::new(l.km, l.gfc);
+        let us = m.latency().as_nanos() as f64 / 1000.0;
+        let _ = writeln!(out, "{:<10} {:<10} {:>8} {:>5} {:>10.1}µs", l.a.to_string(), l.b.to_string(), l.km, l.gfc, us);
+    }
+    out
+}

@@ -1,0 +1,200 @@
+//! From a checked scenario to running nodes: the per-node specs (`NodeSpec`), the
+//! addresses they listen on in each mode, and the function that runs one node.
+//!
+//! The same `NodeSpec` starts a node as a turmoil host (simulation), as a thread with its
+//! own runtime (embedded live) or as an OS process (`fcsim node --spec FILE`).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use fcsim_fabric::endnode::{EndNodeConfig, run_end_node};
+use fcsim_fabric::nport::Role;
+use fcsim_fabric::runtime::{FabricClock, Net, PeerSpec};
+use fcsim_fabric::switch::{SwitchConfig, ZoningConfig, run_switch};
+use fcsim_fabric::zoning::ZoneMember;
+use fcsim_fabric::{DomainId, Wwpn};
+use serde::{Deserialize, Serialize};
+
+use crate::format::{NodeKind, PortRef, Scenario, ZoneSpec};
+
+/// The gRPC port every node listens on in simulation (each node is its own host).
+pub const SIM_PORT: u16 = 7000;
+
+/// One node, ready to start.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NodeSpec {
+    /// Node name from the topology.
+    pub name: String,
+    /// Site the node stands in.
+    pub site: String,
+    /// The node's gRPC address as other nodes and the orchestrator reach it.
+    pub address: String,
+    /// Fabric start as nanoseconds since the Unix epoch (wall-clock modes; 0 in simulation).
+    pub epoch_unix_ns: u64,
+    /// What the node is.
+    pub role: NodeRole,
+}
+
+/// The node's kind and its kind-specific configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeRole {
+    Switch(SwitchConfig),
+    EndNode(EndNodeConfig),
+}
+
+impl NodeSpec {
+    pub fn kind(&self) -> &str {
+        match &self.role {
+            NodeRole::Switch(_) => "switch",
+            NodeRole::EndNode(c) => &c.kind,
+        }
+    }
+
+    /// Runs the node on `net` until its task is dropped.
+    pub async fn run(self, net: Net) {
+        let clock = match net {
+            Net::Sim => FabricClock::Sim,
+            Net::Tokio => FabricClock::Wall { epoch: UNIX_EPOCH + Duration::from_nanos(self.epoch_unix_ns) },
+        };
+        match self.role {
+            NodeRole::Switch(cfg) => run_switch(cfg, net, clock).await,
+            NodeRole::EndNode(cfg) => run_end_node(cfg, net, clock).await,
+        }
+    }
+}
+
+/// Where each node listens: simulated hosts by name, or loopback ports.
+#[derive(Debug, Clone)]
+pub enum Addressing {
+    /// `name:7000` on turmoil's network.
+    Sim,
+    /// `127.0.0.1:port`, ports chosen free by the operating system.
+    Loopback,
+}
+
+/// Errors while planning the nodes.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LaunchError {
+    #[error("no free loopback port for node {node}: {source}")]
+    NoPort { node: String, source: std::io::Error },
+    #[error("zone {zone}: {detail}")]
+    Zone { zone: String, detail: String },
+}
+
+fn free_loopback_port(node: &str) -> Result<u16, LaunchError> {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|source| LaunchError::NoPort { node: node.to_string(), source })
+}
+
+/// The zoning configuration a topology starts with (WWPN members for end-node ports,
+/// domain,port members for switch ports). `None` when the topology has no zones.
+pub fn zoning_config(s: &Scenario, cfg: &str, zones: &[ZoneSpec]) -> Result<Option<ZoningConfig>, LaunchError> {
+    if zones.is_empty() {
+        return Ok(None);
+    }
+    let topo = &s.topology;
+    let mut out = Vec::new();
+    for z in zones {
+        let mut members = Vec::new();
+        for m in &z.members {
+            let member = match topo.switch_domain(&m.node) {
+                Some(d) => u8::try_from(m.port).ok().map(|p| ZoneMember::DomainPort(d, p)),
+                None => topo.port_wwpn(m).map(ZoneMember::Wwpn),
+            };
+            members.push(member.ok_or_else(|| LaunchError::Zone {
+                zone: z.name.clone(),
+                detail: format!("member {m} is not a known port"),
+            })?);
+        }
+        out.push((z.name.clone(), members));
+    }
+    Ok(Some(ZoningConfig { cfg: cfg.to_string(), zones: out }))
+}
+
+/// Builds every node's spec.
+pub fn plan(s: &Scenario, addressing: &Addressing) -> Result<Vec<NodeSpec>, LaunchError> {
+    let topo = &s.topology;
+    let epoch_unix_ns = match addressing {
+        Addressing::Sim => 0,
+        Addressing::Loopback => {
+            u64::try_from(SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos()).unwrap_or(0)
+        }
+    };
+    let mut addresses = BTreeMap::new();
+    let mut listen = BTreeMap::new();
+    for n in topo.nodes() {
+        let (addr, bind) = match addressing {
+            Addressing::Sim => (format!("{}:{SIM_PORT}", n.name), format!("0.0.0.0:{SIM_PORT}")),
+            Addressing::Loopback => {
+                let port = free_loopback_port(n.name)?;
+                (format!("127.0.0.1:{port}"), format!("127.0.0.1:{port}"))
+            }
+        };
+        addresses.insert(n.name.to_string(), addr);
+        listen.insert(n.name.to_string(), bind);
+    }
+    // Every cable, seen from both ends.
+    let mut peers: BTreeMap<String, BTreeMap<u32, PeerSpec>> = BTreeMap::new();
+    for l in &topo.links {
+        for (me, other, dial) in [(&l.a, &l.b, true), (&l.b, &l.a, false)] {
+            let spec = PeerSpec {
+                name: other.to_string(),
+                port: other.port,
+                addr: addresses.get(&other.node).cloned().unwrap_or_default(),
+                dial,
+                distance_km: l.km,
+                gfc: l.gfc,
+            };
+            peers.entry(me.node.clone()).or_default().insert(me.port, spec);
+        }
+    }
+    let zoning = zoning_config(s, &topo.zone_cfg, &topo.zones)?;
+    let switch_names: BTreeSet<&str> = topo.switches.iter().map(|s| s.name.as_str()).collect();
+    let mut specs = Vec::new();
+    for n in topo.nodes() {
+        let node_peers = peers.remove(n.name).unwrap_or_default();
+        let port_wwpns: Vec<Wwpn> =
+            (0..n.ports).filter_map(|p| topo.port_wwpn(&PortRef::new(n.name, p))).collect();
+        let wwnn = topo.node_wwnn(n.name).unwrap_or_default();
+        let role = match n.kind {
+            NodeKind::Switch => {
+                let e_ports = node_peers
+                    .iter()
+                    .filter(|(_, p)| p.name.split('/').next().is_some_and(|peer| switch_names.contains(peer)))
+                    .map(|(port, _)| *port)
+                    .collect();
+                NodeRole::Switch(SwitchConfig {
+                    name: n.name.to_string(),
+                    wwn: wwnn,
+                    domain: topo.switch_domain(n.name).unwrap_or_else(|| DomainId::new(1).expect("1 is a domain")),
+                    port_wwpns,
+                    listen: listen[n.name].clone(),
+                    peers: node_peers,
+                    e_ports,
+                    zoning: zoning.clone(),
+                })
+            }
+            kind => NodeRole::EndNode(EndNodeConfig {
+                name: n.name.to_string(),
+                kind: kind.as_str().to_string(),
+                wwnn,
+                port_wwpns,
+                role: if kind == NodeKind::Host { Role::Initiator } else { Role::Target },
+                listen: listen[n.name].clone(),
+                peers: node_peers,
+            }),
+        };
+        specs.push(NodeSpec {
+            name: n.name.to_string(),
+            site: n.site.to_string(),
+            address: addresses[n.name].clone(),
+            epoch_unix_ns,
+            role,
+        });
+    }
+    Ok(specs)
+}
