@@ -28,7 +28,7 @@ pub const PORT_HEADER: &str = "x-fcsim-port";
 pub const PEER_HEADER: &str = "x-fcsim-peer";
 
 /// The far end of a port's cable, from the topology.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct PeerSpec {
     /// `node/port` at the other end.
     pub name: String,
