@@ -6,11 +6,13 @@
 //! [`fspf`] (routing), [`rscn`] (state change registration), [`nport`] (an end node's
 //! N_Port logins). Node glue: [`runtime`] (network, clock, ports, simulation),
 //! [`switch`] (the plain FC switch node), [`endnode`] (a minimal host/array N_Port node).
+pub mod endnode;
 pub mod fcid;
 pub mod frame;
 pub mod fspf;
 pub mod login;
 pub mod nameserver;
+pub mod nport;
 pub mod rscn;
 pub mod runtime;
 pub mod swils;
