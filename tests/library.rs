@@ -20,8 +20,15 @@ fn every_library_scenario_passes() {
             Ok(s) => s,
             Err(d) => panic!("{d}"),
         };
-        let r = fcsim_scenarios::run_scenario(&s, &RunOptions { seed: None, mode: Mode::Sim, echo: false })
-            .unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+        let r = fcsim_scenarios::run_scenario(
+            &s,
+            &RunOptions {
+                seed: None,
+                mode: Mode::Sim,
+                echo: false,
+            },
+        )
+        .unwrap_or_else(|e| panic!("{}: {e}", f.display()));
         if !r.passed {
             failed.push(format!("{}:\n{}", f.display(), r.summary_table()));
         }

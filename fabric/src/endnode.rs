@@ -442,7 +442,7 @@ impl EndNode {
             let clock = self.clock;
             let timer = async move {
                 match deadline {
-                    Some(d) => tokio::time::sleep_until(clock.instant_at(d)).await,
+                    Some(d) => clock.sleep_until(d).await,
                     None => std::future::pending().await,
                 }
             };

@@ -18,11 +18,18 @@ use tonic::{Request, Response, Status};
 use tracing::{debug, info, info_span, warn};
 
 use crate::fcid::{DomainId, FcId};
-use crate::frame::els::{AccPayload, AddressFormat, LsRjt, Rscn, RscnPage as ElsRscnPage, rjt_explanation, rjt_reason, rscn_event};
-use crate::frame::{Els, FcHeader, Frame, Iu, NsAccept, NsRequest, NsResponse, ServiceParams, ftype, rctl};
+use crate::frame::els::{
+    AccPayload, AddressFormat, LsRjt, Rscn, RscnPage as ElsRscnPage, rjt_explanation, rjt_reason,
+    rscn_event,
+};
+use crate::frame::{
+    Els, FcHeader, Frame, Iu, NsAccept, NsRequest, NsResponse, ServiceParams, ftype, rctl,
+};
 use crate::fspf::{Fspf, FspfEvent, link_cost};
 use crate::login::{FabricLogin, FlogiOutcome, LoggedOut};
-use crate::nameserver::{DomainRecord, Entry, Fc4Features, NameServer, NsReject, NsReply, QueryScope};
+use crate::nameserver::{
+    DomainRecord, Entry, Fc4Features, NameServer, NsReject, NsReply, QueryScope,
+};
 use crate::rscn::{RscnDelivery, RscnPage, ScrFunction, ScrTable};
 use crate::runtime::ports::warn_undecodable;
 use crate::runtime::{FabricClock, LinkAdmin, LinkService, Net, PeerSpec, PortEvent, PortHub};
@@ -67,9 +74,15 @@ enum SwitchAdmin {
     Fabric(oneshot::Sender<pb::FabricShowResponse>),
     Ns(String, oneshot::Sender<Result<pb::NsShowResponse, Status>>),
     Zones(oneshot::Sender<pb::ZoneShowResponse>),
-    Activate(ZoningConfig, oneshot::Sender<Result<pb::ZoneShowResponse, Status>>),
+    Activate(
+        ZoningConfig,
+        oneshot::Sender<Result<pb::ZoneShowResponse, Status>>,
+    ),
     Deactivate(oneshot::Sender<pb::ZoneShowResponse>),
-    Stats(Vec<u32>, oneshot::Sender<Result<pb::PortStatsShowResponse, Status>>),
+    Stats(
+        Vec<u32>,
+        oneshot::Sender<Result<pb::PortStatsShowResponse, Status>>,
+    ),
     Routes(oneshot::Sender<pb::RouteShowResponse>),
 }
 
@@ -107,10 +120,18 @@ pub async fn run_switch(cfg: SwitchConfig, net: Net, clock: FabricClock) {
     let (hub, mut port_rx) = PortHub::new(&cfg.name, ports, cfg.peers.clone(), clock, net);
     let (link_tx, mut link_rx) = mpsc::unbounded_channel();
     let (sw_tx, mut sw_rx) = mpsc::unbounded_channel();
-    let routes = Routes::new(pb::link_server::LinkServer::new(LinkService { hub: hub.clone(), admin: link_tx }))
-        .add_service(pb::switch_server::SwitchServer::new(SwitchService { tx: sw_tx }));
+    let routes = Routes::new(pb::link_server::LinkServer::new(LinkService {
+        hub: hub.clone(),
+        admin: link_tx,
+    }))
+    .add_service(pb::switch_server::SwitchServer::new(SwitchService {
+        tx: sw_tx,
+    }));
     tokio::spawn(async move {
-        if let Err(e) = crate::runtime::server::serve(listener, routes, &["fcsim.v1.Link", "fcsim.v1.Switch"]).await {
+        if let Err(e) =
+            crate::runtime::server::serve(listener, routes, &["fcsim.v1.Link", "fcsim.v1.Switch"])
+                .await
+        {
             warn!("{e}");
         }
     });
@@ -224,7 +245,10 @@ impl SwitchNode {
 
     /// A frame from an N_Port to another N_Port: anti-spoofing, hard zoning, forward.
     fn ingress_data(&mut self, port: u32, bytes: Bytes, h: &FcHeader) {
-        let src_ok = self.login.by_fc_id(h.s_id).is_some_and(|l| u32::from(l.port) == port);
+        let src_ok = self
+            .login
+            .by_fc_id(h.s_id)
+            .is_some_and(|l| u32::from(l.port) == port);
         let (Some(src), Some(dst)) = (self.ns.entry(h.s_id), self.ns.entry(h.d_id)) else {
             self.hub.count_discard(port);
             return;
@@ -233,7 +257,10 @@ impl SwitchNode {
             self.hub.count_discard(port);
             return;
         }
-        if !self.zones.permits(&PortIdentity::from(src), &PortIdentity::from(dst)) {
+        if !self
+            .zones
+            .permits(&PortIdentity::from(src), &PortIdentity::from(dst))
+        {
             debug!(port, s_id = %h.s_id, d_id = %h.d_id, ox_id = h.ox_id, "hard zoning drop");
             self.hub.count_zoning_drop(port);
             return;
@@ -285,7 +312,9 @@ impl SwitchNode {
 
     fn handle_login_server(&mut self, port: u32, frame: &Frame) {
         let h = frame.header;
-        let Some(els) = self.decode_els(port, frame) else { return self.hub.count_discard(port) };
+        let Some(els) = self.decode_els(port, frame) else {
+            return self.hub.count_discard(port);
+        };
         let Ok(p8) = u8::try_from(port) else { return };
         let outcome = match &els {
             Els::Flogi(sp) => self.login.handle_flogi(p8, sp.port_name, sp.node_name),
@@ -297,9 +326,18 @@ impl SwitchNode {
                 return self.reply_els(port, &h, &Els::Acc(AccPayload::Plain));
             }
             Els::Acc(_) | Els::LsRjt(_) => return,
-            _ => return self.ls_rjt(port, &h, rjt_reason::COMMAND_NOT_SUPPORTED, rjt_explanation::NONE),
+            _ => {
+                return self.ls_rjt(
+                    port,
+                    &h,
+                    rjt_reason::COMMAND_NOT_SUPPORTED,
+                    rjt_explanation::NONE,
+                );
+            }
         };
-        let (Ok(FlogiOutcome::Accept { fc_id, replaced }), Els::Flogi(sp) | Els::Fdisc(sp)) = (&outcome, &els) else {
+        let (Ok(FlogiOutcome::Accept { fc_id, replaced }), Els::Flogi(sp) | Els::Fdisc(sp)) =
+            (&outcome, &els)
+        else {
             if let Ok(FlogiOutcome::Reject { reason }) = outcome {
                 let (r, e) = reason.ls_rjt_codes();
                 self.ls_rjt(port, &h, r, e);
@@ -309,13 +347,24 @@ impl SwitchNode {
         for g in replaced {
             self.forget_login(g);
         }
-        if let Err(e) = self.ns.register_login(*fc_id, sp.port_name, sp.node_name, p8) {
+        if let Err(e) = self
+            .ns
+            .register_login(*fc_id, sp.port_name, sp.node_name, p8)
+        {
             warn!("name server refused a login: {e}");
         }
         self.ns_dirty = true;
         info!(port, fc_id = %fc_id, wwpn = %sp.port_name, "FLOGI accepted");
-        let f_port = self.cfg.port_wwpns.get(port as usize).copied().unwrap_or_default();
-        let acc = Els::Acc(AccPayload::Login(ServiceParams::flogi_acc(f_port, self.cfg.wwn)));
+        let f_port = self
+            .cfg
+            .port_wwpns
+            .get(port as usize)
+            .copied()
+            .unwrap_or_default();
+        let acc = Els::Acc(AccPayload::Login(ServiceParams::flogi_acc(
+            f_port,
+            self.cfg.wwn,
+        )));
         let mut rh = h.reply(rctl::ELS_REPLY, h.ox_id);
         rh.d_id = *fc_id;
         self.send(port, &Frame::els(rh, &acc));
@@ -330,24 +379,45 @@ impl SwitchNode {
 
     /// PLOGI to a well-known server is accepted with the switch's parameters.
     fn accept_plogi(&self, port: u32, h: &FcHeader) {
-        let wwpn = self.cfg.port_wwpns.get(port as usize).copied().unwrap_or_default();
-        self.reply_els(port, h, &Els::Acc(AccPayload::Login(ServiceParams::plogi(wwpn, self.cfg.wwn))));
+        let wwpn = self
+            .cfg
+            .port_wwpns
+            .get(port as usize)
+            .copied()
+            .unwrap_or_default();
+        self.reply_els(
+            port,
+            h,
+            &Els::Acc(AccPayload::Login(ServiceParams::plogi(wwpn, self.cfg.wwn))),
+        );
     }
 
     fn handle_fabric_controller(&mut self, port: u32, frame: &Frame) {
         let h = frame.header;
-        let Some(els) = self.decode_els(port, frame) else { return };
+        let Some(els) = self.decode_els(port, frame) else {
+            return;
+        };
         match els {
             Els::Scr(scr) => match ScrFunction::from_code(scr.function) {
                 Some(f) if self.login.by_fc_id(h.s_id).is_some() => {
                     let _ = self.scr.register(h.s_id, f);
                     self.reply_els(port, &h, &Els::Acc(AccPayload::Plain));
                 }
-                _ => self.ls_rjt(port, &h, rjt_reason::UNABLE_TO_PERFORM, rjt_explanation::NONE),
+                _ => self.ls_rjt(
+                    port,
+                    &h,
+                    rjt_reason::UNABLE_TO_PERFORM,
+                    rjt_explanation::NONE,
+                ),
             },
             Els::Plogi(_) => self.accept_plogi(port, &h),
             Els::Acc(_) | Els::LsRjt(_) => {} // answers to our RSCNs
-            _ => self.ls_rjt(port, &h, rjt_reason::COMMAND_NOT_SUPPORTED, rjt_explanation::NONE),
+            _ => self.ls_rjt(
+                port,
+                &h,
+                rjt_reason::COMMAND_NOT_SUPPORTED,
+                rjt_explanation::NONE,
+            ),
         }
     }
 
@@ -358,7 +428,12 @@ impl SwitchNode {
                 Some(Els::Plogi(_)) => self.accept_plogi(port, &h),
                 Some(Els::Logo(_)) => self.reply_els(port, &h, &Els::Acc(AccPayload::Plain)),
                 Some(Els::Acc(_) | Els::LsRjt(_)) | None => {}
-                Some(_) => self.ls_rjt(port, &h, rjt_reason::COMMAND_NOT_SUPPORTED, rjt_explanation::NONE),
+                Some(_) => self.ls_rjt(
+                    port,
+                    &h,
+                    rjt_reason::COMMAND_NOT_SUPPORTED,
+                    rjt_explanation::NONE,
+                ),
             }
             return;
         }
@@ -388,12 +463,22 @@ impl SwitchNode {
         // Registrations may only name the requester itself (FC-GS: the S_ID must match).
         let own = |id: FcId| id == requester;
         let reachable = self.fspf.reachable_domains().clone();
-        let scope = QueryScope { requester, visibility: &self.zones, reachable: &reachable };
+        let scope = QueryScope {
+            requester,
+            visibility: &self.zones,
+            reachable: &reachable,
+        };
         let resp = match req {
-            NsRequest::GidPn { port_name } => done(self.ns.gid_pn(&scope, port_name), NsAccept::GidPn),
+            NsRequest::GidPn { port_name } => {
+                done(self.ns.gid_pn(&scope, port_name), NsAccept::GidPn)
+            }
             NsRequest::GpnId { port_id } => done(self.ns.gpn_id(&scope, port_id), NsAccept::GpnId),
             NsRequest::GnnId { port_id } => done(self.ns.gnn_id(&scope, port_id), NsAccept::GnnId),
-            NsRequest::GidFt { domain_scope, area_scope, fc4_type } => {
+            NsRequest::GidFt {
+                domain_scope,
+                area_scope,
+                fc4_type,
+            } => {
                 let r = self.ns.gid_ft(&scope, fc4_type);
                 let r = match r {
                     NsReply::Accept(ids) => {
@@ -402,7 +487,11 @@ impl SwitchNode {
                             .filter(|id| domain_scope == 0 || id.domain() == domain_scope)
                             .filter(|id| area_scope == 0 || id.area() == area_scope)
                             .collect();
-                        if ids.is_empty() { NsReply::Reject(NsReject::Fc4TypesNotRegistered) } else { NsReply::Accept(ids) }
+                        if ids.is_empty() {
+                            NsReply::Reject(NsReject::Fc4TypesNotRegistered)
+                        } else {
+                            NsReply::Accept(ids)
+                        }
                     }
                     other => other,
                 };
@@ -423,22 +512,39 @@ impl SwitchNode {
             }
             NsRequest::RftId { port_id, fc4_types } if own(port_id) => {
                 self.ns_dirty = true;
-                done(self.ns.rft_id(port_id, (0..=255u8).filter(|t| fc4_types.contains(*t))), |()| NsAccept::Empty)
+                done(
+                    self.ns
+                        .rft_id(port_id, (0..=255u8).filter(|t| fc4_types.contains(*t))),
+                    |()| NsAccept::Empty,
+                )
             }
-            NsRequest::RffId { port_id, fc4_features, fc4_type } if own(port_id) => {
+            NsRequest::RffId {
+                port_id,
+                fc4_features,
+                fc4_type,
+            } if own(port_id) => {
                 self.ns_dirty = true;
-                done(self.ns.rff_id(port_id, fc4_type, Fc4Features(fc4_features)), |()| NsAccept::Empty)
+                done(
+                    self.ns.rff_id(port_id, fc4_type, Fc4Features(fc4_features)),
+                    |()| NsAccept::Empty,
+                )
             }
             NsRequest::RnnId { port_id, node_name } if own(port_id) => {
                 self.ns_dirty = true;
                 done(self.ns.rnn_id(port_id, node_name), |()| NsAccept::Empty)
             }
-            NsRequest::RspnId { port_id, symbolic_name } if own(port_id) => {
+            NsRequest::RspnId {
+                port_id,
+                symbolic_name,
+            } if own(port_id) => {
                 self.ns_dirty = true;
                 let name = String::from_utf8_lossy(&symbolic_name).into_owned();
                 done(self.ns.rspn_id(port_id, &name), |()| NsAccept::Empty)
             }
-            NsRequest::RsnnNn { node_name, symbolic_name } => {
+            NsRequest::RsnnNn {
+                node_name,
+                symbolic_name,
+            } => {
                 self.ns_dirty = true;
                 let name = String::from_utf8_lossy(&symbolic_name).into_owned();
                 done(self.ns.rsnn_nn(node_name, &name), |_| NsAccept::Empty)
@@ -491,8 +597,16 @@ impl SwitchNode {
     }
 
     fn ns_record_msg(&self, record: DomainRecord) -> SwIls {
-        let (switch_name, switch_wwn) = self.switches.get(&record.domain).cloned().unwrap_or_default();
-        SwIls::NsRecord { switch_name, switch_wwn, record }
+        let (switch_name, switch_wwn) = self
+            .switches
+            .get(&record.domain)
+            .cloned()
+            .unwrap_or_default();
+        SwIls::NsRecord {
+            switch_name,
+            switch_wwn,
+            record,
+        }
     }
 
     fn handle_sw_ils(&mut self, port: u32, frame: &Frame) {
@@ -502,7 +616,12 @@ impl SwitchNode {
         };
         let Ok(p8) = u8::try_from(port) else { return };
         match msg {
-            SwIls::Hello { origin, switch_wwn, switch_name, .. } => {
+            SwIls::Hello {
+                origin,
+                switch_wwn,
+                switch_name,
+                ..
+            } => {
                 self.switches.insert(origin, (switch_name, switch_wwn));
                 let gfc = self.cfg.peers.get(&port).map_or(32, |p| p.gfc);
                 match self.fspf.handle_isl_up(p8, origin, link_cost(gfc)) {
@@ -522,13 +641,22 @@ impl SwitchNode {
                 }
             }
             SwIls::Lsu { lsrs, .. } => self.fspf.handle_lsu(p8, lsrs),
-            SwIls::NsRecord { switch_name, switch_wwn, record } => {
+            SwIls::NsRecord {
+                switch_name,
+                switch_wwn,
+                record,
+            } => {
                 if record.domain == self.domain() {
                     return;
                 }
-                self.switches.insert(record.domain, (switch_name.clone(), switch_wwn));
+                self.switches
+                    .insert(record.domain, (switch_name.clone(), switch_wwn));
                 if self.ns.apply_remote(record.clone()) {
-                    let msg = SwIls::NsRecord { switch_name, switch_wwn, record };
+                    let msg = SwIls::NsRecord {
+                        switch_name,
+                        switch_wwn,
+                        record,
+                    };
                     for p in self.isl_ports().into_iter().filter(|p| *p != port) {
                         self.send_sw_ils(p, &msg);
                     }
@@ -536,7 +664,10 @@ impl SwitchNode {
             }
             SwIls::ZoneDb(rec) => {
                 if self.zones.apply_remote(rec.clone()) {
-                    info!(generation = rec.generation, "zoning database updated from the fabric");
+                    info!(
+                        generation = rec.generation,
+                        "zoning database updated from the fabric"
+                    );
                     for p in self.isl_ports().into_iter().filter(|p| *p != port) {
                         self.send_sw_ils(p, &SwIls::ZoneDb(rec.clone()));
                     }
@@ -555,7 +686,10 @@ impl SwitchNode {
 
     fn after_input(&mut self) {
         while let Some((port, lsrs)) = self.fspf.poll_transmit() {
-            let m = SwIls::Lsu { origin: self.domain(), lsrs };
+            let m = SwIls::Lsu {
+                origin: self.domain(),
+                lsrs,
+            };
             self.send_sw_ils(u32::from(port), &m);
         }
         while let Some(ev) = self.fspf.poll_event() {
@@ -593,13 +727,20 @@ impl SwitchNode {
             .iter()
             .filter(|(id, e)| self.visible.get(id) != Some(e))
             .map(|(_, e)| e.clone())
-            .chain(self.visible.iter().filter(|(id, _)| !now.contains_key(id)).map(|(_, e)| e.clone()))
+            .chain(
+                self.visible
+                    .iter()
+                    .filter(|(id, _)| !now.contains_key(id))
+                    .map(|(_, e)| e.clone()),
+            )
             .collect();
         self.visible = now;
         let mut per_recipient: BTreeMap<FcId, Vec<FcId>> = BTreeMap::new();
         for affected in &changed {
             let delivery = self.scr.recipients_for_port(affected.fc_id, |r| {
-                self.ns.entry(r).is_some_and(|re| self.zones.permits(&re.into(), &affected.into()))
+                self.ns
+                    .entry(r)
+                    .is_some_and(|re| self.zones.permits(&re.into(), &affected.into()))
             });
             for r in delivery.recipients {
                 per_recipient.entry(r).or_default().push(affected.fc_id);
@@ -623,9 +764,17 @@ impl SwitchNode {
     }
 
     fn send_rscn(&mut self, to: FcId, pages: Vec<ElsRscnPage>) {
-        let Some(port) = self.login.by_fc_id(to).map(|l| u32::from(l.port)) else { return };
+        let Some(port) = self.login.by_fc_id(to).map(|l| u32::from(l.port)) else {
+            return;
+        };
         let ox = self.ox_id();
-        let h = FcHeader::request(rctl::ELS_REQUEST, ftype::ELS, to, FcId::FABRIC_CONTROLLER, ox);
+        let h = FcHeader::request(
+            rctl::ELS_REQUEST,
+            ftype::ELS,
+            to,
+            FcId::FABRIC_CONTROLLER,
+            ox,
+        );
         debug!(%to, "RSCN");
         self.send(port, &Frame::els(h, &Els::Rscn(Rscn { pages })));
     }
@@ -657,13 +806,22 @@ impl SwitchNode {
                 pb::PortInfo {
                     port: s.port,
                     name: format!("{}/{}", self.cfg.name, s.port),
-                    wwpn: self.cfg.port_wwpns.get(s.port as usize).map(ToString::to_string).unwrap_or_default(),
+                    wwpn: self
+                        .cfg
+                        .port_wwpns
+                        .get(s.port as usize)
+                        .map(ToString::to_string)
+                        .unwrap_or_default(),
                     fc_id: base.map(|l| l.fc_id.to_string()).unwrap_or_default(),
                     state: state.into(),
                     peer: s.peer.unwrap_or_default(),
                     port_type: port_type.into(),
                     counters: Some(s.counters.into()),
-                    logged_in: self.login.on_port(p8).map(|l| format!("{} {}", l.fc_id, l.wwpn)).collect(),
+                    logged_in: self
+                        .login
+                        .on_port(p8)
+                        .map(|l| format!("{} {}", l.fc_id, l.wwpn))
+                        .collect(),
                     ..Default::default()
                 }
             })
@@ -680,7 +838,9 @@ impl SwitchNode {
                 });
             }
             LinkAdmin::PortLogin(_, tx) => {
-                let _ = tx.send(Err(Status::failed_precondition("switch ports do not log in to targets; use an end node")));
+                let _ = tx.send(Err(Status::failed_precondition(
+                    "switch ports do not log in to targets; use an end node",
+                )));
             }
         }
     }
@@ -688,10 +848,19 @@ impl SwitchNode {
     fn zone_show(&self) -> pb::ZoneShowResponse {
         let zones = match self.zones.active() {
             Some(a) => a.zones.iter().map(|(n, m)| zone_pb(n, m.iter())).collect(),
-            None => self.zones.zones().iter().map(|(n, m)| zone_pb(n, m.iter())).collect(),
+            None => self
+                .zones
+                .zones()
+                .iter()
+                .map(|(n, m)| zone_pb(n, m.iter()))
+                .collect(),
         };
         pb::ZoneShowResponse {
-            active_cfg: self.zones.active().map(|a| a.name.clone()).unwrap_or_default(),
+            active_cfg: self
+                .zones
+                .active()
+                .map(|a| a.name.clone())
+                .unwrap_or_default(),
             zones,
             generation: self.zones.generation(),
         }
@@ -711,7 +880,17 @@ impl SwitchNode {
             fc_id: e.fc_id.to_string(),
             wwpn: e.wwpn.to_string(),
             wwnn: e.wwnn.to_string(),
-            fc4_types: e.fc4_types.iter().map(|t| if *t == 8 { "FCP".into() } else { format!("0x{t:02x}") }).collect(),
+            fc4_types: e
+                .fc4_types
+                .iter()
+                .map(|t| {
+                    if *t == 8 {
+                        "FCP".into()
+                    } else {
+                        format!("0x{t:02x}")
+                    }
+                })
+                .collect(),
             features,
             symbolic_name: e.symbolic_port_name.clone(),
             domain: u32::from(e.domain().get()),
@@ -751,7 +930,10 @@ impl SwitchNode {
             }
             SwitchAdmin::Ns(as_wwpn, tx) => {
                 let reachable = self.fspf.reachable_domains();
-                let visible = self.ns.all_entries().filter(|e| reachable.contains(&e.domain()));
+                let visible = self
+                    .ns
+                    .all_entries()
+                    .filter(|e| reachable.contains(&e.domain()));
                 let r = if as_wwpn.is_empty() {
                     Ok(visible.map(Self::ns_entry_pb).collect())
                 } else {
@@ -760,7 +942,10 @@ impl SwitchNode {
                         Ok(w) => match self.ns.all_entries().find(|e| e.wwpn == w) {
                             None => Ok(Vec::new()),
                             Some(me) => Ok(visible
-                                .filter(|e| e.fc_id == me.fc_id || self.zones.permits(&me.into(), &(*e).into()))
+                                .filter(|e| {
+                                    e.fc_id == me.fc_id
+                                        || self.zones.permits(&me.into(), &(*e).into())
+                                })
                                 .map(Self::ns_entry_pb)
                                 .collect()),
                         },
@@ -772,7 +957,8 @@ impl SwitchNode {
                 let _ = tx.send(self.zone_show());
             }
             SwitchAdmin::Activate(z, tx) => {
-                let r = apply_zoning(&mut self.zones, &z).map_err(|e| Status::invalid_argument(format!("zones: {e}")));
+                let r = apply_zoning(&mut self.zones, &z)
+                    .map_err(|e| Status::invalid_argument(format!("zones: {e}")));
                 if r.is_ok() {
                     info!(cfg = %z.cfg, generation = self.zones.generation(), "zoning configuration activated");
                     self.flood_zoning();
@@ -788,8 +974,14 @@ impl SwitchNode {
             SwitchAdmin::Stats(ports, tx) => {
                 let all = self.port_info();
                 let r = match ports.iter().find(|p| !all.iter().any(|i| i.port == **p)) {
-                    Some(bad) => Err(Status::invalid_argument(format!("ports: {bad} is not a port of {}", self.cfg.name))),
-                    None => Ok(all.into_iter().filter(|i| ports.is_empty() || ports.contains(&i.port)).collect()),
+                    Some(bad) => Err(Status::invalid_argument(format!(
+                        "ports: {bad} is not a port of {}",
+                        self.cfg.name
+                    ))),
+                    None => Ok(all
+                        .into_iter()
+                        .filter(|i| ports.is_empty() || ports.contains(&i.port))
+                        .collect()),
                 };
                 let _ = tx.send(r.map(|ports| pb::PortStatsShowResponse { ports }));
             }
@@ -803,7 +995,10 @@ impl SwitchNode {
                         next_hops: r
                             .next_hops
                             .iter()
-                            .map(|h| pb::NextHop { port: u32::from(h.port), neighbor_domain: u32::from(h.neighbor.get()) })
+                            .map(|h| pb::NextHop {
+                                port: u32::from(h.port),
+                                neighbor_domain: u32::from(h.neighbor.get()),
+                            })
                             .collect(),
                     })
                     .collect();
@@ -823,7 +1018,11 @@ impl SwitchNode {
     /// The principal switch: the lowest WWN among the reachable switches (FC-SW-6 §7).
     fn principal(&self) -> Option<DomainId> {
         let reachable = self.fspf.reachable_domains();
-        self.switches.iter().filter(|(d, _)| reachable.contains(d)).min_by_key(|(_, (_, w))| *w).map(|(d, _)| *d)
+        self.switches
+            .iter()
+            .filter(|(d, _)| reachable.contains(d))
+            .min_by_key(|(_, (_, w))| *w)
+            .map(|(d, _)| *d)
     }
 }
 
@@ -835,27 +1034,44 @@ fn els_page(page: RscnPage) -> ElsRscnPage {
         RscnPage::Domain(_) => AddressFormat::Domain,
         RscnPage::Fabric => AddressFormat::Fabric,
     };
-    ElsRscnPage { format, event_qualifier: rscn_event::NAME_SERVER_OBJECT, fc_id: page.affected() }
+    ElsRscnPage {
+        format,
+        event_qualifier: rscn_event::NAME_SERVER_OBJECT,
+        fc_id: page.affected(),
+    }
 }
 
 fn zone_pb<'a>(name: &str, members: impl Iterator<Item = &'a ZoneMember>) -> pb::Zone {
-    pb::Zone { name: name.to_string(), members: members.map(ToString::to_string).collect() }
+    pb::Zone {
+        name: name.to_string(),
+        members: members.map(ToString::to_string).collect(),
+    }
 }
 
-/// Defines `z`'s zones and configuration in `db` and activates it.
+/// Replaces the defined zoning database with `z`'s zones and configuration and
+/// activates it (FOS `cfgclear; zonecreate …; cfgcreate; cfgenable`).
 fn apply_zoning(db: &mut ZoneDb, z: &ZoningConfig) -> Result<(), crate::zoning::ZoningError> {
+    let cfgs: Vec<String> = db.cfgs().keys().cloned().collect();
+    for c in cfgs {
+        db.delete_cfg(&c)?;
+    }
+    let zones: Vec<String> = db.zones().keys().cloned().collect();
+    for name in zones {
+        db.delete_zone(&name)?;
+    }
     for (name, members) in &z.zones {
-        let _ = db.delete_zone(name);
         db.define_zone(name, members.iter().copied())?;
     }
-    let _ = db.delete_cfg(&z.cfg);
     db.define_cfg(&z.cfg, z.zones.iter().map(|(n, _)| n.as_str()))?;
     db.activate(&z.cfg)
 }
 
 fn port_object(e: &Entry, fabric_port: Wwpn) -> crate::frame::ct::PortObject {
     use crate::frame::ct::{Fc4Types, PortObject, class_of_service};
-    let types = e.fc4_types.iter().fold(Fc4Types::default(), |t, ty| t.with(*ty));
+    let types = e
+        .fc4_types
+        .iter()
+        .fold(Fc4Types::default(), |t, ty| t.with(*ty));
     PortObject {
         port_type: e.port_type.code(),
         port_id: e.fc_id,
@@ -879,10 +1095,16 @@ struct SwitchService {
 }
 
 impl SwitchService {
-    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> SwitchAdmin) -> Result<T, Status> {
+    async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> SwitchAdmin,
+    ) -> Result<T, Status> {
         let (tx, rx) = oneshot::channel();
-        self.tx.send(make(tx)).map_err(|_| Status::unavailable("switch is shutting down"))?;
-        rx.await.map_err(|_| Status::unavailable("switch is shutting down"))
+        self.tx
+            .send(make(tx))
+            .map_err(|_| Status::unavailable("switch is shutting down"))?;
+        rx.await
+            .map_err(|_| Status::unavailable("switch is shutting down"))
     }
 }
 
@@ -891,14 +1113,20 @@ fn parse_zones(zones: Vec<pb::Zone>, cfg: String) -> Result<ZoningConfig, Status
         return Err(Status::invalid_argument("cfg_name: must not be empty"));
     }
     if zones.is_empty() {
-        return Err(Status::invalid_argument("zones: at least one zone is required"));
+        return Err(Status::invalid_argument(
+            "zones: at least one zone is required",
+        ));
     }
     let mut out = Vec::new();
     for (i, z) in zones.into_iter().enumerate() {
         let members = z
             .members
             .iter()
-            .map(|m| m.parse::<ZoneMember>().map_err(|e| Status::invalid_argument(format!("zones[{i}].members: `{m}`: {e}"))))
+            .map(|m| {
+                m.parse::<ZoneMember>().map_err(|e| {
+                    Status::invalid_argument(format!("zones[{i}].members: `{m}`: {e}"))
+                })
+            })
             .collect::<Result<Vec<_>, _>>()?;
         out.push((z.name, members));
     }
@@ -907,17 +1135,31 @@ fn parse_zones(zones: Vec<pb::Zone>, cfg: String) -> Result<ZoningConfig, Status
 
 #[tonic::async_trait]
 impl pb::switch_server::Switch for SwitchService {
-    async fn switch_show(&self, _r: Request<pb::SwitchShowRequest>) -> Result<Response<pb::SwitchShowResponse>, Status> {
+    async fn switch_show(
+        &self,
+        _r: Request<pb::SwitchShowRequest>,
+    ) -> Result<Response<pb::SwitchShowResponse>, Status> {
         self.ask(SwitchAdmin::Show).await.map(Response::new)
     }
-    async fn fabric_show(&self, _r: Request<pb::FabricShowRequest>) -> Result<Response<pb::FabricShowResponse>, Status> {
+    async fn fabric_show(
+        &self,
+        _r: Request<pb::FabricShowRequest>,
+    ) -> Result<Response<pb::FabricShowResponse>, Status> {
         self.ask(SwitchAdmin::Fabric).await.map(Response::new)
     }
-    async fn ns_show(&self, r: Request<pb::NsShowRequest>) -> Result<Response<pb::NsShowResponse>, Status> {
+    async fn ns_show(
+        &self,
+        r: Request<pb::NsShowRequest>,
+    ) -> Result<Response<pb::NsShowResponse>, Status> {
         let as_wwpn = r.into_inner().as_wwpn;
-        self.ask(|tx| SwitchAdmin::Ns(as_wwpn, tx)).await?.map(Response::new)
+        self.ask(|tx| SwitchAdmin::Ns(as_wwpn, tx))
+            .await?
+            .map(Response::new)
     }
-    async fn zone_show(&self, _r: Request<pb::ZoneShowRequest>) -> Result<Response<pb::ZoneShowResponse>, Status> {
+    async fn zone_show(
+        &self,
+        _r: Request<pb::ZoneShowRequest>,
+    ) -> Result<Response<pb::ZoneShowResponse>, Status> {
         self.ask(SwitchAdmin::Zones).await.map(Response::new)
     }
     async fn port_stats_show(
@@ -925,12 +1167,19 @@ impl pb::switch_server::Switch for SwitchService {
         r: Request<pb::PortStatsShowRequest>,
     ) -> Result<Response<pb::PortStatsShowResponse>, Status> {
         let ports = r.into_inner().ports;
-        self.ask(|tx| SwitchAdmin::Stats(ports, tx)).await?.map(Response::new)
+        self.ask(|tx| SwitchAdmin::Stats(ports, tx))
+            .await?
+            .map(Response::new)
     }
-    async fn zone_activate(&self, r: Request<pb::ZoneActivateRequest>) -> Result<Response<pb::ZoneShowResponse>, Status> {
+    async fn zone_activate(
+        &self,
+        r: Request<pb::ZoneActivateRequest>,
+    ) -> Result<Response<pb::ZoneShowResponse>, Status> {
         let r = r.into_inner();
         let z = parse_zones(r.zones, r.cfg_name)?;
-        self.ask(|tx| SwitchAdmin::Activate(z, tx)).await?.map(Response::new)
+        self.ask(|tx| SwitchAdmin::Activate(z, tx))
+            .await?
+            .map(Response::new)
     }
     async fn zone_deactivate(
         &self,
@@ -938,7 +1187,10 @@ impl pb::switch_server::Switch for SwitchService {
     ) -> Result<Response<pb::ZoneShowResponse>, Status> {
         self.ask(SwitchAdmin::Deactivate).await.map(Response::new)
     }
-    async fn route_show(&self, _r: Request<pb::RouteShowRequest>) -> Result<Response<pb::RouteShowResponse>, Status> {
+    async fn route_show(
+        &self,
+        _r: Request<pb::RouteShowRequest>,
+    ) -> Result<Response<pb::RouteShowResponse>, Status> {
         self.ask(SwitchAdmin::Routes).await.map(Response::new)
     }
 }

@@ -21,49 +21,95 @@ struct ControlService {
 }
 
 fn port_arg(field: &str, text: &str) -> Result<PortRef, Status> {
-    text.parse::<PortRef>().map_err(|e| Status::invalid_argument(format!("{field}: {e}")))
+    text.parse::<PortRef>()
+        .map_err(|e| Status::invalid_argument(format!("{field}: {e}")))
 }
 
 fn non_empty<'a>(field: &str, text: &'a str) -> Result<&'a str, Status> {
-    if text.is_empty() { Err(Status::invalid_argument(format!("{field}: must not be empty"))) } else { Ok(text) }
+    if text.is_empty() {
+        Err(Status::invalid_argument(format!(
+            "{field}: must not be empty"
+        )))
+    } else {
+        Ok(text)
+    }
 }
 
 #[tonic::async_trait]
 impl pb::control_server::Control for ControlService {
-    async fn list_nodes(&self, _r: Request<pb::ListNodesRequest>) -> Result<Response<pb::ListNodesResponse>, Status> {
+    async fn list_nodes(
+        &self,
+        _r: Request<pb::ListNodesRequest>,
+    ) -> Result<Response<pb::ListNodesResponse>, Status> {
         let o = self.fabric.lock().await;
-        Ok(Response::new(pb::ListNodesResponse { nodes: node_infos(&o) }))
+        Ok(Response::new(pb::ListNodesResponse {
+            nodes: node_infos(&o),
+        }))
     }
 
-    async fn get_topology(&self, _r: Request<pb::GetTopologyRequest>) -> Result<Response<pb::GetTopologyResponse>, Status> {
-        Ok(Response::new(pb::GetTopologyResponse { json: self.topology_json.clone() }))
+    async fn get_topology(
+        &self,
+        _r: Request<pb::GetTopologyRequest>,
+    ) -> Result<Response<pb::GetTopologyResponse>, Status> {
+        Ok(Response::new(pb::GetTopologyResponse {
+            json: self.topology_json.clone(),
+        }))
     }
 
-    async fn inject_fault(&self, r: Request<pb::FaultRequest>) -> Result<Response<pb::FaultResponse>, Status> {
+    async fn inject_fault(
+        &self,
+        r: Request<pb::FaultRequest>,
+    ) -> Result<Response<pb::FaultResponse>, Status> {
         use pb::fault_request::Fault;
-        let fault = r.into_inner().fault.ok_or_else(|| Status::invalid_argument("fault: one fault must be set"))?;
+        let fault = r
+            .into_inner()
+            .fault
+            .ok_or_else(|| Status::invalid_argument("fault: one fault must be set"))?;
         let mut o = self.fabric.lock().await;
         let node = |o: &Orchestrator, field: &str, n: &str| -> Result<String, Status> {
             let n = non_empty(field, n)?;
-            if o.has_node(n) { Ok(n.to_string()) } else { Err(Status::invalid_argument(format!("{field}: no node named `{n}`"))) }
+            if o.has_node(n) {
+                Ok(n.to_string())
+            } else {
+                Err(Status::invalid_argument(format!(
+                    "{field}: no node named `{n}`"
+                )))
+            }
         };
         let site = |o: &Orchestrator, field: &str, s: &str| -> Result<String, Status> {
             let s = non_empty(field, s)?;
-            if o.has_site(s) { Ok(s.to_string()) } else { Err(Status::invalid_argument(format!("{field}: no site or zone `{s}`"))) }
+            if o.has_site(s) {
+                Ok(s.to_string())
+            } else {
+                Err(Status::invalid_argument(format!(
+                    "{field}: no site or zone `{s}`"
+                )))
+            }
         };
         let step = match fault {
-            Fault::LinkDown(l) => Step::LinkDown { port: port_arg("link_down.port", &l.port)? },
-            Fault::LinkUp(l) => Step::LinkUp { port: port_arg("link_up.port", &l.port)? },
-            Fault::Crash(n) => Step::Crash { node: node(&o, "crash.node", &n.node)? },
-            Fault::Restart(n) => Step::Restart { node: node(&o, "restart.node", &n.node)? },
-            Fault::Disaster(s) => Step::Disaster { site: site(&o, "disaster.site", &s.site)? },
+            Fault::LinkDown(l) => Step::LinkDown {
+                port: port_arg("link_down.port", &l.port)?,
+            },
+            Fault::LinkUp(l) => Step::LinkUp {
+                port: port_arg("link_up.port", &l.port)?,
+            },
+            Fault::Crash(n) => Step::Crash {
+                node: node(&o, "crash.node", &n.node)?,
+            },
+            Fault::Restart(n) => Step::Restart {
+                node: node(&o, "restart.node", &n.node)?,
+            },
+            Fault::Disaster(s) => Step::Disaster {
+                site: site(&o, "disaster.site", &s.site)?,
+            },
             Fault::Partition(p) => Step::Partition {
                 a: site(&o, "partition.site_a", &p.site_a)?,
                 b: site(&o, "partition.site_b", &p.site_b)?,
             },
-            Fault::Heal(p) => {
-                Step::Heal { a: site(&o, "heal.site_a", &p.site_a)?, b: site(&o, "heal.site_b", &p.site_b)? }
-            }
+            Fault::Heal(p) => Step::Heal {
+                a: site(&o, "heal.site_a", &p.site_a)?,
+                b: site(&o, "heal.site_b", &p.site_b)?,
+            },
         };
         match o.act(&step).await {
             Ok(summary) => Ok(Response::new(pb::FaultResponse { summary })),
@@ -71,14 +117,18 @@ impl pb::control_server::Control for ControlService {
         }
     }
 
-    async fn status(&self, _r: Request<pb::StatusRequest>) -> Result<Response<pb::StatusResponse>, Status> {
+    async fn status(
+        &self,
+        _r: Request<pb::StatusRequest>,
+    ) -> Result<Response<pb::StatusResponse>, Status> {
         let o = self.fabric.lock().await;
         let nodes = node_infos(&o);
         Ok(Response::new(pb::StatusResponse {
             mode: self.mode.to_string(),
             now_us: u64::try_from(o.now().as_micros()).unwrap_or(u64::MAX),
             nodes: u32::try_from(nodes.len()).unwrap_or(u32::MAX),
-            nodes_alive: u32::try_from(nodes.iter().filter(|n| n.alive).count()).unwrap_or(u32::MAX),
+            nodes_alive: u32::try_from(nodes.iter().filter(|n| n.alive).count())
+                .unwrap_or(u32::MAX),
         }))
     }
 }
@@ -86,15 +136,24 @@ impl pb::control_server::Control for ControlService {
 /// Starts the fabric of `s` (live or processes), plays its setup, and serves the Control
 /// endpoint on `control` until Ctrl-C.
 pub fn serve_fabric(s: &Scenario, mode: &Mode, control: &str) -> Result<(), RunError> {
-    let addr: SocketAddr = control
-        .parse()
-        .map_err(|e| RunError::NodeStart { node: "control".into(), detail: format!("--control {control}: {e}") })?;
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().map_err(RunError::Runtime)?;
+    let addr: SocketAddr = control.parse().map_err(|e| RunError::NodeStart {
+        node: "control".into(),
+        detail: format!("--control {control}: {e}"),
+    })?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(RunError::Runtime)?;
     rt.block_on(async {
-        let listener = Net::Tokio
-            .bind(&addr.to_string())
-            .await
-            .map_err(|e| RunError::NodeStart { node: "control".into(), detail: e.to_string() })?;
+        let listener =
+            Net::Tokio
+                .bind(&addr.to_string())
+                .await
+                .map_err(|e| RunError::NodeStart {
+                    node: "control".into(),
+                    detail: e.to_string(),
+                })?;
         let mut o = Orchestrator::start_wall(s, mode, s.seed, true).await?;
         o.setup().await;
         let fabric = Arc::new(Mutex::new(o));
@@ -118,7 +177,10 @@ pub fn serve_fabric(s: &Scenario, mode: &Mode, control: &str) -> Result<(), RunE
 
 /// Runs one node in this process (`fcsim node --spec FILE`) until killed or Ctrl-C.
 pub fn run_node_process(spec: NodeSpec) -> Result<(), RunError> {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(RunError::Runtime)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(RunError::Runtime)?;
     rt.block_on(async move {
         tokio::select! {
             () = spec.run(Net::Tokio) => {}

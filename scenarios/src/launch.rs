@@ -55,11 +55,18 @@ impl NodeSpec {
     pub async fn run(self, net: Net) {
         let clock = match net {
             Net::Sim => FabricClock::Sim,
-            Net::Tokio => FabricClock::Wall { epoch: UNIX_EPOCH + Duration::from_nanos(self.epoch_unix_ns) },
+            Net::Tokio => FabricClock::Wall {
+                epoch: UNIX_EPOCH + Duration::from_nanos(self.epoch_unix_ns),
+            },
         };
         match self.role {
             NodeRole::Switch(cfg) => run_switch(cfg, net, clock).await,
-            NodeRole::EndNode(cfg) => run_end_node(cfg, net, clock).await,
+            NodeRole::EndNode(cfg) => {
+                let name = cfg.name.clone();
+                if let Err(e) = run_end_node(cfg, net, clock).await {
+                    tracing::error!(node = %name, "end node stopped: {e}");
+                }
+            }
         }
     }
 }
@@ -78,7 +85,10 @@ pub enum Addressing {
 #[non_exhaustive]
 pub enum LaunchError {
     #[error("no free loopback port for node {node}: {source}")]
-    NoPort { node: String, source: std::io::Error },
+    NoPort {
+        node: String,
+        source: std::io::Error,
+    },
     #[error("zone {zone}: {detail}")]
     Zone { zone: String, detail: String },
 }
@@ -87,12 +97,19 @@ fn free_loopback_port(node: &str) -> Result<u16, LaunchError> {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
-        .map_err(|source| LaunchError::NoPort { node: node.to_string(), source })
+        .map_err(|source| LaunchError::NoPort {
+            node: node.to_string(),
+            source,
+        })
 }
 
 /// The zoning configuration a topology starts with (WWPN members for end-node ports,
 /// domain,port members for switch ports). `None` when the topology has no zones.
-pub fn zoning_config(s: &Scenario, cfg: &str, zones: &[ZoneSpec]) -> Result<Option<ZoningConfig>, LaunchError> {
+pub fn zoning_config(
+    s: &Scenario,
+    cfg: &str,
+    zones: &[ZoneSpec],
+) -> Result<Option<ZoningConfig>, LaunchError> {
     if zones.is_empty() {
         return Ok(None);
     }
@@ -102,7 +119,9 @@ pub fn zoning_config(s: &Scenario, cfg: &str, zones: &[ZoneSpec]) -> Result<Opti
         let mut members = Vec::new();
         for m in &z.members {
             let member = match topo.switch_domain(&m.node) {
-                Some(d) => u8::try_from(m.port).ok().map(|p| ZoneMember::DomainPort(d, p)),
+                Some(d) => u8::try_from(m.port)
+                    .ok()
+                    .map(|p| ZoneMember::DomainPort(d, p)),
                 None => topo.port_wwpn(m).map(ZoneMember::Wwpn),
             };
             members.push(member.ok_or_else(|| LaunchError::Zone {
@@ -112,7 +131,10 @@ pub fn zoning_config(s: &Scenario, cfg: &str, zones: &[ZoneSpec]) -> Result<Opti
         }
         out.push((z.name.clone(), members));
     }
-    Ok(Some(ZoningConfig { cfg: cfg.to_string(), zones: out }))
+    Ok(Some(ZoningConfig {
+        cfg: cfg.to_string(),
+        zones: out,
+    }))
 }
 
 /// Builds every node's spec.
@@ -120,15 +142,22 @@ pub fn plan(s: &Scenario, addressing: &Addressing) -> Result<Vec<NodeSpec>, Laun
     let topo = &s.topology;
     let epoch_unix_ns = match addressing {
         Addressing::Sim => 0,
-        Addressing::Loopback => {
-            u64::try_from(SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos()).unwrap_or(0)
-        }
+        Addressing::Loopback => u64::try_from(
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_nanos(),
+        )
+        .unwrap_or(0),
     };
     let mut addresses = BTreeMap::new();
     let mut listen = BTreeMap::new();
     for n in topo.nodes() {
         let (addr, bind) = match addressing {
-            Addressing::Sim => (format!("{}:{SIM_PORT}", n.name), format!("0.0.0.0:{SIM_PORT}")),
+            Addressing::Sim => (
+                format!("{}:{SIM_PORT}", n.name),
+                format!("0.0.0.0:{SIM_PORT}"),
+            ),
             Addressing::Loopback => {
                 let port = free_loopback_port(n.name)?;
                 (format!("127.0.0.1:{port}"), format!("127.0.0.1:{port}"))
@@ -149,7 +178,10 @@ pub fn plan(s: &Scenario, addressing: &Addressing) -> Result<Vec<NodeSpec>, Laun
                 distance_km: l.km,
                 gfc: l.gfc,
             };
-            peers.entry(me.node.clone()).or_default().insert(me.port, spec);
+            peers
+                .entry(me.node.clone())
+                .or_default()
+                .insert(me.port, spec);
         }
     }
     let zoning = zoning_config(s, &topo.zone_cfg, &topo.zones)?;
@@ -157,20 +189,28 @@ pub fn plan(s: &Scenario, addressing: &Addressing) -> Result<Vec<NodeSpec>, Laun
     let mut specs = Vec::new();
     for n in topo.nodes() {
         let node_peers = peers.remove(n.name).unwrap_or_default();
-        let port_wwpns: Vec<Wwpn> =
-            (0..n.ports).filter_map(|p| topo.port_wwpn(&PortRef::new(n.name, p))).collect();
+        let port_wwpns: Vec<Wwpn> = (0..n.ports)
+            .filter_map(|p| topo.port_wwpn(&PortRef::new(n.name, p)))
+            .collect();
         let wwnn = topo.node_wwnn(n.name).unwrap_or_default();
         let role = match n.kind {
             NodeKind::Switch => {
                 let e_ports = node_peers
                     .iter()
-                    .filter(|(_, p)| p.name.split('/').next().is_some_and(|peer| switch_names.contains(peer)))
+                    .filter(|(_, p)| {
+                        p.name
+                            .split('/')
+                            .next()
+                            .is_some_and(|peer| switch_names.contains(peer))
+                    })
                     .map(|(port, _)| *port)
                     .collect();
                 NodeRole::Switch(SwitchConfig {
                     name: n.name.to_string(),
                     wwn: wwnn,
-                    domain: topo.switch_domain(n.name).unwrap_or_else(|| DomainId::new(1).expect("1 is a domain")),
+                    domain: topo
+                        .switch_domain(n.name)
+                        .unwrap_or_else(|| DomainId::new(1).expect("1 is a domain")),
                     port_wwpns,
                     listen: listen[n.name].clone(),
                     peers: node_peers,
@@ -183,7 +223,11 @@ pub fn plan(s: &Scenario, addressing: &Addressing) -> Result<Vec<NodeSpec>, Laun
                 kind: kind.as_str().to_string(),
                 wwnn,
                 port_wwpns,
-                role: if kind == NodeKind::Host { Role::Initiator } else { Role::Target },
+                role: if kind == NodeKind::Host {
+                    Role::Initiator
+                } else {
+                    Role::Target
+                },
                 listen: listen[n.name].clone(),
                 peers: node_peers,
             }),

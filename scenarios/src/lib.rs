@@ -30,13 +30,13 @@ pub mod views;
 
 use std::path::Path;
 
+pub use control::{run_node_process, serve_fabric};
 pub use duration::SimDuration;
 pub use format::{
     ArrayFunction, ArraySpec, Check, FabricState, HostSpec, LinkSpec, LuRef, LuSpec, NodeKind,
     NodeView, PortRef, Scenario, Site, Step, SwitchSpec, TapeSpec, TimedStep, Topology, WaitUntil,
     ZoneSpec,
 };
-pub use control::{run_node_process, serve_fabric};
 pub use launch::NodeSpec;
 pub use runner::{CheckOutcome, Mode, Report, RunError, RunOptions, TimelineEntry, run_scenario};
 pub use validate::{Diagnostic, Diagnostics, parse};

@@ -103,7 +103,11 @@ impl Report {
     pub fn summary_table(&self) -> String {
         use std::fmt::Write;
         let mut s = String::new();
-        let _ = writeln!(s, "\n{:<10} {:<18} {:<7} {}", "at", "check", "result", "detail");
+        let _ = writeln!(
+            s,
+            "\n{:<10} {:<18} {:<7} {}",
+            "at", "check", "result", "detail"
+        );
         let _ = writeln!(s, "{}", "-".repeat(78));
         for c in &self.checks {
             let at = fmt_time(Duration::from_micros(c.at_us));
@@ -140,16 +144,29 @@ pub fn run_scenario(s: &Scenario, opts: &RunOptions) -> Result<Report, RunError>
                 .map(|spec| {
                     let name = spec.name.clone();
                     let spec = spec.clone();
-                    let factory: Box<dyn Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>> =
-                        Box::new(move || Box::pin(spec.clone().run(Net::Sim)));
+                    let factory: Box<
+                        dyn Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>,
+                    > = Box::new(move || Box::pin(spec.clone().run(Net::Sim)));
                     (name, factory)
                 })
                 .collect();
-            let cfg = SimConfig { seed, tick: s.tick.to_std(), limit: sim_limit(s) };
+            let cfg = SimConfig {
+                seed,
+                tick: s.tick.to_std(),
+                limit: sim_limit(s),
+            };
             let scenario = s.clone();
             let echo = opts.echo;
             let report = sim::run(&cfg, hosts, move |control| async move {
-                let mut o = Orchestrator::new(scenario, specs, Driver::Sim(control), Net::Sim, FabricClock::Sim, seed, echo);
+                let mut o = Orchestrator::new(
+                    scenario,
+                    specs,
+                    Driver::Sim(control),
+                    Net::Sim,
+                    FabricClock::Sim,
+                    seed,
+                    echo,
+                );
                 o.play().await;
                 o.report
             })?;
@@ -179,7 +196,7 @@ fn sim_limit(s: &Scenario) -> Duration {
 
 // ---- drivers --------------------------------------------------------------------------
 
-struct LiveNode {
+pub(crate) struct LiveNode {
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -188,7 +205,11 @@ struct LiveNode {
 pub(crate) enum Driver {
     Sim(SimControl),
     Live(BTreeMap<String, LiveNode>),
-    Processes { exe: PathBuf, dir: PathBuf, children: BTreeMap<String, tokio::process::Child> },
+    Processes {
+        exe: PathBuf,
+        dir: PathBuf,
+        children: BTreeMap<String, tokio::process::Child>,
+    },
 }
 
 impl Driver {
@@ -201,7 +222,12 @@ impl Driver {
                 let thread = std::thread::Builder::new()
                     .name(format!("node-{}", spec.name))
                     .spawn(move || {
-                        let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+                        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                            .enable_all()
+                            .build()
+                        else {
+                            return;
+                        };
                         rt.block_on(async move {
                             tokio::select! {
                                 () = spec2.run(Net::Tokio) => {}
@@ -211,14 +237,27 @@ impl Driver {
                         // Crash: every task, socket and buffer of the node goes at once.
                         rt.shutdown_background();
                     })
-                    .map_err(|e| RunError::NodeStart { node: spec.name.clone(), detail: e.to_string() })?;
-                nodes.insert(spec.name.clone(), LiveNode { stop: Some(stop), thread: Some(thread) });
+                    .map_err(|e| RunError::NodeStart {
+                        node: spec.name.clone(),
+                        detail: e.to_string(),
+                    })?;
+                nodes.insert(
+                    spec.name.clone(),
+                    LiveNode {
+                        stop: Some(stop),
+                        thread: Some(thread),
+                    },
+                );
                 Ok(())
             }
             Driver::Processes { exe, dir, children } => {
                 let path = dir.join(format!("{}.json", spec.name));
-                let err = |e: std::io::Error| RunError::NodeStart { node: spec.name.clone(), detail: e.to_string() };
-                std::fs::write(&path, serde_json::to_vec_pretty(spec).unwrap_or_default()).map_err(err)?;
+                let err = |e: std::io::Error| RunError::NodeStart {
+                    node: spec.name.clone(),
+                    detail: e.to_string(),
+                };
+                std::fs::write(&path, serde_json::to_vec_pretty(spec).unwrap_or_default())
+                    .map_err(err)?;
                 let child = tokio::process::Command::new(exe.as_path())
                     .arg("node")
                     .arg("--spec")
@@ -236,7 +275,10 @@ impl Driver {
 
     fn pid(&self, node: &str) -> u32 {
         match self {
-            Driver::Processes { children, .. } => children.get(node).and_then(tokio::process::Child::id).unwrap_or(0),
+            Driver::Processes { children, .. } => children
+                .get(node)
+                .and_then(tokio::process::Child::id)
+                .unwrap_or(0),
             _ => 0,
         }
     }
@@ -357,15 +399,27 @@ impl Orchestrator {
     }
 
     /// Plans and starts every node in a wall-clock mode.
-    pub(crate) async fn start_wall(s: &Scenario, mode: &Mode, seed: u64, echo: bool) -> Result<Self, RunError> {
+    pub(crate) async fn start_wall(
+        s: &Scenario,
+        mode: &Mode,
+        seed: u64,
+        echo: bool,
+    ) -> Result<Self, RunError> {
         let specs = plan(s, &Addressing::Loopback)?;
         let epoch = specs.first().map_or(0, |s| s.epoch_unix_ns);
-        let clock = FabricClock::Wall { epoch: std::time::UNIX_EPOCH + Duration::from_nanos(epoch) };
+        let clock = FabricClock::Wall {
+            epoch: std::time::UNIX_EPOCH + Duration::from_nanos(epoch),
+        };
         let driver = match mode {
             Mode::Processes { exe } => {
-                let dir = std::env::temp_dir().join(format!("fcsim-{}-{}", std::process::id(), seed));
+                let dir =
+                    std::env::temp_dir().join(format!("fcsim-{}-{}", std::process::id(), seed));
                 std::fs::create_dir_all(&dir).map_err(RunError::Runtime)?;
-                Driver::Processes { exe: exe.clone(), dir, children: BTreeMap::new() }
+                Driver::Processes {
+                    exe: exe.clone(),
+                    dir,
+                    children: BTreeMap::new(),
+                }
             }
             _ => Driver::Live(BTreeMap::new()),
         };
@@ -400,20 +454,26 @@ impl Orchestrator {
         self.t0 = self.now();
         for ts in self.scenario.steps.clone() {
             let due = self.t0 + ts.at.to_std();
-            tokio::time::sleep_until(self.clock.instant_at(due)).await;
+            self.clock.sleep_until(due).await;
             self.exec(&ts.step).await;
         }
         self.report.duration_us = u64::try_from(self.now().as_micros()).unwrap_or(u64::MAX);
-        self.report.passed = self.report.errors.is_empty() && self.report.checks.iter().all(|c| c.passed);
+        self.report.passed =
+            self.report.errors.is_empty() && self.report.checks.iter().all(|c| c.passed);
     }
 
     async fn snapshot_rscns(&mut self) {
-        let end_nodes: Vec<String> =
-            self.specs.values().filter(|s| s.kind() != "switch").map(|s| s.name.clone()).collect();
+        let end_nodes: Vec<String> = self
+            .specs
+            .values()
+            .filter(|s| s.kind() != "switch")
+            .map(|s| s.name.clone())
+            .collect();
         for n in end_nodes {
             if let Ok(ports) = self.ports(&n).await {
                 for p in ports.ports {
-                    self.rscn_base.insert(PortRef::new(n.clone(), p.port), p.rscn_received);
+                    self.rscn_base
+                        .insert(PortRef::new(n.clone(), p.port), p.rscn_received);
                 }
             }
         }
@@ -442,8 +502,17 @@ impl Orchestrator {
                     Err(d) => (false, d),
                 };
                 let at_us = self.since_t0_us();
-                self.log(format!("check {} {}: {detail}", c.name(), if passed { "passed" } else { "FAILED" }));
-                self.report.checks.push(CheckOutcome { at_us, check: c.name().to_string(), passed, detail });
+                self.log(format!(
+                    "check {} {}: {detail}",
+                    c.name(),
+                    if passed { "passed" } else { "FAILED" }
+                ));
+                self.report.checks.push(CheckOutcome {
+                    at_us,
+                    check: c.name().to_string(),
+                    passed,
+                    detail,
+                });
                 return;
             }
             _ => self.act(step).await,
@@ -467,7 +536,11 @@ impl Orchestrator {
         if let Some(c) = self.channels.get(node) {
             return Ok(c.clone());
         }
-        let addr = self.specs.get(node).map(|s| s.address.clone()).ok_or_else(|| format!("no node {node}"))?;
+        let addr = self
+            .specs
+            .get(node)
+            .map(|s| s.address.clone())
+            .ok_or_else(|| format!("no node {node}"))?;
         let (tries, pause) = match self.net {
             Net::Sim => (20, Duration::from_micros(200)),
             Net::Tokio => (100, Duration::from_millis(50)),
@@ -481,7 +554,7 @@ impl Orchestrator {
                 }
                 Err(e) => last = e.to_string(),
             }
-            tokio::time::sleep(pause).await;
+            self.clock.sleep(pause).await;
         }
         Err(last)
     }
@@ -490,13 +563,21 @@ impl Orchestrator {
         Ok(pb::link_client::LinkClient::new(self.channel(node).await?))
     }
 
-    async fn switch(&mut self, node: &str) -> Result<pb::switch_client::SwitchClient<Channel>, String> {
-        Ok(pb::switch_client::SwitchClient::new(self.channel(node).await?))
+    async fn switch(
+        &mut self,
+        node: &str,
+    ) -> Result<pb::switch_client::SwitchClient<Channel>, String> {
+        Ok(pb::switch_client::SwitchClient::new(
+            self.channel(node).await?,
+        ))
     }
 
     async fn ports(&mut self, node: &str) -> Result<pb::ListPortsResponse, String> {
         let mut c = self.link(node).await?;
-        c.list_ports(pb::ListPortsRequest {}).await.map(tonic::Response::into_inner).map_err(|s| s.message().to_string())
+        c.list_ports(pb::ListPortsRequest {})
+            .await
+            .map(tonic::Response::into_inner)
+            .map_err(|s| s.message().to_string())
     }
 
     async fn port_info(&mut self, p: &PortRef) -> Result<pb::PortInfo, String> {
@@ -509,7 +590,11 @@ impl Orchestrator {
     }
 
     fn wwpn(&self, p: &PortRef) -> String {
-        self.scenario.topology.port_wwpn(p).map(|w| w.to_string()).unwrap_or_default()
+        self.scenario
+            .topology
+            .port_wwpn(p)
+            .map(|w| w.to_string())
+            .unwrap_or_default()
     }
 
     pub(crate) fn has_node(&self, node: &str) -> bool {
@@ -521,14 +606,22 @@ impl Orchestrator {
     }
 
     fn is_switch(&self, node: &str) -> bool {
-        self.scenario.topology.node(node).is_some_and(|n| n.kind == NodeKind::Switch)
+        self.scenario
+            .topology
+            .node(node)
+            .is_some_and(|n| n.kind == NodeKind::Switch)
     }
 
     // ---- actions -------------------------------------------------------------------------
 
     async fn set_port(&mut self, p: &PortRef, enabled: bool) -> Result<(), String> {
         let mut c = self.link(&p.node).await?;
-        c.set_port(pb::SetPortRequest { port: p.port, enabled }).await.map_err(|s| s.message().to_string())?;
+        c.set_port(pb::SetPortRequest {
+            port: p.port,
+            enabled,
+        })
+        .await
+        .map_err(|s| s.message().to_string())?;
         Ok(())
     }
 
@@ -550,15 +643,28 @@ impl Orchestrator {
         } else {
             self.down_links.insert(index);
         }
-        if done { Ok(()) } else { Err(format!("neither end of {}–{} answered: {last}", l.a, l.b)) }
+        if done {
+            Ok(())
+        } else {
+            Err(format!("neither end of {}–{} answered: {last}", l.a, l.b))
+        }
     }
 
     fn link_index(&self, p: &PortRef) -> Option<usize> {
-        self.scenario.topology.links.iter().position(|l| l.a == *p || l.b == *p)
+        self.scenario
+            .topology
+            .links
+            .iter()
+            .position(|l| l.a == *p || l.b == *p)
     }
 
     fn site_links(&self, a: &str, b: &str) -> Vec<usize> {
-        let site_of = |n: &str| self.specs.get(n).map(|s| s.site.clone()).unwrap_or_default();
+        let site_of = |n: &str| {
+            self.specs
+                .get(n)
+                .map(|s| s.site.clone())
+                .unwrap_or_default()
+        };
         self.scenario
             .topology
             .links
@@ -581,12 +687,16 @@ impl Orchestrator {
     pub(crate) async fn act(&mut self, step: &Step) -> StepResult {
         match step {
             Step::LinkDown { port } => {
-                let i = self.link_index(port).ok_or_else(|| format!("{port} has no cable"))?;
+                let i = self
+                    .link_index(port)
+                    .ok_or_else(|| format!("{port} has no cable"))?;
                 self.set_link(i, false).await?;
                 Ok(format!("link down at {port}"))
             }
             Step::LinkUp { port } => {
-                let i = self.link_index(port).ok_or_else(|| format!("{port} has no cable"))?;
+                let i = self
+                    .link_index(port)
+                    .ok_or_else(|| format!("{port} has no cable"))?;
                 self.set_link(i, true).await?;
                 Ok(format!("link up at {port}"))
             }
@@ -598,22 +708,41 @@ impl Orchestrator {
                 if self.destroyed.contains(node) {
                     return Err(format!("{node} was destroyed in a site disaster"));
                 }
-                let spec = self.specs.get(node).cloned().ok_or_else(|| format!("no node {node}"))?;
-                self.driver.restart(&spec).await.map_err(|e| e.to_string())?;
+                let spec = self
+                    .specs
+                    .get(node)
+                    .cloned()
+                    .ok_or_else(|| format!("no node {node}"))?;
+                self.driver
+                    .restart(&spec)
+                    .await
+                    .map_err(|e| e.to_string())?;
                 self.alive.insert(node.clone(), true);
                 self.channels.remove(node);
                 Ok(format!("{node} restarted"))
             }
             Step::Disaster { site } => {
-                let sites: BTreeSet<String> =
-                    self.scenario.topology.disaster_sites(site).into_iter().map(str::to_string).collect();
-                let victims: Vec<String> =
-                    self.specs.values().filter(|s| sites.contains(&s.site)).map(|s| s.name.clone()).collect();
+                let sites: BTreeSet<String> = self
+                    .scenario
+                    .topology
+                    .disaster_sites(site)
+                    .into_iter()
+                    .map(str::to_string)
+                    .collect();
+                let victims: Vec<String> = self
+                    .specs
+                    .values()
+                    .filter(|s| sites.contains(&s.site))
+                    .map(|s| s.name.clone())
+                    .collect();
                 for v in &victims {
                     self.crash(v).await;
                     self.destroyed.insert(v.clone());
                 }
-                Ok(format!("disaster at {site}: {} destroyed", victims.join(", ")))
+                Ok(format!(
+                    "disaster at {site}: {} destroyed",
+                    victims.join(", ")
+                ))
             }
             Step::Partition { a, b } | Step::Heal { a, b } => {
                 let up = matches!(step, Step::Heal { .. });
@@ -630,32 +759,48 @@ impl Orchestrator {
                     .map(|z| {
                         z.zones
                             .into_iter()
-                            .map(|(name, m)| pb::Zone { name, members: m.iter().map(ToString::to_string).collect() })
+                            .map(|(name, m)| pb::Zone {
+                                name,
+                                members: m.iter().map(ToString::to_string).collect(),
+                            })
                             .collect()
                     })
                     .unwrap_or_default();
                 let sw = self.any_switch()?;
                 let mut c = self.switch(&sw).await?;
                 let r = c
-                    .zone_activate(pb::ZoneActivateRequest { cfg_name: cfg.clone(), zones })
+                    .zone_activate(pb::ZoneActivateRequest {
+                        cfg_name: cfg.clone(),
+                        zones,
+                    })
                     .await
                     .map_err(|s| s.message().to_string())?
                     .into_inner();
-                Ok(format!("zoning configuration {cfg} activated from {sw} (generation {})", r.generation))
+                Ok(format!(
+                    "zoning configuration {cfg} activated from {sw} (generation {})",
+                    r.generation
+                ))
             }
             Step::ZoneDeactivate {} => {
                 let sw = self.any_switch()?;
                 let mut c = self.switch(&sw).await?;
-                c.zone_deactivate(pb::ZoneDeactivateRequest {}).await.map_err(|s| s.message().to_string())?;
+                c.zone_deactivate(pb::ZoneDeactivateRequest {})
+                    .await
+                    .map_err(|s| s.message().to_string())?;
                 Ok(format!("zoning deactivated from {sw}"))
             }
-            Step::Wait { for_duration, until } => {
+            Step::Wait {
+                for_duration,
+                until,
+            } => {
                 if let Some(d) = for_duration {
-                    tokio::time::sleep(d.to_std()).await;
+                    self.clock.sleep(d.to_std()).await;
                     return Ok(format!("waited {d}"));
                 }
                 match until {
-                    Some(WaitUntil::Fabric { fabric: FabricState::Converged }) => self.wait_converged().await,
+                    Some(WaitUntil::Fabric {
+                        fabric: FabricState::Converged,
+                    }) => self.wait_converged().await,
                     None => Ok("nothing to wait for".into()),
                 }
             }
@@ -684,12 +829,20 @@ impl Orchestrator {
         let mut why = String::new();
         while self.now() - start < limit {
             match self.converged().await {
-                Ok(()) => return Ok(format!("fabric converged in {}", fmt_time(self.now() - start))),
+                Ok(()) => {
+                    return Ok(format!(
+                        "fabric converged in {}",
+                        fmt_time(self.now() - start)
+                    ));
+                }
                 Err(e) => why = e,
             }
-            tokio::time::sleep(pause).await;
+            self.clock.sleep(pause).await;
         }
-        Err(format!("fabric did not converge within {}: {why}", fmt_time(limit)))
+        Err(format!(
+            "fabric did not converge within {}: {why}",
+            fmt_time(limit)
+        ))
     }
 
     async fn converged(&mut self) -> Result<(), String> {
@@ -698,16 +851,27 @@ impl Orchestrator {
         // Switch graph over working ISLs.
         let mut adj: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         for (i, l) in topo.links.iter().enumerate() {
-            if self.down_links.contains(&i) || !self.is_switch(&l.a.node) || !self.is_switch(&l.b.node) {
+            if self.down_links.contains(&i)
+                || !self.is_switch(&l.a.node)
+                || !self.is_switch(&l.b.node)
+            {
                 continue;
             }
             if live(self, &l.a.node) && live(self, &l.b.node) {
-                adj.entry(l.a.node.clone()).or_default().insert(l.b.node.clone());
-                adj.entry(l.b.node.clone()).or_default().insert(l.a.node.clone());
+                adj.entry(l.a.node.clone())
+                    .or_default()
+                    .insert(l.b.node.clone());
+                adj.entry(l.b.node.clone())
+                    .or_default()
+                    .insert(l.a.node.clone());
             }
         }
-        let live_switches: Vec<String> =
-            topo.switches.iter().map(|s| s.name.clone()).filter(|s| live(self, s)).collect();
+        let live_switches: Vec<String> = topo
+            .switches
+            .iter()
+            .map(|s| s.name.clone())
+            .filter(|s| live(self, s))
+            .collect();
         for sw in live_switches {
             let mut comp = BTreeSet::from([sw.clone()]);
             let mut todo = vec![sw.clone()];
@@ -719,9 +883,17 @@ impl Orchestrator {
                 }
             }
             let mut c = self.switch(&sw).await?;
-            let fabric = c.fabric_show(pb::FabricShowRequest {}).await.map_err(|s| s.message().to_string())?.into_inner();
-            let reachable: BTreeSet<String> =
-                fabric.switches.iter().filter(|s| s.reachable).map(|s| s.name.clone()).collect();
+            let fabric = c
+                .fabric_show(pb::FabricShowRequest {})
+                .await
+                .map_err(|s| s.message().to_string())?
+                .into_inner();
+            let reachable: BTreeSet<String> = fabric
+                .switches
+                .iter()
+                .filter(|s| s.reachable)
+                .map(|s| s.name.clone())
+                .collect();
             if reachable != comp {
                 return Err(format!("{sw} reaches {reachable:?}, expected {comp:?}"));
             }
@@ -743,8 +915,17 @@ impl Orchestrator {
                 return Err(format!("{end} is not logged in"));
             }
             let mut c = self.switch(&sw.node).await?;
-            let ns = c.ns_show(pb::NsShowRequest { as_wwpn: String::new() }).await.map_err(|s| s.message().to_string())?;
-            let registered = ns.into_inner().entries.iter().any(|e| e.wwpn == info.wwpn && !e.fc4_types.is_empty());
+            let ns = c
+                .ns_show(pb::NsShowRequest {
+                    as_wwpn: String::new(),
+                })
+                .await
+                .map_err(|s| s.message().to_string())?;
+            let registered = ns
+                .into_inner()
+                .entries
+                .iter()
+                .any(|e| e.wwpn == info.wwpn && !e.fc4_types.is_empty());
             if !registered {
                 return Err(format!("{end} is not registered with the name server"));
             }
@@ -758,19 +939,32 @@ impl Orchestrator {
         match c {
             Check::LoggedIn { port } => {
                 let p = self.port_info(port).await?;
-                if p.fc_id.is_empty() { Err(format!("{port} has no FC_ID")) } else { Ok(format!("{port} is {}", p.fc_id)) }
+                if p.fc_id.is_empty() {
+                    Err(format!("{port} has no FC_ID"))
+                } else {
+                    Ok(format!("{port} is {}", p.fc_id))
+                }
             }
-            Check::NsSees { host_port, target_port, expect } => {
+            Check::NsSees {
+                host_port,
+                target_port,
+                expect,
+            } => {
                 let p = self.port_info(host_port).await?;
                 let target = self.wwpn(target_port);
                 let sees = p.ns_view.iter().any(|e| e.wwpn == target);
-                let text = format!("{host_port} {} {target_port} ({target})", if sees { "sees" } else { "does not see" });
+                let text = format!(
+                    "{host_port} {} {target_port} ({target})",
+                    if sees { "sees" } else { "does not see" }
+                );
                 if sees == *expect { Ok(text) } else { Err(text) }
             }
             Check::ZoningDenied { from, to } => {
                 let target = self.port_info(to).await?;
                 if target.fc_id.is_empty() {
-                    return Err(format!("{to} is not logged in, so the check proves nothing"));
+                    return Err(format!(
+                        "{to} is not logged in, so the check proves nothing"
+                    ));
                 }
                 let mut c = self.link(&from.node).await?;
                 let r = c
@@ -784,41 +978,89 @@ impl Orchestrator {
                     .map_err(|s| s.message().to_string())?
                     .into_inner();
                 let text = format!("PLOGI {from} → {to} ({}): {}", target.fc_id, r.outcome);
-                if r.outcome == "accepted" { Err(text) } else { Ok(text) }
+                if r.outcome == "accepted" {
+                    Err(text)
+                } else {
+                    Ok(text)
+                }
             }
             Check::RoutePath { from, to, path } => self.check_route(from, to, path).await,
-            Check::FramesDropped { switch, port, at_least } => {
+            Check::FramesDropped {
+                switch,
+                port,
+                at_least,
+            } => {
                 let mut c = self.switch(switch).await?;
                 let ports = port.map(|p| vec![p]).unwrap_or_default();
-                let stats =
-                    c.port_stats_show(pb::PortStatsShowRequest { ports }).await.map_err(|s| s.message().to_string())?;
-                let drops: u64 = stats.into_inner().ports.iter().filter_map(|p| p.counters).map(|c| c.zoning_drops).sum();
-                let text = format!("{switch} dropped {drops} frames by zoning (at least {at_least} expected)");
-                if drops >= *at_least { Ok(text) } else { Err(text) }
+                let stats = c
+                    .port_stats_show(pb::PortStatsShowRequest { ports })
+                    .await
+                    .map_err(|s| s.message().to_string())?;
+                let drops: u64 = stats
+                    .into_inner()
+                    .ports
+                    .iter()
+                    .filter_map(|p| p.counters)
+                    .map(|c| c.zoning_drops)
+                    .sum();
+                let text = format!(
+                    "{switch} dropped {drops} frames by zoning (at least {at_least} expected)"
+                );
+                if drops >= *at_least {
+                    Ok(text)
+                } else {
+                    Err(text)
+                }
             }
             Check::RscnSeen { port, at_least } => {
                 let p = self.port_info(port).await?;
-                let seen = p.rscn_received.saturating_sub(self.rscn_base.get(port).copied().unwrap_or(0));
-                let text = format!("{port} received {seen} RSCNs since setup (at least {at_least} expected)");
-                if seen >= *at_least { Ok(text) } else { Err(text) }
+                let seen = p
+                    .rscn_received
+                    .saturating_sub(self.rscn_base.get(port).copied().unwrap_or(0));
+                let text = format!(
+                    "{port} received {seen} RSCNs since setup (at least {at_least} expected)"
+                );
+                if seen >= *at_least {
+                    Ok(text)
+                } else {
+                    Err(text)
+                }
             }
         }
     }
 
     /// Each hop of `path` must be one of the equal-cost next hops FSPF chose.
     async fn check_route(&mut self, from: &str, to: &str, path: &[String]) -> StepResult {
-        let domain = |o: &Self, s: &str| o.scenario.topology.switch_domain(s).map(|d| u32::from(d.get()));
+        let domain = |o: &Self, s: &str| {
+            o.scenario
+                .topology
+                .switch_domain(s)
+                .map(|d| u32::from(d.get()))
+        };
         let dest = domain(self, to).ok_or_else(|| format!("{to} is not a switch"))?;
         for hop in path.windows(2) {
             let (here, next) = (&hop[0], &hop[1]);
             let want = domain(self, next).ok_or_else(|| format!("{next} is not a switch"))?;
             let mut c = self.switch(here).await?;
-            let routes = c.route_show(pb::RouteShowRequest {}).await.map_err(|s| s.message().to_string())?.into_inner();
+            let routes = c
+                .route_show(pb::RouteShowRequest {})
+                .await
+                .map_err(|s| s.message().to_string())?
+                .into_inner();
             let route = routes.routes.iter().find(|r| r.dest_domain == dest);
-            let Some(route) = route else { return Err(format!("{here} has no route to {to}")) };
+            let Some(route) = route else {
+                return Err(format!("{here} has no route to {to}"));
+            };
             if !route.next_hops.iter().any(|h| h.neighbor_domain == want) {
-                let via: Vec<String> = route.next_hops.iter().map(|h| format!("domain {}", h.neighbor_domain)).collect();
-                return Err(format!("{here} routes to {to} via {}, not {next}", via.join(" or ")));
+                let via: Vec<String> = route
+                    .next_hops
+                    .iter()
+                    .map(|h| format!("domain {}", h.neighbor_domain))
+                    .collect();
+                return Err(format!(
+                    "{here} routes to {to} via {}, not {next}",
+                    via.join(" or ")
+                ));
             }
         }
         Ok(format!("{from} → {to} via {}", path.join(" → ")))

@@ -14,7 +14,9 @@ const BASE: &str = r#"{"name": "t", "topology": {"sites": [{"name": "s"}],
  "zones": [{"name": "z", "members": ["MEMBER"]}]}}"#;
 
 fn variant(domain: &str, link_b: &str, member: &str) -> String {
-    BASE.replace("DOMAIN", domain).replace("LINKB", link_b).replace("MEMBER", member)
+    BASE.replace("DOMAIN", domain)
+        .replace("LINKB", link_b)
+        .replace("MEMBER", member)
 }
 
 #[test]

@@ -55,11 +55,23 @@ pub fn ring(zones: &str, steps: &str) -> Scenario {
 }
 
 pub fn run_sim(s: &Scenario) -> Report {
-    fcsim_scenarios::run_scenario(s, &RunOptions { seed: None, mode: Mode::Sim, echo: false })
-        .unwrap_or_else(|e| panic!("run failed: {e}"))
+    fcsim_scenarios::run_scenario(
+        s,
+        &RunOptions {
+            seed: None,
+            mode: Mode::Sim,
+            echo: false,
+        },
+    )
+    .unwrap_or_else(|e| panic!("run failed: {e}"))
 }
 
 /// Asserts every check passed, printing the report otherwise.
 pub fn assert_passed(r: &Report) {
-    assert!(r.passed, "scenario failed:\n{}\n{:#?}", r.summary_table(), r.timeline);
+    assert!(
+        r.passed,
+        "scenario failed:\n{}\n{:#?}",
+        r.summary_table(),
+        r.timeline
+    );
 }

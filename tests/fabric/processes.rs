@@ -20,8 +20,15 @@ fn sigkill_of_a_switch_process_reroutes_the_fabric() {
         "#,
     );
     let exe = std::path::PathBuf::from(env!("CARGO_BIN_EXE_fcsim"));
-    let r = fcsim_scenarios::run_scenario(&s, &RunOptions { seed: None, mode: Mode::Processes { exe }, echo: false })
-        .expect("processes run");
+    let r = fcsim_scenarios::run_scenario(
+        &s,
+        &RunOptions {
+            seed: None,
+            mode: Mode::Processes { exe },
+            echo: false,
+        },
+    )
+    .expect("processes run");
     assert_eq!(r.mode, "processes");
     assert!(r.passed, "{}\n{:#?}", r.summary_table(), r.timeline);
 }

@@ -27,7 +27,11 @@ fn a_wrong_path_fails_the_check() {
     );
     let r = run_sim(&s);
     assert!(!r.passed);
-    assert!(r.checks[0].detail.contains("not sw4"), "{}", r.checks[0].detail);
+    assert!(
+        r.checks[0].detail.contains("not sw4"),
+        "{}",
+        r.checks[0].detail
+    );
 }
 
 #[test]

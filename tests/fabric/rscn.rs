@@ -26,5 +26,9 @@ fn no_rscn_crosses_a_zone_boundary() {
     );
     let r = run_sim(&s);
     assert!(!r.passed, "{}", r.summary_table());
-    assert!(r.checks[0].detail.contains("received 0"), "{}", r.checks[0].detail);
+    assert!(
+        r.checks[0].detail.contains("received 0"),
+        "{}",
+        r.checks[0].detail
+    );
 }

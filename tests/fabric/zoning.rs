@@ -1,6 +1,7 @@
 use crate::{assert_passed, ring, run_sim};
 
-const ZONES: &str = r#"{"name": "z1", "members": ["h1/0", "arr1/0"]}, {"name": "z2", "members": ["h2/0", "h1/0"]}"#;
+const ZONES: &str =
+    r#"{"name": "z1", "members": ["h1/0", "arr1/0"]}, {"name": "z2", "members": ["h2/0", "h1/0"]}"#;
 
 #[test]
 fn zoned_out_port_cannot_reach_target_and_drops_are_counted() {
@@ -18,10 +19,20 @@ fn zoned_out_port_cannot_reach_target_and_drops_are_counted() {
 
 #[test]
 fn zoning_denied_fails_when_the_ports_share_a_zone() {
-    let s = ring(ZONES, r#"{"at": "2ms", "op": "check", "check": "zoning_denied", "from": "h1/0", "to": "arr1/0"}"#);
+    let s = ring(
+        ZONES,
+        r#"{"at": "2ms", "op": "check", "check": "zoning_denied", "from": "h1/0", "to": "arr1/0"}"#,
+    );
     let r = run_sim(&s);
-    assert!(!r.passed, "h1 and arr1 share z1, so the PLOGI must be accepted");
-    assert!(r.checks[0].detail.contains("accepted"), "{}", r.checks[0].detail);
+    assert!(
+        !r.passed,
+        "h1 and arr1 share z1, so the PLOGI must be accepted"
+    );
+    assert!(
+        r.checks[0].detail.contains("accepted"),
+        "{}",
+        r.checks[0].detail
+    );
 }
 
 #[test]

@@ -26,10 +26,32 @@ impl FabricClock {
         }
     }
 
-    /// The tokio instant at which fabric time reaches `at` (for `sleep_until`).
-    pub fn instant_at(&self, at: Duration) -> tokio::time::Instant {
-        let now = self.now();
-        tokio::time::Instant::now() + at.saturating_sub(now)
+    /// Sleeps until fabric time reaches `at`.
+    ///
+    /// In simulation a host's tokio clock is not turmoil's clock (a paused runtime may
+    /// auto-advance its own timers past the tick), so this re-reads turmoil's elapsed
+    /// time after every wake-up instead of trusting a single tokio deadline.
+    pub async fn sleep_until(&self, at: Duration) {
+        match self {
+            FabricClock::Sim => loop {
+                let now = self.now();
+                if now >= at {
+                    break;
+                }
+                tokio::time::sleep(at - now).await;
+            },
+            FabricClock::Wall { .. } => {
+                let now = self.now();
+                if at > now {
+                    tokio::time::sleep(at - now).await;
+                }
+            }
+        }
+    }
+
+    /// Sleeps for `d` of fabric time.
+    pub async fn sleep(&self, d: Duration) {
+        self.sleep_until(self.now() + d).await;
     }
 }
 

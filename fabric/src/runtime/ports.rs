@@ -12,8 +12,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use bytes::Bytes;
-use serde::{Deserialize, Serialize};
 use fcsim_proto::v1 as pb;
+use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
@@ -206,7 +206,7 @@ impl PortHub {
                     tokio::select! {
                         biased;
                         () = wake.notified() => {}
-                        () = tokio::time::sleep(retry) => {}
+                        () = self.clock.sleep(retry) => {}
                     }
                 }
             }
@@ -285,7 +285,7 @@ impl PortHub {
         while let Some(Ok(frame)) = inbound.next().await {
             let arrive = Duration::from_nanos(frame.arrive_ns);
             if arrive > self.clock.now() {
-                tokio::time::sleep_until(self.clock.instant_at(arrive)).await;
+                self.clock.sleep_until(arrive).await;
             }
             {
                 let mut st = self.lock();
