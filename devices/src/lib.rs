@@ -1,1 +1,4 @@
-//! Devices (DESIGN.md §5): SCSI over FCP, arrays, hosts, tapes and relays. Grown in the SCSI/hosts issue.
+//! Devices (DESIGN.md §5): SCSI over FCP, arrays, hosts, tapes and relays.
+//!
+//! Start here: [`fcp`] (FCP exchanges, initiator and target side).
+pub mod fcp;

@@ -6,8 +6,9 @@
 //! Start here: [`run_end_node`]. The actor loop is the only async code; everything it
 //! decides comes from the sans-IO [`NPort`]s, and the pure helpers
 //! ([`port_info`], [`parse_login_request`], [`login_response`]) shape the gRPC answers.
-//! FCP frames arriving here are counted as discards: the SCSI layers live in
-//! `fcsim-devices`.
+//! What sits above FC-2 is an [`Fc4Layer`]: `fcsim-devices` plugs in FCP initiators and
+//! targets (hosts, arrays, tapes) with [`run_end_node_with`]; the plain [`run_end_node`]
+//! has none and counts FCP frames as discards.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -285,8 +286,72 @@ struct Waiter {
     reply: oneshot::Sender<Result<pb::PortLoginResponse, Status>>,
 }
 
-/// The node's actor state: its N_Ports and the gRPC callers waiting on them.
-struct EndNode {
+/// What an end node runs above its N_Ports: the FC-4 layer (an FCP initiator, an FCP
+/// target with its logical units, a tape drive). The actor calls it with every frame the
+/// N_Port engine does not handle itself, every N_Port event, its own admin requests and
+/// its timer; it sends frames and starts port logins through the [`Fc4Ctx`].
+pub trait Fc4Layer: Send + 'static {
+    /// Requests from the layer's own gRPC services.
+    type Admin: Send + 'static;
+
+    /// A frame the N_Port engine did not handle (FCP, BLS) arrived on `port`.
+    fn on_frame(&mut self, ctx: &mut Fc4Ctx<'_>, port: u32, frame: Frame);
+
+    /// Something happened on an N_Port (online, view updated, RSCN, login done, …).
+    fn on_nport_event(&mut self, _ctx: &mut Fc4Ctx<'_>, _port: u32, _ev: &NPortEvent) {}
+
+    /// The cable of `port` went down: every exchange on it is lost.
+    fn on_link_down(&mut self, _ctx: &mut Fc4Ctx<'_>, _port: u32) {}
+
+    /// A request from the layer's gRPC services.
+    fn on_admin(&mut self, ctx: &mut Fc4Ctx<'_>, req: Self::Admin);
+
+    /// The layer's deadline passed.
+    fn on_timeout(&mut self, _ctx: &mut Fc4Ctx<'_>) {}
+
+    /// The layer's next deadline in fabric time.
+    fn poll_timeout(&self) -> Option<Duration> {
+        None
+    }
+}
+
+/// What an [`Fc4Layer`] may use while it handles one input.
+pub struct Fc4Ctx<'a> {
+    /// Fabric time now.
+    pub now: Duration,
+    /// Node name.
+    pub node: &'a str,
+    /// The node's cables.
+    pub hub: &'a PortHub,
+    /// The node's N_Ports by port index.
+    pub ports: &'a mut BTreeMap<u32, NPort>,
+}
+
+impl Fc4Ctx<'_> {
+    /// Sends `frame` out of `port`; false if the port has no cable.
+    pub fn send(&self, port: u32, frame: &Frame) -> bool {
+        self.hub.send(port, frame.encode())
+    }
+}
+
+/// The layer of a node with nothing above FC-2: FCP frames are discarded.
+pub struct NoFc4;
+
+impl Fc4Layer for NoFc4 {
+    type Admin = std::convert::Infallible;
+
+    fn on_frame(&mut self, ctx: &mut Fc4Ctx<'_>, port: u32, frame: Frame) {
+        debug!(r_ctl = frame.header.r_ctl, fc_type = frame.header.fc_type, "frame not handled by an end node");
+        ctx.hub.count_discard(port);
+    }
+
+    fn on_admin(&mut self, _ctx: &mut Fc4Ctx<'_>, req: Self::Admin) {
+        match req {}
+    }
+}
+
+/// The node's actor state: its N_Ports, its FC-4 layer, and the gRPC callers waiting.
+struct EndNode<L: Fc4Layer> {
     /// Node name (`ListPorts`, logs).
     name: String,
     /// Node kind (`ListPorts`).
@@ -299,11 +364,19 @@ struct EndNode {
     ports: BTreeMap<u32, NPort>,
     /// `PortLogin` calls by (port, ticket).
     waiters: BTreeMap<(u32, LoginTicket), Waiter>,
+    /// What runs above FC-2.
+    layer: L,
 }
 
-impl EndNode {
+impl<L: Fc4Layer> EndNode<L> {
     fn next_deadline(&self) -> Option<Duration> {
-        self.ports.values().filter_map(NPort::poll_timeout).min()
+        self.ports.values().filter_map(NPort::poll_timeout).chain(self.layer.poll_timeout()).min()
+    }
+
+    /// Runs `f` on the layer with a context over this node.
+    fn with_layer(&mut self, f: impl FnOnce(&mut L, &mut Fc4Ctx<'_>)) {
+        let mut ctx = Fc4Ctx { now: self.clock.now(), node: &self.name, hub: &self.hub, ports: &mut self.ports };
+        f(&mut self.layer, &mut ctx);
     }
 
     fn on_port_event(&mut self, ev: PortEvent) {
@@ -320,6 +393,7 @@ impl EndNode {
                     info!(port, "link down: logins lost");
                     np.handle_link_down();
                 }
+                self.with_layer(|l, ctx| l.on_link_down(ctx, port));
             }
             PortEvent::Frame { port, frame } => {
                 let Some(np) = self.ports.get_mut(&port) else {
@@ -341,6 +415,9 @@ impl EndNode {
         for np in self.ports.values_mut() {
             np.handle_timeout(now);
         }
+        if self.layer.poll_timeout().is_some_and(|d| d <= now) {
+            self.with_layer(|l, ctx| l.on_timeout(ctx));
+        }
     }
 
     fn list_ports(&self) -> pb::ListPortsResponse {
@@ -348,17 +425,9 @@ impl EndNode {
             .hub
             .snapshot()
             .iter()
-            .filter_map(|s| {
-                self.ports
-                    .get(&s.port)
-                    .map(|np| port_info(&self.name, s, np))
-            })
+            .filter_map(|s| self.ports.get(&s.port).map(|np| port_info(&self.name, s, np)))
             .collect();
-        pb::ListPortsResponse {
-            node: self.name.clone(),
-            kind: self.kind.clone(),
-            ports,
-        }
+        pb::ListPortsResponse { node: self.name.clone(), kind: self.kind.clone(), ports }
     }
 
     fn on_admin(&mut self, admin: LinkAdmin) {
@@ -379,55 +448,59 @@ impl EndNode {
                 };
                 info!(port = req.port, target = ?req.target, "port login requested");
                 let ticket = np.login_to_within(req.target, req.timeout, self.clock.now());
-                self.waiters
-                    .insert((req.port, ticket), Waiter { req, reply });
+                self.waiters.insert((req.port, ticket), Waiter { req, reply });
             }
         }
     }
 
-    /// Sends what the N_Ports want sent and acts on their events.
+    /// Sends what the N_Ports want sent and hands their events to the waiters and the
+    /// layer, until nothing more comes out (the layer may start new logins).
     fn flush(&mut self) {
-        for (&port, np) in &mut self.ports {
-            let fc_id = np
-                .fc_id()
-                .map_or_else(|| "-".to_string(), |f| f.to_string());
-            let _span = info_span!("nport", port, fc_id = %fc_id).entered();
-            while let Some(f) = np.poll_transmit() {
-                if !self.hub.send(port, f.encode()) {
-                    debug!(ox_id = f.header.ox_id, "frame not sent: no cable");
-                }
-            }
-            while let Some(ev) = np.poll_event() {
-                match ev {
-                    NPortEvent::FabricLogin { fc_id } => info!(%fc_id, "fabric login accepted"),
-                    NPortEvent::Online => info!("registered with the name server; online"),
-                    NPortEvent::FabricLoginFailed { step } => {
-                        warn!(%step, "fabric login failed after retries");
-                    }
-                    NPortEvent::ViewUpdated { ports } => debug!(ports, "name-server view updated"),
-                    NPortEvent::Rscn { affected } => info!(?affected, "RSCN received"),
-                    NPortEvent::RemoteLogin { fc_id, wwpn } => {
-                        info!(remote = %fc_id, %wwpn, "remote port logged in");
-                    }
-                    NPortEvent::RemoteLogout { fc_id } => {
-                        info!(remote = %fc_id, "remote port logged out")
-                    }
-                    NPortEvent::LoginDone { ticket, outcome } => {
-                        info!(?outcome, "port login finished");
-                        if let Some(w) = self.waiters.remove(&(port, ticket)) {
-                            let _ = w.reply.send(Ok(login_response(&outcome, &w.req)));
-                        }
-                    }
-                    NPortEvent::Unhandled { frame } => {
-                        debug!(
-                            r_ctl = frame.header.r_ctl,
-                            fc_type = frame.header.fc_type,
-                            "frame not handled by an end node"
-                        );
-                        self.hub.count_discard(port);
+        loop {
+            let mut events = Vec::new();
+            for (&port, np) in &mut self.ports {
+                while let Some(f) = np.poll_transmit() {
+                    if !self.hub.send(port, f.encode()) {
+                        debug!(port, ox_id = f.header.ox_id, "frame not sent: no cable");
                     }
                 }
+                while let Some(ev) = np.poll_event() {
+                    events.push((port, ev));
+                }
             }
+            if events.is_empty() {
+                return;
+            }
+            for (port, ev) in events {
+                self.on_nport_event(port, ev);
+            }
+        }
+    }
+
+    fn on_nport_event(&mut self, port: u32, ev: NPortEvent) {
+        let fc_id = self.ports.get(&port).and_then(NPort::fc_id).map_or_else(|| "-".to_string(), |f| f.to_string());
+        let _span = info_span!("nport", port, fc_id = %fc_id).entered();
+        match &ev {
+            NPortEvent::FabricLogin { fc_id } => info!(%fc_id, "fabric login accepted"),
+            NPortEvent::Online => info!("registered with the name server; online"),
+            NPortEvent::FabricLoginFailed { step } => warn!(%step, "fabric login failed after retries"),
+            NPortEvent::ViewUpdated { ports } => debug!(ports, "name-server view updated"),
+            NPortEvent::Rscn { affected } => info!(?affected, "RSCN received"),
+            NPortEvent::RemoteLogin { fc_id, wwpn } => info!(remote = %fc_id, %wwpn, "remote port logged in"),
+            NPortEvent::RemoteLogout { fc_id } => info!(remote = %fc_id, "remote port logged out"),
+            NPortEvent::LoginDone { ticket, outcome } => {
+                debug!(?outcome, "port login finished");
+                if let Some(w) = self.waiters.remove(&(port, *ticket)) {
+                    let _ = w.reply.send(Ok(login_response(outcome, &w.req)));
+                    return;
+                }
+            }
+            NPortEvent::Unhandled { .. } => {}
+        }
+        if let NPortEvent::Unhandled { frame } = ev {
+            self.with_layer(|l, ctx| l.on_frame(ctx, port, frame));
+        } else {
+            self.with_layer(|l, ctx| l.on_nport_event(ctx, port, &ev));
         }
     }
 
@@ -435,8 +508,10 @@ impl EndNode {
         mut self,
         mut port_rx: mpsc::UnboundedReceiver<PortEvent>,
         mut admin_rx: mpsc::UnboundedReceiver<LinkAdmin>,
+        mut layer_rx: mpsc::UnboundedReceiver<L::Admin>,
     ) {
         let mut admin_open = true;
+        let mut layer_open = true;
         loop {
             let deadline = self.next_deadline();
             let clock = self.clock;
@@ -456,6 +531,10 @@ impl EndNode {
                     Some(a) => self.on_admin(a),
                     None => admin_open = false,
                 },
+                req = layer_rx.recv(), if layer_open => match req {
+                    Some(r) => self.with_layer(|l, ctx| l.on_admin(ctx, r)),
+                    None => layer_open = false,
+                },
                 () = timer => self.on_timeout(),
             }
             self.flush();
@@ -472,25 +551,39 @@ impl Drop for AbortOnDrop {
     }
 }
 
+/// Runs one end node with nothing above FC-2 until its task is dropped.
+pub async fn run_end_node(cfg: EndNodeConfig, net: Net, clock: FabricClock) -> Result<(), EndNodeError> {
+    let (_tx, rx) = mpsc::unbounded_channel();
+    run_end_node_with(cfg, net, clock, NoFc4, None, rx, &[]).await
+}
+
 /// Runs one end node until its task is dropped: binds `cfg.listen`, serves
-/// `fcsim.v1.Link` (plus health and reflection), dials the cables it opens, and drives
-/// one [`NPort`] per port.
-pub async fn run_end_node(
+/// `fcsim.v1.Link` plus the layer's `routes` (and health and reflection), dials the
+/// cables it opens, and drives one [`NPort`] per port with `layer` above them.
+/// `layer_rx` carries the requests of the layer's own services.
+pub async fn run_end_node_with<L: Fc4Layer>(
     cfg: EndNodeConfig,
     net: Net,
     clock: FabricClock,
+    layer: L,
+    routes: Option<Routes>,
+    layer_rx: mpsc::UnboundedReceiver<L::Admin>,
+    services: &[&'static str],
 ) -> Result<(), EndNodeError> {
     cfg.validate()?;
     let listener = net.bind(&cfg.listen).await?;
     let (hub, port_rx) = PortHub::new(&cfg.name, cfg.port_count()?, cfg.peers.clone(), clock, net);
     let (admin_tx, admin_rx) = mpsc::unbounded_channel();
-    let routes = Routes::new(pb::link_server::LinkServer::new(LinkService {
-        hub: hub.clone(),
-        admin: admin_tx,
-    }));
+    let link = pb::link_server::LinkServer::new(LinkService { hub: hub.clone(), admin: admin_tx });
+    let routes = match routes {
+        Some(r) => r.add_service(link),
+        None => Routes::new(link),
+    };
+    let mut names = vec![LINK_SERVICE];
+    names.extend_from_slice(services);
     let node = cfg.name.clone();
     let _server = AbortOnDrop(tokio::spawn(async move {
-        if let Err(e) = serve(listener, routes, &[LINK_SERVICE]).await {
+        if let Err(e) = serve(listener, routes, &names).await {
             warn!(node = %node, "gRPC server stopped: {e}");
         }
     }));
@@ -501,15 +594,12 @@ pub async fn run_end_node(
         kind: cfg.kind.clone(),
         hub,
         clock,
-        ports: cfg
-            .nport_configs()
-            .into_iter()
-            .map(|(p, c)| (p, NPort::new(c)))
-            .collect(),
+        ports: cfg.nport_configs().into_iter().map(|(p, c)| (p, NPort::new(c))).collect(),
         waiters: BTreeMap::new(),
+        layer,
     };
     info!(parent: &span, ports = actor.ports.len(), listen = %cfg.listen, "end node up");
-    actor.run(port_rx, admin_rx).instrument(span).await;
+    actor.run(port_rx, admin_rx, layer_rx).instrument(span).await;
     Ok(())
 }
 
