@@ -784,6 +784,26 @@ fn scanner_ignores_comments_but_not_code_around_them() {
     assert_eq!(found, vec![1, 2, 3, 4, 5, 7]);
 }
 
+/// A positive control on real files: the node runtime is *meant* to do I/O, so
+/// scanning it must find tokio and the proto types. If this fails, file reading or line
+/// splitting broke and the checks above would pass blindly.
+#[test]
+fn scanner_sees_io_in_the_real_node_runtime() {
+    let root = root();
+    let runtime = rs_files_under(&root, Path::new("fabric/src/runtime"));
+    assert!(!runtime.is_empty(), "fabric/src/runtime/*.rs not found");
+    let mut io = Vec::new();
+    let mut proto = Vec::new();
+    for f in &runtime {
+        let src = fs::read_to_string(root.join(f)).expect("readable");
+        let label = f.display().to_string();
+        io.extend(scan(&label, &src, IO_CLOCK_RANDOM));
+        proto.extend(scan(&label, &src, PROTO_TYPES));
+    }
+    assert!(io.iter().any(|f| f.pattern == "tokio::" && f.line > 0));
+    assert!(!proto.is_empty(), "no proto types found in the port drivers");
+}
+
 #[test]
 fn core_file_list_is_not_empty_and_covers_the_fabric_cores() {
     let files = core_files().unwrap_or_else(|e| panic!("{e}"));
