@@ -9,6 +9,7 @@ const PROTOS: &[&str] = &[
     "fcsim/v1/link.proto",
     "fcsim/v1/control.proto",
     "fcsim/v1/switch.proto",
+    "fcsim/v1/host.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

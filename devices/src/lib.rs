@@ -2,3 +2,4 @@
 //!
 //! Start here: [`fcp`] (FCP exchanges, initiator and target side).
 pub mod fcp;
+pub mod initiator;

@@ -305,6 +305,8 @@ pub struct RemotePort {
     pub wwnn: Wwnn,
     /// An FCP process login (PRLI) is established, in either direction.
     pub fcp: bool,
+    /// The remote offered the FCP target function in its PRLI accept.
+    pub target: bool,
 }
 
 /// Why a request is outstanding.
@@ -931,6 +933,7 @@ impl NPort {
                         wwpn: sp.port_name,
                         wwnn: sp.node_name,
                         fcp: false,
+                        target: false,
                     },
                 );
                 self.send_els(
@@ -946,8 +949,10 @@ impl NPort {
             (LoginStage::Prli(fc_id), Reply::ElsAcc(AccPayload::Prli(prli))) => {
                 let code = prli.fcp_page().map_or(0, |p| p.response_code);
                 if code == prli_response::EXECUTED {
+                    let target = prli.fcp_page().is_some_and(|p| p.service_params & fcp_sp::TARGET != 0);
                     if let Some(r) = self.logged_in.get_mut(&fc_id) {
                         r.fcp = true;
+                        r.target = target;
                     }
                     self.login_done(ticket, LoginOutcome::Accepted { fc_id });
                 } else {
@@ -1016,6 +1021,7 @@ impl NPort {
                         wwpn: sp.port_name,
                         wwnn: sp.node_name,
                         fcp: false,
+                        target: false,
                     },
                 );
                 let mine = ServiceParams::plogi(self.cfg.wwpn, self.cfg.wwnn);

@@ -1,0 +1,609 @@
+//! The SCSI initiator of a node: target discovery through the fabric and multipath I/O.
+//!
+//! Discovery follows what an HBA driver and `multipathd` do: every FCP port the name
+//! server shows is logged in to (PLOGI + PRLI, through the node's [`NPort`]s); those
+//! that accept as FCP targets get REPORT LUNS, then per LUN standard INQUIRY, VPD page
+//! 83h (the NAA that names the LU across paths), VPD page C0h (the array's copy
+//! functions) and READ CAPACITY(16). Paths to one NAA form one [`Device`]. I/O goes
+//! round-robin over the active paths; a transport failure marks the path failed and the
+//! command is retried on another path; with no path left it waits (queue_if_no_path)
+//! up to [`NO_PATH_TIMEOUT`]. A path comes back when its target is rediscovered.
+//!
+//! Used by hosts, and by arrays as the copy manager's initiator.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::Duration;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use fcsim_fabric::endnode::Fc4Ctx;
+use fcsim_fabric::frame::Frame;
+use fcsim_fabric::nport::{LoginOutcome, LoginTarget, LoginTicket, NPortEvent};
+use fcsim_fabric::{FcId, Wwn, Wwpn};
+use tracing::{debug, info, warn};
+
+use crate::fcp::{FcpInitiator, IoRequest, IoResult, Tag, TransportError};
+
+/// How long a command waits for a path when none is active.
+pub const NO_PATH_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// SCSI status GOOD.
+pub const GOOD: u8 = 0x00;
+
+/// One path to a logical unit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathState {
+    /// Local port index.
+    pub port: u32,
+    /// Target port address.
+    pub target: FcId,
+    /// Target port name.
+    pub target_wwpn: Wwpn,
+    /// LUN on that target port.
+    pub lun: u32,
+    /// Usable for I/O.
+    pub active: bool,
+}
+
+/// A logical unit as this initiator knows it: one NAA, several paths.
+#[derive(Debug, Clone)]
+pub struct Device {
+    /// The LU's NAA identifier (VPD 83h).
+    pub naa: Wwn,
+    /// Standard INQUIRY vendor and product.
+    pub vendor: String,
+    pub product: String,
+    /// Capacity from READ CAPACITY(16).
+    pub blocks: u64,
+    pub block_bytes: u32,
+    /// The 3PC bit of standard INQUIRY.
+    pub third_party_copy: bool,
+    /// Copy functions from VPD C0h.
+    pub functions: Vec<String>,
+    /// Paths, in discovery order.
+    pub paths: Vec<PathState>,
+    /// Round-robin cursor.
+    next_path: usize,
+}
+
+/// Identifies a command submitted through [`ScsiInitiator::submit`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct IoId(pub u64);
+
+/// The result of a submitted command, with the path it finally used.
+#[derive(Debug, Clone)]
+pub struct Completion {
+    pub result: IoResult,
+    /// Local port of the last attempt (`None` if no path was ever available).
+    pub port: Option<u32>,
+    /// Fabric time from submission to completion.
+    pub latency: Duration,
+}
+
+/// Things worth a line in the log or the timeline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InitiatorEvent {
+    PathUp { naa: Wwn, port: u32, target: FcId, lun: u32 },
+    PathDown { naa: Wwn, port: u32, target: FcId, reason: String },
+}
+
+#[derive(Debug, Clone)]
+struct LuInfo {
+    vendor: String,
+    product: String,
+    third_party_copy: bool,
+    naa: Option<Wwn>,
+    functions: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+enum ProbeStep {
+    ReportLuns,
+    Inquiry { lun: u32 },
+    Vpd83 { lun: u32, info: LuInfo },
+    VpdC0 { lun: u32, info: LuInfo },
+    ReadCapacity { lun: u32, info: LuInfo },
+}
+
+#[derive(Debug, Clone)]
+struct Probe {
+    port: u32,
+    target: FcId,
+    step: ProbeStep,
+}
+
+#[derive(Debug, Clone)]
+struct Io {
+    naa: Wwn,
+    req: IoRequest,
+    submitted: Duration,
+    /// Paths already tried and failed for this command (port, target).
+    tried: BTreeSet<(u32, FcId)>,
+    last_port: Option<u32>,
+    /// Waiting for a path since (queue_if_no_path).
+    waiting_since: Option<Duration>,
+}
+
+/// The initiator: discovery, devices and their paths, and multipath command routing.
+#[derive(Default)]
+pub struct ScsiInitiator {
+    fcp: FcpInitiator,
+    /// Remote ports being logged in to: (port, ticket) → target.
+    logins: BTreeMap<(u32, LoginTicket), FcId>,
+    /// Remote ports known per local port (logged in or being logged in to).
+    remotes: BTreeSet<(u32, FcId)>,
+    probes: BTreeMap<Tag, Probe>,
+    devices: BTreeMap<Wwn, Device>,
+    ios: BTreeMap<IoId, Io>,
+    tags: BTreeMap<Tag, IoId>,
+    /// Commands waiting for a path.
+    parked: VecDeque<IoId>,
+    /// Commands to dispatch again (a path came back).
+    retry_later: Vec<IoId>,
+    next_io: u64,
+    done: VecDeque<(IoId, Completion)>,
+    events: VecDeque<InitiatorEvent>,
+}
+
+impl ScsiInitiator {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Every discovered device, by NAA.
+    pub fn devices(&self) -> &BTreeMap<Wwn, Device> {
+        &self.devices
+    }
+
+    pub fn device(&self, naa: Wwn) -> Option<&Device> {
+        self.devices.get(&naa)
+    }
+
+    pub fn poll_completion(&mut self) -> Option<(IoId, Completion)> {
+        self.done.pop_front()
+    }
+
+    pub fn poll_event(&mut self) -> Option<InitiatorEvent> {
+        self.events.pop_front()
+    }
+
+    /// The earliest deadline: open exchanges and parked commands.
+    pub fn poll_timeout(&self) -> Option<Duration> {
+        let parked = self.parked.iter().filter_map(|id| self.ios.get(id)?.waiting_since).map(|t| t + NO_PATH_TIMEOUT).min();
+        [self.fcp.poll_timeout(), parked].into_iter().flatten().min()
+    }
+
+    // ---- inputs from the node --------------------------------------------------------------
+
+    /// An FCP frame; returns false if it is not for this initiator.
+    pub fn on_frame(&mut self, ctx: &mut Fc4Ctx<'_>, port: u32, frame: &Frame) -> bool {
+        let mine = self.fcp.handle_frame(port, frame);
+        self.after(ctx);
+        mine
+    }
+
+    pub fn on_timeout(&mut self, ctx: &mut Fc4Ctx<'_>) {
+        self.fcp.handle_timeout(ctx.now);
+        let expired: Vec<IoId> = self
+            .parked
+            .iter()
+            .copied()
+            .filter(|id| self.ios.get(id).and_then(|io| io.waiting_since).is_some_and(|t| t + NO_PATH_TIMEOUT <= ctx.now))
+            .collect();
+        for id in expired {
+            self.parked.retain(|p| *p != id);
+            self.fail(id, ctx.now, "no-path");
+        }
+        self.after(ctx);
+    }
+
+    pub fn on_link_down(&mut self, ctx: &mut Fc4Ctx<'_>, port: u32) {
+        self.fcp.port_down(port);
+        let gone: Vec<(u32, FcId)> = self.remotes.range((port, FcId::new(0))..=(port, FcId::new(0xFF_FFFF))).copied().collect();
+        for (p, t) in gone {
+            self.forget_remote(p, t, "link down");
+        }
+        self.logins.retain(|(p, _), _| *p != port);
+        self.after(ctx);
+    }
+
+    /// N_Port events drive discovery.
+    pub fn on_nport_event(&mut self, ctx: &mut Fc4Ctx<'_>, port: u32, ev: &NPortEvent) {
+        match ev {
+            NPortEvent::Online | NPortEvent::ViewUpdated { .. } => self.rescan(ctx, port),
+            NPortEvent::LoginDone { ticket, outcome } => {
+                let Some(target) = self.logins.remove(&(port, *ticket)) else { return };
+                match outcome {
+                    LoginOutcome::Accepted { fc_id } => {
+                        let is_target =
+                            ctx.ports.get(&port).and_then(|np| np.logged_in().get(fc_id)).is_some_and(|r| r.target);
+                        if is_target {
+                            self.probe(ctx, port, target, ProbeStep::ReportLuns);
+                        }
+                    }
+                    other => {
+                        debug!(port, %target, ?other, "target login failed");
+                        self.remotes.remove(&(port, target));
+                    }
+                }
+            }
+            NPortEvent::RemoteLogout { fc_id } => self.forget_remote(port, *fc_id, "remote logged out"),
+            _ => {}
+        }
+        self.after(ctx);
+    }
+
+    /// Logs in to every FCP port in the name-server view not yet known; forgets the
+    /// ones that left the view.
+    fn rescan(&mut self, ctx: &mut Fc4Ctx<'_>, port: u32) {
+        let Some(np) = ctx.ports.get_mut(&port) else { return };
+        let me = np.fc_id();
+        let view: BTreeSet<FcId> = np.ns_view().keys().copied().filter(|id| Some(*id) != me).collect();
+        let known: Vec<FcId> = self.remotes.iter().filter(|(p, _)| *p == port).map(|(_, t)| *t).collect();
+        for t in known.iter().filter(|t| !view.contains(t)) {
+            self.forget_remote(port, *t, "left the name-server view");
+        }
+        let Some(np) = ctx.ports.get_mut(&port) else { return };
+        for t in view {
+            if self.remotes.insert((port, t)) {
+                let ticket = np.login_to(LoginTarget::FcId(t), ctx.now);
+                self.logins.insert((port, ticket), t);
+            }
+        }
+    }
+
+    fn forget_remote(&mut self, port: u32, target: FcId, reason: &str) {
+        self.remotes.remove(&(port, target));
+        self.probes.retain(|_, p| !(p.port == port && p.target == target));
+        for d in self.devices.values_mut() {
+            for p in d.paths.iter_mut().filter(|p| p.port == port && p.target == target && p.active) {
+                p.active = false;
+                self.events.push_back(InitiatorEvent::PathDown { naa: d.naa, port, target, reason: reason.to_string() });
+            }
+        }
+    }
+
+    // ---- discovery -------------------------------------------------------------------------
+
+    fn probe(&mut self, ctx: &mut Fc4Ctx<'_>, port: u32, target: FcId, step: ProbeStep) {
+        let Some(s_id) = ctx.ports.get(&port).and_then(|np| np.fc_id()) else { return };
+        let req = match &step {
+            ProbeStep::ReportLuns => IoRequest { lun: 0, cdb: cdb::report_luns(4096), data_out: Bytes::new(), data_in_len: 4096 },
+            ProbeStep::Inquiry { lun } => {
+                IoRequest { lun: *lun, cdb: cdb::inquiry(None, 96), data_out: Bytes::new(), data_in_len: 96 }
+            }
+            ProbeStep::Vpd83 { lun, .. } => {
+                IoRequest { lun: *lun, cdb: cdb::inquiry(Some(0x83), 255), data_out: Bytes::new(), data_in_len: 255 }
+            }
+            ProbeStep::VpdC0 { lun, .. } => {
+                IoRequest { lun: *lun, cdb: cdb::inquiry(Some(0xC0), 255), data_out: Bytes::new(), data_in_len: 255 }
+            }
+            ProbeStep::ReadCapacity { lun, .. } => {
+                IoRequest { lun: *lun, cdb: cdb::read_capacity16(32), data_out: Bytes::new(), data_in_len: 32 }
+            }
+        };
+        let tag = self.fcp.submit(port, s_id, target, req, ctx.now);
+        self.probes.insert(tag, Probe { port, target, step });
+    }
+
+    fn probe_done(&mut self, ctx: &mut Fc4Ctx<'_>, probe: Probe, r: IoResult) {
+        let Probe { port, target, step } = probe;
+        let ok = r.transport.is_none() && r.status == GOOD;
+        match step {
+            ProbeStep::ReportLuns if ok => {
+                for lun in parse::report_luns(&r.data_in) {
+                    self.probe(ctx, port, target, ProbeStep::Inquiry { lun });
+                }
+            }
+            ProbeStep::Inquiry { lun } if ok => {
+                let Some(info) = parse::standard_inquiry(&r.data_in) else { return };
+                // Only direct-access block devices (type 00h) form block devices here.
+                if r.data_in.first().is_some_and(|b| b & 0x1F == 0) {
+                    self.probe(ctx, port, target, ProbeStep::Vpd83 { lun, info });
+                }
+            }
+            ProbeStep::Vpd83 { lun, mut info } if ok => {
+                info.naa = parse::vpd83_lu_naa(&r.data_in);
+                if info.naa.is_some() {
+                    self.probe(ctx, port, target, ProbeStep::VpdC0 { lun, info });
+                }
+            }
+            ProbeStep::VpdC0 { lun, mut info } => {
+                // Arrays without the vendor page answer CHECK CONDITION: no functions.
+                if ok {
+                    info.functions = parse::vpd_c0_functions(&r.data_in);
+                }
+                self.probe(ctx, port, target, ProbeStep::ReadCapacity { lun, info });
+            }
+            ProbeStep::ReadCapacity { lun, info } if ok => {
+                let (Some((blocks, block_bytes)), Some(naa)) = (parse::read_capacity16(&r.data_in), info.naa) else {
+                    return;
+                };
+                let target_wwpn = ctx
+                    .ports
+                    .get(&port)
+                    .and_then(|np| np.logged_in().get(&target).map(|r| r.wwpn))
+                    .unwrap_or_default();
+                self.add_path(naa, info, blocks, block_bytes, PathState { port, target, target_wwpn, lun, active: true });
+            }
+            other => debug!(port, %target, ?other, status = r.status, transport = ?r.transport, "discovery step failed"),
+        }
+    }
+
+    fn add_path(&mut self, naa: Wwn, info: LuInfo, blocks: u64, block_bytes: u32, path: PathState) {
+        let d = self.devices.entry(naa).or_insert_with(|| Device {
+            naa,
+            vendor: info.vendor.clone(),
+            product: info.product.clone(),
+            blocks,
+            block_bytes,
+            third_party_copy: info.third_party_copy,
+            functions: info.functions.clone(),
+            paths: Vec::new(),
+            next_path: 0,
+        });
+        d.blocks = blocks;
+        d.block_bytes = block_bytes;
+        d.functions = info.functions;
+        let (port, target, lun) = (path.port, path.target, path.lun);
+        match d.paths.iter_mut().find(|p| p.port == port && p.target == target && p.lun == lun) {
+            Some(p) => *p = path,
+            None => d.paths.push(path),
+        }
+        info!(%naa, port, %target, lun, "path up");
+        self.events.push_back(InitiatorEvent::PathUp { naa, port, target, lun });
+        // Commands waiting for a path go now.
+        let parked: Vec<IoId> = self.parked.drain(..).collect();
+        self.retry_later.extend(parked);
+    }
+
+    // ---- I/O -----------------------------------------------------------------------------------
+
+    /// Sends `req` to the device named by `naa` over one of its active paths.
+    pub fn submit(&mut self, ctx: &mut Fc4Ctx<'_>, naa: Wwn, req: IoRequest) -> IoId {
+        self.next_io += 1;
+        let id = IoId(self.next_io);
+        self.ios.insert(id, Io { naa, req, submitted: ctx.now, tried: BTreeSet::new(), last_port: None, waiting_since: None });
+        self.dispatch(ctx, id);
+        self.after(ctx);
+        id
+    }
+
+    /// Sends command `id` on the next active path not yet tried, parks it if there is none.
+    fn dispatch(&mut self, ctx: &mut Fc4Ctx<'_>, id: IoId) {
+        let Some(io) = self.ios.get_mut(&id) else { return };
+        let Some(dev) = self.devices.get_mut(&io.naa) else {
+            self.fail(id, ctx.now, "no-path");
+            return;
+        };
+        let n = dev.paths.len();
+        let pick = (0..n).map(|i| (dev.next_path + i) % n).find(|&i| {
+            let p = &dev.paths[i];
+            p.active && !io.tried.contains(&(p.port, p.target))
+        });
+        let Some(i) = pick else {
+            if dev.paths.iter().any(|p| p.active) {
+                // Every active path failed this command already.
+                self.fail(id, ctx.now, "all paths failed");
+            } else {
+                io.waiting_since.get_or_insert(ctx.now);
+                self.parked.push_back(id);
+            }
+            return;
+        };
+        dev.next_path = (i + 1) % n;
+        let path = dev.paths[i].clone();
+        let Some(s_id) = ctx.ports.get(&path.port).and_then(|np| np.fc_id()) else {
+            io.tried.insert((path.port, path.target));
+            return self.dispatch(ctx, id);
+        };
+        let mut req = io.req.clone();
+        req.lun = path.lun;
+        io.last_port = Some(path.port);
+        let tag = self.fcp.submit(path.port, s_id, path.target, req, ctx.now);
+        self.tags.insert(tag, id);
+    }
+
+    fn fail(&mut self, id: IoId, now: Duration, why: &str) {
+        if let Some(io) = self.ios.remove(&id) {
+            let transport = if why == "timeout" { TransportError::Timeout } else { TransportError::LinkDown };
+            let result = IoResult { status: 0, sense: Bytes::new(), data_in: Bytes::new(), resid: 0, transport: Some(transport) };
+            debug!(?id, why, "command failed");
+            self.done.push_back((id, Completion { result, port: io.last_port, latency: now - io.submitted }));
+        }
+    }
+
+    fn io_done(&mut self, ctx: &mut Fc4Ctx<'_>, id: IoId, r: IoResult) {
+        match r.transport {
+            None => {
+                if let Some(io) = self.ios.remove(&id) {
+                    self.done.push_back((id, Completion { result: r, port: io.last_port, latency: ctx.now - io.submitted }));
+                }
+            }
+            Some(e) => {
+                // The path failed this command: mark it, and try another path.
+                let Some(io) = self.ios.get_mut(&id) else { return };
+                let Some(dev) = self.devices.get_mut(&io.naa) else { return };
+                if let Some(port) = io.last_port {
+                    for p in dev.paths.iter_mut().filter(|p| p.port == port && p.active) {
+                        p.active = false;
+                        io.tried.insert((p.port, p.target));
+                        warn!(naa = %dev.naa, port, target = %p.target, ?e, "path failed");
+                        self.events.push_back(InitiatorEvent::PathDown {
+                            naa: dev.naa,
+                            port,
+                            target: p.target,
+                            reason: format!("{e:?}"),
+                        });
+                        // Rediscover it: a later login and probe brings it back.
+                        self.remotes.remove(&(port, p.target));
+                    }
+                }
+                self.dispatch(ctx, id);
+            }
+        }
+    }
+
+    /// Routes FCP completions and sends what the FCP layer queued.
+    fn after(&mut self, ctx: &mut Fc4Ctx<'_>) {
+        loop {
+            let mut progressed = false;
+            for id in std::mem::take(&mut self.retry_later) {
+                progressed = true;
+                self.dispatch(ctx, id);
+            }
+            while let Some((tag, r)) = self.fcp.poll_completion() {
+                progressed = true;
+                if let Some(p) = self.probes.remove(&tag) {
+                    self.probe_done(ctx, p, r);
+                } else if let Some(id) = self.tags.remove(&tag) {
+                    self.io_done(ctx, id, r);
+                }
+            }
+            while let Some((port, f)) = self.fcp.poll_transmit() {
+                progressed = true;
+                if !ctx.send(port, &f) {
+                    debug!(port, ox_id = f.header.ox_id, "FCP frame not sent: no cable");
+                }
+            }
+            if !progressed {
+                return;
+            }
+        }
+    }
+}
+
+/// CDBs the initiator builds (SPC-5 / SBC-4).
+pub mod cdb {
+    use super::*;
+
+    /// REPORT LUNS (A0h), SPC-5 §6.33, select report 00h.
+    pub fn report_luns(alloc: u32) -> Bytes {
+        let mut b = BytesMut::zeroed(12);
+        b[0] = 0xA0;
+        b[6..10].copy_from_slice(&alloc.to_be_bytes());
+        b.freeze()
+    }
+
+    /// INQUIRY (12h), SPC-5 §6.7: standard data, or a VPD page with EVPD = 1.
+    pub fn inquiry(vpd: Option<u8>, alloc: u16) -> Bytes {
+        let mut b = BytesMut::zeroed(6);
+        b[0] = 0x12;
+        if let Some(p) = vpd {
+            b[1] = 1;
+            b[2] = p;
+        }
+        b[3..5].copy_from_slice(&alloc.to_be_bytes());
+        b.freeze()
+    }
+
+    /// READ CAPACITY (16) (9Eh/10h), SBC-4 §5.20.
+    pub fn read_capacity16(alloc: u32) -> Bytes {
+        let mut b = BytesMut::zeroed(16);
+        b[0] = 0x9E;
+        b[1] = 0x10;
+        b[10..14].copy_from_slice(&alloc.to_be_bytes());
+        b.freeze()
+    }
+
+    fn rw16(op: u8, lba: u64, blocks: u32, fua: bool) -> Bytes {
+        let mut b = BytesMut::with_capacity(16);
+        b.put_u8(op);
+        b.put_u8(if fua { 0x08 } else { 0 });
+        b.put_u64(lba);
+        b.put_u32(blocks);
+        b.put_u8(0);
+        b.put_u8(0);
+        b.freeze()
+    }
+
+    /// READ (16) (88h), SBC-4 §5.16.
+    pub fn read16(lba: u64, blocks: u32) -> Bytes {
+        rw16(0x88, lba, blocks, false)
+    }
+
+    /// WRITE (16) (8Ah), SBC-4 §5.40; FUA forces the data to durable media first.
+    pub fn write16(lba: u64, blocks: u32, fua: bool) -> Bytes {
+        rw16(0x8A, lba, blocks, fua)
+    }
+}
+
+/// Parsers for what discovery reads back.
+pub mod parse {
+    use super::*;
+
+    /// REPORT LUNS parameter data: single-level LUNs (peripheral or flat addressing).
+    pub fn report_luns(d: &[u8]) -> Vec<u32> {
+        let Some(len) = d.get(0..4).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize) else {
+            return Vec::new();
+        };
+        d.get(8..8 + len.min(d.len().saturating_sub(8)))
+            .unwrap_or_default()
+            .chunks_exact(8)
+            .filter_map(|c| {
+                let mut l = [0u8; 8];
+                l.copy_from_slice(c);
+                crate::fcp::lun_from_bytes(&l)
+            })
+            .collect()
+    }
+
+    pub(super) fn standard_inquiry(d: &[u8]) -> Option<LuInfo> {
+        let text = |r: std::ops::Range<usize>| d.get(r).map(|b| String::from_utf8_lossy(b).trim().to_string());
+        Some(LuInfo {
+            vendor: text(8..16)?,
+            product: text(16..32)?,
+            third_party_copy: d.get(5).is_some_and(|b| b & 0x08 != 0),
+            naa: None,
+            functions: Vec::new(),
+        })
+    }
+
+    /// The NAA designator of the addressed logical unit in VPD page 83h (SPC-5 §7.7.6).
+    pub fn vpd83_lu_naa(d: &[u8]) -> Option<Wwn> {
+        if d.get(1) != Some(&0x83) {
+            return None;
+        }
+        let len = usize::from(u16::from_be_bytes([*d.get(2)?, *d.get(3)?]));
+        let mut off = 4;
+        let end = (4 + len).min(d.len());
+        while off + 4 <= end {
+            let assoc = (d[off + 1] >> 4) & 0x03;
+            let kind = d[off + 1] & 0x0F;
+            let dlen = usize::from(d[off + 3]);
+            let body = d.get(off + 4..off + 4 + dlen)?;
+            if kind == 3 && assoc == 0 && dlen >= 8 {
+                let mut b = [0u8; 8];
+                b.copy_from_slice(&body[..8]);
+                return Some(Wwn::from_bytes(b));
+            }
+            off += 4 + dlen;
+        }
+        None
+    }
+
+    /// Copy-function names of the vendor VPD page C0h: after the 4-byte page header,
+    /// each name is a length byte and that many ASCII bytes.
+    pub fn vpd_c0_functions(d: &[u8]) -> Vec<String> {
+        if d.get(1) != Some(&0xC0) || d.len() < 4 {
+            return Vec::new();
+        }
+        let len = usize::from(u16::from_be_bytes([d[2], d[3]]));
+        let mut out = Vec::new();
+        let mut off = 4;
+        let end = (4 + len).min(d.len());
+        while off < end {
+            let n = usize::from(d[off]);
+            let Some(name) = d.get(off + 1..off + 1 + n) else { break };
+            out.push(String::from_utf8_lossy(name).into_owned());
+            off += 1 + n;
+        }
+        out
+    }
+
+    /// READ CAPACITY (16) data: (number of blocks, block length).
+    pub fn read_capacity16(d: &[u8]) -> Option<(u64, u32)> {
+        let last = u64::from_be_bytes(d.get(0..8)?.try_into().ok()?);
+        let len = u32::from_be_bytes(d.get(8..12)?.try_into().ok()?);
+        Some((last.checked_add(1)?, len))
+    }
+}
