@@ -1,5 +1,8 @@
 //! Devices (DESIGN.md §5): SCSI over FCP, arrays, hosts, tapes and relays.
 //!
-//! Start here: [`fcp`] (FCP exchanges, initiator and target side).
+//! Start here: [`fcp`] (FCP exchanges, initiator and target side), then [`initiator`]
+//! (discovery and multipath), [`host`] (the host node and its gRPC service).
+//! Sans-IO device cores: [`tape`] (SSC-4 tape drive).
 pub mod fcp;
 pub mod initiator;
+pub mod tape;
