@@ -2,3 +2,5 @@
 //!
 //! Start here: [`fcp`] (FCP exchanges, initiator and target side).
 pub mod fcp;
+pub mod history;
+pub mod workload;
