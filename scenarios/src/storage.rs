@@ -1,0 +1,276 @@
+//! Storage steps and checks of the orchestrator: workloads run on hosts through the
+//! `fcsim.v1.Host` service, and the oracle checks compare what hosts acknowledged (their
+//! write history) with what is really on the arrays' media (read through the
+//! `fcsim.v1.Array` back door, not through the fabric).
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use fcsim_devices::history::{History, WriteOutcome, WriteRecord};
+use fcsim_proto::v1 as pb;
+use tokio_stream::StreamExt;
+
+use crate::format::{Check, ExpectStatus, LuRef, Step, WorkloadMix, WorkloadPattern};
+use crate::launch::lu_naa;
+use crate::runner::{Orchestrator, StepResult};
+
+/// What the orchestrator knows of a running workload.
+#[derive(Debug, Default)]
+pub struct WorkloadState {
+    /// Host running it.
+    pub host: String,
+    /// Its device (`array:lun`).
+    pub device: String,
+    /// The latest progress report.
+    pub last: Option<pb::WorkloadProgress>,
+    /// The stream ended (normally or not).
+    pub finished: bool,
+    /// The stream failed.
+    pub error: Option<String>,
+}
+
+pub type WorkloadHandle = Arc<Mutex<WorkloadState>>;
+
+/// Largest number of blocks read per `LuDigests` call.
+const DIGEST_CHUNK: u64 = 65_536;
+
+impl Orchestrator {
+    pub(crate) async fn start_workload(&mut self, step: &Step) -> StepResult {
+        let Step::Workload {
+            name, host, target, pattern, mix, read_percent, block_bytes, qd, count, duration, verify, seed,
+        } = step
+        else {
+            return Err("not a workload step".into());
+        };
+        let seed = seed.unwrap_or_else(|| {
+            name.bytes().fold(self.scenario.seed ^ 0x9E37_79B9_7F4A_7C15, |h, b| h.rotate_left(5) ^ u64::from(b))
+        });
+        let req = pb::WorkloadRequest {
+            name: name.clone(),
+            device: target.to_string(),
+            pattern: match pattern {
+                WorkloadPattern::Sequential => "sequential",
+                WorkloadPattern::Random => "random",
+            }
+            .into(),
+            mix: match mix {
+                WorkloadMix::Read => "read",
+                WorkloadMix::Write => "write",
+                WorkloadMix::Mixed => "mixed",
+            }
+            .into(),
+            read_percent: u32::from(*read_percent),
+            block_bytes: *block_bytes,
+            qd: *qd,
+            count: count.unwrap_or(0),
+            duration_us: duration.map_or(0, |d| u64::try_from(d.to_std().as_micros()).unwrap_or(u64::MAX)),
+            verify: *verify,
+            seed,
+        };
+        let mut client = pb::host_client::HostClient::new(self.channel(host).await?);
+        let mut stream =
+            client.run_workload(req).await.map_err(|s| format!("{}: {}", host, s.message()))?.into_inner();
+        let state: WorkloadHandle = Arc::new(Mutex::new(WorkloadState {
+            host: host.clone(),
+            device: target.to_string(),
+            ..Default::default()
+        }));
+        let st = state.clone();
+        tokio::spawn(async move {
+            loop {
+                match stream.next().await {
+                    Some(Ok(p)) => {
+                        let done = p.done;
+                        lock(&st).last = Some(p);
+                        if done {
+                            break;
+                        }
+                    }
+                    Some(Err(s)) => {
+                        lock(&st).error = Some(s.message().to_string());
+                        break;
+                    }
+                    None => break,
+                }
+            }
+            lock(&st).finished = true;
+        });
+        self.workloads.insert(name.clone(), state);
+        Ok(format!("workload {name} started on {host} against {target}"))
+    }
+
+    /// Waits (in fabric time) for a workload's stream to end.
+    async fn await_workload(&mut self, name: &str) -> Result<WorkloadHandle, String> {
+        let h = self.workloads.get(name).cloned().ok_or_else(|| format!("workload {name} was never started"))?;
+        let (limit, pause) = match self.net {
+            fcsim_fabric::runtime::Net::Sim => (Duration::from_secs(120), Duration::from_micros(500)),
+            fcsim_fabric::runtime::Net::Tokio => (Duration::from_secs(120), Duration::from_millis(20)),
+        };
+        let start = self.now();
+        while !lock(&h).finished {
+            if self.now() - start > limit {
+                return Err(format!("workload {name} did not finish"));
+            }
+            self.clock.sleep(pause).await;
+        }
+        Ok(h)
+    }
+
+    async fn array(&mut self, node: &str) -> Result<pb::array_client::ArrayClient<tonic::transport::Channel>, String> {
+        Ok(pb::array_client::ArrayClient::new(self.channel(node).await?))
+    }
+
+    async fn host(&mut self, node: &str) -> Result<pb::host_client::HostClient<tonic::transport::Channel>, String> {
+        Ok(pb::host_client::HostClient::new(self.channel(node).await?))
+    }
+
+    /// Per-block digests of a whole LU, from the array's medium.
+    async fn lu_digests(&mut self, lu: &LuRef) -> Result<Vec<u64>, String> {
+        let blocks = self
+            .scenario
+            .topology
+            .arrays
+            .iter()
+            .find(|a| a.name == lu.node)
+            .and_then(|a| a.lus.iter().find(|l| l.lun == lu.lun))
+            .map(|l| l.blocks)
+            .ok_or_else(|| format!("{lu}: no such LU"))?;
+        let mut c = self.array(&lu.node).await?;
+        let mut out = Vec::new();
+        let mut lba = 0;
+        while lba < blocks {
+            let n = (blocks - lba).min(DIGEST_CHUNK);
+            let r = c
+                .lu_digests(pb::LuDigestsRequest { lun: lu.lun, lba, blocks: u32::try_from(n).unwrap_or(u32::MAX) })
+                .await
+                .map_err(|s| format!("{lu}: {}", s.message()))?;
+            out.extend(r.into_inner().digests);
+            lba += n;
+        }
+        Ok(out)
+    }
+
+    pub(crate) async fn storage_check(&mut self, c: &Check) -> StepResult {
+        match c {
+            Check::WorkloadErrors { workload, at_most } => {
+                let h = self.await_workload(workload).await?;
+                let st = lock(&h);
+                if let Some(e) = &st.error {
+                    return Err(format!("workload {workload} failed: {e}"));
+                }
+                let p = st.last.clone().unwrap_or_default();
+                let errors = p.errors + p.verify_failures;
+                let text = format!(
+                    "workload {workload}: {} I/Os, {} errors, {} verify failures, p50 {}µs p99 {}µs{}",
+                    p.completed,
+                    p.errors,
+                    p.verify_failures,
+                    p.p50_latency_us,
+                    p.p99_latency_us,
+                    if p.first_error.is_empty() { String::new() } else { format!(" (first: {})", p.first_error) }
+                );
+                if errors <= *at_most { Ok(text) } else { Err(text) }
+            }
+            Check::NoAckedWriteLost { workload, volume } => {
+                let h = self.await_workload(workload).await?;
+                let (host, device) = {
+                    let st = lock(&h);
+                    (st.host.clone(), st.device.clone())
+                };
+                let mut hc = self.host(&host).await?;
+                let hist = hc
+                    .write_history(pb::WriteHistoryRequest { device: device.clone() })
+                    .await
+                    .map_err(|s| s.message().to_string())?
+                    .into_inner();
+                let history = History::from_records(hist.writes.into_iter().map(record_from_pb).collect());
+                let digests = self.lu_digests(volume).await?;
+                let acked = history.acked_count(&device);
+                match history.check_no_acked_write_lost(&device, |lba| usize::try_from(lba).ok().and_then(|i| digests.get(i).copied())) {
+                    Ok(blocks) => Ok(format!("{acked} acknowledged writes of {workload}: all {blocks} blocks on {volume} hold them")),
+                    Err(lost) => Err(format!(
+                        "{} of {acked} acknowledged writes of {workload} are not on {volume} (first: write {} at LBA {})",
+                        lost.len(),
+                        lost.first().map_or(0, |l| l.write_id),
+                        lost.first().map_or(0, |l| l.lba)
+                    )),
+                }
+            }
+            Check::VolumesEqual { a, b } => {
+                let da = self.lu_digests(a).await?;
+                let db = self.lu_digests(b).await?;
+                if da.len() != db.len() {
+                    return Err(format!("{a} has {} blocks, {b} has {}", da.len(), db.len()));
+                }
+                let diff: Vec<usize> = (0..da.len()).filter(|i| da[*i] != db[*i]).collect();
+                if diff.is_empty() {
+                    Ok(format!("{a} and {b} are identical ({} blocks)", da.len()))
+                } else {
+                    Err(format!("{a} and {b} differ in {} blocks (first: LBA {})", diff.len(), diff[0]))
+                }
+            }
+            Check::Masked { host, target } => {
+                let naa = lu_naa(&self.scenario.topology, &target.node, target.lun)
+                    .ok_or_else(|| format!("{target}: no such LU"))?
+                    .to_string();
+                let mut hc = self.host(host).await?;
+                let devices = hc.list_devices(pb::ListDevicesRequest {}).await.map_err(|s| s.message().to_string())?;
+                let seen = devices.into_inner().devices.iter().any(|d| d.naa == naa);
+                let text = format!("{host} {} {target}", if seen { "sees" } else { "does not see" });
+                if seen { Err(text) } else { Ok(text) }
+            }
+            Check::ReadReturns { host, target, lba, blocks, status, sense_key } => {
+                let mut hc = self.host(host).await?;
+                let r = hc
+                    .read(pb::ReadRequest { device: target.to_string(), lba: *lba, blocks: *blocks })
+                    .await
+                    .map_err(|s| format!("{host}: {:?}: {}", s.code(), s.message()))?
+                    .into_inner()
+                    .result
+                    .unwrap_or_default();
+                let got = if !r.transport_error.is_empty() {
+                    ExpectStatus::TransportError
+                } else if r.status == 0 {
+                    ExpectStatus::Good
+                } else {
+                    ExpectStatus::CheckCondition
+                };
+                let text = format!(
+                    "READ {target} LBA {lba}+{blocks} from {host}: status {:#04x} {}{}",
+                    r.status,
+                    r.sense_text,
+                    if r.transport_error.is_empty() { String::new() } else { format!("transport error {}", r.transport_error) }
+                );
+                let key_ok = sense_key.as_ref().is_none_or(|k| r.sense_text.starts_with(k.as_str()));
+                if got == *status && key_ok { Ok(text) } else { Err(text) }
+            }
+            _ => Err(format!("{} is not a storage check", c.name())),
+        }
+    }
+}
+
+fn lock(h: &WorkloadHandle) -> std::sync::MutexGuard<'_, WorkloadState> {
+    h.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A history record as the host reported it over gRPC.
+fn record_from_pb(w: pb::WriteRecord) -> WriteRecord {
+    let us = Duration::from_micros;
+    let outcome = match w.outcome.as_str() {
+        "acked" => WriteOutcome::Acked,
+        "pending" => WriteOutcome::Pending,
+        other => WriteOutcome::Failed(other.trim_start_matches("failed: ").to_string()),
+    };
+    WriteRecord {
+        id: w.id,
+        volume: w.device,
+        lba: w.lba,
+        blocks: w.blocks,
+        block_bytes: w.block_bytes,
+        block_digests: w.block_digests,
+        data: None,
+        issued_at: us(w.issued_us),
+        acked_at: (w.acked_us > 0).then(|| us(w.acked_us)),
+        outcome,
+    }
+}
