@@ -10,6 +10,7 @@ const PROTOS: &[&str] = &[
     "fcsim/v1/control.proto",
     "fcsim/v1/switch.proto",
     "fcsim/v1/host.proto",
+    "fcsim/v1/array.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -117,10 +117,10 @@ pub struct WriteRecord {
     pub outcome: WriteOutcome,
     /// Recording sequence number of the issue event (orders events at equal times).
     #[serde(skip)]
-    issue_seq: u64,
+    pub issue_seq: u64,
     /// Recording sequence number of the ack or failure event, if any.
     #[serde(skip)]
-    end_seq: Option<u64>,
+    pub end_seq: Option<u64>,
 }
 
 impl WriteRecord {
@@ -333,6 +333,24 @@ impl History {
     fn next_seq(&mut self) -> u64 {
         self.seq += 1;
         self.seq
+    }
+
+    /// Rebuilds a history from records reported elsewhere (a host's `WriteHistory`
+    /// answer), ordered by their recording sequence numbers. Ids are renumbered densely
+    /// in issue order, so a subset of another history (one volume's writes) is fine.
+    pub fn from_records(mut records: Vec<WriteRecord>) -> Self {
+        records.sort_by_key(|r| r.issue_seq);
+        let mut h = Self::default();
+        for (i, mut r) in records.into_iter().enumerate() {
+            r.id = i as u64;
+            h.seq = h.seq.max(r.issue_seq).max(r.end_seq.unwrap_or(0));
+            let per_block = h.index.entry(r.volume.clone()).or_default();
+            for b in r.block_range() {
+                per_block.entry(b).or_default().push(r.id);
+            }
+            h.writes.push(r);
+        }
+        h
     }
 
     /// Record a write sent to `volume` and return its id.

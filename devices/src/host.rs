@@ -22,9 +22,9 @@ use tonic::{Request, Response, Status};
 use tracing::{debug, info};
 
 use crate::fcp::IoRequest;
-use crate::history::History;
+use crate::history::{History, WriteOutcome};
 use crate::initiator::{Completion, InitiatorEvent, IoId, ScsiInitiator, cdb, parse};
-use crate::workload::{IoDone, IoKind, Workload, WorkloadSpec};
+use crate::workload::{IoDone, IoKind, Limit, Mix, Pattern, Workload, WorkloadSpec};
 
 /// A host node's configuration.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -35,8 +35,8 @@ pub struct HostConfig {
     pub aliases: BTreeMap<String, Wwn>,
 }
 
-/// What one gRPC call asked the actor for.
-enum HostAdmin {
+/// What one gRPC call asked the actor for (built only by the Host service).
+pub enum HostAdmin {
     ListDevices(oneshot::Sender<pb::ListDevicesResponse>),
     Scsi { device: String, op: Op, reply: oneshot::Sender<Result<(pb::ScsiResult, Option<u64>), Status>> },
     Workload { req: pb::WorkloadRequest, progress: mpsc::Sender<Result<pb::WorkloadProgress, Status>> },
@@ -44,7 +44,7 @@ enum HostAdmin {
 }
 
 /// A command from a gRPC call; reads and writes are sized by the device's block size.
-enum Op {
+pub enum Op {
     Raw(IoRequest),
     Read { lba: u64, blocks: u32 },
     Write { lba: u64, data: Bytes, fua: bool },
@@ -64,6 +64,54 @@ struct Run {
     progress: mpsc::Sender<Result<pb::WorkloadProgress, Status>>,
     /// Completions since the last progress message.
     since_report: u64,
+    /// When a duration-limited workload stops issuing.
+    deadline: Option<Duration>,
+    /// The first failed I/O, for the report.
+    first_error: Option<String>,
+}
+
+/// The workload a `RunWorkload` request describes; errors name the request field.
+pub fn spec_from_request(r: &pb::WorkloadRequest) -> Result<WorkloadSpec, Status> {
+    let bad = |f: &str, d: String| Status::invalid_argument(format!("{f}: {d}"));
+    let pattern = match r.pattern.as_str() {
+        "" | "random" => Pattern::Random,
+        "sequential" => Pattern::Sequential,
+        other => return Err(bad("pattern", format!("`{other}` is not sequential or random"))),
+    };
+    let mix = match r.mix.as_str() {
+        "" | "write" => Mix::Write,
+        "read" => Mix::Read,
+        "mixed" => Mix::Mixed {
+            read_percent: u8::try_from(r.read_percent)
+                .ok()
+                .filter(|p| *p <= 100)
+                .ok_or_else(|| bad("read_percent", format!("{} is not 0-100", r.read_percent)))?,
+        },
+        other => return Err(bad("mix", format!("`{other}` is not read, write or mixed"))),
+    };
+    let limit = match (r.count, r.duration_us) {
+        (0, 0) => return Err(bad("count", "set count or duration_us".into())),
+        (n, 0) => Limit::Count(n),
+        (0, us) => Limit::Duration(Duration::from_micros(us)),
+        _ => return Err(bad("count", "set only one of count and duration_us".into())),
+    };
+    if r.qd == 0 {
+        return Err(bad("qd", "must be at least 1".into()));
+    }
+    if r.block_bytes == 0 {
+        return Err(bad("block_bytes", "must be at least one block".into()));
+    }
+    Ok(WorkloadSpec {
+        name: r.name.clone(),
+        pattern,
+        mix,
+        block_bytes: r.block_bytes,
+        qd: r.qd,
+        limit,
+        verify: r.verify,
+        lba_range: None,
+        seed: r.seed,
+    })
 }
 
 /// The host's FC-4 layer: everything above the N_Ports.
@@ -141,7 +189,7 @@ impl HostLayer {
                 .init
                 .device(naa)
                 .ok_or_else(|| Status::not_found(format!("device: `{}` is not visible to this host", req.device)))?;
-            let spec = WorkloadSpec::from_request(&req).map_err(|e| Status::invalid_argument(e.to_string()))?;
+            let spec = spec_from_request(&req)?;
             let workload = Workload::new(spec, dev.blocks, dev.block_bytes).map_err(|e| Status::invalid_argument(e.to_string()))?;
             Ok::<_, Status>((naa, dev.block_bytes, workload))
         })();
@@ -152,11 +200,22 @@ impl HostLayer {
             Ok((naa, block_bytes, mut workload)) => {
                 self.next_run += 1;
                 workload.start(ctx.now);
+                let deadline = match workload.spec().limit {
+                    Limit::Duration(d) => Some(ctx.now + d),
+                    Limit::Count(_) => None,
+                };
                 info!(workload = %req.name, device = %req.device, "workload started");
-                self.runs.insert(
-                    self.next_run,
-                    Run { workload, naa, device: req.device.clone(), block_bytes, progress, since_report: 0 },
-                );
+                let run = Run {
+                    workload,
+                    naa,
+                    device: req.device.clone(),
+                    block_bytes,
+                    progress,
+                    since_report: 0,
+                    deadline,
+                    first_error: None,
+                };
+                self.runs.insert(self.next_run, run);
                 self.pump(ctx, self.next_run);
             }
         }
@@ -203,11 +262,15 @@ impl HostLayer {
             verify_failures: p.verify_failures,
             bytes_read: p.bytes_read,
             bytes_written: p.bytes_written,
-            p50_latency_us: p.p50_latency_us,
-            p99_latency_us: p.p99_latency_us,
+            p50_latency_us: p.latency_us.p50,
+            p99_latency_us: p.latency_us.p99,
             iops: p.iops,
             done,
-            first_error: p.first_error.clone().unwrap_or_default(),
+            first_error: r
+                .first_error
+                .clone()
+                .or_else(|| r.workload.verify_failure_messages().first().cloned())
+                .unwrap_or_default(),
         };
         // A slow client misses intermediate reports, never the last one.
         if done {
@@ -233,10 +296,11 @@ impl HostLayer {
             Waiter::Call { write_id, .. } | Waiter::Workload { write_id, .. } => *write_id,
         };
         if let Some(wid) = write_id {
-            match &error {
+            let known = match &error {
                 None => self.history.record_ack(wid, ctx.now),
                 Some(e) => self.history.record_failure(wid, e, ctx.now),
-            }
+            };
+            debug_assert!(known, "write {wid} was recorded when issued");
         }
         match w {
             Waiter::Call { reply, write_id } => {
@@ -245,7 +309,12 @@ impl HostLayer {
             Waiter::Workload { run, io, .. } => {
                 if let Some(r) = self.runs.get_mut(&run) {
                     let data = (!c.result.data_in.is_empty()).then(|| c.result.data_in.clone());
-                    r.workload.complete(io, IoDone { ok, data, error }, ctx.now);
+                    if r.first_error.is_none() {
+                        r.first_error.clone_from(&error);
+                    }
+                    if let Err(e) = r.workload.complete(io, IoDone { ok, data, error }, ctx.now) {
+                        debug!("workload bookkeeping: {e}");
+                    }
                     r.since_report += 1;
                 }
                 self.pump(ctx, run);
@@ -372,7 +441,8 @@ impl Fc4Layer for HostLayer {
             HostAdmin::History { device, reply } => {
                 let writes = self
                     .history
-                    .records()
+                    .writes()
+                    .iter()
                     .filter(|w| device.is_empty() || w.volume == device)
                     .map(|w| pb::WriteRecord {
                         id: w.id,
@@ -383,7 +453,13 @@ impl Fc4Layer for HostLayer {
                         block_digests: w.block_digests.clone(),
                         issued_us: u64::try_from(w.issued_at.as_micros()).unwrap_or(u64::MAX),
                         acked_us: w.acked_at.map_or(0, |t| u64::try_from(t.as_micros()).unwrap_or(u64::MAX)),
-                        outcome: w.outcome.to_string(),
+                        outcome: match &w.outcome {
+                            WriteOutcome::Pending => "pending".into(),
+                            WriteOutcome::Acked => "acked".into(),
+                            WriteOutcome::Failed(why) => format!("failed: {why}"),
+                        },
+                        issue_seq: w.issue_seq,
+                        end_seq: w.end_seq.unwrap_or(0),
                     })
                     .collect();
                 let _ = reply.send(pb::WriteHistoryResponse { writes });
@@ -398,7 +474,7 @@ impl Fc4Layer for HostLayer {
     }
 
     fn poll_timeout(&self) -> Option<Duration> {
-        let workloads = self.runs.values().filter_map(|r| r.workload.poll_deadline()).min();
+        let workloads = self.runs.values().filter_map(|r| r.deadline.filter(|_| !r.workload.is_done())).min();
         [self.init.poll_timeout(), workloads].into_iter().flatten().min()
     }
 }
@@ -525,7 +601,7 @@ impl pb::host_server::Host for HostService {
 
     async fn run_workload(&self, r: Request<pb::WorkloadRequest>) -> Result<Response<Self::RunWorkloadStream>, Status> {
         let req = r.into_inner();
-        WorkloadSpec::from_request(&req).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        spec_from_request(&req)?;
         let (tx, rx) = mpsc::channel(16);
         self.tx.send(HostAdmin::Workload { req, progress: tx }).map_err(|_| Status::unavailable("host is shutting down"))?;
         Ok(Response::new(tokio_stream::wrappers::ReceiverStream::new(rx)))

@@ -6,6 +6,7 @@
 //! and [`history`] (every host write: the scenario oracle).
 pub mod fcp;
 pub mod history;
+pub mod host;
 pub mod initiator;
 pub mod tape;
 pub mod workload;

@@ -80,6 +80,19 @@ impl FromStr for Wwn {
     }
 }
 
+impl Serialize for Wwn {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Wwn {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 macro_rules! wwn_newtype {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*

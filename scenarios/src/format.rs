@@ -192,6 +192,10 @@ pub struct ArraySpec {
     /// Logical units it serves.
     #[serde(default)]
     pub lus: Vec<LuSpec>,
+    /// Every acknowledged write is durable (synced to the backing file) before the
+    /// acknowledgement; default false (durable on SYNCHRONIZE CACHE or FUA).
+    #[serde(default)]
+    pub write_through: bool,
     /// Node WWN. Absent: derived (NAA 5).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wwn: Option<Wwnn>,
@@ -210,6 +214,10 @@ pub struct LuSpec {
     pub blocks: u64,
     /// Logical block size in bytes: 512 or 4096.
     pub block_bytes: u32,
+    /// LUN masking: the hosts (`h1`, every port) or host ports (`h1/0`) that may see
+    /// this LU. Empty (the default): every initiator.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<String>,
 }
 
 /// A host.
@@ -431,8 +439,46 @@ pub enum Step {
         /// Its zones.
         zones: Vec<ZoneSpec>,
     },
-    /// Deactivate zoning fabric-wide (no active configuration: nothing may talk).
+    /// Deactivate zoning fabric-wide (no active configuration: the default zone lets
+    /// every port talk to every other, as Brocade's "all access").
     ZoneDeactivate {},
+    /// Start a workload on a host against a device; it runs in the background while the
+    /// timeline goes on. Its writes are recorded in the host's write history.
+    Workload {
+        /// Workload name, unique in the scenario; checks refer to it.
+        name: String,
+        /// Host that runs it.
+        host: String,
+        /// Device (an array LU, `array:lun`).
+        target: LuRef,
+        /// Access pattern; default random.
+        #[serde(default)]
+        pattern: WorkloadPattern,
+        /// Reads, writes or both; default write.
+        #[serde(default)]
+        mix: WorkloadMix,
+        /// Percentage of reads for `mix: mixed` (0-100); default 50.
+        #[serde(default = "default_read_percent")]
+        read_percent: u8,
+        /// I/O size in bytes, a multiple of the LU's block size; default 4096.
+        #[serde(default = "default_io_bytes")]
+        block_bytes: u32,
+        /// Queue depth (outstanding I/Os), at least 1; default 1.
+        #[serde(default = "default_qd")]
+        qd: u32,
+        /// Stop after this many I/Os (exactly one of `count` and `duration`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        count: Option<u64>,
+        /// Stop issuing after this much time.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        duration: Option<SimDuration>,
+        /// Read back and compare every write after it is acknowledged.
+        #[serde(default)]
+        verify: bool,
+        /// Seed of the I/O sequence; default derived from the scenario seed and the name.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        seed: Option<u64>,
+    },
     /// Wait: a fixed time (`for`), or in `setup` only, until a condition holds (`until`).
     /// Exactly one of the two.
     Wait {
@@ -460,10 +506,54 @@ impl Step {
             Step::Heal { .. } => "heal",
             Step::ZoneActivate { .. } => "zone_activate",
             Step::ZoneDeactivate {} => "zone_deactivate",
+            Step::Workload { .. } => "workload",
             Step::Wait { .. } => "wait",
             Step::Check(_) => "check",
         }
     }
+}
+
+/// Workload access patterns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WorkloadPattern {
+    Sequential,
+    #[default]
+    Random,
+}
+
+/// Workload read/write mixes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WorkloadMix {
+    Read,
+    #[default]
+    Write,
+    Mixed,
+}
+
+/// What a `read_returns` check expects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExpectStatus {
+    /// SCSI status GOOD.
+    Good,
+    /// SCSI status CHECK CONDITION (optionally with a given sense key).
+    CheckCondition,
+    /// No SCSI status at all: the host has no path, or the exchange timed out.
+    TransportError,
+}
+
+fn default_read_percent() -> u8 {
+    50
+}
+
+fn default_io_bytes() -> u32 {
+    4096
+}
+
+fn default_qd() -> u32 {
+    1
 }
 
 /// A condition for `{"op": "wait", "until": {...}}`, told apart by its key.
@@ -563,6 +653,53 @@ pub enum Check {
         /// End-node port.
         port: PortRef,
     },
+    /// Every write the workload had acknowledged is on `volume` (the workload's target,
+    /// or a copy of it): each block holds the last acknowledged value or a value written
+    /// concurrently. Waits for the workload to finish first.
+    NoAckedWriteLost {
+        /// Workload name.
+        workload: String,
+        /// The LU to inspect.
+        volume: LuRef,
+    },
+    /// Two LUs hold the same data, block for block.
+    VolumesEqual {
+        /// One LU.
+        a: LuRef,
+        /// The other.
+        b: LuRef,
+    },
+    /// LUN masking hides the LU from the host: it is not among the host's devices.
+    Masked {
+        /// Host name.
+        host: String,
+        /// The LU.
+        target: LuRef,
+    },
+    /// A READ from a host returns the expected status.
+    ReadReturns {
+        /// Host name.
+        host: String,
+        /// The LU.
+        target: LuRef,
+        /// First block.
+        lba: u64,
+        /// Number of blocks.
+        blocks: u32,
+        /// Expected outcome.
+        status: ExpectStatus,
+        /// Expected sense key with `check_condition`, e.g. "ILLEGAL REQUEST".
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sense_key: Option<String>,
+    },
+    /// The workload saw at most `at_most` failed I/Os (default 0). Waits for it to finish.
+    WorkloadErrors {
+        /// Workload name.
+        workload: String,
+        /// Largest acceptable number of failed I/Os and verify mismatches.
+        #[serde(default)]
+        at_most: u64,
+    },
 }
 
 impl Check {
@@ -575,6 +712,11 @@ impl Check {
             Check::FramesDropped { .. } => "frames_dropped",
             Check::RscnSeen { .. } => "rscn_seen",
             Check::LoggedIn { .. } => "logged_in",
+            Check::NoAckedWriteLost { .. } => "no_acked_write_lost",
+            Check::VolumesEqual { .. } => "volumes_equal",
+            Check::Masked { .. } => "masked",
+            Check::ReadReturns { .. } => "read_returns",
+            Check::WorkloadErrors { .. } => "workload_errors",
         }
     }
 }

@@ -12,10 +12,11 @@ use fcsim_fabric::nport::Role;
 use fcsim_fabric::runtime::{FabricClock, Net, PeerSpec};
 use fcsim_fabric::switch::{SwitchConfig, ZoningConfig, run_switch};
 use fcsim_fabric::zoning::ZoneMember;
-use fcsim_fabric::{DomainId, Wwpn};
+use fcsim_devices::host::{HostConfig, run_host};
+use fcsim_fabric::{DomainId, Wwn, Wwpn};
 use serde::{Deserialize, Serialize};
 
-use crate::format::{NodeKind, PortRef, Scenario, ZoneSpec};
+use crate::format::{NodeKind, PortRef, Scenario, Topology, ZoneSpec};
 
 /// The gRPC port every node listens on in simulation (each node is its own host).
 pub const SIM_PORT: u16 = 7000;
@@ -40,7 +41,9 @@ pub struct NodeSpec {
 #[serde(rename_all = "snake_case")]
 pub enum NodeRole {
     Switch(SwitchConfig),
+    /// An end node with nothing above FC-2 (tapes until their node lands).
     EndNode(EndNodeConfig),
+    Host(HostConfig),
 }
 
 impl NodeSpec {
@@ -48,6 +51,7 @@ impl NodeSpec {
         match &self.role {
             NodeRole::Switch(_) => "switch",
             NodeRole::EndNode(c) => &c.kind,
+            NodeRole::Host(_) => "host",
         }
     }
 
@@ -65,6 +69,12 @@ impl NodeSpec {
                 let name = cfg.name.clone();
                 if let Err(e) = run_end_node(cfg, net, clock).await {
                     tracing::error!(node = %name, "end node stopped: {e}");
+                }
+            }
+            NodeRole::Host(cfg) => {
+                let name = cfg.node.name.clone();
+                if let Err(e) = run_host(cfg, net, clock).await {
+                    tracing::error!(node = %name, "host stopped: {e}");
                 }
             }
         }
@@ -135,6 +145,25 @@ pub fn zoning_config(
         cfg: cfg.to_string(),
         zones: out,
     }))
+}
+
+/// The NAA identifier of LU `lun` of `array` (VPD page 83h): NAA 6-style registered name
+/// under the array's OUI, derived from the array's position and the LUN so that the same
+/// file always gives the same names, distinct from every port and node name.
+pub fn lu_naa(t: &Topology, array: &str, lun: u32) -> Option<Wwn> {
+    let index = t.arrays.iter().position(|a| a.name == array)?;
+    t.arrays[index].lus.iter().find(|l| l.lun == lun)?;
+    let serial = ((index as u64 + 1) << 24) | 0x80_0000 | u64::from(lun & 0x7F_FFFF);
+    Some(Wwn::naa5(0x00_60_e8, serial))
+}
+
+/// Every array LU by its `array:lun` name and NAA: the hosts' multipath aliases.
+pub fn lu_aliases(t: &Topology) -> BTreeMap<String, Wwn> {
+    t.arrays
+        .iter()
+        .flat_map(|a| a.lus.iter().map(move |l| (a.name.clone(), l.lun)))
+        .filter_map(|(a, lun)| lu_naa(t, &a, lun).map(|n| (format!("{a}:{lun}"), n)))
+        .collect()
 }
 
 /// Builds every node's spec.

@@ -25,6 +25,7 @@ pub mod format;
 pub mod launch;
 pub mod locate;
 pub mod runner;
+pub mod storage;
 pub mod validate;
 pub mod views;
 
@@ -33,9 +34,9 @@ use std::path::Path;
 pub use control::{run_node_process, serve_fabric};
 pub use duration::SimDuration;
 pub use format::{
-    ArrayFunction, ArraySpec, Check, FabricState, HostSpec, LinkSpec, LuRef, LuSpec, NodeKind,
-    NodeView, PortRef, Scenario, Site, Step, SwitchSpec, TapeSpec, TimedStep, Topology, WaitUntil,
-    ZoneSpec,
+    ArrayFunction, ArraySpec, Check, ExpectStatus, FabricState, HostSpec, LinkSpec, LuRef, LuSpec,
+    NodeKind, NodeView, PortRef, Scenario, Site, Step, SwitchSpec, TapeSpec, TimedStep, Topology,
+    WaitUntil, WorkloadMix, WorkloadPattern, ZoneSpec,
 };
 pub use launch::NodeSpec;
 pub use runner::{CheckOutcome, Mode, Report, RunError, RunOptions, TimelineEntry, run_scenario};

@@ -334,15 +334,15 @@ impl Driver {
 // ---- the orchestrator -------------------------------------------------------------------
 
 pub(crate) struct Orchestrator {
-    scenario: Scenario,
-    specs: BTreeMap<String, NodeSpec>,
-    alive: BTreeMap<String, bool>,
+    pub(crate) scenario: Scenario,
+    pub(crate) specs: BTreeMap<String, NodeSpec>,
+    pub(crate) alive: BTreeMap<String, bool>,
     /// Nodes lost to a site disaster: they never come back.
     destroyed: BTreeSet<String>,
     /// Indexes of topology links that are down by a fault.
     down_links: BTreeSet<usize>,
-    net: Net,
-    clock: FabricClock,
+    pub(crate) net: Net,
+    pub(crate) clock: FabricClock,
     pub(crate) driver: Driver,
     channels: BTreeMap<String, Channel>,
     pub(crate) report: Report,
@@ -352,9 +352,11 @@ pub(crate) struct Orchestrator {
     /// RSCNs each end-node port had received at the end of setup; `rscn_seen` counts
     /// from there.
     rscn_base: BTreeMap<PortRef, u64>,
+    /// Workloads started by the timeline, by name.
+    pub(crate) workloads: BTreeMap<String, crate::storage::WorkloadHandle>,
 }
 
-type StepResult = Result<String, String>;
+pub(crate) type StepResult = Result<String, String>;
 
 impl Orchestrator {
     fn new(
@@ -394,6 +396,7 @@ impl Orchestrator {
             echo,
             t0: Duration::ZERO,
             rscn_base: BTreeMap::new(),
+            workloads: BTreeMap::new(),
             scenario,
         }
     }
@@ -529,7 +532,7 @@ impl Orchestrator {
 
     // ---- node access -------------------------------------------------------------------
 
-    async fn channel(&mut self, node: &str) -> Result<Channel, String> {
+    pub(crate) async fn channel(&mut self, node: &str) -> Result<Channel, String> {
         if !self.alive.get(node).copied().unwrap_or(false) {
             return Err(format!("node {node} is down"));
         }
@@ -559,11 +562,11 @@ impl Orchestrator {
         Err(last)
     }
 
-    async fn link(&mut self, node: &str) -> Result<pb::link_client::LinkClient<Channel>, String> {
+    pub(crate) async fn link(&mut self, node: &str) -> Result<pb::link_client::LinkClient<Channel>, String> {
         Ok(pb::link_client::LinkClient::new(self.channel(node).await?))
     }
 
-    async fn switch(
+    pub(crate) async fn switch(
         &mut self,
         node: &str,
     ) -> Result<pb::switch_client::SwitchClient<Channel>, String> {
@@ -589,7 +592,7 @@ impl Orchestrator {
             .ok_or_else(|| format!("{p}: no such port"))
     }
 
-    fn wwpn(&self, p: &PortRef) -> String {
+    pub(crate) fn wwpn(&self, p: &PortRef) -> String {
         self.scenario
             .topology
             .port_wwpn(p)
@@ -605,7 +608,7 @@ impl Orchestrator {
         !self.scenario.topology.disaster_sites(site).is_empty()
     }
 
-    fn is_switch(&self, node: &str) -> bool {
+    pub(crate) fn is_switch(&self, node: &str) -> bool {
         self.scenario
             .topology
             .node(node)
@@ -781,6 +784,7 @@ impl Orchestrator {
                     r.generation
                 ))
             }
+            Step::Workload { .. } => self.start_workload(step).await,
             Step::ZoneDeactivate {} => {
                 let sw = self.any_switch()?;
                 let mut c = self.switch(&sw).await?;
@@ -1012,6 +1016,11 @@ impl Orchestrator {
                     Err(text)
                 }
             }
+            Check::NoAckedWriteLost { .. }
+            | Check::VolumesEqual { .. }
+            | Check::Masked { .. }
+            | Check::ReadReturns { .. }
+            | Check::WorkloadErrors { .. } => self.storage_check(c).await,
             Check::RscnSeen { port, at_least } => {
                 let p = self.port_info(port).await?;
                 let seen = p

@@ -191,7 +191,7 @@ impl Orchestrator {
                     Err(lost) => Err(format!(
                         "{} of {acked} acknowledged writes of {workload} are not on {volume} (first: write {} at LBA {})",
                         lost.len(),
-                        lost.first().map_or(0, |l| l.write_id),
+                        lost.first().map_or(0, |l| l.id),
                         lost.first().map_or(0, |l| l.lba)
                     )),
                 }
@@ -267,10 +267,14 @@ fn record_from_pb(w: pb::WriteRecord) -> WriteRecord {
         lba: w.lba,
         blocks: w.blocks,
         block_bytes: w.block_bytes,
+        digest: 0,
         block_digests: w.block_digests,
         data: None,
         issued_at: us(w.issued_us),
         acked_at: (w.acked_us > 0).then(|| us(w.acked_us)),
+        failed_at: None,
         outcome,
+        issue_seq: w.issue_seq,
+        end_seq: (w.end_seq > 0).then_some(w.end_seq),
     }
 }
