@@ -9,12 +9,12 @@
 pub mod cdb;
 pub mod inquiry;
 pub mod sense;
-// pub mod target;
-// pub mod xcopy;
+pub mod target;
+pub mod xcopy;
 
 pub use cdb::Command;
 pub use sense::{FieldPointer, Sense, SenseKey, Status};
-// pub use target::{LogicalUnit, LuConfig, Nexus, ScsiResult, ScsiTarget};
+pub use target::{LogicalUnit, LuConfig, Nexus, ScsiResult, ScsiTarget};
 
 /// A reply or parameter block that could not be decoded (initiator side, and the
 /// copy-results decoders). Targets never return this for CDBs: those get [`Sense`].
