@@ -98,7 +98,7 @@ fn check_range(lba: u64, blocks: u64, capacity: u64) -> Result<(), StoreError> {
 
 fn write_blocks(data: &Bytes, block_bytes: u32) -> Result<u64, StoreError> {
     let bb = usize::try_from(block_bytes).unwrap_or(usize::MAX);
-    if data.len() % bb != 0 {
+    if !data.len().is_multiple_of(bb) {
         return Err(StoreError::Misaligned {
             len: data.len(),
             block_bytes,
@@ -300,7 +300,8 @@ impl BlockStore for FileStore {
         })?;
         let mut buf = BytesMut::zeroed(len);
         let mut f = &self.file;
-        f.seek(SeekFrom::Start(lba * bb)).map_err(self.err("seek"))?;
+        f.seek(SeekFrom::Start(lba * bb))
+            .map_err(self.err("seek"))?;
         f.read_exact(&mut buf).map_err(self.err("read"))?;
         Ok(buf.freeze())
     }
@@ -349,11 +350,8 @@ mod tests {
     struct TempDir(PathBuf);
     impl TempDir {
         fn new(name: &str) -> TempDir {
-            let p = std::env::temp_dir().join(format!(
-                "fcsim-store-{}-{}",
-                std::process::id(),
-                name
-            ));
+            let p =
+                std::env::temp_dir().join(format!("fcsim-store-{}-{}", std::process::id(), name));
             let _ = std::fs::remove_dir_all(&p);
             std::fs::create_dir_all(&p).expect("create temp dir");
             TempDir(p)
@@ -368,14 +366,17 @@ mod tests {
     fn pattern(blocks: usize, bb: usize, seed: u8) -> Bytes {
         Bytes::from(
             (0..blocks * bb)
-                .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+                .map(|i| i.to_le_bytes()[0].wrapping_mul(31).wrapping_add(seed))
                 .collect::<Vec<u8>>(),
         )
     }
 
     fn exercise(s: &mut dyn BlockStore) {
         let bb = s.block_bytes() as usize;
-        assert_eq!(s.read(0, 2).expect("read").as_ref(), vec![0u8; 2 * bb].as_slice());
+        assert_eq!(
+            s.read(0, 2).expect("read").as_ref(),
+            vec![0u8; 2 * bb].as_slice()
+        );
         let d = pattern(3, bb, 7);
         s.write(5, &d).expect("write");
         assert_eq!(s.read(5, 3).expect("read"), d);
@@ -392,7 +393,10 @@ mod tests {
             s.write(0, &Bytes::from_static(&[1, 2, 3])),
             Err(StoreError::Misaligned { .. })
         ));
-        assert!(matches!(s.read(u64::MAX, 2), Err(StoreError::OutOfRange { .. })));
+        assert!(matches!(
+            s.read(u64::MAX, 2),
+            Err(StoreError::OutOfRange { .. })
+        ));
         s.flush().expect("flush");
     }
 
@@ -407,7 +411,8 @@ mod tests {
         s.write(per_chunk - 2, &d).expect("write");
         assert_eq!(s.read(per_chunk - 2, 4).expect("read"), d);
         // Zeros into an empty chunk do not allocate.
-        s.write(1 << 30, &Bytes::from(vec![0u8; 512])).expect("write");
+        s.write(1 << 30, &Bytes::from(vec![0u8; 512]))
+            .expect("write");
         assert_eq!(s.allocated_chunks(), 2);
         assert!(MemStore::new(100, 10).is_err());
     }

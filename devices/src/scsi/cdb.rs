@@ -284,14 +284,7 @@ impl RequestSense {
     }
     /// Encodes the 6-byte CDB.
     pub fn encode(&self) -> Bytes {
-        cdb_bytes(&[
-            opcode::REQUEST_SENSE,
-            0,
-            0,
-            0,
-            self.allocation_length,
-            0,
-        ])
+        cdb_bytes(&[opcode::REQUEST_SENSE, 0, 0, 0, self.allocation_length, 0])
     }
 }
 
@@ -459,7 +452,7 @@ impl ModeSense10 {
 /// Service action 01h (EXTENDED COPY LID4) is rejected with INVALID FIELD IN CDB.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ExtendedCopy {
-    /// Bytes of parameter list  in the data-out.
+    /// Bytes of parameter list ([`super::xcopy::ParameterList`]) in the data-out.
     pub parameter_list_length: u32,
 }
 
@@ -1068,9 +1061,8 @@ impl Command {
         self.encode().first().copied().unwrap_or(0)
     }
 
-    /// Bytes of data-out the command carries: the write payload length in blocks for
-    /// WRITE (multiply by the block size) is reported through [`Command::data_out_blocks`];
-    /// this is the byte length for parameter-list commands.
+    /// PARAMETER LIST LENGTH in bytes for commands that carry a parameter list in the
+    /// data-out (EXTENDED COPY); write payloads are [`Command::data_out_blocks`].
     pub fn parameter_list_length(&self) -> Option<u32> {
         match self {
             Command::ExtendedCopy(c) => Some(c.parameter_list_length),
@@ -1114,13 +1106,20 @@ mod tests {
 
     #[test]
     fn unknown_opcode_is_data() {
-        assert_eq!(Command::parse(&[0xC5, 0, 0, 0, 0, 0]), Ok(Command::Unsupported(0xC5)));
+        assert_eq!(
+            Command::parse(&[0xC5, 0, 0, 0, 0, 0]),
+            Ok(Command::Unsupported(0xC5))
+        );
     }
 
     // SPC-5 §6.7 INQUIRY: PAGE CODE must be zero without EVPD; CMDDT is reserved.
     #[test]
     fn inquiry_fields() {
-        let c = Inquiry { evpd: true, page_code: 0x83, allocation_length: 0x1234 };
+        let c = Inquiry {
+            evpd: true,
+            page_code: 0x83,
+            allocation_length: 0x1234,
+        };
         assert_eq!(Command::parse(&c.encode()), Ok(Command::Inquiry(c)));
         expect_field(Command::parse(&[0x12, 0, 0x80, 0, 36, 0]), 2, None);
         expect_field(Command::parse(&[0x12, 0x02, 0, 0, 36, 0]), 1, Some(1));
@@ -1131,9 +1130,19 @@ mod tests {
     // SBC-4 §5.17 READ(16) / §5.42 WRITE(16): RDPROTECT/WRPROTECT must be zero.
     #[test]
     fn read_write_round_trip_and_protect_rejected() {
-        let r = Read16 { lba: 0x0102_0304_0506_0708, blocks: 9, dpo: false, fua: true };
+        let r = Read16 {
+            lba: 0x0102_0304_0506_0708,
+            blocks: 9,
+            dpo: false,
+            fua: true,
+        };
         assert_eq!(Command::parse(&r.encode()), Ok(Command::Read16(r)));
-        let w = Write10 { lba: 77, blocks: 3, dpo: true, fua: false };
+        let w = Write10 {
+            lba: 77,
+            blocks: 3,
+            dpo: true,
+            fua: false,
+        };
         assert_eq!(Command::parse(&w.encode()), Ok(Command::Write10(w)));
         let mut b = r.encode().to_vec();
         b[1] |= 0x20;
@@ -1143,7 +1152,11 @@ mod tests {
     // SBC-4 §5.50 WRITE SAME(16): UNMAP unsupported, zero length rejected (WSNZ).
     #[test]
     fn write_same_checks() {
-        let w = WriteSame16 { lba: 5, blocks: 4, ndob: false };
+        let w = WriteSame16 {
+            lba: 5,
+            blocks: 4,
+            ndob: false,
+        };
         assert_eq!(Command::parse(&w.encode()), Ok(Command::WriteSame16(w)));
         let mut b = w.encode().to_vec();
         b[1] |= 0x08;
@@ -1155,7 +1168,9 @@ mod tests {
     // SBC-4 §5.21 READ CAPACITY(16) is SERVICE ACTION IN(16) SA 10h.
     #[test]
     fn service_action_in_other_sa_rejected() {
-        let c = ReadCapacity16 { allocation_length: 32 };
+        let c = ReadCapacity16 {
+            allocation_length: 32,
+        };
         assert_eq!(Command::parse(&c.encode()), Ok(Command::ReadCapacity16(c)));
         let mut b = c.encode().to_vec();
         b[1] = 0x12;
@@ -1165,7 +1180,9 @@ mod tests {
     // SPC-4 §6.3: EXTENDED COPY LID1 is SA 00h; LID4 (01h) is not supported.
     #[test]
     fn extended_copy_and_rcr() {
-        let x = ExtendedCopy { parameter_list_length: 124 };
+        let x = ExtendedCopy {
+            parameter_list_length: 124,
+        };
         assert_eq!(Command::parse(&x.encode()), Ok(Command::ExtendedCopy(x)));
         let mut b = x.encode().to_vec();
         b[1] = 0x01;
@@ -1175,7 +1192,10 @@ mod tests {
             list_id: 0,
             allocation_length: 64,
         };
-        assert_eq!(Command::parse(&r.encode()), Ok(Command::ReceiveCopyResults(r)));
+        assert_eq!(
+            Command::parse(&r.encode()),
+            Ok(Command::ReceiveCopyResults(r))
+        );
         let mut b = r.encode().to_vec();
         b[1] = 0x04; // FAILED SEGMENT DETAILS
         expect_field(Command::parse(&b), 1, Some(4));
@@ -1185,12 +1205,33 @@ mod tests {
     fn others_round_trip() {
         let cmds = [
             Command::TestUnitReady(TestUnitReady),
-            Command::ReportLuns(ReportLuns { select_report: 2, allocation_length: 4096 }),
+            Command::ReportLuns(ReportLuns {
+                select_report: 2,
+                allocation_length: 4096,
+            }),
             Command::ReadCapacity10(ReadCapacity10),
-            Command::Read10(Read10 { lba: 1, blocks: 2, dpo: false, fua: false }),
-            Command::Write16(Write16 { lba: 1 << 40, blocks: 1 << 20, dpo: false, fua: true }),
-            Command::SynchronizeCache10(SynchronizeCache10 { lba: 0, blocks: 0, immed: true }),
-            Command::SynchronizeCache16(SynchronizeCache16 { lba: 9, blocks: 10, immed: false }),
+            Command::Read10(Read10 {
+                lba: 1,
+                blocks: 2,
+                dpo: false,
+                fua: false,
+            }),
+            Command::Write16(Write16 {
+                lba: 1 << 40,
+                blocks: 1 << 20,
+                dpo: false,
+                fua: true,
+            }),
+            Command::SynchronizeCache10(SynchronizeCache10 {
+                lba: 0,
+                blocks: 0,
+                immed: true,
+            }),
+            Command::SynchronizeCache16(SynchronizeCache16 {
+                lba: 9,
+                blocks: 10,
+                immed: false,
+            }),
             Command::ModeSense6(ModeSense6 {
                 dbd: true,
                 pc: PageControl::Changeable,
@@ -1206,13 +1247,19 @@ mod tests {
                 subpage_code: 0,
                 allocation_length: 512,
             }),
-            Command::RequestSense(RequestSense { allocation_length: 18 }),
+            Command::RequestSense(RequestSense {
+                allocation_length: 18,
+            }),
         ];
         for c in cmds {
             assert_eq!(Command::parse(&c.encode()), Ok(c), "{c:?}");
         }
         // SPC-5 §6.33 REPORT LUNS: SELECT REPORT 03h+ unsupported here.
-        expect_field(Command::parse(&[0xA0, 0, 0x10, 0, 0, 0, 0, 0, 0, 16, 0, 0]), 2, None);
+        expect_field(
+            Command::parse(&[0xA0, 0, 0x10, 0, 0, 0, 0, 0, 0, 16, 0, 0]),
+            2,
+            None,
+        );
         // SPC-5 §6.39 REQUEST SENSE: descriptor format not supported.
         expect_field(Command::parse(&[0x03, 0x01, 0, 0, 18, 0]), 1, Some(0));
     }
@@ -1220,16 +1267,49 @@ mod tests {
     // SBC-4 §4.5: range checks against capacity and the block limits.
     #[test]
     fn block_range_check() {
-        let r = Read16 { lba: 98, blocks: 2, dpo: false, fua: false }.range();
+        let r = Read16 {
+            lba: 98,
+            blocks: 2,
+            dpo: false,
+            fua: false,
+        }
+        .range();
         assert_eq!(r.check(100, 1000), Ok(()));
-        let past = Read16 { lba: 99, blocks: 2, dpo: false, fua: false }.range();
+        let past = Read16 {
+            lba: 99,
+            blocks: 2,
+            dpo: false,
+            fua: false,
+        }
+        .range();
         assert_eq!(past.check(100, 1000), Err(Sense::lba_out_of_range()));
-        let at_end = Read16 { lba: 100, blocks: 0, dpo: false, fua: false }.range();
+        let at_end = Read16 {
+            lba: 100,
+            blocks: 0,
+            dpo: false,
+            fua: false,
+        }
+        .range();
         assert_eq!(at_end.check(100, 1000), Err(Sense::lba_out_of_range()));
-        let overflow = Read16 { lba: u64::MAX, blocks: 2, dpo: false, fua: false }.range();
+        let overflow = Read16 {
+            lba: u64::MAX,
+            blocks: 2,
+            dpo: false,
+            fua: false,
+        }
+        .range();
         assert_eq!(overflow.check(100, 1000), Err(Sense::lba_out_of_range()));
-        let big = Read16 { lba: 0, blocks: 64, dpo: false, fua: false }.range();
-        assert_eq!(big.check(100, 32), Err(Sense::invalid_field_in_cdb(10, None)));
+        let big = Read16 {
+            lba: 0,
+            blocks: 64,
+            dpo: false,
+            fua: false,
+        }
+        .range();
+        assert_eq!(
+            big.check(100, 32),
+            Err(Sense::invalid_field_in_cdb(10, None))
+        );
     }
 
     proptest! {

@@ -230,7 +230,11 @@ pub fn unit_serial(dt: DeviceType, serial: &str) -> Bytes {
 
 /// Decodes page 80h.
 pub fn decode_unit_serial(b: &[u8]) -> Result<String, DecodeError> {
-    Ok(ascii_trim(vpd_body("unit serial number", b, page::UNIT_SERIAL)?))
+    Ok(ascii_trim(vpd_body(
+        "unit serial number",
+        b,
+        page::UNIT_SERIAL,
+    )?))
 }
 
 /// An NAA designator (SPC-5 §7.7.6.6): 8 bytes (NAA 2, 3, 5) or 16 bytes (NAA 6,
@@ -438,9 +442,7 @@ impl DeviceIdentification {
                 (association::LU, designator_type::NAA, code_set::BINARY) => {
                     NaaId::from_bytes(value).map(Designator::LuNaa)
                 }
-                (association::TARGET_PORT, designator_type::NAA, code_set::BINARY)
-                    if len == 8 =>
-                {
+                (association::TARGET_PORT, designator_type::NAA, code_set::BINARY) if len == 8 => {
                     Some(Designator::TargetPortNaa(Wwn(be64(value, 0))))
                 }
                 (association::TARGET_PORT, designator_type::RELATIVE_TARGET_PORT, _)
@@ -517,7 +519,7 @@ pub mod tpc_descriptor {
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ThirdPartyCopyPage {
-    /// (operation code, service actions) pairs: 83h [00h], 84h [00h, 03h].
+    /// (operation code, service actions) pairs, e.g. 83h with 00h and 84h with 00h, 03h.
     pub commands: Vec<(u8, Vec<u8>)>,
     /// MAXIMUM CSCD DESCRIPTOR COUNT.
     pub max_cscd_descriptors: u16,
@@ -543,7 +545,7 @@ pub struct ThirdPartyCopyPage {
 
 fn put_tpc_descriptor(b: &mut BytesMut, ty: u16, contents: &[u8]) {
     let mut c = contents.to_vec();
-    while (4 + c.len()) % 4 != 0 {
+    while !(4 + c.len()).is_multiple_of(4) {
         c.push(0);
     }
     b.put_u16(ty);
@@ -859,7 +861,7 @@ mod tests {
     // SPC-5 §7.7.6: NAA designators for the LU and the target port, relative port.
     #[test]
     fn device_identification_round_trip() {
-        let lu = NaaId::Short(Wwn::naa5(0x00_1b_32, 0x42));
+        let lu = NaaId::Short(Wwn::naa5(0x001B32, 0x42));
         let wwpn = Wwn(0x5006_0e80_1234_5678);
         let d = DeviceIdentification::for_lu(lu, wwpn, 3);
         let b = d.encode(DeviceType::Disk);
@@ -940,7 +942,10 @@ mod tests {
     fn supported_pages_sorted() {
         let b = supported_pages(DeviceType::Disk, &[0xC0, 0x83, 0x00, 0x80]);
         assert_eq!(decode_supported_pages(&b), Ok(vec![0x00, 0x80, 0x83, 0xC0]));
-        assert_eq!(decode_unit_serial(&unit_serial(DeviceType::Tape, "SN01")), Ok("SN01".into()));
+        assert_eq!(
+            decode_unit_serial(&unit_serial(DeviceType::Tape, "SN01")),
+            Ok("SN01".into())
+        );
     }
 
     proptest! {

@@ -234,7 +234,10 @@ impl Sense {
                 byte: 0,
                 bit: None,
             }),
-            ..Sense::new(SenseKey::ILLEGAL_REQUEST, asc::INVALID_COMMAND_OPERATION_CODE)
+            ..Sense::new(
+                SenseKey::ILLEGAL_REQUEST,
+                asc::INVALID_COMMAND_OPERATION_CODE,
+            )
         }
     }
 

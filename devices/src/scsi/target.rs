@@ -29,8 +29,8 @@ use super::inquiry::{
 };
 use super::sense::{Sense, SenseKey, Status, asc};
 use super::xcopy::{
-    CopyJob, CopyManagerStatus, CopyOp, CopyOutcome, CopyStatus, CopyTracker,
-    OperatingParameters, ParameterList,
+    CopyJob, CopyManagerStatus, CopyOp, CopyOutcome, CopyStatus, CopyTracker, OperatingParameters,
+    ParameterList,
 };
 use super::{DecodeError, clip};
 use crate::store::BlockStore;
@@ -48,7 +48,9 @@ pub enum TargetError {
         reason: String,
     },
     /// The store's geometry differs from the config's.
-    #[error("LU {lun}: store has {store_blocks} x {store_block_bytes} B, config says {blocks} x {block_bytes} B")]
+    #[error(
+        "LU {lun}: store has {store_blocks} x {store_block_bytes} B, config says {blocks} x {block_bytes} B"
+    )]
     GeometryMismatch {
         /// The LUN configured.
         lun: u16,
@@ -130,7 +132,7 @@ impl Default for LuConfig {
             block_size_bytes: 512,
             blocks: 2048,
             serial: "FCSIM0000".to_string(),
-            naa: Wwn::naa5(0x00_1b_32, 1).0,
+            naa: Wwn::naa5(0x001B32, 1).0,
             product: "VIRTUAL DISK".to_string(),
             revision: "0001".to_string(),
             third_party_copy: false,
@@ -159,7 +161,11 @@ impl LuConfig {
         if self.block_size_bytes < 512 || !self.block_size_bytes.is_power_of_two() {
             return bad("block_size_bytes must be a power of two >= 512");
         }
-        if self.blocks == 0 || self.blocks.checked_mul(u64::from(self.block_size_bytes)).is_none()
+        if self.blocks == 0
+            || self
+                .blocks
+                .checked_mul(u64::from(self.block_size_bytes))
+                .is_none()
         {
             return bad("blocks must be >= 1 and the size must fit 64 bits");
         }
@@ -459,7 +465,12 @@ impl ScsiTarget {
     }
 
     /// Executes one command. Never panics, whatever the bytes.
-    pub fn execute(&mut self, nexus: &Nexus<'_>, cdb: &[u8], data_out: Option<Bytes>) -> ScsiResult {
+    pub fn execute(
+        &mut self,
+        nexus: &Nexus<'_>,
+        cdb: &[u8],
+        data_out: Option<Bytes>,
+    ) -> ScsiResult {
         self.seen.insert(nexus.initiator);
         let op = cdb.first().copied();
         let present = nexus.visible_luns.contains(&nexus.lun) && self.lus.contains_key(&nexus.lun);
@@ -467,9 +478,10 @@ impl ScsiTarget {
 
         if !present {
             return match parsed {
-                Ok(Command::Inquiry(c)) if !c.evpd => {
-                    ScsiResult::good_alloc(StandardInquiry::no_lu().encode(), u32::from(c.allocation_length))
-                }
+                Ok(Command::Inquiry(c)) if !c.evpd => ScsiResult::good_alloc(
+                    StandardInquiry::no_lu().encode(),
+                    u32::from(c.allocation_length),
+                ),
                 Ok(Command::ReportLuns(c)) => report_luns(nexus.visible_luns, &c),
                 Ok(Command::RequestSense(c)) => ScsiResult::good_alloc(
                     Sense::lu_not_supported().encode(),
@@ -482,16 +494,17 @@ impl ScsiTarget {
 
         // Unit attention (SAM-5 §5.14): INQUIRY and REPORT LUNS neither report nor clear
         // it; REQUEST SENSE returns it as data.
-        let exempt = matches!(op, Some(cdb::opcode::INQUIRY) | Some(cdb::opcode::REPORT_LUNS));
-        if !exempt {
-            if let Some(ua) = self.take_ua(nexus.initiator, nexus.lun) {
-                return match parsed {
-                    Ok(Command::RequestSense(c)) => {
-                        ScsiResult::good_alloc(ua.encode(), u32::from(c.allocation_length))
-                    }
-                    _ => ScsiResult::check(ua),
-                };
-            }
+        let exempt = matches!(
+            op,
+            Some(cdb::opcode::INQUIRY) | Some(cdb::opcode::REPORT_LUNS)
+        );
+        if !exempt && let Some(ua) = self.take_ua(nexus.initiator, nexus.lun) {
+            return match parsed {
+                Ok(Command::RequestSense(c)) => {
+                    ScsiResult::good_alloc(ua.encode(), u32::from(c.allocation_length))
+                }
+                _ => ScsiResult::check(ua),
+            };
         }
 
         let cmd = match parsed {
@@ -595,7 +608,12 @@ impl ScsiTarget {
     }
 
     /// EXTENDED COPY (LID1): validate, check access, then hand back a [`CopyJob`].
-    fn extended_copy(&mut self, nexus: &Nexus<'_>, len: u32, data_out: Option<Bytes>) -> ScsiResult {
+    fn extended_copy(
+        &mut self,
+        nexus: &Nexus<'_>,
+        len: u32,
+        data_out: Option<Bytes>,
+    ) -> ScsiResult {
         if len == 0 {
             return ScsiResult::good(Bytes::new()); // SPC-4 §6.3.1: not an error
         }
@@ -641,7 +659,10 @@ impl ScsiTarget {
                     dst_lba,
                     blocks,
                     ..
-                } => (vec![(src, src_lba, blocks), (dst, dst_lba, blocks)], Some(dst)),
+                } => (
+                    vec![(src, src_lba, blocks), (dst, dst_lba, blocks)],
+                    Some(dst),
+                ),
                 CopyOp::BlockToStream {
                     src, lba, blocks, ..
                 } => (vec![(src, lba, blocks)], None),
@@ -658,13 +679,10 @@ impl ScsiTarget {
                     }
                 }
             }
-            if let Some(lu) = dst.and_then(|d| self.lu_by_naa(d)) {
-                if lu.config.read_only {
-                    return ScsiResult::check(Sense::new(
-                        SenseKey::DATA_PROTECT,
-                        asc::WRITE_PROTECTED,
-                    ));
-                }
+            if let Some(lu) = dst.and_then(|d| self.lu_by_naa(d))
+                && lu.config.read_only
+            {
+                return ScsiResult::check(Sense::new(SenseKey::DATA_PROTECT, asc::WRITE_PROTECTED));
             }
         }
         if let Err(s) = self.tracker.begin(&job) {
@@ -743,7 +761,11 @@ fn copy_block_to_block(
     };
     let (dbb, dcap, dro) = {
         let d = lus.get(&dst).ok_or_else(unreachable)?;
-        (d.config.block_size_bytes, d.config.blocks, d.config.read_only)
+        (
+            d.config.block_size_bytes,
+            d.config.blocks,
+            d.config.read_only,
+        )
     };
     if sbb != dbb {
         return Err(Sense::copy_aborted(
@@ -772,7 +794,9 @@ fn copy_block_to_block(
         if !d.ready {
             return Err(failure());
         }
-        d.store.write(dst_lba + done, &data).map_err(|_| failure())?;
+        d.store
+            .write(dst_lba + done, &data)
+            .map_err(|_| failure())?;
         if d.config.write_through {
             d.store.flush().map_err(|_| failure())?;
         }
@@ -908,7 +932,8 @@ fn write(lu: &mut LogicalUnit, r: BlockRange, fua: bool, data_out: Option<Bytes>
     if r.blocks == 0 {
         return ScsiResult::good(Bytes::new());
     }
-    let len = usize::try_from(r.blocks * u64::from(lu.config.block_size_bytes)).unwrap_or(usize::MAX);
+    let len =
+        usize::try_from(r.blocks * u64::from(lu.config.block_size_bytes)).unwrap_or(usize::MAX);
     let data = data_out.unwrap_or_default();
     if data.len() < len {
         return ScsiResult::check(Sense::new(SenseKey::ABORTED_COMMAND, asc::DATA_PHASE_ERROR));

@@ -384,14 +384,22 @@ impl ParameterList {
             return Err(field(2, None));
         }
         if tdll / CSCD_LEN > usize::from(limits.max_target_descriptors) {
-            return Err(Sense::param_error(asc::TOO_MANY_TARGET_DESCRIPTORS, 2, None));
+            return Err(Sense::param_error(
+                asc::TOO_MANY_TARGET_DESCRIPTORS,
+                2,
+                None,
+            ));
         }
         let max_list = usize::try_from(limits.max_descriptor_list_length).unwrap_or(usize::MAX);
         if tdll.saturating_add(sdll) > max_list {
             return Err(length_error());
         }
         if inline > usize::try_from(limits.max_inline_data_length).unwrap_or(usize::MAX) {
-            return Err(Sense::param_error(asc::INLINE_DATA_LENGTH_EXCEEDED, 12, None));
+            return Err(Sense::param_error(
+                asc::INLINE_DATA_LENGTH_EXCEEDED,
+                12,
+                None,
+            ));
         }
         let total = HEADER_LEN
             .saturating_add(tdll)
@@ -472,7 +480,11 @@ impl ParameterList {
         let mut off = seg_start;
         while off < seg_end {
             if segments.len() >= usize::from(limits.max_segment_descriptors) {
-                return Err(Sense::param_error(asc::TOO_MANY_SEGMENT_DESCRIPTORS, 8, None));
+                return Err(Sense::param_error(
+                    asc::TOO_MANY_SEGMENT_DESCRIPTORS,
+                    8,
+                    None,
+                ));
             }
             if seg_end - off < 4 {
                 return Err(field(8, None));
@@ -604,9 +616,7 @@ impl ParameterList {
             b.put_u8(t.params.device_type().code());
             b.put_u16(t.relative_initiator_port);
             b.put_u8(super::inquiry::code_set::BINARY);
-            b.put_u8(
-                (super::inquiry::association::LU << 4) | super::inquiry::designator_type::NAA,
-            );
+            b.put_u8((super::inquiry::association::LU << 4) | super::inquiry::designator_type::NAA);
             b.put_u8(0);
             let id = t.naa.to_bytes();
             b.put_u8(u8::try_from(id.len()).unwrap_or(0));
@@ -621,10 +631,7 @@ impl ParameterList {
                     pad,
                     fixed,
                     block_bytes,
-                } => (
-                    (if pad { 0x04 } else { 0 }) | u8::from(fixed),
-                    block_bytes,
-                ),
+                } => ((if pad { 0x04 } else { 0 }) | u8::from(fixed), block_bytes),
             };
             b.put_u8(flags);
             put_u24(&mut b, len);
@@ -960,8 +967,7 @@ impl CopyTracker {
             return Ok(());
         }
         let key = (job.initiator, job.list_id);
-        if matches!(self.entries.get(&key), Some(s) if s.status == CopyManagerStatus::InProgress)
-        {
+        if matches!(self.entries.get(&key), Some(s) if s.status == CopyManagerStatus::InProgress) {
             return Err(Sense::new(
                 SenseKey::ILLEGAL_REQUEST,
                 asc::OPERATION_IN_PROGRESS,
@@ -1013,7 +1019,7 @@ mod tests {
     use proptest::prelude::*;
 
     pub(crate) fn naa(n: u64) -> NaaId {
-        NaaId::Short(Wwn::naa5(0x00_1b_32, n))
+        NaaId::Short(Wwn::naa5(0x001B32, n))
     }
 
     fn sample() -> ParameterList {
@@ -1026,17 +1032,27 @@ mod tests {
                 TargetDescriptor {
                     naa: naa(1),
                     relative_initiator_port: 0,
-                    params: DeviceParams::Block { pad: false, block_bytes: 512 },
+                    params: DeviceParams::Block {
+                        pad: false,
+                        block_bytes: 512,
+                    },
                 },
                 TargetDescriptor {
                     naa: naa(2),
                     relative_initiator_port: 0,
-                    params: DeviceParams::Block { pad: false, block_bytes: 512 },
+                    params: DeviceParams::Block {
+                        pad: false,
+                        block_bytes: 512,
+                    },
                 },
                 TargetDescriptor {
                     naa: naa(3),
                     relative_initiator_port: 1,
-                    params: DeviceParams::Stream { pad: false, fixed: false, block_bytes: 0 },
+                    params: DeviceParams::Stream {
+                        pad: false,
+                        fixed: false,
+                        block_bytes: 0,
+                    },
                 },
             ],
             segments: vec![
@@ -1098,11 +1114,17 @@ mod tests {
         b[16] = 0xE0;
         let s = err_of(&b);
         assert_eq!(s.asc_pair(), asc::UNSUPPORTED_TARGET_DESCRIPTOR_TYPE_CODE);
-        assert_eq!(s.field_pointer.map(|f| (f.in_cdb, f.byte)), Some((false, 16)));
+        assert_eq!(
+            s.field_pointer.map(|f| (f.in_cdb, f.byte)),
+            Some((false, 16))
+        );
         // Unsupported segment type (03h stream→stream).
         let mut b = good.clone();
         b[16 + 96] = 0x03;
-        assert_eq!(err_of(&b).asc_pair(), asc::UNSUPPORTED_SEGMENT_DESCRIPTOR_TYPE_CODE);
+        assert_eq!(
+            err_of(&b).asc_pair(),
+            asc::UNSUPPORTED_SEGMENT_DESCRIPTOR_TYPE_CODE
+        );
         // Index out of range.
         let mut b = good.clone();
         b[16 + 96 + 7] = 9;
@@ -1113,19 +1135,37 @@ mod tests {
         let mut b = good.clone();
         b[16 + 96 + 7] = 2;
         let s = err_of(&b);
-        assert_eq!((s.key, s.asc_pair()), (SenseKey::COPY_ABORTED, asc::INCORRECT_COPY_TARGET_DEVICE_TYPE));
+        assert_eq!(
+            (s.key, s.asc_pair()),
+            (
+                SenseKey::COPY_ABORTED,
+                asc::INCORRECT_COPY_TARGET_DEVICE_TYPE
+            )
+        );
         // Association other than LU (CVE-2020-28374 class: only LU designators).
         let mut b = good.clone();
         b[16 + 5] = 0x13;
         assert_eq!(err_of(&b).asc_pair(), asc::INVALID_FIELD_IN_PARAMETER_LIST);
         // Truncated list.
-        assert_eq!(err_of(&good[..good.len() - 1]).asc_pair(), asc::PARAMETER_LIST_LENGTH_ERROR);
-        assert_eq!(err_of(&good[..10]).asc_pair(), asc::PARAMETER_LIST_LENGTH_ERROR);
+        assert_eq!(
+            err_of(&good[..good.len() - 1]).asc_pair(),
+            asc::PARAMETER_LIST_LENGTH_ERROR
+        );
+        assert_eq!(
+            err_of(&good[..10]).asc_pair(),
+            asc::PARAMETER_LIST_LENGTH_ERROR
+        );
         // Too many CSCDs for the advertised limit.
-        let tight = OperatingParameters { max_target_descriptors: 2, ..Default::default() };
+        let tight = OperatingParameters {
+            max_target_descriptors: 2,
+            ..Default::default()
+        };
         let s = ParameterList::parse(&good, &tight).expect_err("too many");
         assert_eq!(s.asc_pair(), asc::TOO_MANY_TARGET_DESCRIPTORS);
-        let tight = OperatingParameters { max_segment_descriptors: 1, ..Default::default() };
+        let tight = OperatingParameters {
+            max_segment_descriptors: 1,
+            ..Default::default()
+        };
         let s = ParameterList::parse(&good, &tight).expect_err("too many");
         assert_eq!(s.asc_pair(), asc::TOO_MANY_SEGMENT_DESCRIPTORS);
         // Block→stream not implemented by a LIO-shaped copy manager.
@@ -1157,7 +1197,10 @@ mod tests {
         assert_eq!(&b[..5], &[0, 0, 0, 8, 1]);
         assert_eq!(CopyStatus::decode(&b), Ok(s));
         let small = CopyStatus::new(CopyManagerStatus::InProgress, 0, 4096);
-        assert_eq!((small.transfer_count_units, small.transfer_count), (0, 4096));
+        assert_eq!(
+            (small.transfer_count_units, small.transfer_count),
+            (0, 4096)
+        );
     }
 
     #[test]
@@ -1167,8 +1210,14 @@ mod tests {
         assert_eq!(job.ops.len(), 2);
         let mut t = CopyTracker::new();
         t.begin(&job).expect("begin");
-        assert_eq!(t.begin(&job).map_err(|s| s.asc_pair()), Err(asc::OPERATION_IN_PROGRESS));
-        assert_eq!(t.status(ini, 7).map(|s| s.status), Some(CopyManagerStatus::InProgress));
+        assert_eq!(
+            t.begin(&job).map_err(|s| s.asc_pair()),
+            Err(asc::OPERATION_IN_PROGRESS)
+        );
+        assert_eq!(
+            t.status(ini, 7).map(|s| s.status),
+            Some(CopyManagerStatus::InProgress)
+        );
         let out = CopyOutcome {
             segments_processed: 1,
             bytes: 8192,
@@ -1176,18 +1225,34 @@ mod tests {
         };
         t.finish(&job, &out);
         let s = t.status(ini, 7).expect("status");
-        assert_eq!((s.status, s.segments_processed), (CopyManagerStatus::CompletedWithError, 1));
+        assert_eq!(
+            (s.status, s.segments_processed),
+            (CopyManagerStatus::CompletedWithError, 1)
+        );
     }
 
     fn arb_target() -> impl Strategy<Value = TargetDescriptor> {
-        (any::<u64>(), any::<u16>(), any::<bool>(), prop_oneof![Just(0u32), Just(512), Just(4096)], any::<bool>())
+        (
+            any::<u64>(),
+            any::<u16>(),
+            any::<bool>(),
+            prop_oneof![Just(0u32), Just(512), Just(4096)],
+            any::<bool>(),
+        )
             .prop_map(|(n, port, pad, bb, tape)| TargetDescriptor {
                 naa: naa(n),
                 relative_initiator_port: port,
                 params: if tape {
-                    DeviceParams::Stream { pad, fixed: bb != 0, block_bytes: bb }
+                    DeviceParams::Stream {
+                        pad,
+                        fixed: bb != 0,
+                        block_bytes: bb,
+                    }
                 } else {
-                    DeviceParams::Block { pad, block_bytes: bb }
+                    DeviceParams::Block {
+                        pad,
+                        block_bytes: bb,
+                    }
                 },
             })
     }
