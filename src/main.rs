@@ -36,6 +36,9 @@ enum Cmd {
         /// All nodes in this process on loopback TCP in real time (instead of simulation).
         #[arg(long)]
         live: bool,
+        /// Keep array LUs in files in this directory (durable across crashes).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
     },
     /// Validate scenario files; every error is reported with line:column.
     Check {
@@ -53,6 +56,9 @@ enum Cmd {
         /// One OS process per node instead of one process for all.
         #[arg(long)]
         processes: bool,
+        /// Keep array LUs in files in this directory (durable across crashes).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
     },
     /// Run one node (used by `--processes`; reads its node spec JSON from a file).
     Node {
@@ -114,6 +120,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             report,
             processes,
             live,
+            data_dir,
         } => {
             let mode = if processes {
                 fcsim_scenarios::Mode::Processes {
@@ -129,6 +136,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 seed,
                 mode,
                 echo: true,
+                data_dir,
             };
             let outcome = fcsim_scenarios::run_scenario(&scenario, &opts)?;
             print!("{}", outcome.summary_table());
@@ -163,6 +171,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             file,
             control,
             processes,
+            data_dir,
         } => {
             let scenario = load(&file)?;
             let mode = if processes {
@@ -172,7 +181,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 fcsim_scenarios::Mode::Live
             };
-            fcsim_scenarios::serve_fabric(&scenario, &mode, &control)?;
+            fcsim_scenarios::serve_fabric(&scenario, &mode, &control, data_dir.as_deref())?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Node { spec } => {

@@ -699,7 +699,13 @@ fn crate_dependencies_point_one_way() {
             Some(*package),
             "{label}: package name"
         );
-        wrong.extend(back_edges(package, &label, &toml, &manifest_dir, &workspace));
+        wrong.extend(back_edges(
+            package,
+            &label,
+            &toml,
+            &manifest_dir,
+            &workspace,
+        ));
     }
     assert!(
         wrong.is_empty(),
@@ -801,7 +807,10 @@ fn scanner_sees_io_in_the_real_node_runtime() {
         proto.extend(scan(&label, &src, PROTO_TYPES));
     }
     assert!(io.iter().any(|f| f.pattern == "tokio::" && f.line > 0));
-    assert!(!proto.is_empty(), "no proto types found in the port drivers");
+    assert!(
+        !proto.is_empty(),
+        "no proto types found in the port drivers"
+    );
 }
 
 #[test]
@@ -850,16 +859,11 @@ fcsim-scenarios.workspace = true
     ];
     // `path = "../switch"` resolves against the real workspace.
     let fabric_dir = root().join("fabric");
-    let got: Vec<(usize, String)> = back_edges(
-        "fcsim-fabric",
-        "fabric/Cargo.toml",
-        toml,
-        &fabric_dir,
-        &ws,
-    )
-    .into_iter()
-    .map(|e| (e.line, e.to))
-    .collect();
+    let got: Vec<(usize, String)> =
+        back_edges("fcsim-fabric", "fabric/Cargo.toml", toml, &fabric_dir, &ws)
+            .into_iter()
+            .map(|e| (e.line, e.to))
+            .collect();
     assert_eq!(
         got,
         vec![
@@ -877,7 +881,13 @@ fcsim-scenarios.workspace = true
     );
     // proto may depend on no workspace crate at all.
     let proto = "[dependencies]\nprost = \"0.14\"\nfcsim-fabric = { path = \"../fabric\" }\n";
-    let got = back_edges("fcsim-proto", "proto/Cargo.toml", proto, &root().join("proto"), &[]);
+    let got = back_edges(
+        "fcsim-proto",
+        "proto/Cargo.toml",
+        proto,
+        &root().join("proto"),
+        &[],
+    );
     assert_eq!(got.len(), 1);
     assert_eq!((got[0].line, got[0].to.as_str()), (3, "fcsim-fabric"));
 }
@@ -889,7 +899,9 @@ fn workspace_members_parse_single_and_multi_line() {
         vec!["proto", "fabric"]
     );
     assert_eq!(
-        workspace_members("[package]\nname = \"x\"\n[workspace]\nmembers = [\n  \"a\", # c\n  \"b\",\n]\nresolver = \"3\"\n"),
+        workspace_members(
+            "[package]\nname = \"x\"\n[workspace]\nmembers = [\n  \"a\", # c\n  \"b\",\n]\nresolver = \"3\"\n"
+        ),
         vec!["a", "b"]
     );
 }

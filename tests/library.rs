@@ -26,6 +26,7 @@ fn every_library_scenario_passes() {
                 seed: None,
                 mode: Mode::Sim,
                 echo: false,
+                data_dir: None,
             },
         )
         .unwrap_or_else(|e| panic!("{}: {e}", f.display()));

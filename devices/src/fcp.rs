@@ -122,7 +122,14 @@ impl FcpInitiator {
 
     /// Sends `req` from `s_id` on `port` to `d_id`; its result comes out of
     /// [`poll_completion`](Self::poll_completion) with the returned tag.
-    pub fn submit(&mut self, port: u32, s_id: FcId, d_id: FcId, req: IoRequest, now: Duration) -> Tag {
+    pub fn submit(
+        &mut self,
+        port: u32,
+        s_id: FcId,
+        d_id: FcId,
+        req: IoRequest,
+        now: Duration,
+    ) -> Tag {
         self.submit_within(port, s_id, d_id, req, now, Self::EXCHANGE_TIMEOUT)
     }
 
@@ -140,20 +147,41 @@ impl FcpInitiator {
         let tag = Tag(self.next_tag);
         let ox_id = self.ox_id(port);
         let write = !req.data_out.is_empty();
-        let dl = if write { u32::try_from(req.data_out.len()).unwrap_or(u32::MAX) } else { req.data_in_len };
-        let cmnd = FcpCmnd::new(lun_to_bytes(req.lun), &req.cdb, req.data_in_len > 0 && !write, write, dl);
+        let dl = if write {
+            u32::try_from(req.data_out.len()).unwrap_or(u32::MAX)
+        } else {
+            req.data_in_len
+        };
+        let cmnd = FcpCmnd::new(
+            lun_to_bytes(req.lun),
+            &req.cdb,
+            req.data_in_len > 0 && !write,
+            write,
+            dl,
+        );
         let h = FcHeader::request(rctl::FCP_CMND, ftype::FCP, d_id, s_id, ox_id);
-        self.out.push_back((port, Frame::from_iu(h, &Iu::FcpCmnd(cmnd))));
+        self.out
+            .push_back((port, Frame::from_iu(h, &Iu::FcpCmnd(cmnd))));
         // First burst: the data follows the command without waiting for FCP_XFER_RDY.
         let mut offset = 0usize;
         while offset < req.data_out.len() {
             let end = (offset + MAX_DATA_IU).min(req.data_out.len());
             let dh = FcHeader::request(rctl::FCP_DATA, ftype::FCP, d_id, s_id, ox_id);
             let rel = u32::try_from(offset).unwrap_or(u32::MAX);
-            self.out.push_back((port, Frame::fcp_data(dh, rel, req.data_out.slice(offset..end))));
+            self.out.push_back((
+                port,
+                Frame::fcp_data(dh, rel, req.data_out.slice(offset..end)),
+            ));
             offset = end;
         }
-        self.open.insert((port, ox_id), Exchange { tag, deadline: now + timeout, data_in: Vec::new() });
+        self.open.insert(
+            (port, ox_id),
+            Exchange {
+                tag,
+                deadline: now + timeout,
+                data_in: Vec::new(),
+            },
+        );
         tag
     }
 
@@ -193,20 +221,31 @@ impl FcpInitiator {
 
     /// Fails every exchange open on `port` (its link went down).
     pub fn port_down(&mut self, port: u32) {
-        let keys: Vec<_> = self.open.range((port, 0)..=(port, u16::MAX)).map(|(k, _)| *k).collect();
+        let keys: Vec<_> = self
+            .open
+            .range((port, 0)..=(port, u16::MAX))
+            .map(|(k, _)| *k)
+            .collect();
         for k in keys {
             if let Some(x) = self.open.remove(&k) {
-                self.done.push_back((x.tag, failed(TransportError::LinkDown)));
+                self.done
+                    .push_back((x.tag, failed(TransportError::LinkDown)));
             }
         }
         self.out.retain(|(p, _)| *p != port);
     }
 
     pub fn handle_timeout(&mut self, now: Duration) {
-        let expired: Vec<_> = self.open.iter().filter(|(_, x)| x.deadline <= now).map(|(k, _)| *k).collect();
+        let expired: Vec<_> = self
+            .open
+            .iter()
+            .filter(|(_, x)| x.deadline <= now)
+            .map(|(k, _)| *k)
+            .collect();
         for k in expired {
             if let Some(x) = self.open.remove(&k) {
-                self.done.push_back((x.tag, failed(TransportError::Timeout)));
+                self.done
+                    .push_back((x.tag, failed(TransportError::Timeout)));
             }
         }
     }
@@ -230,7 +269,13 @@ impl FcpInitiator {
 }
 
 fn failed(e: TransportError) -> IoResult {
-    IoResult { status: 0, sense: Bytes::new(), data_in: Bytes::new(), resid: 0, transport: Some(e) }
+    IoResult {
+        status: 0,
+        sense: Bytes::new(),
+        data_in: Bytes::new(),
+        resid: 0,
+        transport: Some(e),
+    }
 }
 
 /// Joins data IUs; a single IU is passed through without a copy.
@@ -307,7 +352,14 @@ impl FcpTarget {
                     header: h,
                 };
                 if c.wrdata && c.fcp_dl > 0 {
-                    self.pending.insert(key, PendingWrite { cmd, parts: Vec::new(), received: 0 });
+                    self.pending.insert(
+                        key,
+                        PendingWrite {
+                            cmd,
+                            parts: Vec::new(),
+                            received: 0,
+                        },
+                    );
                 } else {
                     self.ready.push_back(cmd);
                 }
@@ -350,15 +402,23 @@ impl FcpTarget {
         let mut offset = 0;
         while offset < sent {
             let end = (offset + MAX_DATA_IU).min(sent);
-            let h = cmd.header.reply(rctl::FCP_DATA, rx_id).with_f_ctl(
-                fctl::EXCHANGE_CONTEXT | fctl::END_SEQUENCE | fctl::RELATIVE_OFFSET,
-            );
+            let h = cmd
+                .header
+                .reply(rctl::FCP_DATA, rx_id)
+                .with_f_ctl(fctl::EXCHANGE_CONTEXT | fctl::END_SEQUENCE | fctl::RELATIVE_OFFSET);
             let rel = u32::try_from(offset).unwrap_or(u32::MAX);
-            self.out.push_back((cmd.port, Frame::fcp_data(h, rel, data_in.slice(offset..end))));
+            self.out.push_back((
+                cmd.port,
+                Frame::fcp_data(h, rel, data_in.slice(offset..end)),
+            ));
             offset = end;
         }
         let mut rsp = FcpRsp::status(status);
-        let moved = if cmd.data_out.is_empty() { sent } else { cmd.data_out.len() };
+        let moved = if cmd.data_out.is_empty() {
+            sent
+        } else {
+            cmd.data_out.len()
+        };
         let resid = (cmd.fcp_dl as usize).saturating_sub(moved);
         if resid > 0 && status == 0 {
             rsp.resid_under = true;
@@ -366,7 +426,8 @@ impl FcpTarget {
         }
         rsp.sense = sense;
         let h = cmd.header.reply(rctl::FCP_RSP, rx_id);
-        self.out.push_back((cmd.port, Frame::from_iu(h, &Iu::FcpRsp(rsp))));
+        self.out
+            .push_back((cmd.port, Frame::from_iu(h, &Iu::FcpRsp(rsp))));
     }
 
     pub fn poll_transmit(&mut self) -> Option<(u32, Frame)> {
@@ -401,7 +462,12 @@ mod tests {
         let mut ini = FcpInitiator::new();
         let mut tgt = FcpTarget::new();
         let data = Bytes::from(vec![7u8; 4096]);
-        let req = IoRequest { lun: 1, cdb: Bytes::from_static(&[0x2A, 0, 0, 0, 0, 8, 0, 0, 8, 0]), data_out: data.clone(), data_in_len: 0 };
+        let req = IoRequest {
+            lun: 1,
+            cdb: Bytes::from_static(&[0x2A, 0, 0, 0, 0, 8, 0, 0, 8, 0]),
+            data_out: data.clone(),
+            data_in_len: 0,
+        };
         let tag = ini.submit(0, id(0x010100), id(0x020100), req, Duration::ZERO);
         let mut sent = 0;
         while let Some((_, f)) = ini.poll_transmit() {
@@ -410,7 +476,10 @@ mod tests {
         }
         assert_eq!(sent, 2, "FCP_CMND + one FCP_DATA (first burst)");
         let cmd = tgt.poll_command().expect("assembled");
-        assert_eq!((cmd.lun, cmd.initiator, cmd.fcp_dl), (Some(1), id(0x010100), 4096));
+        assert_eq!(
+            (cmd.lun, cmd.initiator, cmd.fcp_dl),
+            (Some(1), id(0x010100), 4096)
+        );
         assert_eq!(cmd.data_out, data);
         tgt.complete(&cmd, 0, Bytes::new(), Bytes::new());
         let (port, rsp) = tgt.poll_transmit().expect("FCP_RSP");
@@ -419,7 +488,12 @@ mod tests {
         let (t, r) = ini.poll_completion().expect("done");
         assert_eq!((t, r.status, r.transport), (tag, 0, None));
 
-        let req = IoRequest { lun: 1, cdb: Bytes::from_static(&[0x28, 0, 0, 0, 0, 8, 0, 0, 8, 0]), data_out: Bytes::new(), data_in_len: 4096 };
+        let req = IoRequest {
+            lun: 1,
+            cdb: Bytes::from_static(&[0x28, 0, 0, 0, 0, 8, 0, 0, 8, 0]),
+            data_out: Bytes::new(),
+            data_in_len: 4096,
+        };
         let tag = ini.submit(0, id(0x010100), id(0x020100), req, Duration::ZERO);
         while let Some((_, f)) = ini.poll_transmit() {
             tgt.handle_frame(3, &wire(f));
@@ -439,8 +513,17 @@ mod tests {
     fn large_transfers_split_into_data_ius() {
         let mut ini = FcpInitiator::new();
         let mut tgt = FcpTarget::new();
-        let data = Bytes::from((0..MAX_DATA_IU * 2 + 10).map(|i| i as u8).collect::<Vec<_>>());
-        let req = IoRequest { lun: 0, cdb: Bytes::from_static(&[0x8A; 16]), data_out: data.clone(), data_in_len: 0 };
+        let data = Bytes::from(
+            (0..MAX_DATA_IU * 2 + 10)
+                .map(|i| i as u8)
+                .collect::<Vec<_>>(),
+        );
+        let req = IoRequest {
+            lun: 0,
+            cdb: Bytes::from_static(&[0x8A; 16]),
+            data_out: data.clone(),
+            data_in_len: 0,
+        };
         ini.submit(0, id(1), id(2), req, Duration::ZERO);
         let mut n = 0;
         while let Some((_, f)) = ini.poll_transmit() {
@@ -454,21 +537,33 @@ mod tests {
     #[test]
     fn timeout_and_link_down_fail_exchanges() {
         let mut ini = FcpInitiator::new();
-        let req = IoRequest { lun: 0, cdb: Bytes::from_static(&[0; 6]), data_out: Bytes::new(), data_in_len: 0 };
+        let req = IoRequest {
+            lun: 0,
+            cdb: Bytes::from_static(&[0; 6]),
+            data_out: Bytes::new(),
+            data_in_len: 0,
+        };
         let a = ini.submit(0, id(1), id(2), req.clone(), Duration::ZERO);
         let b = ini.submit(1, id(3), id(2), req, Duration::ZERO);
         ini.port_down(1);
-        assert_eq!(ini.poll_completion().map(|(t, r)| (t, r.transport)), Some((b, Some(TransportError::LinkDown))));
+        assert_eq!(
+            ini.poll_completion().map(|(t, r)| (t, r.transport)),
+            Some((b, Some(TransportError::LinkDown)))
+        );
         assert_eq!(ini.poll_timeout(), Some(FcpInitiator::EXCHANGE_TIMEOUT));
         ini.handle_timeout(FcpInitiator::EXCHANGE_TIMEOUT);
-        assert_eq!(ini.poll_completion().map(|(t, r)| (t, r.transport)), Some((a, Some(TransportError::Timeout))));
+        assert_eq!(
+            ini.poll_completion().map(|(t, r)| (t, r.transport)),
+            Some((a, Some(TransportError::Timeout)))
+        );
         assert_eq!(ini.open_exchanges(), 0);
     }
 
     #[test]
     fn stray_frames_are_not_consumed() {
         let mut ini = FcpInitiator::new();
-        let h = FcHeader::request(rctl::FCP_RSP, ftype::FCP, id(1), id(2), 77).reply(rctl::FCP_RSP, 5);
+        let h =
+            FcHeader::request(rctl::FCP_RSP, ftype::FCP, id(1), id(2), 77).reply(rctl::FCP_RSP, 5);
         let f = Frame::from_iu(h, &Iu::FcpRsp(FcpRsp::status(0)));
         assert!(!ini.handle_frame(0, &f));
     }

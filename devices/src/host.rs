@@ -10,11 +10,11 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use bytes::Bytes;
+use fcsim_fabric::Wwn;
 use fcsim_fabric::endnode::{EndNodeConfig, EndNodeError, Fc4Ctx, Fc4Layer, run_end_node_with};
 use fcsim_fabric::frame::Frame;
 use fcsim_fabric::nport::NPortEvent;
 use fcsim_fabric::runtime::{FabricClock, Net};
-use fcsim_fabric::Wwn;
 use fcsim_proto::v1 as pb;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
@@ -38,9 +38,19 @@ pub struct HostConfig {
 /// What one gRPC call asked the actor for (built only by the Host service).
 pub enum HostAdmin {
     ListDevices(oneshot::Sender<pb::ListDevicesResponse>),
-    Scsi { device: String, op: Op, reply: oneshot::Sender<Result<(pb::ScsiResult, Option<u64>), Status>> },
-    Workload { req: pb::WorkloadRequest, progress: mpsc::Sender<Result<pb::WorkloadProgress, Status>> },
-    History { device: String, reply: oneshot::Sender<pb::WriteHistoryResponse> },
+    Scsi {
+        device: String,
+        op: Op,
+        reply: oneshot::Sender<Result<(pb::ScsiResult, Option<u64>), Status>>,
+    },
+    Workload {
+        req: pb::WorkloadRequest,
+        progress: mpsc::Sender<Result<pb::WorkloadProgress, Status>>,
+    },
+    History {
+        device: String,
+        reply: oneshot::Sender<pb::WriteHistoryResponse>,
+    },
 }
 
 /// A command from a gRPC call; reads and writes are sized by the device's block size.
@@ -52,8 +62,15 @@ pub enum Op {
 
 /// Who waits for a command.
 enum Waiter {
-    Call { reply: oneshot::Sender<Result<(pb::ScsiResult, Option<u64>), Status>>, write_id: Option<u64> },
-    Workload { run: u64, io: u64, write_id: Option<u64> },
+    Call {
+        reply: oneshot::Sender<Result<(pb::ScsiResult, Option<u64>), Status>>,
+        write_id: Option<u64>,
+    },
+    Workload {
+        run: u64,
+        io: u64,
+        write_id: Option<u64>,
+    },
 }
 
 struct Run {
@@ -64,7 +81,8 @@ struct Run {
     progress: mpsc::Sender<Result<pb::WorkloadProgress, Status>>,
     /// Completions since the last progress message.
     since_report: u64,
-    /// When a duration-limited workload stops issuing.
+    /// When a duration-limited workload stops issuing; cleared once it has passed (a
+    /// deadline in the past would wake the actor in a loop).
     deadline: Option<Duration>,
     /// The first failed I/O, for the report.
     first_error: Option<String>,
@@ -76,7 +94,12 @@ pub fn spec_from_request(r: &pb::WorkloadRequest) -> Result<WorkloadSpec, Status
     let pattern = match r.pattern.as_str() {
         "" | "random" => Pattern::Random,
         "sequential" => Pattern::Sequential,
-        other => return Err(bad("pattern", format!("`{other}` is not sequential or random"))),
+        other => {
+            return Err(bad(
+                "pattern",
+                format!("`{other}` is not sequential or random"),
+            ));
+        }
     };
     let mix = match r.mix.as_str() {
         "" | "write" => Mix::Write,
@@ -139,17 +162,26 @@ impl HostLayer {
     /// A device name (alias or NAA) → its NAA.
     fn resolve(&self, device: &str) -> Result<Wwn, Status> {
         if device.is_empty() {
-            return Err(Status::invalid_argument("device: must name a device (alias like `arr1:0` or an NAA)"));
+            return Err(Status::invalid_argument(
+                "device: must name a device (alias like `arr1:0` or an NAA)",
+            ));
         }
         self.aliases
             .get(device)
             .copied()
             .or_else(|| device.parse::<Wwn>().ok())
-            .ok_or_else(|| Status::invalid_argument(format!("device: `{device}` is neither an alias nor an NAA")))
+            .ok_or_else(|| {
+                Status::invalid_argument(format!(
+                    "device: `{device}` is neither an alias nor an NAA"
+                ))
+            })
     }
 
     fn name_of(&self, naa: Wwn) -> String {
-        self.aliases.iter().find(|(_, v)| **v == naa).map_or_else(|| naa.to_string(), |(k, _)| k.clone())
+        self.aliases
+            .iter()
+            .find(|(_, v)| **v == naa)
+            .map_or_else(|| naa.to_string(), |(k, _)| k.clone())
     }
 
     fn list_devices(&self) -> pb::ListDevicesResponse {
@@ -182,15 +214,23 @@ impl HostLayer {
         pb::ListDevicesResponse { devices }
     }
 
-    fn start_workload(&mut self, ctx: &mut Fc4Ctx<'_>, req: pb::WorkloadRequest, progress: mpsc::Sender<Result<pb::WorkloadProgress, Status>>) {
+    fn start_workload(
+        &mut self,
+        ctx: &mut Fc4Ctx<'_>,
+        req: pb::WorkloadRequest,
+        progress: mpsc::Sender<Result<pb::WorkloadProgress, Status>>,
+    ) {
         let started = (|| {
             let naa = self.resolve(&req.device)?;
-            let dev = self
-                .init
-                .device(naa)
-                .ok_or_else(|| Status::not_found(format!("device: `{}` is not visible to this host", req.device)))?;
+            let dev = self.init.device(naa).ok_or_else(|| {
+                Status::not_found(format!(
+                    "device: `{}` is not visible to this host",
+                    req.device
+                ))
+            })?;
             let spec = spec_from_request(&req)?;
-            let workload = Workload::new(spec, dev.blocks, dev.block_bytes).map_err(|e| Status::invalid_argument(e.to_string()))?;
+            let workload = Workload::new(spec, dev.blocks, dev.block_bytes)
+                .map_err(|e| Status::invalid_argument(e.to_string()))?;
             Ok::<_, Status>((naa, dev.block_bytes, workload))
         })();
         match started {
@@ -224,29 +264,60 @@ impl HostLayer {
     /// Issues what workload `run` wants issued now.
     fn pump(&mut self, ctx: &mut Fc4Ctx<'_>, run: u64) {
         loop {
-            let Some(r) = self.runs.get_mut(&run) else { return };
-            let Some(io) = r.workload.poll_io(ctx.now) else { break };
+            let Some(r) = self.runs.get_mut(&run) else {
+                return;
+            };
+            if r.deadline.is_some_and(|d| d <= ctx.now) {
+                r.deadline = None;
+            }
+            let Some(io) = r.workload.poll_io(ctx.now) else {
+                break;
+            };
             let (naa, device, bb) = (r.naa, r.device.clone(), r.block_bytes);
             let (req, write_id) = match io.kind {
                 IoKind::Write => {
                     let data = io.data.clone().unwrap_or_default();
-                    let id = self.history.record_issue(&device, io.lba, io.blocks, bb, &data, ctx.now);
-                    let req = IoRequest { lun: 0, cdb: cdb::write16(io.lba, io.blocks, false), data_out: data, data_in_len: 0 };
+                    let id = self
+                        .history
+                        .record_issue(&device, io.lba, io.blocks, bb, &data, ctx.now);
+                    let req = IoRequest {
+                        lun: 0,
+                        cdb: cdb::write16(io.lba, io.blocks, false),
+                        data_out: data,
+                        data_in_len: 0,
+                    };
                     (req, Some(id))
                 }
                 IoKind::Read | IoKind::Verify => {
                     let len = io.blocks * bb;
-                    (IoRequest { lun: 0, cdb: cdb::read16(io.lba, io.blocks), data_out: Bytes::new(), data_in_len: len }, None)
+                    (
+                        IoRequest {
+                            lun: 0,
+                            cdb: cdb::read16(io.lba, io.blocks),
+                            data_out: Bytes::new(),
+                            data_in_len: len,
+                        },
+                        None,
+                    )
                 }
             };
             let id = self.init.submit(ctx, naa, req);
-            self.waiting.insert(id, Waiter::Workload { run, io: io.id, write_id });
+            self.waiting.insert(
+                id,
+                Waiter::Workload {
+                    run,
+                    io: io.id,
+                    write_id,
+                },
+            );
         }
         self.report(run, false);
     }
 
     fn report(&mut self, run: u64, force: bool) {
-        let Some(r) = self.runs.get_mut(&run) else { return };
+        let Some(r) = self.runs.get_mut(&run) else {
+            return;
+        };
         let done = r.workload.is_done();
         if !(force || done || r.since_report >= 64) {
             return;
@@ -285,13 +356,19 @@ impl HostLayer {
     }
 
     fn completed(&mut self, ctx: &mut Fc4Ctx<'_>, id: IoId, c: Completion) {
-        let Some(w) = self.waiting.remove(&id) else { return };
+        let Some(w) = self.waiting.remove(&id) else {
+            return;
+        };
         let ok = c.result.transport.is_none() && c.result.status == crate::initiator::GOOD;
-        let error = c
-            .result
-            .transport
-            .map(|t| format!("{t:?}"))
-            .or_else(|| (!ok).then(|| format!("status {:#04x} {}", c.result.status, sense_text(&c.result.sense))));
+        let error = c.result.transport.map(|t| format!("{t:?}")).or_else(|| {
+            (!ok).then(|| {
+                format!(
+                    "status {:#04x} {}",
+                    c.result.status,
+                    sense_text(&c.result.sense)
+                )
+            })
+        });
         let write_id = match &w {
             Waiter::Call { write_id, .. } | Waiter::Workload { write_id, .. } => *write_id,
         };
@@ -328,10 +405,20 @@ impl HostLayer {
         }
         while let Some(ev) = self.init.poll_event() {
             match ev {
-                InitiatorEvent::PathUp { naa, port, target, lun } => {
+                InitiatorEvent::PathUp {
+                    naa,
+                    port,
+                    target,
+                    lun,
+                } => {
                     info!(device = %self.name_of(naa), port, %target, lun, "path up");
                 }
-                InitiatorEvent::PathDown { naa, port, target, reason } => {
+                InitiatorEvent::PathDown {
+                    naa,
+                    port,
+                    target,
+                    reason,
+                } => {
                     info!(device = %self.name_of(naa), port, %target, %reason, "path down");
                 }
             }
@@ -347,9 +434,22 @@ impl HostLayer {
 /// Fixed-format sense in words: "ILLEGAL REQUEST (24/00)".
 pub fn sense_text(sense: &[u8]) -> String {
     const KEYS: [&str; 16] = [
-        "NO SENSE", "RECOVERED ERROR", "NOT READY", "MEDIUM ERROR", "HARDWARE ERROR", "ILLEGAL REQUEST",
-        "UNIT ATTENTION", "DATA PROTECT", "BLANK CHECK", "VENDOR SPECIFIC", "COPY ABORTED", "ABORTED COMMAND",
-        "RESERVED", "VOLUME OVERFLOW", "MISCOMPARE", "COMPLETED",
+        "NO SENSE",
+        "RECOVERED ERROR",
+        "NOT READY",
+        "MEDIUM ERROR",
+        "HARDWARE ERROR",
+        "ILLEGAL REQUEST",
+        "UNIT ATTENTION",
+        "DATA PROTECT",
+        "BLANK CHECK",
+        "VENDOR SPECIFIC",
+        "COPY ABORTED",
+        "ABORTED COMMAND",
+        "RESERVED",
+        "VOLUME OVERFLOW",
+        "MISCOMPARE",
+        "COMPLETED",
     ];
     if sense.len() < 14 {
         return String::new();
@@ -380,7 +480,11 @@ impl Fc4Layer for HostLayer {
 
     fn on_frame(&mut self, ctx: &mut Fc4Ctx<'_>, port: u32, frame: Frame) {
         if !self.init.on_frame(ctx, port, &frame) {
-            debug!(port, r_ctl = frame.header.r_ctl, "frame for no open exchange");
+            debug!(
+                port,
+                r_ctl = frame.header.r_ctl,
+                "frame for no open exchange"
+            );
             ctx.hub.count_discard(port);
         }
         self.drain(ctx);
@@ -410,7 +514,9 @@ impl Fc4Layer for HostLayer {
                     }
                 };
                 let Some(dev) = self.init.device(naa) else {
-                    let _ = reply.send(Err(Status::not_found(format!("device: `{device}` is not visible to this host"))));
+                    let _ = reply.send(Err(Status::not_found(format!(
+                        "device: `{device}` is not visible to this host"
+                    ))));
                     return;
                 };
                 let bb = dev.block_bytes.max(1);
@@ -418,20 +524,43 @@ impl Fc4Layer for HostLayer {
                     Op::Raw(req) => (req, None),
                     Op::Read { lba, blocks } => {
                         let Some(len) = blocks.checked_mul(bb) else {
-                            let _ = reply.send(Err(Status::invalid_argument(format!("blocks: {blocks} is too many"))));
+                            let _ = reply.send(Err(Status::invalid_argument(format!(
+                                "blocks: {blocks} is too many"
+                            ))));
                             return;
                         };
-                        (IoRequest { lun: 0, cdb: cdb::read16(lba, blocks), data_out: Bytes::new(), data_in_len: len }, None)
+                        (
+                            IoRequest {
+                                lun: 0,
+                                cdb: cdb::read16(lba, blocks),
+                                data_out: Bytes::new(),
+                                data_in_len: len,
+                            },
+                            None,
+                        )
                     }
                     Op::Write { lba, data, fua } => {
                         let blocks = u32::try_from(data.len() / bb as usize).unwrap_or(u32::MAX);
                         if data.len() % bb as usize != 0 {
-                            let msg = format!("data: {} bytes is not a whole number of {bb}-byte blocks", data.len());
+                            let msg = format!(
+                                "data: {} bytes is not a whole number of {bb}-byte blocks",
+                                data.len()
+                            );
                             let _ = reply.send(Err(Status::invalid_argument(msg)));
                             return;
                         }
-                        let wid = self.history.record_issue(&device, lba, blocks, bb, &data, ctx.now);
-                        (IoRequest { lun: 0, cdb: cdb::write16(lba, blocks, fua), data_out: data, data_in_len: 0 }, Some(wid))
+                        let wid = self
+                            .history
+                            .record_issue(&device, lba, blocks, bb, &data, ctx.now);
+                        (
+                            IoRequest {
+                                lun: 0,
+                                cdb: cdb::write16(lba, blocks, fua),
+                                data_out: data,
+                                data_in_len: 0,
+                            },
+                            Some(wid),
+                        )
                     }
                 };
                 let id = self.init.submit(ctx, naa, req);
@@ -452,7 +581,9 @@ impl Fc4Layer for HostLayer {
                         block_bytes: w.block_bytes,
                         block_digests: w.block_digests.clone(),
                         issued_us: u64::try_from(w.issued_at.as_micros()).unwrap_or(u64::MAX),
-                        acked_us: w.acked_at.map_or(0, |t| u64::try_from(t.as_micros()).unwrap_or(u64::MAX)),
+                        acked_us: w
+                            .acked_at
+                            .map_or(0, |t| u64::try_from(t.as_micros()).unwrap_or(u64::MAX)),
                         outcome: match &w.outcome {
                             WriteOutcome::Pending => "pending".into(),
                             WriteOutcome::Acked => "acked".into(),
@@ -474,8 +605,11 @@ impl Fc4Layer for HostLayer {
     }
 
     fn poll_timeout(&self) -> Option<Duration> {
-        let workloads = self.runs.values().filter_map(|r| r.deadline.filter(|_| !r.workload.is_done())).min();
-        [self.init.poll_timeout(), workloads].into_iter().flatten().min()
+        let workloads = self.runs.values().filter_map(|r| r.deadline).min();
+        [self.init.poll_timeout(), workloads]
+            .into_iter()
+            .flatten()
+            .min()
     }
 }
 
@@ -487,8 +621,11 @@ struct HostService {
 impl HostService {
     async fn call(&self, device: String, op: Op) -> Result<(pb::ScsiResult, Option<u64>), Status> {
         let (reply, rx) = oneshot::channel();
-        self.tx.send(HostAdmin::Scsi { device, op, reply }).map_err(|_| Status::unavailable("host is shutting down"))?;
-        rx.await.map_err(|_| Status::unavailable("host is shutting down"))?
+        self.tx
+            .send(HostAdmin::Scsi { device, op, reply })
+            .map_err(|_| Status::unavailable("host is shutting down"))?;
+        rx.await
+            .map_err(|_| Status::unavailable("host is shutting down"))?
     }
 
     async fn scsi(&self, device: String, req: IoRequest) -> Result<pb::ScsiResult, Status> {
@@ -502,67 +639,149 @@ fn to_u32(field: &str, v: u64) -> Result<u32, Status> {
 
 #[tonic::async_trait]
 impl pb::host_server::Host for HostService {
-    async fn list_devices(&self, _r: Request<pb::ListDevicesRequest>) -> Result<Response<pb::ListDevicesResponse>, Status> {
+    async fn list_devices(
+        &self,
+        _r: Request<pb::ListDevicesRequest>,
+    ) -> Result<Response<pb::ListDevicesResponse>, Status> {
         let (reply, rx) = oneshot::channel();
-        self.tx.send(HostAdmin::ListDevices(reply)).map_err(|_| Status::unavailable("host is shutting down"))?;
-        rx.await.map(Response::new).map_err(|_| Status::unavailable("host is shutting down"))
+        self.tx
+            .send(HostAdmin::ListDevices(reply))
+            .map_err(|_| Status::unavailable("host is shutting down"))?;
+        rx.await
+            .map(Response::new)
+            .map_err(|_| Status::unavailable("host is shutting down"))
     }
 
-    async fn inquiry(&self, r: Request<pb::InquiryRequest>) -> Result<Response<pb::InquiryResponse>, Status> {
+    async fn inquiry(
+        &self,
+        r: Request<pb::InquiryRequest>,
+    ) -> Result<Response<pb::InquiryResponse>, Status> {
         let r = r.into_inner();
         let page = match r.vpd_page {
             None => None,
-            Some(p) => Some(u8::try_from(p).map_err(|_| Status::invalid_argument(format!("vpd_page: {p} is not a page code (0-255)")))?),
+            Some(p) => Some(u8::try_from(p).map_err(|_| {
+                Status::invalid_argument(format!("vpd_page: {p} is not a page code (0-255)"))
+            })?),
         };
-        let req = IoRequest { lun: 0, cdb: cdb::inquiry(page, 255), data_out: Bytes::new(), data_in_len: 255 };
+        let req = IoRequest {
+            lun: 0,
+            cdb: cdb::inquiry(page, 255),
+            data_out: Bytes::new(),
+            data_in_len: 255,
+        };
         let result = self.scsi(r.device, req).await?;
-        Ok(Response::new(pb::InquiryResponse { result: Some(result) }))
+        Ok(Response::new(pb::InquiryResponse {
+            result: Some(result),
+        }))
     }
 
-    async fn read_capacity(&self, r: Request<pb::ReadCapacityRequest>) -> Result<Response<pb::ReadCapacityResponse>, Status> {
-        let req = IoRequest { lun: 0, cdb: cdb::read_capacity16(32), data_out: Bytes::new(), data_in_len: 32 };
+    async fn read_capacity(
+        &self,
+        r: Request<pb::ReadCapacityRequest>,
+    ) -> Result<Response<pb::ReadCapacityResponse>, Status> {
+        let req = IoRequest {
+            lun: 0,
+            cdb: cdb::read_capacity16(32),
+            data_out: Bytes::new(),
+            data_in_len: 32,
+        };
         let result = self.scsi(r.into_inner().device, req).await?;
         let (blocks, block_bytes) = parse::read_capacity16(&result.data).unwrap_or((0, 0));
-        Ok(Response::new(pb::ReadCapacityResponse { result: Some(result), blocks, block_bytes }))
+        Ok(Response::new(pb::ReadCapacityResponse {
+            result: Some(result),
+            blocks,
+            block_bytes,
+        }))
     }
 
-    async fn read(&self, r: Request<pb::ReadRequest>) -> Result<Response<pb::ReadResponse>, Status> {
+    async fn read(
+        &self,
+        r: Request<pb::ReadRequest>,
+    ) -> Result<Response<pb::ReadResponse>, Status> {
         let r = r.into_inner();
         if r.blocks == 0 {
             return Err(Status::invalid_argument("blocks: must be at least 1"));
         }
-        let (result, _) = self.call(r.device, Op::Read { lba: r.lba, blocks: r.blocks }).await?;
-        Ok(Response::new(pb::ReadResponse { result: Some(result) }))
+        let (result, _) = self
+            .call(
+                r.device,
+                Op::Read {
+                    lba: r.lba,
+                    blocks: r.blocks,
+                },
+            )
+            .await?;
+        Ok(Response::new(pb::ReadResponse {
+            result: Some(result),
+        }))
     }
 
-    async fn write(&self, r: Request<pb::WriteRequest>) -> Result<Response<pb::WriteResponse>, Status> {
+    async fn write(
+        &self,
+        r: Request<pb::WriteRequest>,
+    ) -> Result<Response<pb::WriteResponse>, Status> {
         let r = r.into_inner();
         if r.data.is_empty() {
-            return Err(Status::invalid_argument("data: must hold at least one block"));
+            return Err(Status::invalid_argument(
+                "data: must hold at least one block",
+            ));
         }
-        let (result, id) = self.call(r.device, Op::Write { lba: r.lba, data: r.data, fua: r.fua }).await?;
-        Ok(Response::new(pb::WriteResponse { result: Some(result), write_id: id.unwrap_or(0) }))
+        let (result, id) = self
+            .call(
+                r.device,
+                Op::Write {
+                    lba: r.lba,
+                    data: r.data,
+                    fua: r.fua,
+                },
+            )
+            .await?;
+        Ok(Response::new(pb::WriteResponse {
+            result: Some(result),
+            write_id: id.unwrap_or(0),
+        }))
     }
 
-    async fn scsi_passthrough(&self, r: Request<pb::PassthroughRequest>) -> Result<Response<pb::ScsiResult>, Status> {
+    async fn scsi_passthrough(
+        &self,
+        r: Request<pb::PassthroughRequest>,
+    ) -> Result<Response<pb::ScsiResult>, Status> {
         let r = r.into_inner();
         if r.cdb.is_empty() || r.cdb.len() > 32 {
-            return Err(Status::invalid_argument(format!("cdb: {} bytes; a CDB has 1 to 32", r.cdb.len())));
+            return Err(Status::invalid_argument(format!(
+                "cdb: {} bytes; a CDB has 1 to 32",
+                r.cdb.len()
+            )));
         }
-        let req = IoRequest { lun: 0, cdb: r.cdb, data_out: r.data_out, data_in_len: r.data_in_len };
+        let req = IoRequest {
+            lun: 0,
+            cdb: r.cdb,
+            data_out: r.data_out,
+            data_in_len: r.data_in_len,
+        };
         self.scsi(r.device, req).await.map(Response::new)
     }
 
-    async fn extended_copy(&self, r: Request<pb::ExtendedCopyRequest>) -> Result<Response<pb::ScsiResult>, Status> {
+    async fn extended_copy(
+        &self,
+        r: Request<pb::ExtendedCopyRequest>,
+    ) -> Result<Response<pb::ScsiResult>, Status> {
         let r = r.into_inner();
         if r.parameter_list.len() < 16 {
-            return Err(Status::invalid_argument("parameter_list: an EXTENDED COPY (LID1) list has a 16-byte header"));
+            return Err(Status::invalid_argument(
+                "parameter_list: an EXTENDED COPY (LID1) list has a 16-byte header",
+            ));
         }
         let len = to_u32("parameter_list", r.parameter_list.len() as u64)?;
         let mut c = bytes::BytesMut::zeroed(16);
         c[0] = 0x83;
         c[10..14].copy_from_slice(&len.to_be_bytes());
-        let req = IoRequest { lun: 0, cdb: c.freeze(), data_out: r.parameter_list, data_in_len: 0 };
+        let req = IoRequest {
+            lun: 0,
+            cdb: c.freeze(),
+            data_out: r.parameter_list,
+            data_in_len: 0,
+        };
         self.scsi(r.device, req).await.map(Response::new)
     }
 
@@ -571,12 +790,18 @@ impl pb::host_server::Host for HostService {
         r: Request<pb::ReceiveCopyResultsRequest>,
     ) -> Result<Response<pb::ReceiveCopyResultsResponse>, Status> {
         let r = r.into_inner();
-        let list_id = u8::try_from(r.list_id).map_err(|_| Status::invalid_argument("list_id: LID1 list identifiers are 0-255"))?;
+        let list_id = u8::try_from(r.list_id)
+            .map_err(|_| Status::invalid_argument("list_id: LID1 list identifiers are 0-255"))?;
         let mut c = bytes::BytesMut::zeroed(16);
         c[0] = 0x84;
         c[2] = list_id;
         c[10..14].copy_from_slice(&64u32.to_be_bytes());
-        let req = IoRequest { lun: 0, cdb: c.freeze(), data_out: Bytes::new(), data_in_len: 64 };
+        let req = IoRequest {
+            lun: 0,
+            cdb: c.freeze(),
+            data_out: Bytes::new(),
+            data_in_len: 64,
+        };
         let result = self.scsi(r.device, req).await?;
         // COPY STATUS parameter data (SPC-4 §6.18.3): byte 4 status, bytes 5-6 segments,
         // byte 7 units, bytes 8-11 transfer count.
@@ -587,8 +812,12 @@ impl pb::host_server::Host for HostService {
             Some(2) => "completed-with-error",
             _ => "",
         };
-        let segments_processed = d.get(5..7).map_or(0, |b| u32::from(u16::from_be_bytes([b[0], b[1]])));
-        let transfer_count = d.get(8..12).map_or(0, |b| u64::from(u32::from_be_bytes([b[0], b[1], b[2], b[3]])));
+        let segments_processed = d
+            .get(5..7)
+            .map_or(0, |b| u32::from(u16::from_be_bytes([b[0], b[1]])));
+        let transfer_count = d.get(8..12).map_or(0, |b| {
+            u64::from(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+        });
         Ok(Response::new(pb::ReceiveCopyResultsResponse {
             result: Some(result),
             copy_status: copy_status.into(),
@@ -597,21 +826,36 @@ impl pb::host_server::Host for HostService {
         }))
     }
 
-    type RunWorkloadStream = tokio_stream::wrappers::ReceiverStream<Result<pb::WorkloadProgress, Status>>;
+    type RunWorkloadStream =
+        tokio_stream::wrappers::ReceiverStream<Result<pb::WorkloadProgress, Status>>;
 
-    async fn run_workload(&self, r: Request<pb::WorkloadRequest>) -> Result<Response<Self::RunWorkloadStream>, Status> {
+    async fn run_workload(
+        &self,
+        r: Request<pb::WorkloadRequest>,
+    ) -> Result<Response<Self::RunWorkloadStream>, Status> {
         let req = r.into_inner();
         spec_from_request(&req)?;
         let (tx, rx) = mpsc::channel(16);
-        self.tx.send(HostAdmin::Workload { req, progress: tx }).map_err(|_| Status::unavailable("host is shutting down"))?;
-        Ok(Response::new(tokio_stream::wrappers::ReceiverStream::new(rx)))
+        self.tx
+            .send(HostAdmin::Workload { req, progress: tx })
+            .map_err(|_| Status::unavailable("host is shutting down"))?;
+        Ok(Response::new(tokio_stream::wrappers::ReceiverStream::new(
+            rx,
+        )))
     }
 
-    async fn write_history(&self, r: Request<pb::WriteHistoryRequest>) -> Result<Response<pb::WriteHistoryResponse>, Status> {
+    async fn write_history(
+        &self,
+        r: Request<pb::WriteHistoryRequest>,
+    ) -> Result<Response<pb::WriteHistoryResponse>, Status> {
         let (reply, rx) = oneshot::channel();
         let device = r.into_inner().device;
-        self.tx.send(HostAdmin::History { device, reply }).map_err(|_| Status::unavailable("host is shutting down"))?;
-        rx.await.map(Response::new).map_err(|_| Status::unavailable("host is shutting down"))
+        self.tx
+            .send(HostAdmin::History { device, reply })
+            .map_err(|_| Status::unavailable("host is shutting down"))?;
+        rx.await
+            .map(Response::new)
+            .map_err(|_| Status::unavailable("host is shutting down"))
     }
 }
 
@@ -619,5 +863,14 @@ impl pb::host_server::Host for HostService {
 pub async fn run_host(cfg: HostConfig, net: Net, clock: FabricClock) -> Result<(), EndNodeError> {
     let (tx, rx) = mpsc::unbounded_channel();
     let routes = tonic::service::Routes::new(pb::host_server::HostServer::new(HostService { tx }));
-    run_end_node_with(cfg.node, net, clock, HostLayer::new(cfg.aliases), Some(routes), rx, &["fcsim.v1.Host"]).await
+    run_end_node_with(
+        cfg.node,
+        net,
+        clock,
+        HostLayer::new(cfg.aliases),
+        Some(routes),
+        rx,
+        &["fcsim.v1.Host"],
+    )
+    .await
 }

@@ -82,8 +82,18 @@ pub struct Completion {
 /// Things worth a line in the log or the timeline.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum InitiatorEvent {
-    PathUp { naa: Wwn, port: u32, target: FcId, lun: u32 },
-    PathDown { naa: Wwn, port: u32, target: FcId, reason: String },
+    PathUp {
+        naa: Wwn,
+        port: u32,
+        target: FcId,
+        lun: u32,
+    },
+    PathDown {
+        naa: Wwn,
+        port: u32,
+        target: FcId,
+        reason: String,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -121,6 +131,14 @@ struct Io {
     last_port: Option<u32>,
     /// Waiting for a path since (queue_if_no_path).
     waiting_since: Option<Duration>,
+    /// UNIT ATTENTIONs retried so far.
+    unit_attentions: u8,
+}
+
+/// CHECK CONDITION with sense key UNIT ATTENTION (a reset or a LUN change the target
+/// reports once): the command itself was not executed and is simply sent again.
+fn is_unit_attention(r: &IoResult) -> bool {
+    r.transport.is_none() && r.status == 0x02 && r.sense.get(2).is_some_and(|k| k & 0x0F == 0x06)
 }
 
 /// The initiator: discovery, devices and their paths, and multipath command routing.
@@ -168,8 +186,16 @@ impl ScsiInitiator {
 
     /// The earliest deadline: open exchanges and parked commands.
     pub fn poll_timeout(&self) -> Option<Duration> {
-        let parked = self.parked.iter().filter_map(|id| self.ios.get(id)?.waiting_since).map(|t| t + NO_PATH_TIMEOUT).min();
-        [self.fcp.poll_timeout(), parked].into_iter().flatten().min()
+        let parked = self
+            .parked
+            .iter()
+            .filter_map(|id| self.ios.get(id)?.waiting_since)
+            .map(|t| t + NO_PATH_TIMEOUT)
+            .min();
+        [self.fcp.poll_timeout(), parked]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     // ---- inputs from the node --------------------------------------------------------------
@@ -187,7 +213,12 @@ impl ScsiInitiator {
             .parked
             .iter()
             .copied()
-            .filter(|id| self.ios.get(id).and_then(|io| io.waiting_since).is_some_and(|t| t + NO_PATH_TIMEOUT <= ctx.now))
+            .filter(|id| {
+                self.ios
+                    .get(id)
+                    .and_then(|io| io.waiting_since)
+                    .is_some_and(|t| t + NO_PATH_TIMEOUT <= ctx.now)
+            })
             .collect();
         for id in expired {
             self.parked.retain(|p| *p != id);
@@ -198,7 +229,11 @@ impl ScsiInitiator {
 
     pub fn on_link_down(&mut self, ctx: &mut Fc4Ctx<'_>, port: u32) {
         self.fcp.port_down(port);
-        let gone: Vec<(u32, FcId)> = self.remotes.range((port, FcId::new(0))..=(port, FcId::new(0xFF_FFFF))).copied().collect();
+        let gone: Vec<(u32, FcId)> = self
+            .remotes
+            .range((port, FcId::new(0))..=(port, FcId::new(0xFF_FFFF)))
+            .copied()
+            .collect();
         for (p, t) in gone {
             self.forget_remote(p, t, "link down");
         }
@@ -211,11 +246,16 @@ impl ScsiInitiator {
         match ev {
             NPortEvent::Online | NPortEvent::ViewUpdated { .. } => self.rescan(ctx, port),
             NPortEvent::LoginDone { ticket, outcome } => {
-                let Some(target) = self.logins.remove(&(port, *ticket)) else { return };
+                let Some(target) = self.logins.remove(&(port, *ticket)) else {
+                    return;
+                };
                 match outcome {
                     LoginOutcome::Accepted { fc_id } => {
-                        let is_target =
-                            ctx.ports.get(&port).and_then(|np| np.logged_in().get(fc_id)).is_some_and(|r| r.target);
+                        let is_target = ctx
+                            .ports
+                            .get(&port)
+                            .and_then(|np| np.logged_in().get(fc_id))
+                            .is_some_and(|r| r.target);
                         if is_target {
                             self.probe(ctx, port, target, ProbeStep::ReportLuns);
                         }
@@ -226,7 +266,9 @@ impl ScsiInitiator {
                     }
                 }
             }
-            NPortEvent::RemoteLogout { fc_id } => self.forget_remote(port, *fc_id, "remote logged out"),
+            NPortEvent::RemoteLogout { fc_id } => {
+                self.forget_remote(port, *fc_id, "remote logged out")
+            }
             _ => {}
         }
         self.after(ctx);
@@ -235,14 +277,28 @@ impl ScsiInitiator {
     /// Logs in to every FCP port in the name-server view not yet known; forgets the
     /// ones that left the view.
     fn rescan(&mut self, ctx: &mut Fc4Ctx<'_>, port: u32) {
-        let Some(np) = ctx.ports.get_mut(&port) else { return };
+        let Some(np) = ctx.ports.get_mut(&port) else {
+            return;
+        };
         let me = np.fc_id();
-        let view: BTreeSet<FcId> = np.ns_view().keys().copied().filter(|id| Some(*id) != me).collect();
-        let known: Vec<FcId> = self.remotes.iter().filter(|(p, _)| *p == port).map(|(_, t)| *t).collect();
+        let view: BTreeSet<FcId> = np
+            .ns_view()
+            .keys()
+            .copied()
+            .filter(|id| Some(*id) != me)
+            .collect();
+        let known: Vec<FcId> = self
+            .remotes
+            .iter()
+            .filter(|(p, _)| *p == port)
+            .map(|(_, t)| *t)
+            .collect();
         for t in known.iter().filter(|t| !view.contains(t)) {
             self.forget_remote(port, *t, "left the name-server view");
         }
-        let Some(np) = ctx.ports.get_mut(&port) else { return };
+        let Some(np) = ctx.ports.get_mut(&port) else {
+            return;
+        };
         for t in view {
             if self.remotes.insert((port, t)) {
                 let ticket = np.login_to(LoginTarget::FcId(t), ctx.now);
@@ -253,11 +309,21 @@ impl ScsiInitiator {
 
     fn forget_remote(&mut self, port: u32, target: FcId, reason: &str) {
         self.remotes.remove(&(port, target));
-        self.probes.retain(|_, p| !(p.port == port && p.target == target));
+        self.probes
+            .retain(|_, p| !(p.port == port && p.target == target));
         for d in self.devices.values_mut() {
-            for p in d.paths.iter_mut().filter(|p| p.port == port && p.target == target && p.active) {
+            for p in d
+                .paths
+                .iter_mut()
+                .filter(|p| p.port == port && p.target == target && p.active)
+            {
                 p.active = false;
-                self.events.push_back(InitiatorEvent::PathDown { naa: d.naa, port, target, reason: reason.to_string() });
+                self.events.push_back(InitiatorEvent::PathDown {
+                    naa: d.naa,
+                    port,
+                    target,
+                    reason: reason.to_string(),
+                });
             }
         }
     }
@@ -265,21 +331,40 @@ impl ScsiInitiator {
     // ---- discovery -------------------------------------------------------------------------
 
     fn probe(&mut self, ctx: &mut Fc4Ctx<'_>, port: u32, target: FcId, step: ProbeStep) {
-        let Some(s_id) = ctx.ports.get(&port).and_then(|np| np.fc_id()) else { return };
+        let Some(s_id) = ctx.ports.get(&port).and_then(|np| np.fc_id()) else {
+            return;
+        };
         let req = match &step {
-            ProbeStep::ReportLuns => IoRequest { lun: 0, cdb: cdb::report_luns(4096), data_out: Bytes::new(), data_in_len: 4096 },
-            ProbeStep::Inquiry { lun } => {
-                IoRequest { lun: *lun, cdb: cdb::inquiry(None, 96), data_out: Bytes::new(), data_in_len: 96 }
-            }
-            ProbeStep::Vpd83 { lun, .. } => {
-                IoRequest { lun: *lun, cdb: cdb::inquiry(Some(0x83), 255), data_out: Bytes::new(), data_in_len: 255 }
-            }
-            ProbeStep::VpdC0 { lun, .. } => {
-                IoRequest { lun: *lun, cdb: cdb::inquiry(Some(0xC0), 255), data_out: Bytes::new(), data_in_len: 255 }
-            }
-            ProbeStep::ReadCapacity { lun, .. } => {
-                IoRequest { lun: *lun, cdb: cdb::read_capacity16(32), data_out: Bytes::new(), data_in_len: 32 }
-            }
+            ProbeStep::ReportLuns => IoRequest {
+                lun: 0,
+                cdb: cdb::report_luns(4096),
+                data_out: Bytes::new(),
+                data_in_len: 4096,
+            },
+            ProbeStep::Inquiry { lun } => IoRequest {
+                lun: *lun,
+                cdb: cdb::inquiry(None, 96),
+                data_out: Bytes::new(),
+                data_in_len: 96,
+            },
+            ProbeStep::Vpd83 { lun, .. } => IoRequest {
+                lun: *lun,
+                cdb: cdb::inquiry(Some(0x83), 255),
+                data_out: Bytes::new(),
+                data_in_len: 255,
+            },
+            ProbeStep::VpdC0 { lun, .. } => IoRequest {
+                lun: *lun,
+                cdb: cdb::inquiry(Some(0xC0), 255),
+                data_out: Bytes::new(),
+                data_in_len: 255,
+            },
+            ProbeStep::ReadCapacity { lun, .. } => IoRequest {
+                lun: *lun,
+                cdb: cdb::read_capacity16(32),
+                data_out: Bytes::new(),
+                data_in_len: 32,
+            },
         };
         let tag = self.fcp.submit(port, s_id, target, req, ctx.now);
         self.probes.insert(tag, Probe { port, target, step });
@@ -287,6 +372,9 @@ impl ScsiInitiator {
 
     fn probe_done(&mut self, ctx: &mut Fc4Ctx<'_>, probe: Probe, r: IoResult) {
         let Probe { port, target, step } = probe;
+        if is_unit_attention(&r) {
+            return self.probe(ctx, port, target, step);
+        }
         let ok = r.transport.is_none() && r.status == GOOD;
         match step {
             ProbeStep::ReportLuns if ok => {
@@ -295,7 +383,9 @@ impl ScsiInitiator {
                 }
             }
             ProbeStep::Inquiry { lun } if ok => {
-                let Some(info) = parse::standard_inquiry(&r.data_in) else { return };
+                let Some(info) = parse::standard_inquiry(&r.data_in) else {
+                    return;
+                };
                 // Only direct-access block devices (type 00h) form block devices here.
                 if r.data_in.first().is_some_and(|b| b & 0x1F == 0) {
                     self.probe(ctx, port, target, ProbeStep::Vpd83 { lun, info });
@@ -315,7 +405,9 @@ impl ScsiInitiator {
                 self.probe(ctx, port, target, ProbeStep::ReadCapacity { lun, info });
             }
             ProbeStep::ReadCapacity { lun, info } if ok => {
-                let (Some((blocks, block_bytes)), Some(naa)) = (parse::read_capacity16(&r.data_in), info.naa) else {
+                let (Some((blocks, block_bytes)), Some(naa)) =
+                    (parse::read_capacity16(&r.data_in), info.naa)
+                else {
                     return;
                 };
                 let target_wwpn = ctx
@@ -323,9 +415,23 @@ impl ScsiInitiator {
                     .get(&port)
                     .and_then(|np| np.logged_in().get(&target).map(|r| r.wwpn))
                     .unwrap_or_default();
-                self.add_path(naa, info, blocks, block_bytes, PathState { port, target, target_wwpn, lun, active: true });
+                self.add_path(
+                    naa,
+                    info,
+                    blocks,
+                    block_bytes,
+                    PathState {
+                        port,
+                        target,
+                        target_wwpn,
+                        lun,
+                        active: true,
+                    },
+                );
             }
-            other => debug!(port, %target, ?other, status = r.status, transport = ?r.transport, "discovery step failed"),
+            other => {
+                debug!(port, %target, ?other, status = r.status, transport = ?r.transport, "discovery step failed")
+            }
         }
     }
 
@@ -345,12 +451,21 @@ impl ScsiInitiator {
         d.block_bytes = block_bytes;
         d.functions = info.functions;
         let (port, target, lun) = (path.port, path.target, path.lun);
-        match d.paths.iter_mut().find(|p| p.port == port && p.target == target && p.lun == lun) {
+        match d
+            .paths
+            .iter_mut()
+            .find(|p| p.port == port && p.target == target && p.lun == lun)
+        {
             Some(p) => *p = path,
             None => d.paths.push(path),
         }
         info!(%naa, port, %target, lun, "path up");
-        self.events.push_back(InitiatorEvent::PathUp { naa, port, target, lun });
+        self.events.push_back(InitiatorEvent::PathUp {
+            naa,
+            port,
+            target,
+            lun,
+        });
         // Commands waiting for a path go now.
         let parked: Vec<IoId> = self.parked.drain(..).collect();
         self.retry_later.extend(parked);
@@ -362,7 +477,18 @@ impl ScsiInitiator {
     pub fn submit(&mut self, ctx: &mut Fc4Ctx<'_>, naa: Wwn, req: IoRequest) -> IoId {
         self.next_io += 1;
         let id = IoId(self.next_io);
-        self.ios.insert(id, Io { naa, req, submitted: ctx.now, tried: BTreeSet::new(), last_port: None, waiting_since: None });
+        self.ios.insert(
+            id,
+            Io {
+                naa,
+                req,
+                submitted: ctx.now,
+                tried: BTreeSet::new(),
+                last_port: None,
+                waiting_since: None,
+                unit_attentions: 0,
+            },
+        );
         self.dispatch(ctx, id);
         self.after(ctx);
         id
@@ -370,7 +496,9 @@ impl ScsiInitiator {
 
     /// Sends command `id` on the next active path not yet tried, parks it if there is none.
     fn dispatch(&mut self, ctx: &mut Fc4Ctx<'_>, id: IoId) {
-        let Some(io) = self.ios.get_mut(&id) else { return };
+        let Some(io) = self.ios.get_mut(&id) else {
+            return;
+        };
         let Some(dev) = self.devices.get_mut(&io.naa) else {
             self.fail(id, ctx.now, "no-path");
             return;
@@ -405,24 +533,58 @@ impl ScsiInitiator {
 
     fn fail(&mut self, id: IoId, now: Duration, why: &str) {
         if let Some(io) = self.ios.remove(&id) {
-            let transport = if why == "timeout" { TransportError::Timeout } else { TransportError::LinkDown };
-            let result = IoResult { status: 0, sense: Bytes::new(), data_in: Bytes::new(), resid: 0, transport: Some(transport) };
+            let transport = if why == "timeout" {
+                TransportError::Timeout
+            } else {
+                TransportError::LinkDown
+            };
+            let result = IoResult {
+                status: 0,
+                sense: Bytes::new(),
+                data_in: Bytes::new(),
+                resid: 0,
+                transport: Some(transport),
+            };
             debug!(?id, why, "command failed");
-            self.done.push_back((id, Completion { result, port: io.last_port, latency: now - io.submitted }));
+            self.done.push_back((
+                id,
+                Completion {
+                    result,
+                    port: io.last_port,
+                    latency: now - io.submitted,
+                },
+            ));
         }
     }
 
     fn io_done(&mut self, ctx: &mut Fc4Ctx<'_>, id: IoId, r: IoResult) {
+        if is_unit_attention(&r) {
+            if let Some(io) = self.ios.get_mut(&id).filter(|io| io.unit_attentions < 4) {
+                io.unit_attentions += 1;
+                return self.dispatch(ctx, id);
+            }
+        }
         match r.transport {
             None => {
                 if let Some(io) = self.ios.remove(&id) {
-                    self.done.push_back((id, Completion { result: r, port: io.last_port, latency: ctx.now - io.submitted }));
+                    self.done.push_back((
+                        id,
+                        Completion {
+                            result: r,
+                            port: io.last_port,
+                            latency: ctx.now - io.submitted,
+                        },
+                    ));
                 }
             }
             Some(e) => {
                 // The path failed this command: mark it, and try another path.
-                let Some(io) = self.ios.get_mut(&id) else { return };
-                let Some(dev) = self.devices.get_mut(&io.naa) else { return };
+                let Some(io) = self.ios.get_mut(&id) else {
+                    return;
+                };
+                let Some(dev) = self.devices.get_mut(&io.naa) else {
+                    return;
+                };
                 if let Some(port) = io.last_port {
                     for p in dev.paths.iter_mut().filter(|p| p.port == port && p.active) {
                         p.active = false;
@@ -533,7 +695,10 @@ pub mod parse {
 
     /// REPORT LUNS parameter data: single-level LUNs (peripheral or flat addressing).
     pub fn report_luns(d: &[u8]) -> Vec<u32> {
-        let Some(len) = d.get(0..4).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize) else {
+        let Some(len) = d
+            .get(0..4)
+            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize)
+        else {
             return Vec::new();
         };
         d.get(8..8 + len.min(d.len().saturating_sub(8)))
@@ -548,7 +713,10 @@ pub mod parse {
     }
 
     pub(super) fn standard_inquiry(d: &[u8]) -> Option<LuInfo> {
-        let text = |r: std::ops::Range<usize>| d.get(r).map(|b| String::from_utf8_lossy(b).trim().to_string());
+        let text = |r: std::ops::Range<usize>| {
+            d.get(r)
+                .map(|b| String::from_utf8_lossy(b).trim().to_string())
+        };
         Some(LuInfo {
             vendor: text(8..16)?,
             product: text(16..32)?,
@@ -593,7 +761,9 @@ pub mod parse {
         let end = (4 + len).min(d.len());
         while off < end {
             let n = usize::from(d[off]);
-            let Some(name) = d.get(off + 1..off + 1 + n) else { break };
+            let Some(name) = d.get(off + 1..off + 1 + n) else {
+                break;
+            };
             out.push(String::from_utf8_lossy(name).into_owned());
             off += 1 + n;
         }

@@ -21,6 +21,7 @@
 //! no tokio or tonic, read no clock and draw no random numbers; bad input from the wire is
 //! answered with sense data, never a panic.
 
+pub mod array;
 pub mod fcp;
 pub mod history;
 pub mod host;

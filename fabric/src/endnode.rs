@@ -341,7 +341,11 @@ impl Fc4Layer for NoFc4 {
     type Admin = std::convert::Infallible;
 
     fn on_frame(&mut self, ctx: &mut Fc4Ctx<'_>, port: u32, frame: Frame) {
-        debug!(r_ctl = frame.header.r_ctl, fc_type = frame.header.fc_type, "frame not handled by an end node");
+        debug!(
+            r_ctl = frame.header.r_ctl,
+            fc_type = frame.header.fc_type,
+            "frame not handled by an end node"
+        );
         ctx.hub.count_discard(port);
     }
 
@@ -370,12 +374,21 @@ struct EndNode<L: Fc4Layer> {
 
 impl<L: Fc4Layer> EndNode<L> {
     fn next_deadline(&self) -> Option<Duration> {
-        self.ports.values().filter_map(NPort::poll_timeout).chain(self.layer.poll_timeout()).min()
+        self.ports
+            .values()
+            .filter_map(NPort::poll_timeout)
+            .chain(self.layer.poll_timeout())
+            .min()
     }
 
     /// Runs `f` on the layer with a context over this node.
     fn with_layer(&mut self, f: impl FnOnce(&mut L, &mut Fc4Ctx<'_>)) {
-        let mut ctx = Fc4Ctx { now: self.clock.now(), node: &self.name, hub: &self.hub, ports: &mut self.ports };
+        let mut ctx = Fc4Ctx {
+            now: self.clock.now(),
+            node: &self.name,
+            hub: &self.hub,
+            ports: &mut self.ports,
+        };
         f(&mut self.layer, &mut ctx);
     }
 
@@ -425,9 +438,17 @@ impl<L: Fc4Layer> EndNode<L> {
             .hub
             .snapshot()
             .iter()
-            .filter_map(|s| self.ports.get(&s.port).map(|np| port_info(&self.name, s, np)))
+            .filter_map(|s| {
+                self.ports
+                    .get(&s.port)
+                    .map(|np| port_info(&self.name, s, np))
+            })
             .collect();
-        pb::ListPortsResponse { node: self.name.clone(), kind: self.kind.clone(), ports }
+        pb::ListPortsResponse {
+            node: self.name.clone(),
+            kind: self.kind.clone(),
+            ports,
+        }
     }
 
     fn on_admin(&mut self, admin: LinkAdmin) {
@@ -448,7 +469,8 @@ impl<L: Fc4Layer> EndNode<L> {
                 };
                 info!(port = req.port, target = ?req.target, "port login requested");
                 let ticket = np.login_to_within(req.target, req.timeout, self.clock.now());
-                self.waiters.insert((req.port, ticket), Waiter { req, reply });
+                self.waiters
+                    .insert((req.port, ticket), Waiter { req, reply });
             }
         }
     }
@@ -478,15 +500,23 @@ impl<L: Fc4Layer> EndNode<L> {
     }
 
     fn on_nport_event(&mut self, port: u32, ev: NPortEvent) {
-        let fc_id = self.ports.get(&port).and_then(NPort::fc_id).map_or_else(|| "-".to_string(), |f| f.to_string());
+        let fc_id = self
+            .ports
+            .get(&port)
+            .and_then(NPort::fc_id)
+            .map_or_else(|| "-".to_string(), |f| f.to_string());
         let _span = info_span!("nport", port, fc_id = %fc_id).entered();
         match &ev {
             NPortEvent::FabricLogin { fc_id } => info!(%fc_id, "fabric login accepted"),
             NPortEvent::Online => info!("registered with the name server; online"),
-            NPortEvent::FabricLoginFailed { step } => warn!(%step, "fabric login failed after retries"),
+            NPortEvent::FabricLoginFailed { step } => {
+                warn!(%step, "fabric login failed after retries")
+            }
             NPortEvent::ViewUpdated { ports } => debug!(ports, "name-server view updated"),
             NPortEvent::Rscn { affected } => info!(?affected, "RSCN received"),
-            NPortEvent::RemoteLogin { fc_id, wwpn } => info!(remote = %fc_id, %wwpn, "remote port logged in"),
+            NPortEvent::RemoteLogin { fc_id, wwpn } => {
+                info!(remote = %fc_id, %wwpn, "remote port logged in")
+            }
             NPortEvent::RemoteLogout { fc_id } => info!(remote = %fc_id, "remote port logged out"),
             NPortEvent::LoginDone { ticket, outcome } => {
                 debug!(?outcome, "port login finished");
@@ -552,7 +582,11 @@ impl Drop for AbortOnDrop {
 }
 
 /// Runs one end node with nothing above FC-2 until its task is dropped.
-pub async fn run_end_node(cfg: EndNodeConfig, net: Net, clock: FabricClock) -> Result<(), EndNodeError> {
+pub async fn run_end_node(
+    cfg: EndNodeConfig,
+    net: Net,
+    clock: FabricClock,
+) -> Result<(), EndNodeError> {
     let (_tx, rx) = mpsc::unbounded_channel();
     run_end_node_with(cfg, net, clock, NoFc4, None, rx, &[]).await
 }
@@ -574,7 +608,10 @@ pub async fn run_end_node_with<L: Fc4Layer>(
     let listener = net.bind(&cfg.listen).await?;
     let (hub, port_rx) = PortHub::new(&cfg.name, cfg.port_count()?, cfg.peers.clone(), clock, net);
     let (admin_tx, admin_rx) = mpsc::unbounded_channel();
-    let link = pb::link_server::LinkServer::new(LinkService { hub: hub.clone(), admin: admin_tx });
+    let link = pb::link_server::LinkServer::new(LinkService {
+        hub: hub.clone(),
+        admin: admin_tx,
+    });
     let routes = match routes {
         Some(r) => r.add_service(link),
         None => Routes::new(link),
@@ -594,12 +631,19 @@ pub async fn run_end_node_with<L: Fc4Layer>(
         kind: cfg.kind.clone(),
         hub,
         clock,
-        ports: cfg.nport_configs().into_iter().map(|(p, c)| (p, NPort::new(c))).collect(),
+        ports: cfg
+            .nport_configs()
+            .into_iter()
+            .map(|(p, c)| (p, NPort::new(c)))
+            .collect(),
         waiters: BTreeMap::new(),
         layer,
     };
     info!(parent: &span, ports = actor.ports.len(), listen = %cfg.listen, "end node up");
-    actor.run(port_rx, admin_rx, layer_rx).instrument(span).await;
+    actor
+        .run(port_rx, admin_rx, layer_rx)
+        .instrument(span)
+        .await;
     Ok(())
 }
 

@@ -949,7 +949,9 @@ impl NPort {
             (LoginStage::Prli(fc_id), Reply::ElsAcc(AccPayload::Prli(prli))) => {
                 let code = prli.fcp_page().map_or(0, |p| p.response_code);
                 if code == prli_response::EXECUTED {
-                    let target = prli.fcp_page().is_some_and(|p| p.service_params & fcp_sp::TARGET != 0);
+                    let target = prli
+                        .fcp_page()
+                        .is_some_and(|p| p.service_params & fcp_sp::TARGET != 0);
                     if let Some(r) = self.logged_in.get_mut(&fc_id) {
                         r.fcp = true;
                         r.target = target;

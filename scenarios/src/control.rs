@@ -135,7 +135,12 @@ impl pb::control_server::Control for ControlService {
 
 /// Starts the fabric of `s` (live or processes), plays its setup, and serves the Control
 /// endpoint on `control` until Ctrl-C.
-pub fn serve_fabric(s: &Scenario, mode: &Mode, control: &str) -> Result<(), RunError> {
+pub fn serve_fabric(
+    s: &Scenario,
+    mode: &Mode,
+    control: &str,
+    data_dir: Option<&std::path::Path>,
+) -> Result<(), RunError> {
     let addr: SocketAddr = control.parse().map_err(|e| RunError::NodeStart {
         node: "control".into(),
         detail: format!("--control {control}: {e}"),
@@ -154,7 +159,7 @@ pub fn serve_fabric(s: &Scenario, mode: &Mode, control: &str) -> Result<(), RunE
                     node: "control".into(),
                     detail: e.to_string(),
                 })?;
-        let mut o = Orchestrator::start_wall(s, mode, s.seed, true).await?;
+        let mut o = Orchestrator::start_wall(s, mode, s.seed, true, data_dir).await?;
         o.setup().await;
         let fabric = Arc::new(Mutex::new(o));
         let svc = ControlService {

@@ -7,12 +7,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use fcsim_devices::array::{ArrayConfig, ArrayLu, run_array};
+use fcsim_devices::host::{HostConfig, run_host};
 use fcsim_fabric::endnode::{EndNodeConfig, run_end_node};
 use fcsim_fabric::nport::Role;
 use fcsim_fabric::runtime::{FabricClock, Net, PeerSpec};
 use fcsim_fabric::switch::{SwitchConfig, ZoningConfig, run_switch};
 use fcsim_fabric::zoning::ZoneMember;
-use fcsim_devices::host::{HostConfig, run_host};
 use fcsim_fabric::{DomainId, Wwn, Wwpn};
 use serde::{Deserialize, Serialize};
 
@@ -44,6 +45,7 @@ pub enum NodeRole {
     /// An end node with nothing above FC-2 (tapes until their node lands).
     EndNode(EndNodeConfig),
     Host(HostConfig),
+    Array(ArrayConfig),
 }
 
 impl NodeSpec {
@@ -52,6 +54,7 @@ impl NodeSpec {
             NodeRole::Switch(_) => "switch",
             NodeRole::EndNode(c) => &c.kind,
             NodeRole::Host(_) => "host",
+            NodeRole::Array(_) => "array",
         }
     }
 
@@ -75,6 +78,12 @@ impl NodeSpec {
                 let name = cfg.node.name.clone();
                 if let Err(e) = run_host(cfg, net, clock).await {
                     tracing::error!(node = %name, "host stopped: {e}");
+                }
+            }
+            NodeRole::Array(cfg) => {
+                let name = cfg.node.name.clone();
+                if let Err(e) = run_array(cfg, net, clock).await {
+                    tracing::error!(node = %name, "array stopped: {e}");
                 }
             }
         }
@@ -166,8 +175,67 @@ pub fn lu_aliases(t: &Topology) -> BTreeMap<String, Wwn> {
         .collect()
 }
 
-/// Builds every node's spec.
-pub fn plan(s: &Scenario, addressing: &Addressing) -> Result<Vec<NodeSpec>, LaunchError> {
+/// The WWPNs a LU's `hosts` masking list names (host names mean all their ports).
+fn masking(t: &Topology, hosts: &[String]) -> Vec<Wwpn> {
+    let mut out = Vec::new();
+    for h in hosts {
+        match h.parse::<PortRef>() {
+            Ok(p) => out.extend(t.port_wwpn(&p)),
+            Err(_) => {
+                let ports = t.node(h).map_or(0, |n| n.ports);
+                out.extend((0..ports).filter_map(|p| t.port_wwpn(&PortRef::new(h.clone(), p))));
+            }
+        }
+    }
+    out
+}
+
+/// An array's configuration from its topology entry.
+fn array_config(
+    topo: &Topology,
+    node: EndNodeConfig,
+    data_dir: Option<&std::path::Path>,
+) -> ArrayConfig {
+    let spec = topo.arrays.iter().find(|a| a.name == node.name);
+    let lus = spec
+        .map(|a| {
+            a.lus
+                .iter()
+                .filter_map(|l| {
+                    Some(ArrayLu {
+                        lun: u16::try_from(l.lun).ok()?,
+                        naa: lu_naa(topo, &a.name, l.lun)?,
+                        blocks: l.blocks,
+                        block_bytes: l.block_bytes,
+                        hosts: masking(topo, &l.hosts),
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let functions = spec
+        .map(|a| {
+            a.functions
+                .iter()
+                .filter_map(|f| serde_json::to_value(f).ok()?.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    ArrayConfig {
+        node,
+        lus,
+        functions,
+        write_through: spec.is_some_and(|a| a.write_through),
+        data_dir: data_dir.map(std::path::Path::to_path_buf),
+    }
+}
+
+/// Builds every node's spec. `data_dir` makes arrays keep their LUs in files there.
+pub fn plan(
+    s: &Scenario,
+    addressing: &Addressing,
+    data_dir: Option<&std::path::Path>,
+) -> Result<Vec<NodeSpec>, LaunchError> {
     let topo = &s.topology;
     let epoch_unix_ns = match addressing {
         Addressing::Sim => 0,
@@ -247,19 +315,29 @@ pub fn plan(s: &Scenario, addressing: &Addressing) -> Result<Vec<NodeSpec>, Laun
                     zoning: zoning.clone(),
                 })
             }
-            kind => NodeRole::EndNode(EndNodeConfig {
-                name: n.name.to_string(),
-                kind: kind.as_str().to_string(),
-                wwnn,
-                port_wwpns,
-                role: if kind == NodeKind::Host {
-                    Role::Initiator
-                } else {
-                    Role::Target
-                },
-                listen: listen[n.name].clone(),
-                peers: node_peers,
-            }),
+            kind => {
+                let node = EndNodeConfig {
+                    name: n.name.to_string(),
+                    kind: kind.as_str().to_string(),
+                    wwnn,
+                    port_wwpns,
+                    role: if kind == NodeKind::Host {
+                        Role::Initiator
+                    } else {
+                        Role::Target
+                    },
+                    listen: listen[n.name].clone(),
+                    peers: node_peers,
+                };
+                match kind {
+                    NodeKind::Host => NodeRole::Host(HostConfig {
+                        node,
+                        aliases: lu_aliases(topo),
+                    }),
+                    NodeKind::Array => NodeRole::Array(array_config(topo, node, data_dir)),
+                    _ => NodeRole::EndNode(node),
+                }
+            }
         };
         specs.push(NodeSpec {
             name: n.name.to_string(),

@@ -49,6 +49,8 @@ pub struct RunOptions {
     pub mode: Mode,
     /// Print the timeline to stdout as it happens.
     pub echo: bool,
+    /// Keep array LUs in files in this directory (durable across crashes); default: memory.
+    pub data_dir: Option<PathBuf>,
 }
 
 /// Errors that stop a run (a failed check does not: it is in the report).
@@ -138,7 +140,7 @@ pub fn run_scenario(s: &Scenario, opts: &RunOptions) -> Result<Report, RunError>
     let seed = opts.seed.unwrap_or(s.seed);
     match &opts.mode {
         Mode::Sim => {
-            let specs = plan(s, &Addressing::Sim)?;
+            let specs = plan(s, &Addressing::Sim, opts.data_dir.as_deref())?;
             let hosts = specs
                 .iter()
                 .map(|spec| {
@@ -179,7 +181,14 @@ pub fn run_scenario(s: &Scenario, opts: &RunOptions) -> Result<Report, RunError>
                 .build()
                 .map_err(RunError::Runtime)?;
             rt.block_on(async {
-                let mut o = Orchestrator::start_wall(s, &opts.mode, seed, opts.echo).await?;
+                let mut o = Orchestrator::start_wall(
+                    s,
+                    &opts.mode,
+                    seed,
+                    opts.echo,
+                    opts.data_dir.as_deref(),
+                )
+                .await?;
                 o.play().await;
                 o.driver.shutdown().await;
                 Ok(o.report)
@@ -407,8 +416,9 @@ impl Orchestrator {
         mode: &Mode,
         seed: u64,
         echo: bool,
+        data_dir: Option<&std::path::Path>,
     ) -> Result<Self, RunError> {
-        let specs = plan(s, &Addressing::Loopback)?;
+        let specs = plan(s, &Addressing::Loopback, data_dir)?;
         let epoch = specs.first().map_or(0, |s| s.epoch_unix_ns);
         let clock = FabricClock::Wall {
             epoch: std::time::UNIX_EPOCH + Duration::from_nanos(epoch),
@@ -562,7 +572,10 @@ impl Orchestrator {
         Err(last)
     }
 
-    pub(crate) async fn link(&mut self, node: &str) -> Result<pb::link_client::LinkClient<Channel>, String> {
+    pub(crate) async fn link(
+        &mut self,
+        node: &str,
+    ) -> Result<pb::link_client::LinkClient<Channel>, String> {
         Ok(pb::link_client::LinkClient::new(self.channel(node).await?))
     }
 

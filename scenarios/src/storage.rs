@@ -37,13 +37,27 @@ const DIGEST_CHUNK: u64 = 65_536;
 impl Orchestrator {
     pub(crate) async fn start_workload(&mut self, step: &Step) -> StepResult {
         let Step::Workload {
-            name, host, target, pattern, mix, read_percent, block_bytes, qd, count, duration, verify, seed,
+            name,
+            host,
+            target,
+            pattern,
+            mix,
+            read_percent,
+            block_bytes,
+            qd,
+            count,
+            duration,
+            verify,
+            seed,
         } = step
         else {
             return Err("not a workload step".into());
         };
         let seed = seed.unwrap_or_else(|| {
-            name.bytes().fold(self.scenario.seed ^ 0x9E37_79B9_7F4A_7C15, |h, b| h.rotate_left(5) ^ u64::from(b))
+            name.bytes()
+                .fold(self.scenario.seed ^ 0x9E37_79B9_7F4A_7C15, |h, b| {
+                    h.rotate_left(5) ^ u64::from(b)
+                })
         });
         let req = pb::WorkloadRequest {
             name: name.clone(),
@@ -63,13 +77,18 @@ impl Orchestrator {
             block_bytes: *block_bytes,
             qd: *qd,
             count: count.unwrap_or(0),
-            duration_us: duration.map_or(0, |d| u64::try_from(d.to_std().as_micros()).unwrap_or(u64::MAX)),
+            duration_us: duration.map_or(0, |d| {
+                u64::try_from(d.to_std().as_micros()).unwrap_or(u64::MAX)
+            }),
             verify: *verify,
             seed,
         };
         let mut client = pb::host_client::HostClient::new(self.channel(host).await?);
-        let mut stream =
-            client.run_workload(req).await.map_err(|s| format!("{}: {}", host, s.message()))?.into_inner();
+        let mut stream = client
+            .run_workload(req)
+            .await
+            .map_err(|s| format!("{}: {}", host, s.message()))?
+            .into_inner();
         let state: WorkloadHandle = Arc::new(Mutex::new(WorkloadState {
             host: host.clone(),
             device: target.to_string(),
@@ -96,15 +115,25 @@ impl Orchestrator {
             lock(&st).finished = true;
         });
         self.workloads.insert(name.clone(), state);
-        Ok(format!("workload {name} started on {host} against {target}"))
+        Ok(format!(
+            "workload {name} started on {host} against {target}"
+        ))
     }
 
     /// Waits (in fabric time) for a workload's stream to end.
     async fn await_workload(&mut self, name: &str) -> Result<WorkloadHandle, String> {
-        let h = self.workloads.get(name).cloned().ok_or_else(|| format!("workload {name} was never started"))?;
+        let h = self
+            .workloads
+            .get(name)
+            .cloned()
+            .ok_or_else(|| format!("workload {name} was never started"))?;
         let (limit, pause) = match self.net {
-            fcsim_fabric::runtime::Net::Sim => (Duration::from_secs(120), Duration::from_micros(500)),
-            fcsim_fabric::runtime::Net::Tokio => (Duration::from_secs(120), Duration::from_millis(20)),
+            fcsim_fabric::runtime::Net::Sim => {
+                (Duration::from_secs(120), Duration::from_micros(500))
+            }
+            fcsim_fabric::runtime::Net::Tokio => {
+                (Duration::from_secs(120), Duration::from_millis(20))
+            }
         };
         let start = self.now();
         while !lock(&h).finished {
@@ -116,11 +145,19 @@ impl Orchestrator {
         Ok(h)
     }
 
-    async fn array(&mut self, node: &str) -> Result<pb::array_client::ArrayClient<tonic::transport::Channel>, String> {
-        Ok(pb::array_client::ArrayClient::new(self.channel(node).await?))
+    async fn array(
+        &mut self,
+        node: &str,
+    ) -> Result<pb::array_client::ArrayClient<tonic::transport::Channel>, String> {
+        Ok(pb::array_client::ArrayClient::new(
+            self.channel(node).await?,
+        ))
     }
 
-    async fn host(&mut self, node: &str) -> Result<pb::host_client::HostClient<tonic::transport::Channel>, String> {
+    async fn host(
+        &mut self,
+        node: &str,
+    ) -> Result<pb::host_client::HostClient<tonic::transport::Channel>, String> {
         Ok(pb::host_client::HostClient::new(self.channel(node).await?))
     }
 
@@ -141,7 +178,11 @@ impl Orchestrator {
         while lba < blocks {
             let n = (blocks - lba).min(DIGEST_CHUNK);
             let r = c
-                .lu_digests(pb::LuDigestsRequest { lun: lu.lun, lba, blocks: u32::try_from(n).unwrap_or(u32::MAX) })
+                .lu_digests(pb::LuDigestsRequest {
+                    lun: lu.lun,
+                    lba,
+                    blocks: u32::try_from(n).unwrap_or(u32::MAX),
+                })
                 .await
                 .map_err(|s| format!("{lu}: {}", s.message()))?;
             out.extend(r.into_inner().digests);
@@ -167,9 +208,17 @@ impl Orchestrator {
                     p.verify_failures,
                     p.p50_latency_us,
                     p.p99_latency_us,
-                    if p.first_error.is_empty() { String::new() } else { format!(" (first: {})", p.first_error) }
+                    if p.first_error.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (first: {})", p.first_error)
+                    }
                 );
-                if errors <= *at_most { Ok(text) } else { Err(text) }
+                if errors <= *at_most {
+                    Ok(text)
+                } else {
+                    Err(text)
+                }
             }
             Check::NoAckedWriteLost { workload, volume } => {
                 let h = self.await_workload(workload).await?;
@@ -179,15 +228,24 @@ impl Orchestrator {
                 };
                 let mut hc = self.host(&host).await?;
                 let hist = hc
-                    .write_history(pb::WriteHistoryRequest { device: device.clone() })
+                    .write_history(pb::WriteHistoryRequest {
+                        device: device.clone(),
+                    })
                     .await
                     .map_err(|s| s.message().to_string())?
                     .into_inner();
-                let history = History::from_records(hist.writes.into_iter().map(record_from_pb).collect());
+                let history =
+                    History::from_records(hist.writes.into_iter().map(record_from_pb).collect());
                 let digests = self.lu_digests(volume).await?;
                 let acked = history.acked_count(&device);
-                match history.check_no_acked_write_lost(&device, |lba| usize::try_from(lba).ok().and_then(|i| digests.get(i).copied())) {
-                    Ok(blocks) => Ok(format!("{acked} acknowledged writes of {workload}: all {blocks} blocks on {volume} hold them")),
+                match history.check_no_acked_write_lost(&device, |lba| {
+                    usize::try_from(lba)
+                        .ok()
+                        .and_then(|i| digests.get(i).copied())
+                }) {
+                    Ok(blocks) => Ok(format!(
+                        "{acked} acknowledged writes of {workload}: all {blocks} blocks on {volume} hold them"
+                    )),
                     Err(lost) => Err(format!(
                         "{} of {acked} acknowledged writes of {workload} are not on {volume} (first: write {} at LBA {})",
                         lost.len(),
@@ -206,7 +264,11 @@ impl Orchestrator {
                 if diff.is_empty() {
                     Ok(format!("{a} and {b} are identical ({} blocks)", da.len()))
                 } else {
-                    Err(format!("{a} and {b} differ in {} blocks (first: LBA {})", diff.len(), diff[0]))
+                    Err(format!(
+                        "{a} and {b} differ in {} blocks (first: LBA {})",
+                        diff.len(),
+                        diff[0]
+                    ))
                 }
             }
             Check::Masked { host, target } => {
@@ -214,15 +276,32 @@ impl Orchestrator {
                     .ok_or_else(|| format!("{target}: no such LU"))?
                     .to_string();
                 let mut hc = self.host(host).await?;
-                let devices = hc.list_devices(pb::ListDevicesRequest {}).await.map_err(|s| s.message().to_string())?;
+                let devices = hc
+                    .list_devices(pb::ListDevicesRequest {})
+                    .await
+                    .map_err(|s| s.message().to_string())?;
                 let seen = devices.into_inner().devices.iter().any(|d| d.naa == naa);
-                let text = format!("{host} {} {target}", if seen { "sees" } else { "does not see" });
+                let text = format!(
+                    "{host} {} {target}",
+                    if seen { "sees" } else { "does not see" }
+                );
                 if seen { Err(text) } else { Ok(text) }
             }
-            Check::ReadReturns { host, target, lba, blocks, status, sense_key } => {
+            Check::ReadReturns {
+                host,
+                target,
+                lba,
+                blocks,
+                status,
+                sense_key,
+            } => {
                 let mut hc = self.host(host).await?;
                 let r = hc
-                    .read(pb::ReadRequest { device: target.to_string(), lba: *lba, blocks: *blocks })
+                    .read(pb::ReadRequest {
+                        device: target.to_string(),
+                        lba: *lba,
+                        blocks: *blocks,
+                    })
                     .await
                     .map_err(|s| format!("{host}: {:?}: {}", s.code(), s.message()))?
                     .into_inner()
@@ -239,10 +318,20 @@ impl Orchestrator {
                     "READ {target} LBA {lba}+{blocks} from {host}: status {:#04x} {}{}",
                     r.status,
                     r.sense_text,
-                    if r.transport_error.is_empty() { String::new() } else { format!("transport error {}", r.transport_error) }
+                    if r.transport_error.is_empty() {
+                        String::new()
+                    } else {
+                        format!("transport error {}", r.transport_error)
+                    }
                 );
-                let key_ok = sense_key.as_ref().is_none_or(|k| r.sense_text.starts_with(k.as_str()));
-                if got == *status && key_ok { Ok(text) } else { Err(text) }
+                let key_ok = sense_key
+                    .as_ref()
+                    .is_none_or(|k| r.sense_text.starts_with(k.as_str()));
+                if got == *status && key_ok {
+                    Ok(text)
+                } else {
+                    Err(text)
+                }
             }
             _ => Err(format!("{} is not a storage check", c.name())),
         }

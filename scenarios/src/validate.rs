@@ -11,7 +11,8 @@ use fcsim_fabric::DomainId;
 
 use crate::derived;
 use crate::format::{
-    ArrayFunction, Check, GFC_RATES, NodeKind, NodeView, PortRef, Scenario, Step, ZoneSpec,
+    ArrayFunction, Check, ExpectStatus, GFC_RATES, LuRef, LuSpec, NodeKind, NodeView, PortRef,
+    Scenario, Step, ZoneSpec,
 };
 use crate::locate::{Locator, Position};
 
@@ -126,6 +127,24 @@ fn node_ptr(n: &NodeView<'_>) -> String {
     format!("/topology/{}/{}", list_name(n.kind), n.index)
 }
 
+/// The SPC sense-key names a `read_returns` check may expect (SPC-5 §4.4.8, table 51;
+/// VENDOR SPECIFIC and the reserved keys left out).
+pub const SENSE_KEYS: [&str; 13] = [
+    "NO SENSE",
+    "RECOVERED ERROR",
+    "NOT READY",
+    "MEDIUM ERROR",
+    "HARDWARE ERROR",
+    "ILLEGAL REQUEST",
+    "UNIT ATTENTION",
+    "DATA PROTECT",
+    "BLANK CHECK",
+    "COPY ABORTED",
+    "ABORTED COMMAND",
+    "VOLUME OVERFLOW",
+    "MISCOMPARE",
+];
+
 fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && !name
@@ -145,6 +164,10 @@ struct Validator<'a> {
     port_link: HashMap<(&'a str, u32), usize>,
     /// Switch pairs joined by at least one ISL (smaller name first).
     isls: BTreeSet<(&'a str, &'a str)>,
+    /// Every workload name in the file (setup and steps).
+    all_workloads: BTreeSet<&'a str>,
+    /// Workloads started by the steps validated so far, with the pointer of their step.
+    workloads: BTreeMap<&'a str, String>,
 }
 
 impl<'a> Validator<'a> {
@@ -158,6 +181,8 @@ impl<'a> Validator<'a> {
             disaster_zones: BTreeSet::new(),
             port_link: HashMap::new(),
             isls: BTreeSet::new(),
+            all_workloads: BTreeSet::new(),
+            workloads: BTreeMap::new(),
         }
     }
 
@@ -183,6 +208,16 @@ impl<'a> Validator<'a> {
             self.err("/topology/zone_cfg", "zone_cfg must not be empty");
         }
         self.zones("/topology/zones", &t.zones);
+        let all_steps = self
+            .s
+            .setup
+            .iter()
+            .chain(self.s.steps.iter().map(|t| &t.step));
+        for step in all_steps {
+            if let Step::Workload { name, .. } = step {
+                self.all_workloads.insert(name);
+            }
+        }
         for (i, step) in self.s.setup.iter().enumerate() {
             self.step(&format!("/setup/{i}"), step, true);
         }
@@ -359,6 +394,7 @@ impl<'a> Validator<'a> {
                         ),
                     );
                 }
+                self.lu_hosts(&lptr, &a.name, lu);
             }
         }
         for (i, tape) in t.tapes.iter().enumerate() {
@@ -486,20 +522,132 @@ impl<'a> Validator<'a> {
         n
     }
 
-    fn switch_named(&mut self, ptr: &str, what: &str, name: &str) -> Option<NodeView<'a>> {
+    /// A node name that must name a node of `kind`.
+    fn kind_named(
+        &mut self,
+        ptr: &str,
+        what: &str,
+        name: &str,
+        kind: NodeKind,
+    ) -> Option<NodeView<'a>> {
         let n = self.node_named(ptr, what, name)?;
-        if n.kind != NodeKind::Switch {
+        if n.kind != kind {
             self.err(
                 ptr,
                 format!(
-                    "{what}: \"{name}\" is {} {}, not a switch",
+                    "{what}: \"{name}\" is {} {}, not {} {}",
+                    article(n.kind),
+                    n.kind.as_str(),
+                    article(kind),
+                    kind.as_str()
+                ),
+            );
+            return None;
+        }
+        Some(n)
+    }
+
+    fn switch_named(&mut self, ptr: &str, what: &str, name: &str) -> Option<NodeView<'a>> {
+        self.kind_named(ptr, what, name, NodeKind::Switch)
+    }
+
+    fn host_named(&mut self, ptr: &str, what: &str, name: &str) {
+        self.kind_named(ptr, what, name, NodeKind::Host);
+    }
+
+    /// An `array:lun` reference: the node must be an array serving that LUN. Returns the
+    /// LU.
+    fn lu_ref(&mut self, ptr: &str, what: &str, r: &LuRef) -> Option<&'a LuSpec> {
+        let what = format!("{what} \"{r}\"");
+        let n = self.node_named(ptr, &what, &r.node)?;
+        if n.kind != NodeKind::Array {
+            self.err(
+                ptr,
+                format!(
+                    "{what}: \"{}\" is {} {}, not an array; an LU is `array:lun`",
+                    n.name,
                     article(n.kind),
                     n.kind.as_str()
                 ),
             );
             return None;
         }
-        Some(n)
+        let array = &self.s.topology.arrays[n.index];
+        let lu = array.lus.iter().find(|lu| lu.lun == r.lun);
+        if lu.is_none() {
+            let luns: Vec<String> = array.lus.iter().map(|lu| lu.lun.to_string()).collect();
+            let has = if luns.is_empty() {
+                "it has no LUs".to_string()
+            } else {
+                format!("LUNs: {}", luns.join(", "))
+            };
+            self.err(
+                ptr,
+                format!("{what}: array \"{}\" has no LUN {} ({has})", n.name, r.lun),
+            );
+        }
+        lu
+    }
+
+    /// A workload name used by a check: it must be started by an earlier step.
+    fn workload_ref(&mut self, ptr: &str, what: &str, name: &str) {
+        if self.workloads.contains_key(name) {
+            return;
+        }
+        if self.all_workloads.contains(name) {
+            self.err(
+                ptr,
+                format!(
+                    "{what} \"{name}\": the workload is started by a later step; a check must come after its workload"
+                ),
+            );
+        } else {
+            self.err(ptr, format!("{what}: no workload named \"{name}\""));
+        }
+    }
+
+    /// LUN masking entries of one LU: hosts (`h1`) or host ports (`h1/0`).
+    fn lu_hosts(&mut self, lptr: &str, array: &str, lu: &'a LuSpec) {
+        let mut seen: BTreeSet<&str> = BTreeSet::new();
+        for (k, h) in lu.hosts.iter().enumerate() {
+            let hptr = format!("{lptr}/hosts/{k}");
+            let what = format!("LU \"{array}:{}\" hosts entry \"{h}\"", lu.lun);
+            let ok = if h.contains('/') {
+                match h.parse::<PortRef>() {
+                    Err(_) => {
+                        self.err(
+                            &hptr,
+                            format!("{what}: expected a host name like \"h1\" or a host port like \"h1/0\""),
+                        );
+                        false
+                    }
+                    Ok(p) => match self.port_ref(
+                        &hptr,
+                        &format!("LU \"{array}:{}\" hosts entry", lu.lun),
+                        &p,
+                    ) {
+                        Some(n) if n.kind != NodeKind::Host => {
+                            self.err(
+                                &hptr,
+                                format!(
+                                    "{what}: \"{}\" is {} {}, not a host",
+                                    n.name,
+                                    article(n.kind),
+                                    n.kind.as_str()
+                                ),
+                            );
+                            false
+                        }
+                        n => n.is_some(),
+                    },
+                }
+            } else {
+                self.kind_named(&hptr, &what, h, NodeKind::Host).is_some()
+            };
+            if ok && !seen.insert(h) {
+                self.err(&hptr, format!("{what} listed twice"));
+            }
+        }
     }
 
     fn links(&mut self) {
@@ -686,6 +834,27 @@ impl<'a> Validator<'a> {
                 self.zones(&at("zones"), zones);
             }
             Step::ZoneDeactivate {} => {}
+            Step::Workload {
+                name,
+                host,
+                target,
+                read_percent,
+                block_bytes,
+                qd,
+                count,
+                duration,
+                ..
+            } => self.workload(
+                ptr,
+                name,
+                host,
+                target,
+                *read_percent,
+                *block_bytes,
+                *qd,
+                *count,
+                duration.map(|d| d.as_nanos()),
+            ),
             Step::Wait {
                 for_duration,
                 until,
@@ -701,6 +870,87 @@ impl<'a> Validator<'a> {
                 }
             }
             Step::Check(c) => self.check(ptr, c),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn workload(
+        &mut self,
+        ptr: &str,
+        name: &'a str,
+        host: &str,
+        target: &LuRef,
+        read_percent: u8,
+        block_bytes: u32,
+        qd: u32,
+        count: Option<u64>,
+        duration_ns: Option<u64>,
+    ) {
+        let at = |field: &str| format!("{ptr}/{field}");
+        if name.is_empty() {
+            self.err(&at("name"), "workload name must not be empty");
+        } else if self.workloads.contains_key(name) {
+            self.err(
+                &at("name"),
+                format!("duplicate workload name \"{name}\"; workload names are unique across setup and steps"),
+            );
+        } else {
+            self.workloads.insert(name, ptr.to_string());
+        }
+        let w = format!("workload \"{name}\"");
+        self.host_named(&at("host"), &format!("{w} host"), host);
+        let lu = self.lu_ref(&at("target"), &format!("{w} target"), target);
+        if count.is_some() == duration_ns.is_some() {
+            self.err(
+                ptr,
+                format!("{w} needs exactly one of \"count\" and \"duration\""),
+            );
+        }
+        if count == Some(0) {
+            self.err(&at("count"), format!("{w}: count must be at least 1"));
+        }
+        if duration_ns.is_some_and(|ns| ns < 1_000) {
+            self.err(
+                &at("duration"),
+                format!(
+                    "{w}: duration must be at least 1us (hosts count it in whole microseconds)"
+                ),
+            );
+        }
+        if qd == 0 {
+            self.err(&at("qd"), format!("{w}: qd must be at least 1"));
+        }
+        if read_percent > 100 {
+            self.err(
+                &at("read_percent"),
+                format!("{w}: read_percent must be 0–100, got {read_percent}"),
+            );
+        }
+        if block_bytes == 0 {
+            self.err(
+                &at("block_bytes"),
+                format!("{w}: block_bytes must be at least 1 block"),
+            );
+        } else if let Some(lu) = lu
+            && (lu.block_bytes == 512 || lu.block_bytes == 4096)
+        {
+            let lu_bytes = lu.blocks.saturating_mul(u64::from(lu.block_bytes));
+            if !block_bytes.is_multiple_of(lu.block_bytes) {
+                self.err(
+                    &at("block_bytes"),
+                    format!(
+                        "{w}: block_bytes {block_bytes} is not a multiple of the block size of LU \"{target}\" ({} bytes)",
+                        lu.block_bytes
+                    ),
+                );
+            } else if lu.blocks > 0 && u64::from(block_bytes) > lu_bytes {
+                self.err(
+                    &at("block_bytes"),
+                    format!(
+                        "{w}: block_bytes {block_bytes} is larger than LU \"{target}\" ({lu_bytes} bytes)"
+                    ),
+                );
+            }
         }
     }
 
@@ -806,6 +1056,82 @@ impl<'a> Validator<'a> {
             }
             Check::RscnSeen { port, .. } | Check::LoggedIn { port } => {
                 self.end_port(&at("port"), &format!("{name} port"), port);
+            }
+            Check::NoAckedWriteLost { workload, volume } => {
+                self.workload_ref(&at("workload"), &format!("{name} workload"), workload);
+                self.lu_ref(&at("volume"), &format!("{name} volume"), volume);
+            }
+            Check::WorkloadErrors { workload, .. } => {
+                self.workload_ref(&at("workload"), &format!("{name} workload"), workload);
+            }
+            Check::VolumesEqual { a, b } => {
+                self.lu_ref(&at("a"), &format!("{name} a"), a);
+                self.lu_ref(&at("b"), &format!("{name} b"), b);
+                if a == b {
+                    self.err(&at("b"), format!("{name}: a and b are the same LU \"{a}\""));
+                }
+            }
+            Check::Masked { host, target } => {
+                self.host_named(&at("host"), &format!("{name} host"), host);
+                self.lu_ref(&at("target"), &format!("{name} target"), target);
+            }
+            Check::ReadReturns {
+                host,
+                target,
+                lba,
+                blocks,
+                status,
+                sense_key,
+            } => {
+                self.host_named(&at("host"), &format!("{name} host"), host);
+                let lu = self.lu_ref(&at("target"), &format!("{name} target"), target);
+                if *blocks == 0 {
+                    self.err(&at("blocks"), format!("{name}: blocks must be at least 1"));
+                } else if let Some(lu) = lu
+                    && lu.blocks > 0
+                {
+                    let n = lu.blocks;
+                    let end = lba.saturating_add(u64::from(*blocks));
+                    if *lba >= n {
+                        self.err(
+                            &at("lba"),
+                            format!(
+                                "{name}: lba {lba} is past the end of LU \"{target}\" ({n} blocks, LBAs 0–{})",
+                                n - 1
+                            ),
+                        );
+                    } else if end > n {
+                        self.err(
+                            &at("blocks"),
+                            format!(
+                                "{name}: {blocks} blocks from lba {lba} run past the end of LU \"{target}\" ({n} blocks, LBAs 0–{})",
+                                n - 1
+                            ),
+                        );
+                    }
+                }
+                if let Some(key) = sense_key {
+                    if *status != ExpectStatus::CheckCondition {
+                        self.err(
+                            &at("sense_key"),
+                            format!(
+                                "{name}: sense_key is allowed only with status \"check_condition\""
+                            ),
+                        );
+                    }
+                    if !SENSE_KEYS.contains(&key.as_str()) {
+                        let fixed = key.trim().to_uppercase().replace(['_', '-'], " ");
+                        let hint = if SENSE_KEYS.contains(&fixed.as_str()) {
+                            format!("; write it \"{fixed}\"")
+                        } else {
+                            format!("; expected one of: {}", SENSE_KEYS.join(", "))
+                        };
+                        self.err(
+                            &at("sense_key"),
+                            format!("{name}: unknown sense key \"{key}\"{hint}"),
+                        );
+                    }
+                }
             }
         }
     }
@@ -1456,6 +1782,469 @@ mod tests {
         has_at(&src, "\"sw2\"", 2, "no ISL between \"sw1\" and \"sw2\"");
     }
 
+    /// BASE with its one timeline step replaced by `steps` (comma-separated timed steps).
+    fn with_steps(steps: &str) -> String {
+        with(
+            r#"{"at": "1ms", "op": "check", "check": "logged_in", "port": "h1/0"}"#,
+            steps,
+        )
+    }
+
+    /// Asserts exactly one diagnostic, at the value of the first `"key": value` that
+    /// `key_value` matches, whose message contains `text`.
+    fn one_at_value(src: &str, key_value: &str, text: &str) {
+        let d = diags(src);
+        assert_eq!(d.len(), 1, "expected one diagnostic, got {d:#?}");
+        has_at_value(src, key_value, text);
+    }
+
+    /// Asserts some diagnostic at the value of the first `"key": value` that `key_value`
+    /// matches contains `text`.
+    fn has_at_value(src: &str, key_value: &str, text: &str) {
+        let (off, _) = src
+            .match_indices(key_value)
+            .next()
+            .unwrap_or_else(|| panic!("{key_value:?} not in source"));
+        let colon = key_value.find(": ").expect("needle is `\"key\": value`");
+        let p = Locator::new(src).position_of_offset(off + colon + 2);
+        let d = diags(src);
+        assert!(
+            d.iter()
+                .any(|x| x.line == p.line && x.column == p.column && x.message.contains(text)),
+            "no diagnostic at {}:{} containing {text:?}; got {d:#?}",
+            p.line,
+            p.column
+        );
+    }
+
+    /// A timeline workload step at 1ms with the given extra fields.
+    fn workload(fields: &str) -> String {
+        format!(
+            r#"{{"at": "1ms", "op": "workload", "name": "w1", "host": "h1", "target": "arr1:0", {fields}}}"#
+        )
+    }
+
+    #[test]
+    fn workload_host_and_target() {
+        let ok = with_steps(&workload(r#""count": 10"#));
+        assert!(diags(&ok).is_empty(), "{:?}", diags(&ok));
+        let s = parse(&ok, "x.json").unwrap();
+        let Step::Workload {
+            pattern,
+            mix,
+            read_percent,
+            block_bytes,
+            qd,
+            verify,
+            seed,
+            ..
+        } = &s.steps[0].step
+        else {
+            panic!("{:?}", s.steps[0]);
+        };
+        assert_eq!(
+            (
+                *pattern,
+                *mix,
+                *read_percent,
+                *block_bytes,
+                *qd,
+                *verify,
+                *seed
+            ),
+            (
+                crate::format::WorkloadPattern::Random,
+                crate::format::WorkloadMix::Write,
+                50,
+                4096,
+                1,
+                false,
+                None
+            )
+        );
+        let src =
+            with_steps(&workload(r#""count": 10"#).replace(r#""host": "h1""#, r#""host": "hx""#));
+        one_at(
+            &src,
+            "\"hx\"",
+            0,
+            "workload \"w1\" host: no node named \"hx\"",
+        );
+        let src =
+            with_steps(&workload(r#""count": 10"#).replace(r#""host": "h1""#, r#""host": "sw1""#));
+        one_at(&src, "\"sw1\"", 1, "\"sw1\" is a switch, not a host");
+        for (target, text) in [
+            (
+                "arr1:5",
+                "workload \"w1\" target \"arr1:5\": array \"arr1\" has no LUN 5 (LUNs: 0)",
+            ),
+            ("arr9:0", "target \"arr9:0\": no node named \"arr9\""),
+            ("h1:0", "\"h1\" is a host, not an array"),
+            ("sw2:0", "\"sw2\" is a switch, not an array"),
+        ] {
+            let src = with_steps(
+                &workload(r#""count": 10"#)
+                    .replace(r#""target": "arr1:0""#, &format!(r#""target": "{target}""#)),
+            );
+            one_at_value(&src, &format!(r#""target": "{target}""#), text);
+        }
+        let src = with_steps(&workload(r#""count": 10"#)).replace(
+            r#""ports": 1, "lus": [{"lun": 0, "blocks": 100, "block_bytes": 512}]"#,
+            r#""ports": 1"#,
+        );
+        one_at_value(&src, r#""target": "arr1:0""#, "(it has no LUs)");
+    }
+
+    #[test]
+    fn a_tape_is_no_lu() {
+        let src = with(
+            r#""links""#,
+            r#""tapes": [{"name": "lib1", "site": "osaka"}], "links""#,
+        )
+        .replace(
+            r#"{"a": "arr1/0", "b": "sw2/0"},"#,
+            r#"{"a": "arr1/0", "b": "sw2/0"}, {"a": "lib1/0", "b": "sw2/1"},"#,
+        )
+        .replace(
+            r#"{"at": "1ms", "op": "check", "check": "logged_in", "port": "h1/0"}"#,
+            r#"{"at": "1ms", "op": "check", "check": "volumes_equal", "a": "arr1:0", "b": "lib1:0"}"#,
+        );
+        one_at_value(
+            &src,
+            r#""b": "lib1:0""#,
+            "volumes_equal b \"lib1:0\": \"lib1\" is a tape, not an array",
+        );
+    }
+
+    #[test]
+    fn workload_counts_and_sizes() {
+        for (fields, key_value, text) in [
+            (
+                r#""qd": 4"#,
+                "",
+                "exactly one of \"count\" and \"duration\"",
+            ),
+            (
+                r#""count": 5, "duration": "10ms""#,
+                "",
+                "exactly one of \"count\" and \"duration\"",
+            ),
+            (r#""count": 0"#, r#""count": 0"#, "count must be at least 1"),
+            (
+                r#""duration": "0ms""#,
+                r#""duration": "0ms""#,
+                "duration must be at least 1us",
+            ),
+            (
+                r#""duration": "500ns""#,
+                r#""duration": "500ns""#,
+                "duration must be at least 1us",
+            ),
+            (
+                r#""count": 1, "qd": 0"#,
+                r#""qd": 0"#,
+                "qd must be at least 1",
+            ),
+            (
+                r#""count": 1, "mix": "mixed", "read_percent": 101"#,
+                r#""read_percent": 101"#,
+                "read_percent must be 0–100, got 101",
+            ),
+            (
+                r#""count": 1, "block_bytes": 0"#,
+                r#""block_bytes": 0"#,
+                "block_bytes must be at least 1 block",
+            ),
+            (
+                r#""count": 1, "block_bytes": 1000"#,
+                r#""block_bytes": 1000"#,
+                "block_bytes 1000 is not a multiple of the block size of LU \"arr1:0\" (512 bytes)",
+            ),
+            (
+                r#""count": 1, "block_bytes": 51712"#,
+                r#""block_bytes": 51712"#,
+                "block_bytes 51712 is larger than LU \"arr1:0\" (51200 bytes)",
+            ),
+        ] {
+            let src = with_steps(&workload(fields));
+            if key_value.is_empty() {
+                one_at(&src, r#"{"at": "1ms", "op": "workload""#, 0, text);
+            } else {
+                one_at_value(&src, key_value, text);
+            }
+        }
+        // The largest I/O is the whole LU, in whole blocks.
+        let src = with_steps(&workload(
+            r#""duration": "1us", "block_bytes": 51200, "qd": 32, "mix": "mixed", "read_percent": 100, "verify": true, "seed": 7, "pattern": "sequential""#,
+        ));
+        assert!(diags(&src).is_empty(), "{:?}", diags(&src));
+        // A 4096-byte LU needs 4096-byte multiples, and the 4096 default fits it.
+        let lu4k = |fields: &str| {
+            with_steps(&workload(fields)).replace(
+                r#""blocks": 100, "block_bytes": 512"#,
+                r#""blocks": 100, "block_bytes": 4096"#,
+            )
+        };
+        assert!(diags(&lu4k(r#""count": 1"#)).is_empty());
+        one_at_value(
+            &lu4k(r#""count": 1, "block_bytes": 512"#),
+            r#""block_bytes": 512"#,
+            "not a multiple of the block size of LU \"arr1:0\" (4096 bytes)",
+        );
+        // The default I/O size (4096) against a 1-block LU: pointed at the step.
+        let src = with_steps(&workload(r#""count": 1"#)).replace(
+            r#""blocks": 100, "block_bytes": 512"#,
+            r#""blocks": 1, "block_bytes": 512"#,
+        );
+        one_at(
+            &src,
+            r#"{"at": "1ms", "op": "workload""#,
+            0,
+            "block_bytes 4096 is larger than LU \"arr1:0\" (512 bytes)",
+        );
+        // Every problem of one step at once, in position order.
+        let src = with_steps(&workload(r#""count": 0, "qd": 0, "read_percent": 101"#));
+        let d = diags(&src);
+        assert_eq!(d.len(), 3, "{d:#?}");
+        has_at_value(&src, r#""count": 0"#, "count must be at least 1");
+        has_at_value(&src, r#""qd": 0"#, "qd must be at least 1");
+        has_at_value(&src, r#""read_percent": 101"#, "read_percent must be 0–100");
+    }
+
+    #[test]
+    fn workload_names_are_unique_and_defined_before_use() {
+        let wl = |name: &str, at: &str| {
+            format!(
+                r#"{{"at": "{at}", "op": "workload", "name": "{name}", "host": "h1", "target": "arr1:0", "count": 4}}"#
+            )
+        };
+        let check = |c: &str, name: &str, at: &str| {
+            format!(
+                r#"{{"at": "{at}", "op": "check", "check": "{c}", "workload": "{name}"{}}}"#,
+                if c == "no_acked_write_lost" {
+                    r#", "volume": "arr1:0""#
+                } else {
+                    ""
+                }
+            )
+        };
+        // Defined earlier in the timeline, or in setup; equal `at` runs in file order.
+        for c in ["no_acked_write_lost", "workload_errors"] {
+            let src = with_steps(&format!("{}, {}", wl("w1", "1ms"), check(c, "w1", "1ms")));
+            assert!(diags(&src).is_empty(), "{c}: {:?}", diags(&src));
+            let src = with_steps(&check(c, "w1", "1ms")).replace(
+                r#""steps": ["#,
+                r#""setup": [{"op": "workload", "name": "w1", "host": "h1", "target": "arr1:0", "duration": "5ms"}], "steps": ["#,
+            );
+            assert!(diags(&src).is_empty(), "{c}: {:?}", diags(&src));
+            let src = with_steps(&format!("{}, {}", check(c, "w1", "1ms"), wl("w1", "1ms")));
+            one_at_value(
+                &src,
+                r#""workload": "w1""#,
+                &format!("{c} workload \"w1\": the workload is started by a later step"),
+            );
+            let src = with_steps(&check(c, "w9", "1ms"));
+            one_at_value(
+                &src,
+                r#""workload": "w9""#,
+                &format!("{c} workload: no workload named \"w9\""),
+            );
+        }
+        // Unique across setup and steps.
+        let src = with_steps(&wl("w1", "1ms")).replace(
+            r#""steps": ["#,
+            r#""setup": [{"op": "workload", "name": "w1", "host": "h1", "target": "arr1:0", "count": 1}], "steps": ["#,
+        );
+        one_at(&src, "\"w1\"", 1, "duplicate workload name \"w1\"");
+        let src = with_steps(&format!("{}, {}", wl("w1", "1ms"), wl("w1", "2ms")));
+        one_at(&src, "\"w1\"", 1, "duplicate workload name \"w1\"");
+        let src = with_steps(&wl("", "1ms"));
+        one_at(&src, "\"\"", 0, "workload name must not be empty");
+    }
+
+    #[test]
+    fn storage_check_refs() {
+        let step = |s: &str| with_steps(&format!(r#"{{"at": "1ms", "op": "check", {s}}}"#));
+        assert!(
+            diags(&step(
+                r#""check": "masked", "host": "h1", "target": "arr1:0""#
+            ))
+            .is_empty()
+        );
+        one_at_value(
+            &step(r#""check": "masked", "host": "arr1", "target": "arr1:0""#),
+            r#""host": "arr1""#,
+            "masked host: \"arr1\" is an array, not a host",
+        );
+        one_at_value(
+            &step(r#""check": "masked", "host": "h1", "target": "arr1:1""#),
+            r#""target": "arr1:1""#,
+            "masked target \"arr1:1\": array \"arr1\" has no LUN 1",
+        );
+        one_at_value(
+            &step(r#""check": "volumes_equal", "a": "arr1:0", "b": "arr1:0""#),
+            r#""b": "arr1:0""#,
+            "volumes_equal: a and b are the same LU \"arr1:0\"",
+        );
+        let src = step(r#""check": "volumes_equal", "a": "sw1:0", "b": "arr2:0""#);
+        has_at_value(
+            &src,
+            r#""a": "sw1:0""#,
+            "volumes_equal a \"sw1:0\": \"sw1\" is a switch, not an array",
+        );
+        has_at_value(
+            &src,
+            r#""b": "arr2:0""#,
+            "volumes_equal b \"arr2:0\": no node named \"arr2\"",
+        );
+        assert_eq!(diags(&src).len(), 2);
+        let src = with_steps(&format!(
+            r#"{}, {{"at": "2ms", "op": "check", "check": "no_acked_write_lost", "workload": "w1", "volume": "h1:0"}}"#,
+            workload(r#""count": 1"#)
+        ));
+        one_at_value(
+            &src,
+            r#""volume": "h1:0""#,
+            "no_acked_write_lost volume \"h1:0\": \"h1\" is a host, not an array",
+        );
+    }
+
+    #[test]
+    fn read_returns_rules() {
+        let read = |fields: &str| {
+            with_steps(&format!(
+                r#"{{"at": "1ms", "op": "check", "check": "read_returns", "host": "h1", "target": "arr1:0", {fields}}}"#
+            ))
+        };
+        for ok in [
+            r#""lba": 0, "blocks": 100, "status": "good""#,
+            r#""lba": 99, "blocks": 1, "status": "transport_error""#,
+            r#""lba": 0, "blocks": 1, "status": "check_condition""#,
+            r#""lba": 0, "blocks": 1, "status": "check_condition", "sense_key": "ILLEGAL REQUEST""#,
+            r#""lba": 0, "blocks": 1, "status": "check_condition", "sense_key": "MISCOMPARE""#,
+        ] {
+            assert!(diags(&read(ok)).is_empty(), "{ok}: {:?}", diags(&read(ok)));
+        }
+        one_at_value(
+            &read(r#""lba": 100, "blocks": 1, "status": "good""#),
+            r#""lba": 100"#,
+            "read_returns: lba 100 is past the end of LU \"arr1:0\" (100 blocks, LBAs 0–99)",
+        );
+        one_at_value(
+            &read(r#""lba": 90, "blocks": 11, "status": "good""#),
+            r#""blocks": 11"#,
+            "11 blocks from lba 90 run past the end of LU \"arr1:0\"",
+        );
+        one_at_value(
+            &read(r#""lba": 0, "blocks": 0, "status": "good""#),
+            r#""blocks": 0"#,
+            "read_returns: blocks must be at least 1",
+        );
+        one_at_value(
+            &read(r#""lba": 0, "blocks": 1, "status": "good", "sense_key": "NOT READY""#),
+            r#""sense_key": "NOT READY""#,
+            "sense_key is allowed only with status \"check_condition\"",
+        );
+        one_at_value(
+            &read(
+                r#""lba": 0, "blocks": 1, "status": "check_condition", "sense_key": "illegal_request""#,
+            ),
+            r#""sense_key": "illegal_request""#,
+            "unknown sense key \"illegal_request\"; write it \"ILLEGAL REQUEST\"",
+        );
+        one_at_value(
+            &read(
+                r#""lba": 0, "blocks": 1, "status": "check_condition", "sense_key": "LBA OUT OF RANGE""#,
+            ),
+            r#""sense_key": "LBA OUT OF RANGE""#,
+            "expected one of: NO SENSE, RECOVERED ERROR,",
+        );
+        let src =
+            read(r#""lba": 0, "blocks": 1, "status": "transport_error", "sense_key": "BOGUS""#);
+        has_at_value(&src, r#""sense_key": "BOGUS""#, "allowed only with status");
+        has_at_value(
+            &src,
+            r#""sense_key": "BOGUS""#,
+            "unknown sense key \"BOGUS\"",
+        );
+        assert_eq!(diags(&src).len(), 2);
+        let src = read(r#""lba": 0, "blocks": 1, "status": "fine""#);
+        assert!(
+            diags(&src)[0].message.contains("unknown variant `fine`"),
+            "{:?}",
+            diags(&src)
+        );
+        let src = with_steps(
+            r#"{"at": "1ms", "op": "check", "check": "read_returns", "host": "hz", "target": "arr1:3", "lba": 0, "blocks": 1, "status": "good"}"#,
+        );
+        has_at_value(
+            &src,
+            r#""host": "hz""#,
+            "read_returns host: no node named \"hz\"",
+        );
+        has_at_value(&src, r#""target": "arr1:3""#, "has no LUN 3");
+        assert_eq!(diags(&src).len(), 2);
+    }
+
+    #[test]
+    fn lun_masking_hosts_and_write_through() {
+        let lu = |hosts: &str| {
+            with(
+                r#"{"lun": 0, "blocks": 100, "block_bytes": 512}"#,
+                &format!(r#"{{"lun": 0, "blocks": 100, "block_bytes": 512, "hosts": {hosts}}}"#),
+            )
+        };
+        let s = parse(&lu(r#"["h1", "h1/0"]"#), "x.json").unwrap();
+        assert_eq!(s.topology.arrays[0].lus[0].hosts, ["h1", "h1/0"]);
+        assert!(!s.topology.arrays[0].write_through);
+        one_at(
+            &lu(r#"["h9"]"#),
+            "\"h9\"",
+            0,
+            "LU \"arr1:0\" hosts entry \"h9\": no node named \"h9\"",
+        );
+        one_at(
+            &lu(r#"["sw1"]"#),
+            "\"sw1\"",
+            1,
+            "\"sw1\" is a switch, not a host",
+        );
+        one_at(
+            &lu(r#"["arr1/0"]"#),
+            "\"arr1/0\"",
+            0,
+            "hosts entry \"arr1/0\": \"arr1\" is an array, not a host",
+        );
+        one_at(
+            &lu(r#"["h1/3"]"#),
+            "\"h1/3\"",
+            0,
+            "hosts entry \"h1/3\": no port 3; host \"h1\" has 1 port (0–0)",
+        );
+        one_at(&lu(r#"["h9/0"]"#), "\"h9/0\"", 0, "no node named \"h9\"");
+        one_at(
+            &lu(r#"["h1/x"]"#),
+            "\"h1/x\"",
+            0,
+            "expected a host name like \"h1\" or a host port like \"h1/0\"",
+        );
+        one_at(
+            &lu(r#"["h1", "h1"]"#),
+            "\"h1\"",
+            1,
+            "hosts entry \"h1\" listed twice",
+        );
+        let src = lu(r#"["h1/0", "hq", "sw2/0"]"#);
+        has_at(&src, "\"hq\"", 0, "no node named \"hq\"");
+        has_at(&src, "\"sw2/0\"", 0, "\"sw2\" is a switch, not a host");
+        assert_eq!(diags(&src).len(), 2);
+        let src = with(
+            r#""ports": 1, "lus""#,
+            r#""ports": 1, "write_through": true, "lus""#,
+        );
+        assert!(parse(&src, "x.json").unwrap().topology.arrays[0].write_through);
+    }
+
     #[test]
     fn reports_every_problem_sorted() {
         let src = with(
@@ -1629,5 +2418,11 @@ mod tests {
             checks, all_checks,
             "every check needs a parsed example in docs/scenario-format.md"
         );
+        for key in SENSE_KEYS {
+            assert!(
+                doc.contains(&format!("`{key}`")),
+                "sense key {key} must be listed in docs/scenario-format.md"
+            );
+        }
     }
 }

@@ -61,6 +61,7 @@ pub fn run_sim(s: &Scenario) -> Report {
             seed: None,
             mode: Mode::Sim,
             echo: false,
+            data_dir: None,
         },
     )
     .unwrap_or_else(|e| panic!("run failed: {e}"))

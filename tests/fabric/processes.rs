@@ -26,6 +26,7 @@ fn sigkill_of_a_switch_process_reroutes_the_fabric() {
             seed: None,
             mode: Mode::Processes { exe },
             echo: false,
+            data_dir: None,
         },
     )
     .expect("processes run");
