@@ -1021,3 +1021,63 @@ proptest! {
         }
     }
 }
+
+// LUN masking is enforced before anything executes: a WRITE from an initiator the LU
+// is masked from gets LOGICAL UNIT NOT SUPPORTED (25h/00h) and the data stays as it was.
+#[test]
+fn write_to_a_masked_lu_never_changes_data() {
+    let mut t = ready_target();
+    let before = run(
+        &mut t,
+        1,
+        &Read16 {
+            lba: 0,
+            blocks: 8,
+            dpo: false,
+            fua: false,
+        }
+        .encode(),
+        None,
+    )
+    .data_in;
+    let w = Write16 {
+        lba: 0,
+        blocks: 8,
+        dpo: false,
+        fua: false,
+    }
+    .encode();
+    let masked = t.execute(&nexus(1, &[0], &all_access), &w, Some(pattern(8, 9)));
+    expect_sense(&masked, SenseKey::ILLEGAL_REQUEST, asc::LU_NOT_SUPPORTED);
+    let after = run(
+        &mut t,
+        1,
+        &Read16 {
+            lba: 0,
+            blocks: 8,
+            dpo: false,
+            fua: false,
+        }
+        .encode(),
+        None,
+    )
+    .data_in;
+    assert_eq!(before, after);
+    // The same WRITE from an initiator that may see the LU does land (the check can fail).
+    let ok = run(&mut t, 1, &w, Some(pattern(8, 9)));
+    assert_eq!(ok.status, Status::GOOD);
+    let landed = run(
+        &mut t,
+        1,
+        &Read16 {
+            lba: 0,
+            blocks: 8,
+            dpo: false,
+            fua: false,
+        }
+        .encode(),
+        None,
+    )
+    .data_in;
+    assert_ne!(before, landed);
+}
