@@ -22,10 +22,13 @@ use tokio::sync::{mpsc, oneshot};
 use tonic::{Request, Response, Status};
 use tracing::{debug, info, warn};
 
-use crate::fcp::{FcpTarget, TargetCommand};
+use crate::fcp::{FcpTarget, IoRequest, TargetCommand};
 use crate::history::digest;
+use crate::initiator::{IoId, ScsiInitiator, cdb};
 use crate::scsi::inquiry::{CopyFunction, NaaId};
+use crate::scsi::sense::{Sense, asc};
 use crate::scsi::target::{LogicalUnit, LuConfig, Nexus, ScsiTarget};
+use crate::scsi::xcopy::{CopyJob, CopyOp, CopyOutcome};
 use crate::store::{BlockStore, FileStore, MemStore};
 
 /// One logical unit of an array.
@@ -75,11 +78,37 @@ pub enum ArrayAdmin {
     },
 }
 
+/// Blocks moved per read/write step of a copy through the fabric.
+const COPY_CHUNK_BLOCKS: u64 = 256;
+
+/// An EXTENDED COPY the copy manager is running through the fabric: one chunk at a
+/// time, read from the source then written to the destination.
+struct CopyRun {
+    /// The EXTENDED COPY command, answered when the job ends.
+    cmd: TargetCommand,
+    job: CopyJob,
+    /// Operation (segment) being copied.
+    op: usize,
+    /// Source blocks of that operation already copied.
+    done: u64,
+    outcome: CopyOutcome,
+    /// The chunk read and waiting to be written, with its source block count.
+    pending: Option<IoId>,
+    /// Blocks of the chunk in flight.
+    chunk: u64,
+}
+
 /// The array's FC-4 layer.
 pub struct ArrayLayer {
     cfg: ArrayConfig,
     fcp: FcpTarget,
     scsi: ScsiTarget,
+    /// The copy manager's initiator: reaches other arrays and tapes through the fabric.
+    init: ScsiInitiator,
+    copies: BTreeMap<u64, CopyRun>,
+    /// Copy-manager command → copy run and whether it is the read or the write step.
+    copy_ios: BTreeMap<IoId, (u64, bool)>,
+    next_copy: u64,
 }
 
 fn store_for(cfg: &ArrayConfig, lu: &ArrayLu) -> Result<Box<dyn BlockStore>, String> {
@@ -128,6 +157,10 @@ impl ArrayLayer {
             cfg,
             fcp: FcpTarget::new(),
             scsi,
+            init: ScsiInitiator::new(),
+            copies: BTreeMap::new(),
+            copy_ios: BTreeMap::new(),
+            next_copy: 0,
         })
     }
 
@@ -160,8 +193,18 @@ impl ArrayLayer {
             .map(|l| (NaaId::Short(l.naa), l.lun))
             .collect();
         // EXTENDED COPY may name only LUs this initiator could address itself
-        // (CVE-2020-28374: LIO's XCOPY crossed LUN boundaries).
-        let may_access = |naa: NaaId| naas.get(&naa).is_some_and(|lun| visible.contains(lun));
+        // (CVE-2020-28374: LIO's XCOPY crossed LUN boundaries): a local LU only if it is
+        // masked to the initiator; another array's LU or a tape only if the copy
+        // manager's own port reaches it, which that array's masking and the fabric's
+        // zoning decide for the copy manager's WWPN.
+        let remote = |naa: NaaId| match naa {
+            NaaId::Short(w) => self.init.device(w).is_some(),
+            NaaId::Extended(_) => false,
+        };
+        let may_access = |naa: NaaId| match naas.get(&naa) {
+            Some(lun) => visible.contains(lun),
+            None => remote(naa),
+        };
         let target_port = self
             .cfg
             .node
@@ -183,8 +226,24 @@ impl ArrayLayer {
         let data_out = (!cmd.data_out.is_empty()).then(|| cmd.data_out.clone());
         let mut r = self.scsi.execute(&nexus, &cmd.cdb, data_out);
         if let Some(job) = r.copy_job.take() {
-            // Every LU of a copy this array can run is its own; a job naming another
-            // array's LU or a tape ends with COPY ABORTED, visibly.
+            let local = job.ops.iter().all(|op| op.lus().iter().all(|n| self.scsi.lu_by_naa(*n).is_some()));
+            if !local {
+                // Through the fabric: the answer comes when the last chunk is written.
+                self.next_copy += 1;
+                info!(list_id = job.list_id, ops = job.ops.len(), "EXTENDED COPY through the fabric");
+                let run = CopyRun {
+                    cmd: cmd.clone(),
+                    job,
+                    op: 0,
+                    done: 0,
+                    outcome: CopyOutcome { segments_processed: 0, bytes: 0, error: None },
+                    pending: None,
+                    chunk: 0,
+                };
+                self.copies.insert(self.next_copy, run);
+                self.step_copy(ctx, self.next_copy);
+                return;
+            }
             let outcome = self.scsi.run_local_copy(&job);
             info!(list_id = job.list_id, segments = outcome.segments_processed, bytes = outcome.bytes, error = ?outcome.error, "EXTENDED COPY");
             r = self.scsi.complete_copy(&job, &outcome);
@@ -193,10 +252,171 @@ impl ArrayLayer {
         self.fcp.complete(cmd, r.status.0, sense, r.data_in);
     }
 
+    /// A local LU by NAA (its LUN).
+    fn local_lun(&self, naa: NaaId) -> Option<u16> {
+        self.cfg.lus.iter().find(|l| NaaId::Short(l.naa) == naa).map(|l| l.lun)
+    }
+
+    /// Starts the next chunk of copy `id`, or finishes it.
+    fn step_copy(&mut self, ctx: &mut Fc4Ctx<'_>, id: u64) {
+        let Some(run) = self.copies.get_mut(&id) else { return };
+        if run.pending.is_some() {
+            return;
+        }
+        let Some(op) = run.job.ops.get(run.op).copied() else {
+            return self.finish_copy(id);
+        };
+        let (src, lba, blocks) = match op {
+            CopyOp::BlockToBlock { src, src_lba, blocks, .. } => (src, src_lba, blocks),
+            CopyOp::BlockToStream { src, lba, blocks, .. } => (src, lba, blocks),
+        };
+        if run.done >= blocks {
+            run.op += 1;
+            run.done = 0;
+            run.outcome.segments_processed += 1;
+            return self.step_copy(ctx, id);
+        }
+        let n = (blocks - run.done).min(COPY_CHUNK_BLOCKS);
+        let at = lba + run.done;
+        run.chunk = n;
+        match self.local_lun(src) {
+            Some(lun) => {
+                let data = self.scsi.lu(lun).map(|l| l.store().read(at, n));
+                match data {
+                    Some(Ok(d)) => self.write_chunk(ctx, id, d),
+                    _ => self.fail_copy(id, asc::THIRD_PARTY_DEVICE_FAILURE),
+                }
+            }
+            None => {
+                let NaaId::Short(w) = src else { return self.fail_copy(id, asc::COPY_TARGET_DEVICE_NOT_REACHABLE) };
+                let bb = self.init.device(w).map_or(512, |d| d.block_bytes);
+                let req = IoRequest {
+                    lun: 0,
+                    cdb: cdb::read16(at, u32::try_from(n).unwrap_or(u32::MAX)),
+                    data_out: Bytes::new(),
+                    data_in_len: u32::try_from(n).unwrap_or(0) * bb,
+                };
+                let io = self.init.submit(ctx, w, req);
+                self.copy_ios.insert(io, (id, true));
+                if let Some(r) = self.copies.get_mut(&id) {
+                    r.pending = Some(io);
+                }
+            }
+        }
+    }
+
+    /// Writes a chunk read for copy `id` to the current operation's destination.
+    fn write_chunk(&mut self, ctx: &mut Fc4Ctx<'_>, id: u64, data: Bytes) {
+        let Some(run) = self.copies.get(&id) else { return };
+        let Some(op) = run.job.ops.get(run.op).copied() else { return };
+        let done = run.done;
+        match op {
+            CopyOp::BlockToBlock { dst, dst_lba, .. } => match self.local_lun(dst) {
+                Some(lun) => {
+                    let ok = self.scsi.lu_mut(lun).is_some_and(|l| l.store_mut().write(dst_lba + done, &data).is_ok());
+                    if ok { self.chunk_written(ctx, id, data.len() as u64) } else { self.fail_copy(id, asc::THIRD_PARTY_DEVICE_FAILURE) }
+                }
+                None => {
+                    let NaaId::Short(w) = dst else { return self.fail_copy(id, asc::COPY_TARGET_DEVICE_NOT_REACHABLE) };
+                    let bb = self.init.device(w).map_or(512, |d| d.block_bytes).max(1);
+                    let blocks = u32::try_from(data.len() / bb as usize).unwrap_or(u32::MAX);
+                    let req = IoRequest { lun: 0, cdb: cdb::write16(dst_lba + done, blocks, false), data_out: data, data_in_len: 0 };
+                    self.submit_write(ctx, id, w, req);
+                }
+            },
+            CopyOp::BlockToStream { dst, .. } => {
+                let NaaId::Short(w) = dst else { return self.fail_copy(id, asc::COPY_TARGET_DEVICE_NOT_REACHABLE) };
+                // SSC-4 WRITE(6), variable block mode: one record per chunk.
+                let len = u32::try_from(data.len()).unwrap_or(0).min(0xFF_FFFF);
+                let l = len.to_be_bytes();
+                let c = Bytes::copy_from_slice(&[0x0A, 0, l[1], l[2], l[3], 0]);
+                self.submit_write(ctx, id, w, IoRequest { lun: 0, cdb: c, data_out: data, data_in_len: 0 });
+            }
+        }
+    }
+
+    fn submit_write(&mut self, ctx: &mut Fc4Ctx<'_>, id: u64, dst: Wwn, req: IoRequest) {
+        if self.init.device(dst).is_none() {
+            return self.fail_copy(id, asc::COPY_TARGET_DEVICE_NOT_REACHABLE);
+        }
+        let io = self.init.submit(ctx, dst, req);
+        self.copy_ios.insert(io, (id, false));
+        if let Some(r) = self.copies.get_mut(&id) {
+            r.pending = Some(io);
+        }
+    }
+
+    fn chunk_written(&mut self, ctx: &mut Fc4Ctx<'_>, id: u64, bytes: u64) {
+        if let Some(r) = self.copies.get_mut(&id) {
+            r.pending = None;
+            r.done += r.chunk;
+            r.outcome.bytes += bytes;
+        }
+        self.step_copy(ctx, id);
+    }
+
+    fn fail_copy(&mut self, id: u64, why: crate::scsi::sense::Asc) {
+        if let Some(r) = self.copies.get_mut(&id) {
+            r.outcome.error = Some(Sense::copy_aborted(why));
+        }
+        self.finish_copy(id);
+    }
+
+    fn finish_copy(&mut self, id: u64) {
+        let Some(run) = self.copies.remove(&id) else { return };
+        info!(list_id = run.job.list_id, segments = run.outcome.segments_processed, bytes = run.outcome.bytes, error = ?run.outcome.error, "EXTENDED COPY done");
+        let r = self.scsi.complete_copy(&run.job, &run.outcome);
+        let sense = r.sense.map(|s| s.encode()).unwrap_or_default();
+        self.fcp.complete(&run.cmd, r.status.0, sense, r.data_in);
+    }
+
+    /// The copy manager's commands that completed.
+    fn drain_initiator(&mut self, ctx: &mut Fc4Ctx<'_>) {
+        while let Some((io, c)) = self.init.poll_completion() {
+            let Some((id, read)) = self.copy_ios.remove(&io) else { continue };
+            let ok = c.result.transport.is_none() && c.result.status == 0;
+            if !ok {
+                let why = if c.result.transport.is_some() { asc::COPY_TARGET_DEVICE_NOT_REACHABLE } else { asc::THIRD_PARTY_DEVICE_FAILURE };
+                warn!(copy = id, status = c.result.status, transport = ?c.result.transport, "copy step failed");
+                self.fail_copy(id, why);
+            } else if read {
+                if let Some(r) = self.copies.get_mut(&id) {
+                    r.pending = None;
+                }
+                self.write_chunk(ctx, id, c.result.data_in);
+            } else {
+                let chunk_bytes = self
+                    .copies
+                    .get(&id)
+                    .and_then(|r| r.job.ops.get(r.op))
+                    .map(|op| match op {
+                        CopyOp::BlockToBlock { src, .. } | CopyOp::BlockToStream { src, .. } => *src,
+                    })
+                    .map(|src| self.block_bytes_of(src))
+                    .unwrap_or(512);
+                let n = self.copies.get(&id).map_or(0, |r| r.chunk);
+                self.chunk_written(ctx, id, n * u64::from(chunk_bytes));
+            }
+        }
+        while self.init.poll_event().is_some() {}
+    }
+
+    fn block_bytes_of(&self, naa: NaaId) -> u32 {
+        match self.local_lun(naa) {
+            Some(lun) => self.cfg.lus.iter().find(|l| l.lun == lun).map_or(512, |l| l.block_bytes),
+            None => match naa {
+                NaaId::Short(w) => self.init.device(w).map_or(512, |d| d.block_bytes),
+                NaaId::Extended(_) => 512,
+            },
+        }
+    }
+
     fn flush(&mut self, ctx: &mut Fc4Ctx<'_>) {
+        self.drain_initiator(ctx);
         while let Some(cmd) = self.fcp.poll_command() {
             self.execute(ctx, &cmd);
         }
+        self.drain_initiator(ctx);
         while let Some((port, f)) = self.fcp.poll_transmit() {
             if !ctx.send(port, &f) {
                 debug!(port, "FCP reply not sent: no cable");
@@ -270,14 +490,35 @@ impl Fc4Layer for ArrayLayer {
     type Admin = ArrayAdmin;
 
     fn on_frame(&mut self, ctx: &mut Fc4Ctx<'_>, port: u32, frame: Frame) {
-        if !self.fcp.handle_frame(port, &frame) {
+        let mine = if frame.header.from_responder() {
+            self.init.on_frame(ctx, port, &frame)
+        } else {
+            self.fcp.handle_frame(port, &frame)
+        };
+        if !mine {
             ctx.hub.count_discard(port);
         }
         self.flush(ctx);
     }
 
-    fn on_link_down(&mut self, _ctx: &mut Fc4Ctx<'_>, port: u32) {
+    fn on_nport_event(&mut self, ctx: &mut Fc4Ctx<'_>, port: u32, ev: &fcsim_fabric::nport::NPortEvent) {
+        self.init.on_nport_event(ctx, port, ev);
+        self.flush(ctx);
+    }
+
+    fn on_link_down(&mut self, ctx: &mut Fc4Ctx<'_>, port: u32) {
         self.fcp.port_down(port);
+        self.init.on_link_down(ctx, port);
+        self.flush(ctx);
+    }
+
+    fn on_timeout(&mut self, ctx: &mut Fc4Ctx<'_>) {
+        self.init.on_timeout(ctx);
+        self.flush(ctx);
+    }
+
+    fn poll_timeout(&self) -> Option<std::time::Duration> {
+        self.init.poll_timeout()
     }
 
     fn on_admin(&mut self, _ctx: &mut Fc4Ctx<'_>, req: ArrayAdmin) {

@@ -98,6 +98,8 @@ pub enum InitiatorEvent {
 
 #[derive(Debug, Clone)]
 struct LuInfo {
+    /// A stream (tape) device, peripheral type 01h: no capacity, no copy functions.
+    stream: bool,
     vendor: String,
     product: String,
     third_party_copy: bool,
@@ -386,15 +388,25 @@ impl ScsiInitiator {
                 let Some(info) = parse::standard_inquiry(&r.data_in) else {
                     return;
                 };
-                // Only direct-access block devices (type 00h) form block devices here.
-                if r.data_in.first().is_some_and(|b| b & 0x1F == 0) {
+                // Direct-access block devices (00h) and stream devices (01h, tapes).
+                if r.data_in.first().is_some_and(|b| b & 0x1F <= 1) {
                     self.probe(ctx, port, target, ProbeStep::Vpd83 { lun, info });
                 }
             }
             ProbeStep::Vpd83 { lun, mut info } if ok => {
                 info.naa = parse::vpd83_lu_naa(&r.data_in);
-                if info.naa.is_some() {
-                    self.probe(ctx, port, target, ProbeStep::VpdC0 { lun, info });
+                match info.naa {
+                    Some(naa) if info.stream => {
+                        let target_wwpn = ctx
+                            .ports
+                            .get(&port)
+                            .and_then(|np| np.logged_in().get(&target).map(|r| r.wwpn))
+                            .unwrap_or_default();
+                        let path = PathState { port, target, target_wwpn, lun, active: true };
+                        self.add_path(naa, info, 0, 0, path);
+                    }
+                    Some(_) => self.probe(ctx, port, target, ProbeStep::VpdC0 { lun, info }),
+                    None => {}
                 }
             }
             ProbeStep::VpdC0 { lun, mut info } => {
@@ -718,6 +730,7 @@ pub mod parse {
                 .map(|b| String::from_utf8_lossy(b).trim().to_string())
         };
         Some(LuInfo {
+            stream: d.first().is_some_and(|b| b & 0x1F == 1),
             vendor: text(8..16)?,
             product: text(16..32)?,
             third_party_copy: d.get(5).is_some_and(|b| b & 0x08 != 0),

@@ -29,4 +29,5 @@ pub mod initiator;
 pub mod scsi;
 pub mod store;
 pub mod tape;
+pub mod tapenode;
 pub mod workload;

@@ -442,6 +442,24 @@ pub enum Step {
     /// Deactivate zoning fabric-wide (no active configuration: the default zone lets
     /// every port talk to every other, as Brocade's "all access").
     ZoneDeactivate {},
+    /// A host sends EXTENDED COPY (LID1) to a copy manager (an array LU whose array
+    /// advertises `xcopy`): block→block segments between array LUs, or block→stream
+    /// segments to a tape (`tape:0`). The step fails unless the copy ends with GOOD.
+    Xcopy {
+        /// Host that sends the command.
+        host: String,
+        /// The LU the command is sent to; its array runs the copy.
+        manager: LuRef,
+        /// LIST IDENTIFIER (for RECEIVE COPY RESULTS); default 0.
+        #[serde(default)]
+        list_id: u8,
+        /// What to copy, in order.
+        segments: Vec<XcopySegment>,
+        /// The outcome the step expects; default `good` (`check_condition` for a copy
+        /// that must be refused, e.g. naming an LU masked from the host).
+        #[serde(default = "expect_good")]
+        expect: ExpectStatus,
+    },
     /// Start a workload on a host against a device; it runs in the background while the
     /// timeline goes on. Its writes are recorded in the host's write history.
     Workload {
@@ -507,10 +525,29 @@ impl Step {
             Step::ZoneActivate { .. } => "zone_activate",
             Step::ZoneDeactivate {} => "zone_deactivate",
             Step::Workload { .. } => "workload",
+            Step::Xcopy { .. } => "xcopy",
             Step::Wait { .. } => "wait",
             Step::Check(_) => "check",
         }
     }
+}
+
+/// One range of an `xcopy` step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct XcopySegment {
+    /// Source array LU.
+    pub src: LuRef,
+    /// First source block.
+    #[serde(default)]
+    pub src_lba: u64,
+    /// Destination: an array LU, or a tape (`tape1:0`), written at its current position.
+    pub dst: LuRef,
+    /// First destination block (block destinations only).
+    #[serde(default)]
+    pub dst_lba: u64,
+    /// Source blocks to copy (at least 1).
+    pub blocks: u64,
 }
 
 /// Workload access patterns.
@@ -542,6 +579,10 @@ pub enum ExpectStatus {
     CheckCondition,
     /// No SCSI status at all: the host has no path, or the exchange timed out.
     TransportError,
+}
+
+fn expect_good() -> ExpectStatus {
+    ExpectStatus::Good
 }
 
 fn default_read_percent() -> u8 {

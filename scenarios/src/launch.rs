@@ -9,6 +9,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fcsim_devices::array::{ArrayConfig, ArrayLu, run_array};
 use fcsim_devices::host::{HostConfig, run_host};
+use fcsim_devices::tape::TapeConfig;
+use fcsim_devices::tapenode::{TapeNodeConfig, run_tape};
 use fcsim_fabric::endnode::{EndNodeConfig, run_end_node};
 use fcsim_fabric::nport::Role;
 use fcsim_fabric::runtime::{FabricClock, Net, PeerSpec};
@@ -46,6 +48,7 @@ pub enum NodeRole {
     EndNode(EndNodeConfig),
     Host(HostConfig),
     Array(ArrayConfig),
+    Tape(TapeNodeConfig),
 }
 
 impl NodeSpec {
@@ -55,6 +58,7 @@ impl NodeSpec {
             NodeRole::EndNode(c) => &c.kind,
             NodeRole::Host(_) => "host",
             NodeRole::Array(_) => "array",
+            NodeRole::Tape(_) => "tape",
         }
     }
 
@@ -84,6 +88,12 @@ impl NodeSpec {
                 let name = cfg.node.name.clone();
                 if let Err(e) = run_array(cfg, net, clock).await {
                     tracing::error!(node = %name, "array stopped: {e}");
+                }
+            }
+            NodeRole::Tape(cfg) => {
+                let name = cfg.node.name.clone();
+                if let Err(e) = run_tape(cfg, net, clock).await {
+                    tracing::error!(node = %name, "tape stopped: {e}");
                 }
             }
         }
@@ -166,13 +176,21 @@ pub fn lu_naa(t: &Topology, array: &str, lun: u32) -> Option<Wwn> {
     Some(Wwn::naa5(0x00_60_e8, serial))
 }
 
-/// Every array LU by its `array:lun` name and NAA: the hosts' multipath aliases.
+/// The NAA of a tape drive's LU 0, under the tape vendor's OUI.
+pub fn tape_naa(t: &Topology, tape: &str) -> Option<Wwn> {
+    let index = t.tapes.iter().position(|x| x.name == tape)?;
+    Some(Wwn::naa5(0x00_50_76, ((index as u64 + 1) << 24) | 0x40_0000))
+}
+
+/// Every array LU and tape drive by its `node:lun` name and NAA: the hosts' aliases.
 pub fn lu_aliases(t: &Topology) -> BTreeMap<String, Wwn> {
-    t.arrays
+    let lus = t
+        .arrays
         .iter()
         .flat_map(|a| a.lus.iter().map(move |l| (a.name.clone(), l.lun)))
-        .filter_map(|(a, lun)| lu_naa(t, &a, lun).map(|n| (format!("{a}:{lun}"), n)))
-        .collect()
+        .filter_map(|(a, lun)| lu_naa(t, &a, lun).map(|n| (format!("{a}:{lun}"), n)));
+    let tapes = t.tapes.iter().filter_map(|x| tape_naa(t, &x.name).map(|n| (format!("{}:0", x.name), n)));
+    lus.chain(tapes).collect()
 }
 
 /// The WWPNs a LU's `hosts` masking list names (host names mean all their ports).
@@ -335,6 +353,16 @@ pub fn plan(
                         aliases: lu_aliases(topo),
                     }),
                     NodeKind::Array => NodeRole::Array(array_config(topo, node, data_dir)),
+                    NodeKind::Tape => {
+                        let spec = topo.tapes.iter().find(|x| x.name == node.name);
+                        let tape = TapeConfig {
+                            serial: format!("{}-0001", node.name.to_uppercase()),
+                            lu_naa: tape_naa(topo, &node.name).unwrap_or_default(),
+                            capacity_bytes: spec.and_then(|x| x.capacity_bytes),
+                            ..TapeConfig::default()
+                        };
+                        NodeRole::Tape(TapeNodeConfig { node, tape })
+                    }
                     _ => NodeRole::EndNode(node),
                 }
             }

@@ -36,7 +36,7 @@ pub use duration::SimDuration;
 pub use format::{
     ArrayFunction, ArraySpec, Check, ExpectStatus, FabricState, HostSpec, LinkSpec, LuRef, LuSpec,
     NodeKind, NodeView, PortRef, Scenario, Site, Step, SwitchSpec, TapeSpec, TimedStep, Topology,
-    WaitUntil, WorkloadMix, WorkloadPattern, ZoneSpec,
+    WaitUntil, WorkloadMix, WorkloadPattern, XcopySegment, ZoneSpec,
 };
 pub use launch::NodeSpec;
 pub use runner::{CheckOutcome, Mode, Report, RunError, RunOptions, TimelineEntry, run_scenario};

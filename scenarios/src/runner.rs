@@ -798,6 +798,7 @@ impl Orchestrator {
                 ))
             }
             Step::Workload { .. } => self.start_workload(step).await,
+            Step::Xcopy { .. } => self.xcopy(step).await,
             Step::ZoneDeactivate {} => {
                 let sw = self.any_switch()?;
                 let mut c = self.switch(&sw).await?;

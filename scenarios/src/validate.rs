@@ -834,6 +834,37 @@ impl<'a> Validator<'a> {
                 self.zones(&at("zones"), zones);
             }
             Step::ZoneDeactivate {} => {}
+            Step::Xcopy { host, manager, segments, .. } => {
+                self.host_named(&at("host"), "xcopy host", host);
+                self.lu_ref(&at("manager"), "xcopy manager", manager);
+                if segments.is_empty() {
+                    self.err(&at("segments"), "xcopy: at least one segment is required");
+                }
+                for (i, seg) in segments.iter().enumerate() {
+                    let sp = format!("{}/segments/{i}", ptr);
+                    if let Some(lu) = self.lu_ref(&format!("{sp}/src"), "xcopy src", &seg.src) {
+                        if seg.blocks == 0 || seg.src_lba.saturating_add(seg.blocks) > lu.blocks {
+                            self.err(
+                                &format!("{sp}/blocks"),
+                                format!("xcopy: {}+{} is outside {} ({} blocks)", seg.src_lba, seg.blocks, seg.src, lu.blocks),
+                            );
+                        }
+                    }
+                    let to_tape = self.s.topology.tapes.iter().any(|t| t.name == seg.dst.node);
+                    if to_tape {
+                        if seg.dst.lun != 0 {
+                            self.err(&format!("{sp}/dst"), format!("xcopy dst \"{}\": a tape has one LU, 0", seg.dst));
+                        }
+                    } else if let Some(lu) = self.lu_ref(&format!("{sp}/dst"), "xcopy dst", &seg.dst) {
+                        if seg.dst_lba.saturating_add(seg.blocks) > lu.blocks {
+                            self.err(
+                                &format!("{sp}/dst_lba"),
+                                format!("xcopy: {}+{} is outside {} ({} blocks)", seg.dst_lba, seg.blocks, seg.dst, lu.blocks),
+                            );
+                        }
+                    }
+                }
+            }
             Step::Workload {
                 name,
                 host,

@@ -1,0 +1,96 @@
+//! The tape node: an FCP target port in front of one [`TapeDrive`] (LUN 0), so that
+//! hosts and copy managers reach it through the fabric like a real FC tape drive.
+//! REPORT LUNS is answered here (the drive core has one LU); everything else goes to
+//! the drive. The medium lives in memory; `fcsim fault` offline/EOM faults come later.
+
+use bytes::Bytes;
+use fcsim_fabric::endnode::{EndNodeConfig, EndNodeError, Fc4Ctx, Fc4Layer, run_end_node_with};
+use fcsim_fabric::frame::Frame;
+use fcsim_fabric::runtime::{FabricClock, Net};
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+use tracing::{debug, warn};
+
+use crate::fcp::{FcpTarget, TargetCommand};
+use crate::scsi::sense::Sense;
+use crate::scsi::target::encode_lun;
+use crate::tape::{TapeConfig, TapeDrive};
+
+/// A tape node's configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TapeNodeConfig {
+    /// Ports, names and cables.
+    pub node: EndNodeConfig,
+    /// The drive and its medium.
+    pub tape: TapeConfig,
+}
+
+/// The tape's FC-4 layer.
+pub struct TapeLayer {
+    fcp: FcpTarget,
+    drive: TapeDrive,
+}
+
+impl TapeLayer {
+    fn execute(&mut self, cmd: &TargetCommand) {
+        let (status, sense, data) = match (cmd.lun, cmd.cdb.first()) {
+            // SPC-5 §6.33: one LU, LUN 0.
+            (_, Some(0xA0)) => {
+                let mut d = vec![0u8; 16];
+                d[3] = 8;
+                d[8..16].copy_from_slice(&encode_lun(0));
+                let alloc = cmd.cdb.get(6..10).map_or(16, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize);
+                (0, Bytes::new(), Bytes::from(d).slice(..alloc.min(16)))
+            }
+            (Some(0), _) => {
+                let data_out = (!cmd.data_out.is_empty()).then(|| cmd.data_out.clone());
+                let r = self.drive.execute(&cmd.cdb, data_out);
+                (r.status, r.sense.map(|s| s.encode()).unwrap_or_default(), r.data_in)
+            }
+            _ => (2, Sense::lu_not_supported().encode(), Bytes::new()),
+        };
+        self.fcp.complete(cmd, status, sense, data);
+    }
+}
+
+impl Fc4Layer for TapeLayer {
+    type Admin = std::convert::Infallible;
+
+    fn on_frame(&mut self, ctx: &mut Fc4Ctx<'_>, port: u32, frame: Frame) {
+        if !self.fcp.handle_frame(port, &frame) {
+            ctx.hub.count_discard(port);
+        }
+        while let Some(cmd) = self.fcp.poll_command() {
+            let logged_in = ctx.ports.get(&cmd.port).is_some_and(|np| np.logged_in().contains_key(&cmd.initiator));
+            if logged_in {
+                self.execute(&cmd);
+            } else {
+                debug!(initiator = %cmd.initiator, "FCP command from a port not logged in: dropped");
+            }
+        }
+        while let Some((p, f)) = self.fcp.poll_transmit() {
+            ctx.send(p, &f);
+        }
+    }
+
+    fn on_link_down(&mut self, _ctx: &mut Fc4Ctx<'_>, port: u32) {
+        self.fcp.port_down(port);
+    }
+
+    fn on_admin(&mut self, _ctx: &mut Fc4Ctx<'_>, req: Self::Admin) {
+        match req {}
+    }
+}
+
+/// Runs a tape node until its task is dropped.
+pub async fn run_tape(cfg: TapeNodeConfig, net: Net, clock: FabricClock) -> Result<(), EndNodeError> {
+    let drive = match TapeDrive::new(cfg.tape.clone()) {
+        Ok(d) => d,
+        Err(e) => {
+            warn!(node = %cfg.node.name, "tape cannot start: {e}");
+            return Ok(());
+        }
+    };
+    let (_tx, rx) = mpsc::unbounded_channel();
+    run_end_node_with(cfg.node, net, clock, TapeLayer { fcp: FcpTarget::new(), drive }, None, rx, &[]).await
+}

@@ -1,0 +1,152 @@
+//! The gRPC API from outside Rust: `tests/python/host_client.py` drives a live fabric's
+//! `fcsim.v1.Host` service with Python grpcio (stubs generated from `proto/` at run
+//! time), and checks health and reflection without the .proto files.
+//!
+//! Needs `python3` with `pip install -r tests/python/requirements.txt` (`.ci/run` does
+//! it). Skipped only when there is no `python3` at all.
+
+use std::io::Read;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fcsim_proto::v1 as pb;
+use pb::control_client::ControlClient;
+use tonic::transport::Channel;
+
+const REPO: &str = env!("CARGO_MANIFEST_DIR");
+
+struct Up(Child);
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Waits until `fcsim up` answers Control/Status (it serves once setup has run).
+fn wait_for_control(up: &mut Up, addr: &str) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            if let Some(status) = up.0.try_wait().unwrap() {
+                panic!("fcsim up exited ({status}) before serving {addr}");
+            }
+            assert!(Instant::now() < deadline, "fcsim up never served {addr}");
+            let ch = Channel::from_shared(format!("http://{addr}"))
+                .unwrap()
+                .connect_timeout(Duration::from_secs(1))
+                .connect()
+                .await;
+            if let Ok(ch) = ch {
+                let status = ControlClient::new(ch).status(pb::StatusRequest {}).await;
+                if let Ok(s) = status {
+                    assert_eq!(s.into_inner().mode, "live");
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+}
+
+/// Runs `cmd` to completion within `limit`, returning (success, stdout, stderr).
+fn run_with_limit(mut cmd: Command, limit: Duration) -> (bool, String, String) {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start python3");
+    let mut out = child.stdout.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let out_t = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out.read_to_string(&mut s);
+        s
+    });
+    let err_t = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    let deadline = Instant::now() + limit;
+    let (ok, timed_out) = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break (status.success(), false);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break (false, true);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let stdout = out_t.join().unwrap();
+    let mut stderr = err_t.join().unwrap();
+    if timed_out {
+        stderr.push_str(&format!("\n(killed after {limit:?})"));
+    }
+    (ok, stdout, stderr)
+}
+
+#[test]
+fn python_grpcio_drives_the_host_service() {
+    // (a) python3, or skip: CI installs it, so only a machine without any python3 skips.
+    match Command::new("python3").arg("--version").output() {
+        Err(e) => {
+            println!("skipped: no python3 on PATH ({e})");
+            return;
+        }
+        Ok(o) => assert!(o.status.success(), "python3 --version failed: {o:?}"),
+    }
+    // (b) the pinned packages.
+    let probe = Command::new("python3")
+        .args(["-c", "import grpc, grpc_tools, grpc_reflection"])
+        .output()
+        .expect("run python3");
+    assert!(
+        probe.status.success(),
+        "python3 lacks grpcio/grpcio-tools/grpcio-reflection; \
+         run: pip install -r tests/python/requirements.txt\n{}",
+        String::from_utf8_lossy(&probe.stderr)
+    );
+
+    // (c) a live fabric, as a user starts it.
+    let addr = format!("127.0.0.1:{}", free_port());
+    let file = Path::new(REPO).join("scenarios/library/host-io-basics.json");
+    let mut up = Up(Command::new(env!("CARGO_BIN_EXE_fcsim"))
+        .arg("up")
+        .arg(&file)
+        .args(["--control", &addr])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start fcsim up"));
+    wait_for_control(&mut up, &addr);
+
+    let mut py = Command::new("python3");
+    py.arg(Path::new(REPO).join("tests/python/host_client.py"))
+        .arg(&addr)
+        .current_dir(REPO)
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .env("PYTHONUNBUFFERED", "1");
+    let (ok, stdout, stderr) = run_with_limit(py, Duration::from_secs(300));
+    print!("{stdout}");
+    assert!(
+        ok,
+        "tests/python/host_client.py {addr} failed\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}"
+    );
+    drop(up);
+}
