@@ -705,23 +705,9 @@ pub mod cdb {
 pub mod parse {
     use super::*;
 
-    /// REPORT LUNS parameter data: single-level LUNs (peripheral or flat addressing).
+    /// REPORT LUNS parameter data (SPC-5 §6.33), via the SCSI core's decoder.
     pub fn report_luns(d: &[u8]) -> Vec<u32> {
-        let Some(len) = d
-            .get(0..4)
-            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize)
-        else {
-            return Vec::new();
-        };
-        d.get(8..8 + len.min(d.len().saturating_sub(8)))
-            .unwrap_or_default()
-            .chunks_exact(8)
-            .filter_map(|c| {
-                let mut l = [0u8; 8];
-                l.copy_from_slice(c);
-                crate::fcp::lun_from_bytes(&l)
-            })
-            .collect()
+        crate::scsi::target::decode_report_luns(d).map(|l| l.into_iter().map(u32::from).collect()).unwrap_or_default()
     }
 
     pub(super) fn standard_inquiry(d: &[u8]) -> Option<LuInfo> {
@@ -741,46 +727,17 @@ pub mod parse {
 
     /// The NAA designator of the addressed logical unit in VPD page 83h (SPC-5 §7.7.6).
     pub fn vpd83_lu_naa(d: &[u8]) -> Option<Wwn> {
-        if d.get(1) != Some(&0x83) {
-            return None;
+        match crate::scsi::inquiry::DeviceIdentification::decode(d).ok()?.lu_naa()? {
+            crate::scsi::inquiry::NaaId::Short(w) => Some(w),
+            crate::scsi::inquiry::NaaId::Extended(_) => None,
         }
-        let len = usize::from(u16::from_be_bytes([*d.get(2)?, *d.get(3)?]));
-        let mut off = 4;
-        let end = (4 + len).min(d.len());
-        while off + 4 <= end {
-            let assoc = (d[off + 1] >> 4) & 0x03;
-            let kind = d[off + 1] & 0x0F;
-            let dlen = usize::from(d[off + 3]);
-            let body = d.get(off + 4..off + 4 + dlen)?;
-            if kind == 3 && assoc == 0 && dlen >= 8 {
-                let mut b = [0u8; 8];
-                b.copy_from_slice(&body[..8]);
-                return Some(Wwn::from_bytes(b));
-            }
-            off += 4 + dlen;
-        }
-        None
     }
 
-    /// Copy-function names of the vendor VPD page C0h: after the 4-byte page header,
-    /// each name is a length byte and that many ASCII bytes.
+    /// Copy-function names of the vendor VPD page C0h.
     pub fn vpd_c0_functions(d: &[u8]) -> Vec<String> {
-        if d.get(1) != Some(&0xC0) || d.len() < 4 {
-            return Vec::new();
-        }
-        let len = usize::from(u16::from_be_bytes([d[2], d[3]]));
-        let mut out = Vec::new();
-        let mut off = 4;
-        let end = (4 + len).min(d.len());
-        while off < end {
-            let n = usize::from(d[off]);
-            let Some(name) = d.get(off + 1..off + 1 + n) else {
-                break;
-            };
-            out.push(String::from_utf8_lossy(name).into_owned());
-            off += 1 + n;
-        }
-        out
+        crate::scsi::inquiry::decode_copy_functions(d)
+            .map(|f| f.iter().map(|f| f.name().to_string()).collect())
+            .unwrap_or_default()
     }
 
     /// READ CAPACITY (16) data: (number of blocks, block length).
