@@ -2,6 +2,7 @@
 //! library, print. The user-facing timeline and tables go to stdout.
 
 mod client;
+mod host_cli;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -79,6 +80,17 @@ enum Cmd {
         control: String,
         #[command(subcommand)]
         fault: client::FaultCmd,
+    },
+    /// Host commands on a running fabric: devices, INQUIRY, READ, WRITE, EXTENDED COPY,
+    /// workloads.
+    Host {
+        #[arg(long, default_value = client::DEFAULT_CONTROL, global = true)]
+        control: String,
+        /// The host node that issues the commands.
+        #[arg(long)]
+        host: String,
+        #[command(subcommand)]
+        cmd: host_cli::HostCmd,
     },
     /// Print a scenario's topology: nodes, WWNs, domains, links and their latency.
     Topo {
@@ -191,6 +203,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Ctl { control, view } => client::ctl(&control, view),
+        Cmd::Host { control, host, cmd } => host_cli::host(&control, &host, cmd),
         Cmd::Fault { control, fault } => client::fault(&control, fault),
         Cmd::Topo { file } => {
             let scenario = load(&file)?;

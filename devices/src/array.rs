@@ -226,17 +226,28 @@ impl ArrayLayer {
         let data_out = (!cmd.data_out.is_empty()).then(|| cmd.data_out.clone());
         let mut r = self.scsi.execute(&nexus, &cmd.cdb, data_out);
         if let Some(job) = r.copy_job.take() {
-            let local = job.ops.iter().all(|op| op.lus().iter().all(|n| self.scsi.lu_by_naa(*n).is_some()));
+            let local = job
+                .ops
+                .iter()
+                .all(|op| op.lus().iter().all(|n| self.scsi.lu_by_naa(*n).is_some()));
             if !local {
                 // Through the fabric: the answer comes when the last chunk is written.
                 self.next_copy += 1;
-                info!(list_id = job.list_id, ops = job.ops.len(), "EXTENDED COPY through the fabric");
+                info!(
+                    list_id = job.list_id,
+                    ops = job.ops.len(),
+                    "EXTENDED COPY through the fabric"
+                );
                 let run = CopyRun {
                     cmd: cmd.clone(),
                     job,
                     op: 0,
                     done: 0,
-                    outcome: CopyOutcome { segments_processed: 0, bytes: 0, error: None },
+                    outcome: CopyOutcome {
+                        segments_processed: 0,
+                        bytes: 0,
+                        error: None,
+                    },
                     pending: None,
                     chunk: 0,
                 };
@@ -254,12 +265,18 @@ impl ArrayLayer {
 
     /// A local LU by NAA (its LUN).
     fn local_lun(&self, naa: NaaId) -> Option<u16> {
-        self.cfg.lus.iter().find(|l| NaaId::Short(l.naa) == naa).map(|l| l.lun)
+        self.cfg
+            .lus
+            .iter()
+            .find(|l| NaaId::Short(l.naa) == naa)
+            .map(|l| l.lun)
     }
 
     /// Starts the next chunk of copy `id`, or finishes it.
     fn step_copy(&mut self, ctx: &mut Fc4Ctx<'_>, id: u64) {
-        let Some(run) = self.copies.get_mut(&id) else { return };
+        let Some(run) = self.copies.get_mut(&id) else {
+            return;
+        };
         if run.pending.is_some() {
             return;
         }
@@ -267,8 +284,15 @@ impl ArrayLayer {
             return self.finish_copy(id);
         };
         let (src, lba, blocks) = match op {
-            CopyOp::BlockToBlock { src, src_lba, blocks, .. } => (src, src_lba, blocks),
-            CopyOp::BlockToStream { src, lba, blocks, .. } => (src, lba, blocks),
+            CopyOp::BlockToBlock {
+                src,
+                src_lba,
+                blocks,
+                ..
+            } => (src, src_lba, blocks),
+            CopyOp::BlockToStream {
+                src, lba, blocks, ..
+            } => (src, lba, blocks),
         };
         if run.done >= blocks {
             run.op += 1;
@@ -288,7 +312,9 @@ impl ArrayLayer {
                 }
             }
             None => {
-                let NaaId::Short(w) = src else { return self.fail_copy(id, asc::COPY_TARGET_DEVICE_NOT_REACHABLE) };
+                let NaaId::Short(w) = src else {
+                    return self.fail_copy(id, asc::COPY_TARGET_DEVICE_NOT_REACHABLE);
+                };
                 let bb = self.init.device(w).map_or(512, |d| d.block_bytes);
                 let req = IoRequest {
                     lun: 0,
@@ -307,30 +333,60 @@ impl ArrayLayer {
 
     /// Writes a chunk read for copy `id` to the current operation's destination.
     fn write_chunk(&mut self, ctx: &mut Fc4Ctx<'_>, id: u64, data: Bytes) {
-        let Some(run) = self.copies.get(&id) else { return };
-        let Some(op) = run.job.ops.get(run.op).copied() else { return };
+        let Some(run) = self.copies.get(&id) else {
+            return;
+        };
+        let Some(op) = run.job.ops.get(run.op).copied() else {
+            return;
+        };
         let done = run.done;
         match op {
             CopyOp::BlockToBlock { dst, dst_lba, .. } => match self.local_lun(dst) {
                 Some(lun) => {
-                    let ok = self.scsi.lu_mut(lun).is_some_and(|l| l.store_mut().write(dst_lba + done, &data).is_ok());
-                    if ok { self.chunk_written(ctx, id, data.len() as u64) } else { self.fail_copy(id, asc::THIRD_PARTY_DEVICE_FAILURE) }
+                    let ok = self
+                        .scsi
+                        .lu_mut(lun)
+                        .is_some_and(|l| l.store_mut().write(dst_lba + done, &data).is_ok());
+                    if ok {
+                        self.chunk_written(ctx, id, data.len() as u64)
+                    } else {
+                        self.fail_copy(id, asc::THIRD_PARTY_DEVICE_FAILURE)
+                    }
                 }
                 None => {
-                    let NaaId::Short(w) = dst else { return self.fail_copy(id, asc::COPY_TARGET_DEVICE_NOT_REACHABLE) };
+                    let NaaId::Short(w) = dst else {
+                        return self.fail_copy(id, asc::COPY_TARGET_DEVICE_NOT_REACHABLE);
+                    };
                     let bb = self.init.device(w).map_or(512, |d| d.block_bytes).max(1);
                     let blocks = u32::try_from(data.len() / bb as usize).unwrap_or(u32::MAX);
-                    let req = IoRequest { lun: 0, cdb: cdb::write16(dst_lba + done, blocks, false), data_out: data, data_in_len: 0 };
+                    let req = IoRequest {
+                        lun: 0,
+                        cdb: cdb::write16(dst_lba + done, blocks, false),
+                        data_out: data,
+                        data_in_len: 0,
+                    };
                     self.submit_write(ctx, id, w, req);
                 }
             },
             CopyOp::BlockToStream { dst, .. } => {
-                let NaaId::Short(w) = dst else { return self.fail_copy(id, asc::COPY_TARGET_DEVICE_NOT_REACHABLE) };
+                let NaaId::Short(w) = dst else {
+                    return self.fail_copy(id, asc::COPY_TARGET_DEVICE_NOT_REACHABLE);
+                };
                 // SSC-4 WRITE(6), variable block mode: one record per chunk.
                 let len = u32::try_from(data.len()).unwrap_or(0).min(0xFF_FFFF);
                 let l = len.to_be_bytes();
                 let c = Bytes::copy_from_slice(&[0x0A, 0, l[1], l[2], l[3], 0]);
-                self.submit_write(ctx, id, w, IoRequest { lun: 0, cdb: c, data_out: data, data_in_len: 0 });
+                self.submit_write(
+                    ctx,
+                    id,
+                    w,
+                    IoRequest {
+                        lun: 0,
+                        cdb: c,
+                        data_out: data,
+                        data_in_len: 0,
+                    },
+                );
             }
         }
     }
@@ -363,7 +419,9 @@ impl ArrayLayer {
     }
 
     fn finish_copy(&mut self, id: u64) {
-        let Some(run) = self.copies.remove(&id) else { return };
+        let Some(run) = self.copies.remove(&id) else {
+            return;
+        };
         info!(list_id = run.job.list_id, segments = run.outcome.segments_processed, bytes = run.outcome.bytes, error = ?run.outcome.error, "EXTENDED COPY done");
         let r = self.scsi.complete_copy(&run.job, &run.outcome);
         let sense = r.sense.map(|s| s.encode()).unwrap_or_default();
@@ -373,10 +431,16 @@ impl ArrayLayer {
     /// The copy manager's commands that completed.
     fn drain_initiator(&mut self, ctx: &mut Fc4Ctx<'_>) {
         while let Some((io, c)) = self.init.poll_completion() {
-            let Some((id, read)) = self.copy_ios.remove(&io) else { continue };
+            let Some((id, read)) = self.copy_ios.remove(&io) else {
+                continue;
+            };
             let ok = c.result.transport.is_none() && c.result.status == 0;
             if !ok {
-                let why = if c.result.transport.is_some() { asc::COPY_TARGET_DEVICE_NOT_REACHABLE } else { asc::THIRD_PARTY_DEVICE_FAILURE };
+                let why = if c.result.transport.is_some() {
+                    asc::COPY_TARGET_DEVICE_NOT_REACHABLE
+                } else {
+                    asc::THIRD_PARTY_DEVICE_FAILURE
+                };
                 warn!(copy = id, status = c.result.status, transport = ?c.result.transport, "copy step failed");
                 self.fail_copy(id, why);
             } else if read {
@@ -385,15 +449,16 @@ impl ArrayLayer {
                 }
                 self.write_chunk(ctx, id, c.result.data_in);
             } else {
-                let chunk_bytes = self
-                    .copies
-                    .get(&id)
-                    .and_then(|r| r.job.ops.get(r.op))
-                    .map(|op| match op {
-                        CopyOp::BlockToBlock { src, .. } | CopyOp::BlockToStream { src, .. } => *src,
-                    })
-                    .map(|src| self.block_bytes_of(src))
-                    .unwrap_or(512);
+                let chunk_bytes =
+                    self.copies
+                        .get(&id)
+                        .and_then(|r| r.job.ops.get(r.op))
+                        .map(|op| match op {
+                            CopyOp::BlockToBlock { src, .. }
+                            | CopyOp::BlockToStream { src, .. } => *src,
+                        })
+                        .map(|src| self.block_bytes_of(src))
+                        .unwrap_or(512);
                 let n = self.copies.get(&id).map_or(0, |r| r.chunk);
                 self.chunk_written(ctx, id, n * u64::from(chunk_bytes));
             }
@@ -403,7 +468,12 @@ impl ArrayLayer {
 
     fn block_bytes_of(&self, naa: NaaId) -> u32 {
         match self.local_lun(naa) {
-            Some(lun) => self.cfg.lus.iter().find(|l| l.lun == lun).map_or(512, |l| l.block_bytes),
+            Some(lun) => self
+                .cfg
+                .lus
+                .iter()
+                .find(|l| l.lun == lun)
+                .map_or(512, |l| l.block_bytes),
             None => match naa {
                 NaaId::Short(w) => self.init.device(w).map_or(512, |d| d.block_bytes),
                 NaaId::Extended(_) => 512,
@@ -501,7 +571,12 @@ impl Fc4Layer for ArrayLayer {
         self.flush(ctx);
     }
 
-    fn on_nport_event(&mut self, ctx: &mut Fc4Ctx<'_>, port: u32, ev: &fcsim_fabric::nport::NPortEvent) {
+    fn on_nport_event(
+        &mut self,
+        ctx: &mut Fc4Ctx<'_>,
+        port: u32,
+        ev: &fcsim_fabric::nport::NPortEvent,
+    ) {
         self.init.on_nport_event(ctx, port, ev);
         self.flush(ctx);
     }

@@ -402,7 +402,13 @@ impl ScsiInitiator {
                             .get(&port)
                             .and_then(|np| np.logged_in().get(&target).map(|r| r.wwpn))
                             .unwrap_or_default();
-                        let path = PathState { port, target, target_wwpn, lun, active: true };
+                        let path = PathState {
+                            port,
+                            target,
+                            target_wwpn,
+                            lun,
+                            active: true,
+                        };
                         self.add_path(naa, info, 0, 0, path);
                     }
                     Some(_) => self.probe(ctx, port, target, ProbeStep::VpdC0 { lun, info }),
@@ -707,7 +713,9 @@ pub mod parse {
 
     /// REPORT LUNS parameter data (SPC-5 §6.33), via the SCSI core's decoder.
     pub fn report_luns(d: &[u8]) -> Vec<u32> {
-        crate::scsi::target::decode_report_luns(d).map(|l| l.into_iter().map(u32::from).collect()).unwrap_or_default()
+        crate::scsi::target::decode_report_luns(d)
+            .map(|l| l.into_iter().map(u32::from).collect())
+            .unwrap_or_default()
     }
 
     pub(super) fn standard_inquiry(d: &[u8]) -> Option<LuInfo> {
@@ -727,7 +735,10 @@ pub mod parse {
 
     /// The NAA designator of the addressed logical unit in VPD page 83h (SPC-5 §7.7.6).
     pub fn vpd83_lu_naa(d: &[u8]) -> Option<Wwn> {
-        match crate::scsi::inquiry::DeviceIdentification::decode(d).ok()?.lu_naa()? {
+        match crate::scsi::inquiry::DeviceIdentification::decode(d)
+            .ok()?
+            .lu_naa()?
+        {
             crate::scsi::inquiry::NaaId::Short(w) => Some(w),
             crate::scsi::inquiry::NaaId::Extended(_) => None,
         }

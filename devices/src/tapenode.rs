@@ -39,13 +39,19 @@ impl TapeLayer {
                 let mut d = vec![0u8; 16];
                 d[3] = 8;
                 d[8..16].copy_from_slice(&encode_lun(0));
-                let alloc = cmd.cdb.get(6..10).map_or(16, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize);
+                let alloc = cmd.cdb.get(6..10).map_or(16, |b| {
+                    u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize
+                });
                 (0, Bytes::new(), Bytes::from(d).slice(..alloc.min(16)))
             }
             (Some(0), _) => {
                 let data_out = (!cmd.data_out.is_empty()).then(|| cmd.data_out.clone());
                 let r = self.drive.execute(&cmd.cdb, data_out);
-                (r.status, r.sense.map(|s| s.encode()).unwrap_or_default(), r.data_in)
+                (
+                    r.status,
+                    r.sense.map(|s| s.encode()).unwrap_or_default(),
+                    r.data_in,
+                )
             }
             _ => (2, Sense::lu_not_supported().encode(), Bytes::new()),
         };
@@ -61,7 +67,10 @@ impl Fc4Layer for TapeLayer {
             ctx.hub.count_discard(port);
         }
         while let Some(cmd) = self.fcp.poll_command() {
-            let logged_in = ctx.ports.get(&cmd.port).is_some_and(|np| np.logged_in().contains_key(&cmd.initiator));
+            let logged_in = ctx
+                .ports
+                .get(&cmd.port)
+                .is_some_and(|np| np.logged_in().contains_key(&cmd.initiator));
             if logged_in {
                 self.execute(&cmd);
             } else {
@@ -83,7 +92,11 @@ impl Fc4Layer for TapeLayer {
 }
 
 /// Runs a tape node until its task is dropped.
-pub async fn run_tape(cfg: TapeNodeConfig, net: Net, clock: FabricClock) -> Result<(), EndNodeError> {
+pub async fn run_tape(
+    cfg: TapeNodeConfig,
+    net: Net,
+    clock: FabricClock,
+) -> Result<(), EndNodeError> {
     let drive = match TapeDrive::new(cfg.tape.clone()) {
         Ok(d) => d,
         Err(e) => {
@@ -92,5 +105,17 @@ pub async fn run_tape(cfg: TapeNodeConfig, net: Net, clock: FabricClock) -> Resu
         }
     };
     let (_tx, rx) = mpsc::unbounded_channel();
-    run_end_node_with(cfg.node, net, clock, TapeLayer { fcp: FcpTarget::new(), drive }, None, rx, &[]).await
+    run_end_node_with(
+        cfg.node,
+        net,
+        clock,
+        TapeLayer {
+            fcp: FcpTarget::new(),
+            drive,
+        },
+        None,
+        rx,
+        &[],
+    )
+    .await
 }

@@ -179,7 +179,10 @@ pub fn lu_naa(t: &Topology, array: &str, lun: u32) -> Option<Wwn> {
 /// The NAA of a tape drive's LU 0, under the tape vendor's OUI.
 pub fn tape_naa(t: &Topology, tape: &str) -> Option<Wwn> {
     let index = t.tapes.iter().position(|x| x.name == tape)?;
-    Some(Wwn::naa5(0x00_50_76, ((index as u64 + 1) << 24) | 0x40_0000))
+    Some(Wwn::naa5(
+        0x00_50_76,
+        ((index as u64 + 1) << 24) | 0x40_0000,
+    ))
 }
 
 /// Every array LU and tape drive by its `node:lun` name and NAA: the hosts' aliases.
@@ -189,7 +192,10 @@ pub fn lu_aliases(t: &Topology) -> BTreeMap<String, Wwn> {
         .iter()
         .flat_map(|a| a.lus.iter().map(move |l| (a.name.clone(), l.lun)))
         .filter_map(|(a, lun)| lu_naa(t, &a, lun).map(|n| (format!("{a}:{lun}"), n)));
-    let tapes = t.tapes.iter().filter_map(|x| tape_naa(t, &x.name).map(|n| (format!("{}:0", x.name), n)));
+    let tapes = t
+        .tapes
+        .iter()
+        .filter_map(|x| tape_naa(t, &x.name).map(|n| (format!("{}:0", x.name), n)));
     lus.chain(tapes).collect()
 }
 

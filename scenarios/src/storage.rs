@@ -123,79 +123,24 @@ impl Orchestrator {
         ))
     }
 
-    /// The EXTENDED COPY (LID1) parameter list of an `xcopy` step: one identification
-    /// target descriptor per device, segments of at most 65535 blocks.
-    fn xcopy_list(&self, list_id: u8, segments: &[crate::format::XcopySegment]) -> Result<bytes::Bytes, String> {
-        let topo = &self.scenario.topology;
-        let mut targets: Vec<TargetDescriptor> = Vec::new();
-        let index = |r: &LuRef, targets: &mut Vec<TargetDescriptor>| -> Result<u16, String> {
-            let (naa, params) = match lu_naa(topo, &r.node, r.lun) {
-                Some(n) => {
-                    let bb = topo
-                        .arrays
-                        .iter()
-                        .find(|a| a.name == r.node)
-                        .and_then(|a| a.lus.iter().find(|l| l.lun == r.lun))
-                        .map_or(512, |l| l.block_bytes);
-                    (n, DeviceParams::Block { pad: false, block_bytes: bb })
-                }
-                None => (
-                    tape_naa(topo, &r.node).ok_or_else(|| format!("{r}: not an LU or a tape"))?,
-                    DeviceParams::Stream { pad: false, fixed: false, block_bytes: 0 },
-                ),
-            };
-            let naa = NaaId::Short(naa);
-            if let Some(i) = targets.iter().position(|t| t.naa == naa) {
-                return Ok(u16::try_from(i).unwrap_or(u16::MAX));
-            }
-            targets.push(TargetDescriptor { naa, relative_initiator_port: 0, params });
-            Ok(u16::try_from(targets.len() - 1).unwrap_or(u16::MAX))
-        };
-        let mut segs = Vec::new();
-        for seg in segments {
-            let src = index(&seg.src, &mut targets)?;
-            let dst = index(&seg.dst, &mut targets)?;
-            let to_tape = tape_naa(topo, &seg.dst.node).is_some();
-            let mut done = 0u64;
-            while done < seg.blocks {
-                let n = (seg.blocks - done).min(u64::from(u16::MAX));
-                let blocks = u16::try_from(n).unwrap_or(u16::MAX);
-                segs.push(if to_tape {
-                    Segment::BlockToStream { cat: false, src, dst, stream_transfer_length: 0, blocks, lba: seg.src_lba + done }
-                } else {
-                    Segment::BlockToBlock {
-                        cat: false,
-                        dc: false,
-                        src,
-                        dst,
-                        blocks,
-                        src_lba: seg.src_lba + done,
-                        dst_lba: seg.dst_lba + done,
-                    }
-                });
-                done += n;
-            }
-        }
-        let list = ParameterList {
-            list_id,
-            str_bit: false,
-            list_id_usage: 0,
-            priority: 0,
-            targets,
-            segments: segs,
-            inline_data: bytes::Bytes::new(),
-        };
-        Ok(list.encode())
-    }
-
     pub(crate) async fn xcopy(&mut self, step: &Step) -> StepResult {
-        let Step::Xcopy { host, manager, list_id, segments, expect } = step else {
+        let Step::Xcopy {
+            host,
+            manager,
+            list_id,
+            segments,
+            expect,
+        } = step
+        else {
             return Err("not an xcopy step".into());
         };
-        let parameter_list = self.xcopy_list(*list_id, segments)?;
+        let parameter_list = xcopy_parameter_list(&self.scenario.topology, *list_id, segments)?;
         let mut hc = self.host(host).await?;
         let r = hc
-            .extended_copy(pb::ExtendedCopyRequest { device: manager.to_string(), parameter_list })
+            .extended_copy(pb::ExtendedCopyRequest {
+                device: manager.to_string(),
+                parameter_list,
+            })
             .await
             .map_err(|s| format!("{host}: {:?}: {}", s.code(), s.message()))?
             .into_inner();
@@ -211,7 +156,11 @@ impl Orchestrator {
             "EXTENDED COPY of {blocks} blocks via {manager} from {host}: status {:#04x} {}{} after {}µs",
             r.status, r.sense_text, r.transport_error, r.latency_us
         );
-        if got == *expect { Ok(text) } else { Err(format!("{text}, expected {expect:?}")) }
+        if got == *expect {
+            Ok(text)
+        } else {
+            Err(format!("{text}, expected {expect:?}"))
+        }
     }
 
     /// Waits (in fabric time) for a workload's stream to end.
@@ -430,6 +379,95 @@ impl Orchestrator {
             _ => Err(format!("{} is not a storage check", c.name())),
         }
     }
+}
+
+/// The EXTENDED COPY (LID1) parameter list of an `xcopy` step: one identification
+/// target descriptor per device, segments of at most 65535 blocks.
+pub fn xcopy_parameter_list(
+    topo: &crate::format::Topology,
+    list_id: u8,
+    segments: &[crate::format::XcopySegment],
+) -> Result<bytes::Bytes, String> {
+    let mut targets: Vec<TargetDescriptor> = Vec::new();
+    let index = |r: &LuRef, targets: &mut Vec<TargetDescriptor>| -> Result<u16, String> {
+        let (naa, params) = match lu_naa(topo, &r.node, r.lun) {
+            Some(n) => {
+                let bb = topo
+                    .arrays
+                    .iter()
+                    .find(|a| a.name == r.node)
+                    .and_then(|a| a.lus.iter().find(|l| l.lun == r.lun))
+                    .map_or(512, |l| l.block_bytes);
+                (
+                    n,
+                    DeviceParams::Block {
+                        pad: false,
+                        block_bytes: bb,
+                    },
+                )
+            }
+            None => (
+                tape_naa(topo, &r.node).ok_or_else(|| format!("{r}: not an LU or a tape"))?,
+                DeviceParams::Stream {
+                    pad: false,
+                    fixed: false,
+                    block_bytes: 0,
+                },
+            ),
+        };
+        let naa = NaaId::Short(naa);
+        if let Some(i) = targets.iter().position(|t| t.naa == naa) {
+            return Ok(u16::try_from(i).unwrap_or(u16::MAX));
+        }
+        targets.push(TargetDescriptor {
+            naa,
+            relative_initiator_port: 0,
+            params,
+        });
+        Ok(u16::try_from(targets.len() - 1).unwrap_or(u16::MAX))
+    };
+    let mut segs = Vec::new();
+    for seg in segments {
+        let src = index(&seg.src, &mut targets)?;
+        let dst = index(&seg.dst, &mut targets)?;
+        let to_tape = tape_naa(topo, &seg.dst.node).is_some();
+        let mut done = 0u64;
+        while done < seg.blocks {
+            let n = (seg.blocks - done).min(u64::from(u16::MAX));
+            let blocks = u16::try_from(n).unwrap_or(u16::MAX);
+            segs.push(if to_tape {
+                Segment::BlockToStream {
+                    cat: false,
+                    src,
+                    dst,
+                    stream_transfer_length: 0,
+                    blocks,
+                    lba: seg.src_lba + done,
+                }
+            } else {
+                Segment::BlockToBlock {
+                    cat: false,
+                    dc: false,
+                    src,
+                    dst,
+                    blocks,
+                    src_lba: seg.src_lba + done,
+                    dst_lba: seg.dst_lba + done,
+                }
+            });
+            done += n;
+        }
+    }
+    let list = ParameterList {
+        list_id,
+        str_bit: false,
+        list_id_usage: 0,
+        priority: 0,
+        targets,
+        segments: segs,
+        inline_data: bytes::Bytes::new(),
+    };
+    Ok(list.encode())
 }
 
 fn lock(h: &WorkloadHandle) -> std::sync::MutexGuard<'_, WorkloadState> {

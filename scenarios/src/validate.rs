@@ -834,7 +834,12 @@ impl<'a> Validator<'a> {
                 self.zones(&at("zones"), zones);
             }
             Step::ZoneDeactivate {} => {}
-            Step::Xcopy { host, manager, segments, .. } => {
+            Step::Xcopy {
+                host,
+                manager,
+                segments,
+                ..
+            } => {
                 self.host_named(&at("host"), "xcopy host", host);
                 self.lu_ref(&at("manager"), "xcopy manager", manager);
                 if segments.is_empty() {
@@ -846,20 +851,31 @@ impl<'a> Validator<'a> {
                         if seg.blocks == 0 || seg.src_lba.saturating_add(seg.blocks) > lu.blocks {
                             self.err(
                                 &format!("{sp}/blocks"),
-                                format!("xcopy: {}+{} is outside {} ({} blocks)", seg.src_lba, seg.blocks, seg.src, lu.blocks),
+                                format!(
+                                    "xcopy: {}+{} is outside {} ({} blocks)",
+                                    seg.src_lba, seg.blocks, seg.src, lu.blocks
+                                ),
                             );
                         }
                     }
                     let to_tape = self.s.topology.tapes.iter().any(|t| t.name == seg.dst.node);
                     if to_tape {
                         if seg.dst.lun != 0 {
-                            self.err(&format!("{sp}/dst"), format!("xcopy dst \"{}\": a tape has one LU, 0", seg.dst));
+                            self.err(
+                                &format!("{sp}/dst"),
+                                format!("xcopy dst \"{}\": a tape has one LU, 0", seg.dst),
+                            );
                         }
-                    } else if let Some(lu) = self.lu_ref(&format!("{sp}/dst"), "xcopy dst", &seg.dst) {
+                    } else if let Some(lu) =
+                        self.lu_ref(&format!("{sp}/dst"), "xcopy dst", &seg.dst)
+                    {
                         if seg.dst_lba.saturating_add(seg.blocks) > lu.blocks {
                             self.err(
                                 &format!("{sp}/dst_lba"),
-                                format!("xcopy: {}+{} is outside {} ({} blocks)", seg.dst_lba, seg.blocks, seg.dst, lu.blocks),
+                                format!(
+                                    "xcopy: {}+{} is outside {} ({} blocks)",
+                                    seg.dst_lba, seg.blocks, seg.dst, lu.blocks
+                                ),
                             );
                         }
                     }
