@@ -1,6 +1,7 @@
 //! `fcsim`: the command line. A thin layer: parse, set up tracing (stderr), call the
 //! library, print. The user-facing timeline and tables go to stdout.
 
+mod bench_io;
 mod client;
 mod host_cli;
 
@@ -92,10 +93,32 @@ enum Cmd {
         #[command(subcommand)]
         cmd: host_cli::HostCmd,
     },
+    /// Benchmarks: measured side by side in one run, reported as tables and ratios.
+    Bench {
+        #[command(subcommand)]
+        bench: BenchCmd,
+    },
     /// Print a scenario's topology: nodes, WWNs, domains, links and their latency.
     Topo {
         /// Topology or scenario JSON file.
         file: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCmd {
+    /// 4 KiB random read/write IOPS and p50/p99 latency, host → switch → array, in
+    /// embedded live mode and in processes mode.
+    Io {
+        /// I/Os per measured point.
+        #[arg(long, default_value_t = 20_000)]
+        count: u64,
+        /// Queue depths to measure.
+        #[arg(long, value_delimiter = ',', default_value = "1,16,64")]
+        qd: Vec<u32>,
+        /// Also write the results as JSON here.
+        #[arg(long)]
+        json: Option<PathBuf>,
     },
 }
 
@@ -200,6 +223,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let text = std::fs::read_to_string(&spec)?;
             let spec: fcsim_scenarios::NodeSpec = serde_json::from_str(&text)?;
             fcsim_scenarios::run_node_process(spec)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Bench {
+            bench: BenchCmd::Io { count, qd, json },
+        } => {
+            bench_io::io(count, &qd, json.as_deref())?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Ctl { control, view } => client::ctl(&control, view),

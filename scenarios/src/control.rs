@@ -194,3 +194,40 @@ pub fn run_node_process(spec: NodeSpec) -> Result<(), RunError> {
     });
     Ok(())
 }
+
+/// A fabric running in real time (live or processes mode) for programs that drive it
+/// themselves, such as `fcsim bench io`: started, set up, then used through the nodes'
+/// gRPC addresses, and stopped.
+pub struct LiveFabric {
+    orchestrator: Orchestrator,
+}
+
+impl LiveFabric {
+    /// Starts every node of `s` and plays its setup (e.g. waiting for convergence).
+    pub async fn start(s: &Scenario, mode: &Mode) -> Result<Self, RunError> {
+        let mut orchestrator = Orchestrator::start_wall(s, mode, s.seed, false, None).await?;
+        orchestrator.setup().await;
+        if let Some(e) = orchestrator.report.errors.first() {
+            let detail = e.clone();
+            orchestrator.driver.shutdown().await;
+            return Err(RunError::NodeStart {
+                node: "fabric".into(),
+                detail,
+            });
+        }
+        Ok(LiveFabric { orchestrator })
+    }
+
+    /// The gRPC address of node `name`.
+    pub fn address(&self, name: &str) -> Option<String> {
+        node_infos(&self.orchestrator)
+            .into_iter()
+            .find(|n| n.name == name)
+            .map(|n| n.address)
+    }
+
+    /// Stops every node (SIGKILL in processes mode).
+    pub async fn stop(mut self) {
+        self.orchestrator.driver.shutdown().await;
+    }
+}

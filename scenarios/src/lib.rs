@@ -31,7 +31,7 @@ pub mod views;
 
 use std::path::Path;
 
-pub use control::{run_node_process, serve_fabric};
+pub use control::{LiveFabric, run_node_process, serve_fabric};
 pub use duration::SimDuration;
 pub use format::{
     ArrayFunction, ArraySpec, Check, ExpectStatus, FabricState, HostSpec, LinkSpec, LuRef, LuSpec,
