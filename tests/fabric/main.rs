@@ -3,12 +3,14 @@
 //! - `reroute`: an ISL cut moves traffic to the other path of a ring (FC-SW-6 §8 FSPF).
 //! - `zoning`: a zoned-out port cannot reach a target; its frames count as zoning drops.
 //! - `rscn`: an N_Port's logout reaches the ports that may see it as an RSCN (FC-LS-3 §4.3.27).
+//! - `faults`: partition and heal between sites; a site disaster is for good.
 //! - `determinism`: the same seed gives the same report, byte for byte.
 //! - `bad_input`: impossible topologies are rejected with line:column, never a panic.
 //! - `processes`: one OS process per node; SIGKILL of a switch makes the fabric reroute.
 
 mod bad_input;
 mod determinism;
+mod faults;
 mod processes;
 mod reroute;
 mod rscn;
