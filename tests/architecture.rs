@@ -9,7 +9,11 @@
 //!   ← fcsim`, read from every crate's `Cargo.toml` (`[dependencies]`,
 //!   `[build-dependencies]` and their `[target.*]` forms; dev-dependencies are not checked).
 //! - `scanner_*` / `manifest_*`: the scanners run on inline bad snippets and must report
-//!   them, so none of the checks above can pass by being blind.
+//!   them, and on real node glue (`fabric/src/runtime/`, `devices/src/host.rs`) and must
+//!   find its I/O, so none of the checks above can pass by being blind.
+//! - `core_file_list_*`: the core list holds the `fabric` and `devices` cores and none of
+//!   the node glue (`endnode.rs`, `switch.rs`, `host.rs`, `array.rs`, `tapenode.rs`,
+//!   `initiator.rs`).
 //!
 //! Every failure names the file and line to fix. Comments are not scanned (a doc comment
 //! may say "never call `Instant::now`"); string literals are.
@@ -50,10 +54,10 @@ const HASH_ORDERED: &[&str] = &["HashMap", "HashSet"];
 /// The generated gRPC types.
 const PROTO_TYPES: &[&str] = &["fcsim_proto", "pb::"];
 
-/// The sans-IO core files, relative to the workspace root, that exist now.
+/// The sans-IO core files, relative to the workspace root.
 ///
-/// Fixed files must exist (a rename must update this list and ARCHITECTURE.md); the
-/// `devices/` entries are picked up as they appear, since that crate is being grown.
+/// Every listed file and directory must exist (a rename must update this list and
+/// ARCHITECTURE.md), and each directory must hold at least one `.rs` file.
 fn core_files() -> Result<Vec<PathBuf>, String> {
     const FIXED: &[&str] = &[
         "fabric/src/login.rs",
@@ -67,7 +71,16 @@ fn core_files() -> Result<Vec<PathBuf>, String> {
         "fabric/src/wwn.rs",
         "fabric/src/fcid.rs",
         "fabric/src/runtime/linkmodel.rs",
+        // devices/: the FCP exchange engines, the block-store seam, the workload
+        // generator and the write-history oracle.
+        "devices/src/fcp.rs",
+        "devices/src/store.rs",
+        "devices/src/workload.rs",
+        "devices/src/history.rs",
     ];
+    /// Whole directories: the FC-2 codec, the SCSI target core, the tape drive core.
+    /// Only these directories: `devices/src/tapenode.rs` is node glue, not a core.
+    const DIRS: &[&str] = &["fabric/src/frame", "devices/src/scsi", "devices/src/tape"];
     let root = root();
     let mut out = Vec::new();
     let mut missing = Vec::new();
@@ -76,44 +89,22 @@ fn core_files() -> Result<Vec<PathBuf>, String> {
         if root.join(&p).is_file() {
             out.push(p);
         } else {
-            missing.push(*f);
+            missing.push((*f).to_string());
         }
     }
-    let frame = rs_files_under(&root, Path::new("fabric/src/frame"));
-    if frame.is_empty() {
-        missing.push("fabric/src/frame/**/*.rs");
+    for d in DIRS {
+        let files = rs_files_under(&root, Path::new(d));
+        if files.is_empty() {
+            missing.push(format!("{d}/**/*.rs"));
+        }
+        out.extend(files);
     }
-    out.extend(frame);
     if !missing.is_empty() {
         return Err(format!(
             "sans-IO core files listed in tests/architecture.rs do not exist: {}\n\
              (moved or renamed? update core_files() and ARCHITECTURE.md)",
             missing.join(", ")
         ));
-    }
-    // devices/: the SCSI target, tape and block-store cores, and the FCP exchange
-    // engine (its module doc declares it sans-IO), whenever they exist.
-    out.extend(rs_files_under(&root, Path::new("devices/src/scsi")));
-    out.extend(rs_files_under(&root, Path::new("devices/src/store")));
-    for single in ["devices/src/store.rs", "devices/src/fcp.rs"] {
-        if root.join(single).is_file() {
-            out.push(PathBuf::from(single));
-        }
-    }
-    if let Ok(entries) = fs::read_dir(root.join("devices/src")) {
-        let mut tape: Vec<PathBuf> = entries
-            .filter_map(Result::ok)
-            .filter(|e| e.file_name().to_string_lossy().starts_with("tape"))
-            .map(|e| Path::new("devices/src").join(e.file_name()))
-            .collect();
-        tape.sort();
-        for t in tape {
-            if root.join(&t).is_dir() {
-                out.extend(rs_files_under(&root, &t));
-            } else if t.extension().is_some_and(|x| x == "rs") {
-                out.push(t);
-            }
-        }
     }
     out.sort();
     out.dedup();
@@ -544,12 +535,11 @@ fn package_name(dir: &Path) -> Option<String> {
         let line = strip_toml_comment(raw).trim();
         if line.starts_with('[') {
             in_package = line == "[package]";
-        } else if in_package {
-            if let Some(eq) = find_eq(line) {
-                if line[..eq].trim() == "name" {
-                    return Some(line[eq + 1..].trim().trim_matches('"').to_string());
-                }
-            }
+        } else if in_package
+            && let Some(eq) = find_eq(line)
+            && line[..eq].trim() == "name"
+        {
+            return Some(line[eq + 1..].trim().trim_matches('"').to_string());
         }
     }
     None
@@ -561,10 +551,10 @@ fn resolve(d: &DepDecl, manifest_dir: &Path) -> String {
     if let Some(p) = &d.package {
         return p.clone();
     }
-    if let Some(path) = &d.path {
-        if let Some(name) = package_name(&manifest_dir.join(path)) {
-            return name;
-        }
+    if let Some(path) = &d.path
+        && let Some(name) = package_name(&manifest_dir.join(path))
+    {
+        return name;
     }
     d.key.clone()
 }
@@ -634,11 +624,11 @@ fn workspace_members(toml: &str) -> Vec<String> {
             continue;
         }
         if in_ws && !collecting {
-            if let Some(eq) = find_eq(line) {
-                if line[..eq].trim() == "members" {
-                    collecting = true;
-                    text.push_str(&line[eq + 1..]);
-                }
+            if let Some(eq) = find_eq(line)
+                && line[..eq].trim() == "members"
+            {
+                collecting = true;
+                text.push_str(&line[eq + 1..]);
             }
         } else if collecting {
             text.push_str(line);
@@ -814,7 +804,7 @@ fn scanner_sees_io_in_the_real_node_runtime() {
 }
 
 #[test]
-fn core_file_list_is_not_empty_and_covers_the_fabric_cores() {
+fn core_file_list_covers_the_fabric_and_devices_cores_and_no_node_glue() {
     let files = core_files().unwrap_or_else(|e| panic!("{e}"));
     for must in [
         "fabric/src/login.rs",
@@ -822,12 +812,45 @@ fn core_file_list_is_not_empty_and_covers_the_fabric_cores() {
         "fabric/src/nport.rs",
         "fabric/src/frame/mod.rs",
         "fabric/src/frame/els.rs",
+        "devices/src/fcp.rs",
+        "devices/src/store.rs",
+        "devices/src/workload.rs",
+        "devices/src/history.rs",
+        "devices/src/scsi/target.rs",
+        "devices/src/scsi/xcopy.rs",
+        "devices/src/tape/mod.rs",
     ] {
         assert!(
             files.iter().any(|f| f == Path::new(must)),
             "{must} is not scanned"
         );
     }
+    // The node glue does I/O by design and must not be mistaken for a core.
+    for glue in [
+        "fabric/src/endnode.rs",
+        "fabric/src/switch.rs",
+        "devices/src/host.rs",
+        "devices/src/array.rs",
+        "devices/src/tapenode.rs",
+        "devices/src/initiator.rs",
+    ] {
+        assert!(
+            !files.iter().any(|f| f == Path::new(glue)),
+            "{glue} is node glue, not a sans-IO core"
+        );
+    }
+}
+
+/// A positive control on the devices glue: the host node serves gRPC and spawns tasks,
+/// so scanning it must find tokio, tonic and the proto types.
+#[test]
+fn scanner_sees_io_in_the_devices_node_glue() {
+    let root = root();
+    let src = fs::read_to_string(root.join("devices/src/host.rs")).expect("devices/src/host.rs");
+    let io = scan("devices/src/host.rs", &src, IO_CLOCK_RANDOM);
+    assert!(io.iter().any(|f| f.pattern == "tokio::"), "{io:?}");
+    assert!(io.iter().any(|f| f.pattern == "tonic::"), "{io:?}");
+    assert!(!scan("devices/src/host.rs", &src, PROTO_TYPES).is_empty());
 }
 
 #[test]

@@ -26,6 +26,9 @@ use crate::fcp::{FcpInitiator, IoRequest, IoResult, Tag, TransportError};
 /// How long a command waits for a path when none is active.
 pub const NO_PATH_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// How long an EXTENDED COPY may run before the host gives up on it.
+pub const COPY_TIMEOUT: Duration = Duration::from_secs(120);
+
 /// SCSI status GOOD.
 pub const GOOD: u8 = 0x00;
 
@@ -545,7 +548,10 @@ impl ScsiInitiator {
         let mut req = io.req.clone();
         req.lun = path.lun;
         io.last_port = Some(path.port);
-        let tag = self.fcp.submit(path.port, s_id, path.target, req, ctx.now);
+        // A copy manager may take long: EXTENDED COPY waits for its status much longer
+        // than a READ or WRITE (a retry on another path would copy twice).
+        let timeout = if req.cdb.first() == Some(&0x83) { COPY_TIMEOUT } else { FcpInitiator::EXCHANGE_TIMEOUT };
+        let tag = self.fcp.submit_within(path.port, s_id, path.target, req, ctx.now, timeout);
         self.tags.insert(tag, id);
     }
 

@@ -60,12 +60,15 @@ impl Role {
     }
 
     /// PRLI FCP service parameter function bits (FCP-4 table 6: initiator / target).
+    /// The FCP service parameters this port offers in PRLI: its functions, and
+    /// "WRITE FCP_XFER_RDY DISABLED": write data follows FCP_CMND as first burst.
     pub fn prli_functions(self) -> u32 {
-        match self {
+        let functions = match self {
             Role::Initiator => fcp_sp::INITIATOR,
             Role::Target => fcp_sp::TARGET,
             Role::Both => fcp_sp::INITIATOR | fcp_sp::TARGET,
-        }
+        };
+        functions | fcp_sp::WRITE_XFER_RDY_DISABLED
     }
 }
 
