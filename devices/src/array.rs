@@ -408,7 +408,12 @@ impl ArrayLayer {
             r.done += r.chunk;
             r.outcome.bytes += bytes;
             // RECEIVE COPY RESULTS shows the progress while the copy runs.
-            let (ini, list, segs, total) = (r.job.initiator, r.job.list_id, r.outcome.segments_processed, r.outcome.bytes);
+            let (ini, list, segs, total) = (
+                r.job.initiator,
+                r.job.list_id,
+                r.outcome.segments_processed,
+                r.outcome.bytes,
+            );
             self.scsi.copy_tracker().progress(ini, list, segs, total);
         }
         self.step_copy(ctx, id);

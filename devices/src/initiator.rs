@@ -550,8 +550,14 @@ impl ScsiInitiator {
         io.last_port = Some(path.port);
         // A copy manager may take long: EXTENDED COPY waits for its status much longer
         // than a READ or WRITE (a retry on another path would copy twice).
-        let timeout = if req.cdb.first() == Some(&0x83) { COPY_TIMEOUT } else { FcpInitiator::EXCHANGE_TIMEOUT };
-        let tag = self.fcp.submit_within(path.port, s_id, path.target, req, ctx.now, timeout);
+        let timeout = if req.cdb.first() == Some(&0x83) {
+            COPY_TIMEOUT
+        } else {
+            FcpInitiator::EXCHANGE_TIMEOUT
+        };
+        let tag = self
+            .fcp
+            .submit_within(path.port, s_id, path.target, req, ctx.now, timeout);
         self.tags.insert(tag, id);
     }
 

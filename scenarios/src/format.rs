@@ -460,6 +460,18 @@ pub enum Step {
         #[serde(default = "expect_good")]
         expect: ExpectStatus,
     },
+    /// A tape drive fault: take the drive offline (NOT READY) or back online, and/or
+    /// arm a write error that fails the next WRITE crossing `write_error_after_bytes`.
+    TapeFault {
+        /// Tape node name.
+        tape: String,
+        /// `true`: offline; `false`: back online.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        offline: Option<bool>,
+        /// Bytes from now after which a WRITE fails with MEDIUM ERROR.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        write_error_after_bytes: Option<u64>,
+    },
     /// Start a workload on a host against a device; it runs in the background while the
     /// timeline goes on. Its writes are recorded in the host's write history.
     Workload {
@@ -526,6 +538,7 @@ impl Step {
             Step::ZoneDeactivate {} => "zone_deactivate",
             Step::Workload { .. } => "workload",
             Step::Xcopy { .. } => "xcopy",
+            Step::TapeFault { .. } => "tape_fault",
             Step::Wait { .. } => "wait",
             Step::Check(_) => "check",
         }
@@ -733,6 +746,19 @@ pub enum Check {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         sense_key: Option<String>,
     },
+    /// The data on a tape is exactly blocks `lba .. lba + blocks` of an array LU (a
+    /// backup image check).
+    TapeMatches {
+        /// Tape node name.
+        tape: String,
+        /// The source LU.
+        volume: LuRef,
+        /// First block of the source range; default 0.
+        #[serde(default)]
+        lba: u64,
+        /// Number of blocks.
+        blocks: u64,
+    },
     /// The workload saw at most `at_most` failed I/Os (default 0). Waits for it to finish.
     WorkloadErrors {
         /// Workload name.
@@ -758,6 +784,7 @@ impl Check {
             Check::Masked { .. } => "masked",
             Check::ReadReturns { .. } => "read_returns",
             Check::WorkloadErrors { .. } => "workload_errors",
+            Check::TapeMatches { .. } => "tape_matches",
         }
     }
 }

@@ -799,6 +799,7 @@ impl Orchestrator {
             }
             Step::Workload { .. } => self.start_workload(step).await,
             Step::Xcopy { .. } => self.xcopy(step).await,
+            Step::TapeFault { .. } => self.tape_fault(step).await,
             Step::ZoneDeactivate {} => {
                 let sw = self.any_switch()?;
                 let mut c = self.switch(&sw).await?;
@@ -1034,7 +1035,8 @@ impl Orchestrator {
             | Check::VolumesEqual { .. }
             | Check::Masked { .. }
             | Check::ReadReturns { .. }
-            | Check::WorkloadErrors { .. } => self.storage_check(c).await,
+            | Check::WorkloadErrors { .. }
+            | Check::TapeMatches { .. } => self.storage_check(c).await,
             Check::RscnSeen { port, at_least } => {
                 let p = self.port_info(port).await?;
                 let seen = p

@@ -163,6 +163,38 @@ impl Orchestrator {
         }
     }
 
+    pub(crate) async fn tape_fault(&mut self, step: &Step) -> StepResult {
+        let Step::TapeFault {
+            tape,
+            offline,
+            write_error_after_bytes,
+        } = step
+        else {
+            return Err("not a tape_fault step".into());
+        };
+        let mut c = pb::tape_client::TapeClient::new(self.channel(tape).await?);
+        let mut said = Vec::new();
+        if let Some(off) = offline {
+            c.set_offline(pb::SetOfflineRequest { offline: *off })
+                .await
+                .map_err(|s| s.message().to_string())?;
+            said.push(if *off {
+                "offline".to_string()
+            } else {
+                "online".to_string()
+            });
+        }
+        if let Some(after) = write_error_after_bytes {
+            c.inject_write_error(pb::InjectWriteErrorRequest {
+                after_bytes: *after,
+            })
+            .await
+            .map_err(|s| s.message().to_string())?;
+            said.push(format!("write error armed after {after} bytes"));
+        }
+        Ok(format!("tape {tape}: {}", said.join(", ")))
+    }
+
     /// Waits (in fabric time) for a workload's stream to end.
     async fn await_workload(&mut self, name: &str) -> Result<WorkloadHandle, String> {
         let h = self
@@ -374,6 +406,48 @@ impl Orchestrator {
                     Ok(text)
                 } else {
                     Err(text)
+                }
+            }
+            Check::TapeMatches {
+                tape,
+                volume,
+                lba,
+                blocks,
+            } => {
+                let bb = self
+                    .scenario
+                    .topology
+                    .arrays
+                    .iter()
+                    .find(|a| a.name == volume.node)
+                    .and_then(|a| a.lus.iter().find(|l| l.lun == volume.lun))
+                    .map_or(512, |l| l.block_bytes);
+                let mut tc = pb::tape_client::TapeClient::new(self.channel(tape).await?);
+                let t = tc
+                    .tape_status(pb::TapeStatusRequest {
+                        digest_block_bytes: bb,
+                    })
+                    .await
+                    .map_err(|s| s.message().to_string())?
+                    .into_inner();
+                let vol = self.lu_digests(volume).await?;
+                let want = vol
+                    .get(*lba as usize..(*lba + *blocks) as usize)
+                    .unwrap_or_default();
+                if t.digests.as_slice() == want {
+                    Ok(format!(
+                        "{tape} holds {volume} blocks {lba}+{blocks} exactly ({} bytes)",
+                        t.bytes_written
+                    ))
+                } else {
+                    let first = t.digests.iter().zip(want).position(|(a, b)| a != b);
+                    Err(format!(
+                        "{tape} has {} blocks ({} bytes), {volume} range has {}; first difference at block {:?}",
+                        t.digests.len(),
+                        t.bytes_written,
+                        want.len(),
+                        first
+                    ))
                 }
             }
             _ => Err(format!("{} is not a storage check", c.name())),

@@ -834,6 +834,19 @@ impl<'a> Validator<'a> {
                 self.zones(&at("zones"), zones);
             }
             Step::ZoneDeactivate {} => {}
+            Step::TapeFault {
+                tape,
+                offline,
+                write_error_after_bytes,
+            } => {
+                self.kind_named(&at("tape"), "tape_fault tape", tape, NodeKind::Tape);
+                if offline.is_none() && write_error_after_bytes.is_none() {
+                    self.err(
+                        ptr,
+                        "tape_fault: give `offline` and/or `write_error_after_bytes`",
+                    );
+                }
+            }
             Step::Xcopy {
                 host,
                 manager,
@@ -1110,6 +1123,25 @@ impl<'a> Validator<'a> {
             }
             Check::WorkloadErrors { workload, .. } => {
                 self.workload_ref(&at("workload"), &format!("{name} workload"), workload);
+            }
+            Check::TapeMatches {
+                tape,
+                volume,
+                lba,
+                blocks,
+            } => {
+                self.kind_named(&at("tape"), &format!("{name} tape"), tape, NodeKind::Tape);
+                if let Some(lu) = self.lu_ref(&at("volume"), &format!("{name} volume"), volume) {
+                    if *blocks == 0 || lba.saturating_add(*blocks) > lu.blocks {
+                        self.err(
+                            &at("blocks"),
+                            format!(
+                                "{name}: {lba}+{blocks} is outside {volume} ({} blocks)",
+                                lu.blocks
+                            ),
+                        );
+                    }
+                }
             }
             Check::VolumesEqual { a, b } => {
                 self.lu_ref(&at("a"), &format!("{name} a"), a);
