@@ -1,6 +1,7 @@
 //! `fcsim`: the command line. A thin layer: parse, set up tracing (stderr), call the
 //! library, print. The user-facing timeline and tables go to stdout.
 
+mod bench;
 mod client;
 
 use std::path::PathBuf;
@@ -74,10 +75,38 @@ enum Cmd {
         #[command(subcommand)]
         fault: client::FaultCmd,
     },
+    /// Benchmarks (wall-clock numbers; never part of the tests).
+    Bench {
+        #[command(subcommand)]
+        what: BenchCmd,
+    },
     /// Print a scenario's topology: nodes, WWNs, domains, links and their latency.
     Topo {
         /// Topology or scenario JSON file.
         file: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCmd {
+    /// Scale: converge a ring-with-chords fabric in simulation, time name-server
+    /// queries, and time the reroute after an ISL cut.
+    Fabric {
+        /// Number of switches (domains 1..=N), at most 239.
+        #[arg(long, default_value_t = 239)]
+        switches: u32,
+        /// Total N_Ports, spread evenly over one host per switch.
+        #[arg(long, default_value_t = 10_000)]
+        nports: u32,
+        /// Most ports per host; a switch with a larger share gets several hosts.
+        #[arg(long, default_value_t = 42)]
+        ports_per_node: u32,
+        /// Also write the results as JSON here.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// Seed of the simulation.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
     },
 }
 
@@ -183,6 +212,31 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Cmd::Ctl { control, view } => client::ctl(&control, view),
         Cmd::Fault { control, fault } => client::fault(&control, fault),
+        Cmd::Bench {
+            what:
+                BenchCmd::Fabric {
+                    switches,
+                    nports,
+                    ports_per_node,
+                    json,
+                    seed,
+                },
+        } => {
+            let b = bench::FabricBench {
+                switches,
+                nports,
+                ports_per_node,
+                json,
+                seed,
+            };
+            let r = bench::fabric(&b)?;
+            print!("{}", r.table());
+            if let Some(path) = &b.json {
+                std::fs::write(path, serde_json::to_string_pretty(&r)? + "\n")?;
+                println!("results written to {}", path.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Cmd::Topo { file } => {
             let scenario = load(&file)?;
             print!("{}", fcsim_scenarios::topology_summary(&scenario));
