@@ -1,6 +1,7 @@
 //! `fcsim`: the command line. A thin layer: parse, set up tracing (stderr), call the
 //! library, print. The user-facing timeline and tables go to stdout.
 
+mod bench;
 mod bench_io;
 mod client;
 mod host_cli;
@@ -93,10 +94,11 @@ enum Cmd {
         #[command(subcommand)]
         cmd: host_cli::HostCmd,
     },
-    /// Benchmarks: measured side by side in one run, reported as tables and ratios.
+    /// Benchmarks: measured side by side in one run, reported as tables and ratios
+    /// (wall-clock numbers; never part of the tests).
     Bench {
         #[command(subcommand)]
-        bench: BenchCmd,
+        what: BenchCmd,
     },
     /// Print a scenario's topology: nodes, WWNs, domains, links and their latency.
     Topo {
@@ -119,6 +121,25 @@ enum BenchCmd {
         /// Also write the results as JSON here.
         #[arg(long)]
         json: Option<PathBuf>,
+    },
+    /// Scale: converge a ring-with-chords fabric in simulation, time name-server
+    /// queries, and time the reroute after an ISL cut.
+    Fabric {
+        /// Number of switches (domains 1..=N), at most 239.
+        #[arg(long, default_value_t = 239)]
+        switches: u32,
+        /// Total N_Ports, spread evenly over one host per switch.
+        #[arg(long, default_value_t = 10_000)]
+        nports: u32,
+        /// Most ports per host; a switch with a larger share gets several hosts.
+        #[arg(long, default_value_t = 42)]
+        ports_per_node: u32,
+        /// Also write the results as JSON here.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// Seed of the simulation.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
     },
 }
 
@@ -226,7 +247,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Bench {
-            bench: BenchCmd::Io { count, qd, json },
+            what: BenchCmd::Io { count, qd, json },
         } => {
             bench_io::io(count, &qd, json.as_deref())?;
             Ok(ExitCode::SUCCESS)
@@ -234,6 +255,31 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Ctl { control, view } => client::ctl(&control, view),
         Cmd::Host { control, host, cmd } => host_cli::host(&control, &host, cmd),
         Cmd::Fault { control, fault } => client::fault(&control, fault),
+        Cmd::Bench {
+            what:
+                BenchCmd::Fabric {
+                    switches,
+                    nports,
+                    ports_per_node,
+                    json,
+                    seed,
+                },
+        } => {
+            let b = bench::FabricBench {
+                switches,
+                nports,
+                ports_per_node,
+                json,
+                seed,
+            };
+            let r = bench::fabric(&b)?;
+            print!("{}", r.table());
+            if let Some(path) = &b.json {
+                std::fs::write(path, serde_json::to_string_pretty(&r)? + "\n")?;
+                println!("results written to {}", path.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Cmd::Topo { file } => {
             let scenario = load(&file)?;
             print!("{}", fcsim_scenarios::topology_summary(&scenario));

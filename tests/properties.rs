@@ -9,7 +9,10 @@ use fcsim_scenarios::{Mode, RunOptions};
 use proptest::prelude::*;
 
 fn cases() -> u32 {
-    std::env::var("FCSIM_PROP_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(6)
+    std::env::var("FCSIM_PROP_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(6)
 }
 
 #[derive(Debug, Clone)]
@@ -30,7 +33,12 @@ fn schedule() -> impl Strategy<Value = Schedule> {
     )
         .prop_map(|(seed, qd, pattern, mut cuts)| {
             cuts.sort_by_key(|c| c.0);
-            Schedule { seed, qd, pattern, cuts }
+            Schedule {
+                seed,
+                qd,
+                pattern,
+                cuts,
+            }
         })
 }
 
@@ -41,7 +49,9 @@ fn scenario(s: &Schedule) -> String {
     )];
     for (t, port, down) in &s.cuts {
         let op = if *down { "link_down" } else { "link_up" };
-        steps.push(format!(r#"{{"at": "{t}ms", "op": "{op}", "port": "h1/{port}"}}"#));
+        steps.push(format!(
+            r#"{{"at": "{t}ms", "op": "{op}", "port": "h1/{port}"}}"#
+        ));
     }
     // Every cable back, then the oracle.
     steps.push(r#"{"at": "31ms", "op": "link_up", "port": "h1/0"}"#.into());

@@ -236,6 +236,8 @@ pub struct NameServer {
     version: u64,
     /// Copies of other domains' records (never this domain).
     remote: BTreeMap<DomainId, DomainRecord>,
+    /// Domains whose entries changed since the last [`take_changed`](Self::take_changed).
+    changed: BTreeSet<DomainId>,
 }
 
 impl NameServer {
@@ -245,7 +247,34 @@ impl NameServer {
             local: BTreeMap::new(),
             version: 0,
             remote: BTreeMap::new(),
+            changed: BTreeSet::new(),
         }
+    }
+
+    /// The domains whose entries changed (local changes, records taken or dropped)
+    /// since the last call, and forgets them: so a driver that diffs what it has shown
+    /// (RSCNs) looks at those domains only, not at every entry of the fabric.
+    pub fn take_changed(&mut self) -> BTreeSet<DomainId> {
+        std::mem::take(&mut self.changed)
+    }
+
+    /// The entries held for `domain` (local or a remote copy), in FC_ID order.
+    pub fn domain_entries(&self, domain: DomainId) -> Box<dyn Iterator<Item = &Entry> + '_> {
+        if domain == self.domain {
+            Box::new(self.local.values())
+        } else {
+            Box::new(
+                self.remote
+                    .get(&domain)
+                    .into_iter()
+                    .flat_map(|r| r.entries.iter()),
+            )
+        }
+    }
+
+    fn local_changed(&mut self) {
+        self.version += 1;
+        self.changed.insert(self.domain);
     }
 
     /// This switch's domain.
@@ -280,14 +309,14 @@ impl NameServer {
         self.check_local(fc_id)?;
         self.local
             .insert(fc_id, Entry::new(fc_id, wwpn, wwnn, switch_port));
-        self.version += 1;
+        self.local_changed();
         Ok(())
     }
 
     /// Removes a local entry (logout). Returns it, if it existed.
     pub fn deregister(&mut self, fc_id: FcId) -> Option<Entry> {
         let e = self.local.remove(&fc_id)?;
-        self.version += 1;
+        self.local_changed();
         Some(e)
     }
 
@@ -296,7 +325,7 @@ impl NameServer {
             None => NsReply::Reject(NsReject::PortIdNotRegistered),
             Some(e) => {
                 f(e);
-                self.version += 1;
+                self.local_changed();
                 NsReply::Accept(())
             }
         }
@@ -338,7 +367,7 @@ impl NameServer {
         if n == 0 {
             return NsReply::Reject(NsReject::NodeNameNotRegistered);
         }
-        self.version += 1;
+        self.local_changed();
         NsReply::Accept(n)
     }
 
@@ -370,13 +399,16 @@ impl NameServer {
             return false;
         }
         record.entries.sort_by_key(|e| e.fc_id);
+        self.changed.insert(record.domain);
         self.remote.insert(record.domain, record);
         true
     }
 
     /// Drops the copy of `domain`'s entries.
     pub fn forget_domain(&mut self, domain: DomainId) -> Option<DomainRecord> {
-        self.remote.remove(&domain)
+        let r = self.remote.remove(&domain)?;
+        self.changed.insert(domain);
+        Some(r)
     }
 
     /// The copies held of other domains' records, in domain order (sent to a new
@@ -433,6 +465,22 @@ impl NameServer {
         })
     }
 
+    /// Whether `scope` may see `c` (the filter of [`visible_entries`](Self::visible_entries)
+    /// for one entry: a point query judges the one entry it found, not the whole
+    /// fabric).
+    fn sees<V: Visibility + ?Sized>(&self, scope: &QueryScope<'_, V>, c: &Entry) -> bool {
+        let reachable = c.domain() == self.domain || scope.reachable.contains(&c.domain());
+        reachable
+            && if scope.requester.is_well_known() {
+                true
+            } else {
+                match self.entry(scope.requester) {
+                    None => false,
+                    Some(r) => r.fc_id == c.fc_id || scope.visibility.visible(r, c),
+                }
+            }
+    }
+
     /// GID_PN: FC_ID of the port named `wwpn`.
     pub fn gid_pn<V: Visibility + ?Sized>(
         &self,
@@ -440,8 +488,9 @@ impl NameServer {
         wwpn: Wwpn,
     ) -> NsReply<FcId> {
         let hit = self
-            .visible_entries(scope)
-            .find(|e| e.wwpn == wwpn)
+            .all_entries()
+            .filter(|e| e.wwpn == wwpn)
+            .find(|e| self.sees(scope, e))
             .map(|e| e.fc_id);
         NsReply::from_option(hit, NsReject::PortNameNotRegistered)
     }
@@ -453,8 +502,8 @@ impl NameServer {
         fc_id: FcId,
     ) -> NsReply<Wwpn> {
         let hit = self
-            .visible_entries(scope)
-            .find(|e| e.fc_id == fc_id)
+            .entry(fc_id)
+            .filter(|e| self.sees(scope, e))
             .map(|e| e.wwpn);
         NsReply::from_option(hit, NsReject::PortIdNotRegistered)
     }
@@ -466,8 +515,8 @@ impl NameServer {
         fc_id: FcId,
     ) -> NsReply<Wwnn> {
         let hit = self
-            .visible_entries(scope)
-            .find(|e| e.fc_id == fc_id)
+            .entry(fc_id)
+            .filter(|e| self.sees(scope, e))
             .map(|e| e.wwnn);
         NsReply::from_option(hit, NsReject::PortIdNotRegistered)
     }

@@ -17,7 +17,7 @@
 //! [`NPortConfig::max_retries`] times, each with a fresh OX_ID; a login to another
 //! N_Port is not retried (hard zoning drops frames silently, so a timeout is an outcome).
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
 use std::time::Duration;
 
@@ -338,6 +338,85 @@ enum ReqKind {
     Ns(u16),
 }
 
+/// The outstanding requests by OX_ID, indexed by deadline and counting those of
+/// discovery, so that the next timeout and "is discovery done?" cost O(log n) and O(1)
+/// instead of a walk over every request (a port discovering 10,000 others has 10,000
+/// GPN_IDs outstanding).
+#[derive(Debug, Default)]
+struct PendingTable {
+    by_ox: BTreeMap<u16, Pending>,
+    deadlines: BTreeSet<(Duration, u16)>,
+    discovery: usize,
+}
+
+impl PendingTable {
+    fn is_discovery(p: &Pending) -> bool {
+        matches!(p.purpose, Purpose::GidFt | Purpose::GpnId(_))
+    }
+
+    fn insert(&mut self, ox: u16, p: Pending) {
+        self.remove(&ox);
+        self.deadlines.insert((p.deadline, ox));
+        self.discovery += usize::from(Self::is_discovery(&p));
+        self.by_ox.insert(ox, p);
+    }
+
+    fn remove(&mut self, ox: &u16) -> Option<Pending> {
+        let p = self.by_ox.remove(ox)?;
+        self.deadlines.remove(&(p.deadline, *ox));
+        self.discovery -= usize::from(Self::is_discovery(&p));
+        Some(p)
+    }
+
+    fn get(&self, ox: &u16) -> Option<&Pending> {
+        self.by_ox.get(ox)
+    }
+
+    fn contains_key(&self, ox: &u16) -> bool {
+        self.by_ox.contains_key(ox)
+    }
+
+    fn values(&self) -> impl Iterator<Item = &Pending> {
+        self.by_ox.values()
+    }
+
+    fn clear(&mut self) {
+        *self = PendingTable::default();
+    }
+
+    fn retain(&mut self, mut keep: impl FnMut(&u16, &Pending) -> bool) {
+        let gone: Vec<u16> = self
+            .by_ox
+            .iter()
+            .filter(|(ox, p)| !keep(ox, p))
+            .map(|(ox, _)| *ox)
+            .collect();
+        for ox in gone {
+            self.remove(&ox);
+        }
+    }
+
+    fn next_deadline(&self) -> Option<Duration> {
+        self.deadlines.first().map(|(d, _)| *d)
+    }
+
+    /// OX_IDs whose deadline is `now` or earlier, in OX_ID order.
+    fn expired(&self, now: Duration) -> Vec<u16> {
+        let mut v: Vec<u16> = self
+            .deadlines
+            .iter()
+            .take_while(|(d, _)| *d <= now)
+            .map(|(_, ox)| *ox)
+            .collect();
+        v.sort_unstable();
+        v
+    }
+
+    fn discovery_outstanding(&self) -> bool {
+        self.discovery > 0
+    }
+}
+
 /// One outstanding exchange this port originated.
 #[derive(Debug, Clone)]
 struct Pending {
@@ -366,7 +445,14 @@ enum Reply {
 struct Discovery {
     /// The view being built: every FC_ID GID_FT returned, with its WWPN once known.
     found: BTreeMap<FcId, Option<Wwpn>>,
+    /// FC_IDs still to ask GPN_ID for (at most [`DISCOVERY_WINDOW`] are outstanding).
+    queue: VecDeque<FcId>,
 }
+
+/// How many discovery queries a port keeps outstanding at once, as an HBA's exchange
+/// resources limit it. A port that found 10,000 others sends its GPN_IDs as replies
+/// come back, not 10,000 at once.
+const DISCOVERY_WINDOW: usize = 64;
 
 /// One end-node N_Port (FC-LS-3 / FC-GS-7), sans-IO.
 ///
@@ -396,7 +482,7 @@ pub struct NPort {
     /// Next exchange ID to hand out (never 0xFFFF).
     next_xid: u16,
     /// Outstanding requests by OX_ID.
-    pending: BTreeMap<u16, Pending>,
+    pending: PendingTable,
     /// Result of the last finished discovery: FC_ID → WWPN (`None` if GPN_ID failed).
     ns_view: BTreeMap<FcId, Option<Wwpn>>,
     /// Discovery in progress, if any.
@@ -426,7 +512,7 @@ impl NPort {
             state: NPortState::Offline,
             fc_id: None,
             next_xid,
-            pending: BTreeMap::new(),
+            pending: PendingTable::default(),
             ns_view: BTreeMap::new(),
             discovery: None,
             logged_in: BTreeMap::new(),
@@ -488,13 +574,7 @@ impl NPort {
     /// Time has passed: requests whose deadline is at or before `now` are retried or
     /// failed.
     pub fn handle_timeout(&mut self, now: Duration) {
-        let expired: Vec<u16> = self
-            .pending
-            .iter()
-            .filter(|(_, p)| p.deadline <= now)
-            .map(|(ox, _)| *ox)
-            .collect();
-        for ox in expired {
+        for ox in self.pending.expired(now) {
             if let Some(p) = self.pending.remove(&ox) {
                 self.on_no_reply(p, now);
             }
@@ -580,7 +660,7 @@ impl NPort {
 
     /// When [`handle_timeout`](Self::handle_timeout) should next be called.
     pub fn poll_timeout(&self) -> Option<Duration> {
-        self.pending.values().map(|p| p.deadline).min()
+        self.pending.next_deadline()
     }
 
     /// The next event for the driver.
@@ -758,13 +838,26 @@ impl NPort {
         );
     }
 
-    /// Commits the discovery once no GPN_ID is outstanding.
-    fn maybe_finish_discovery(&mut self) {
-        let outstanding = self
-            .pending
-            .values()
-            .any(|p| matches!(p.purpose, Purpose::GidFt | Purpose::GpnId(_)));
-        if outstanding {
+    /// Sends queued GPN_IDs up to the window.
+    fn pump_discovery(&mut self, now: Duration) {
+        let deadline = now + self.cfg.request_timeout;
+        while self.pending.discovery < DISCOVERY_WINDOW {
+            let Some(id) = self.discovery.as_mut().and_then(|d| d.queue.pop_front()) else {
+                break;
+            };
+            self.send_ns(
+                NsRequest::GpnId { port_id: id },
+                Purpose::GpnId(id),
+                deadline,
+            );
+        }
+    }
+
+    /// Sends what the window allows, and commits the discovery once no GPN_ID is
+    /// outstanding or queued.
+    fn maybe_finish_discovery(&mut self, now: Duration) {
+        self.pump_discovery(now);
+        if self.pending.discovery_outstanding() {
             return;
         }
         if let Some(d) = self.discovery.take() {
@@ -806,7 +899,7 @@ impl NPort {
                 // The fabric does not answer: keep the old view.
                 self.discovery = None;
             }
-            Purpose::GpnId(_) => self.maybe_finish_discovery(),
+            Purpose::GpnId(_) => self.maybe_finish_discovery(now),
             Purpose::Login { ticket, .. } => self.login_done(ticket, LoginOutcome::Timeout),
         }
     }
@@ -893,15 +986,8 @@ impl NPort {
                         queries.push(id);
                     }
                 }
-                let deadline = now + self.cfg.request_timeout;
-                for id in queries {
-                    self.send_ns(
-                        NsRequest::GpnId { port_id: id },
-                        Purpose::GpnId(id),
-                        deadline,
-                    );
-                }
-                self.maybe_finish_discovery();
+                d.queue.extend(queries);
+                self.maybe_finish_discovery(now);
             }
             Purpose::GpnId(id) => {
                 if let (Reply::NsAcc(NsAccept::GpnId(wwpn)), Some(d)) =
@@ -909,7 +995,7 @@ impl NPort {
                 {
                     d.found.insert(id, Some(*wwpn));
                 }
-                self.maybe_finish_discovery();
+                self.maybe_finish_discovery(now);
             }
             Purpose::Login { ticket, stage } => {
                 self.on_login_reply(ticket, stage, reply, p.deadline)

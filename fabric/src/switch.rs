@@ -97,8 +97,11 @@ struct SwitchNode {
     scr: ScrTable,
     /// Switch name and WWN per domain, learned from HLO and name-server records.
     switches: BTreeMap<DomainId, (String, Wwnn)>,
-    /// The name-server entries visible fabric-wide at the last check (for RSCN diffs).
-    visible: BTreeMap<FcId, Entry>,
+    /// The name-server entries visible fabric-wide at the last check (for RSCN diffs),
+    /// per domain.
+    visible: BTreeMap<DomainId, BTreeMap<FcId, Entry>>,
+    /// The reachable domains at the last check.
+    shown_reachable: BTreeSet<DomainId>,
     /// Our name-server record changed and must be flooded.
     ns_dirty: bool,
     /// OX_IDs for frames the switch originates.
@@ -145,6 +148,12 @@ pub async fn run_switch(cfg: SwitchConfig, net: Net, clock: FabricClock) {
             Some(a) = sw_rx.recv() => node.handle_switch_admin(a),
             else => break,
         }
+        // Frames that arrived together are handled as one batch, and what they changed
+        // is flooded once: a burst of 40 registrations is one name-server record on each
+        // ISL, not 40 (real switches coalesce the same way).
+        while let Ok(ev) = port_rx.try_recv() {
+            node.handle_port_event(ev);
+        }
         node.after_input();
     }
 }
@@ -169,6 +178,7 @@ impl SwitchNode {
             scr: ScrTable::new(domain),
             switches,
             visible: BTreeMap::new(),
+            shown_reachable: BTreeSet::new(),
             ns_dirty: false,
             next_ox_id: 0,
             cfg,
@@ -712,29 +722,53 @@ impl SwitchNode {
 
     /// Compares the fabric-wide visible name-server entries with the last check and
     /// sends port-format RSCNs to the local registrants that may see each change.
+    ///
+    /// Only the domains whose entries changed (as the name server reports) or whose
+    /// reachability changed are compared, so the cost follows the change, not the size
+    /// of the fabric. The affected entries come in the same order as a full comparison
+    /// would give: changed or new ones in FC_ID order, then removed ones in FC_ID order.
     fn rscn_changes(&mut self) {
-        let reachable = self.fspf.reachable_domains();
-        let now: BTreeMap<FcId, Entry> = self
-            .ns
-            .all_entries()
-            .filter(|e| reachable.contains(&e.domain()))
-            .map(|e| (e.fc_id, e.clone()))
-            .collect();
-        if now == self.visible {
+        let reachable = self.fspf.reachable_domains().clone();
+        let mut dirty = self.ns.take_changed();
+        if reachable != self.shown_reachable {
+            dirty.extend(
+                reachable
+                    .symmetric_difference(&self.shown_reachable)
+                    .copied(),
+            );
+            self.shown_reachable.clone_from(&reachable);
+        }
+        if dirty.is_empty() {
             return;
         }
-        let changed: Vec<Entry> = now
-            .iter()
-            .filter(|(id, e)| self.visible.get(id) != Some(e))
-            .map(|(_, e)| e.clone())
-            .chain(
-                self.visible
+        let mut changed: Vec<Entry> = Vec::new();
+        let mut removed: Vec<Entry> = Vec::new();
+        for d in dirty {
+            let now: BTreeMap<FcId, Entry> = if reachable.contains(&d) {
+                self.ns
+                    .domain_entries(d)
+                    .map(|e| (e.fc_id, e.clone()))
+                    .collect()
+            } else {
+                BTreeMap::new()
+            };
+            let before = self.visible.remove(&d).unwrap_or_default();
+            changed.extend(
+                now.iter()
+                    .filter(|(id, e)| before.get(id) != Some(e))
+                    .map(|(_, e)| e.clone()),
+            );
+            removed.extend(
+                before
                     .iter()
                     .filter(|(id, _)| !now.contains_key(id))
                     .map(|(_, e)| e.clone()),
-            )
-            .collect();
-        self.visible = now;
+            );
+            if !now.is_empty() {
+                self.visible.insert(d, now);
+            }
+        }
+        changed.extend(removed);
         let mut per_recipient: BTreeMap<FcId, Vec<FcId>> = BTreeMap::new();
         for affected in &changed {
             let delivery = self.scr.recipients_for_port(affected.fc_id, |r| {

@@ -39,7 +39,10 @@ pub use format::{
     WaitUntil, WorkloadMix, WorkloadPattern, XcopySegment, ZoneSpec,
 };
 pub use launch::NodeSpec;
-pub use runner::{CheckOutcome, Mode, Report, RunError, RunOptions, TimelineEntry, run_scenario};
+pub use runner::{
+    CheckOutcome, Mode, Report, RunError, RunOptions, TimelineEntry, TimelineObserver,
+    run_scenario, run_scenario_observed,
+};
 pub use validate::{Diagnostic, Diagnostics, parse};
 pub use views::topology as topology_summary;
 

@@ -135,8 +135,22 @@ impl Report {
     }
 }
 
+/// Called with every timeline entry as the orchestrator logs it, e.g. by a benchmark
+/// that stamps entries with wall-clock time (which the report itself never holds, so
+/// that same seed still means same bytes).
+pub type TimelineObserver = Box<dyn FnMut(&TimelineEntry) + Send>;
+
 /// Runs a scenario to completion and returns its report.
 pub fn run_scenario(s: &Scenario, opts: &RunOptions) -> Result<Report, RunError> {
+    run_scenario_observed(s, opts, None)
+}
+
+/// [`run_scenario`], calling `observer` with each timeline entry as it is logged.
+pub fn run_scenario_observed(
+    s: &Scenario,
+    opts: &RunOptions,
+    observer: Option<TimelineObserver>,
+) -> Result<Report, RunError> {
     let seed = opts.seed.unwrap_or(s.seed);
     match &opts.mode {
         Mode::Sim => {
@@ -169,6 +183,7 @@ pub fn run_scenario(s: &Scenario, opts: &RunOptions) -> Result<Report, RunError>
                     seed,
                     echo,
                 );
+                o.observer = observer;
                 o.play().await;
                 o.report
             })?;
@@ -189,6 +204,7 @@ pub fn run_scenario(s: &Scenario, opts: &RunOptions) -> Result<Report, RunError>
                     opts.data_dir.as_deref(),
                 )
                 .await?;
+                o.observer = observer;
                 o.play().await;
                 o.driver.shutdown().await;
                 Ok(o.report)
@@ -363,6 +379,8 @@ pub(crate) struct Orchestrator {
     rscn_base: BTreeMap<PortRef, u64>,
     /// Workloads started by the timeline, by name.
     pub(crate) workloads: BTreeMap<String, crate::storage::WorkloadHandle>,
+    /// Sees every timeline entry as it is logged.
+    observer: Option<TimelineObserver>,
 }
 
 pub(crate) type StepResult = Result<String, String>;
@@ -406,6 +424,7 @@ impl Orchestrator {
             t0: Duration::ZERO,
             rscn_base: BTreeMap::new(),
             workloads: BTreeMap::new(),
+            observer: None,
             scenario,
         }
     }
@@ -457,7 +476,11 @@ impl Orchestrator {
         if self.echo {
             println!("[{:>12}] {text}", fmt_time(Duration::from_micros(at_us)));
         }
-        self.report.timeline.push(TimelineEntry { at_us, text });
+        let entry = TimelineEntry { at_us, text };
+        if let Some(f) = self.observer.as_mut() {
+            f(&entry);
+        }
+        self.report.timeline.push(entry);
     }
 
     /// Setup, then the timeline, then the report's totals.
@@ -917,6 +940,11 @@ impl Orchestrator {
                 return Err(format!("{sw} reaches {reachable:?}, expected {comp:?}"));
             }
         }
+        // One NsShow per switch per check, however many ports it has (asking per cable
+        // made a check quadratic in the fabric size). The N_Port's registration is read
+        // on its switch: an entry exists from FLOGI on, and has FC-4 types once the
+        // port, holding its FC_ID, registered them.
+        let mut entries: BTreeMap<String, BTreeMap<String, bool>> = BTreeMap::new();
         for (i, l) in topo.links.iter().enumerate() {
             if self.down_links.contains(&i) {
                 continue;
@@ -929,24 +957,28 @@ impl Orchestrator {
             if !live(self, &end.node) || !live(self, &sw.node) {
                 continue;
             }
-            let info = self.port_info(end).await?;
-            if info.fc_id.is_empty() {
-                return Err(format!("{end} is not logged in"));
+            if !entries.contains_key(&sw.node) {
+                let mut c = self.switch(&sw.node).await?;
+                let ns = c
+                    .ns_show(pb::NsShowRequest {
+                        as_wwpn: String::new(),
+                    })
+                    .await
+                    .map_err(|s| s.message().to_string())?;
+                let by_wwpn = ns
+                    .into_inner()
+                    .entries
+                    .into_iter()
+                    .map(|e| (e.wwpn, !e.fc4_types.is_empty()))
+                    .collect();
+                entries.insert(sw.node.clone(), by_wwpn);
             }
-            let mut c = self.switch(&sw.node).await?;
-            let ns = c
-                .ns_show(pb::NsShowRequest {
-                    as_wwpn: String::new(),
-                })
-                .await
-                .map_err(|s| s.message().to_string())?;
-            let registered = ns
-                .into_inner()
-                .entries
-                .iter()
-                .any(|e| e.wwpn == info.wwpn && !e.fc4_types.is_empty());
-            if !registered {
-                return Err(format!("{end} is not registered with the name server"));
+            match entries[&sw.node].get(&self.wwpn(end)) {
+                None => return Err(format!("{end} is not logged in")),
+                Some(false) => {
+                    return Err(format!("{end} is not registered with the name server"));
+                }
+                Some(true) => {}
             }
         }
         Ok(())

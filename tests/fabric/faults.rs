@@ -29,6 +29,11 @@ fn site_disaster_destroys_every_node_there_for_good() {
     );
     let r = run_sim(&s);
     assert!(r.checks.iter().all(|c| c.passed), "{}", r.summary_table());
-    assert_eq!(r.errors.len(), 1, "restarting a destroyed node is refused: {:?}", r.errors);
+    assert_eq!(
+        r.errors.len(),
+        1,
+        "restarting a destroyed node is refused: {:?}",
+        r.errors
+    );
     assert!(r.errors[0].contains("destroyed"), "{}", r.errors[0]);
 }
