@@ -145,13 +145,7 @@ impl Orchestrator {
             .map_err(|s| format!("{host}: {:?}: {}", s.code(), s.message()))?
             .into_inner();
         let blocks: u64 = segments.iter().map(|s| s.blocks).sum();
-        let got = if !r.transport_error.is_empty() {
-            ExpectStatus::TransportError
-        } else if r.status == 0 {
-            ExpectStatus::Good
-        } else {
-            ExpectStatus::CheckCondition
-        };
+        let got = outcome_of(&r);
         let text = format!(
             "EXTENDED COPY of {blocks} blocks via {manager} from {host}: status {:#04x} {}{} after {}µs",
             r.status, r.sense_text, r.transport_error, r.latency_us
@@ -382,13 +376,7 @@ impl Orchestrator {
                     .into_inner()
                     .result
                     .unwrap_or_default();
-                let got = if !r.transport_error.is_empty() {
-                    ExpectStatus::TransportError
-                } else if r.status == 0 {
-                    ExpectStatus::Good
-                } else {
-                    ExpectStatus::CheckCondition
-                };
+                let got = outcome_of(&r);
                 let text = format!(
                     "READ {target} LBA {lba}+{blocks} from {host}: status {:#04x} {}{}",
                     r.status,
@@ -542,6 +530,17 @@ pub fn xcopy_parameter_list(
         inline_data: bytes::Bytes::new(),
     };
     Ok(list.encode())
+}
+
+/// How a SCSI command ended, in the terms checks and steps expect.
+fn outcome_of(r: &pb::ScsiResult) -> ExpectStatus {
+    if !r.transport_error.is_empty() {
+        ExpectStatus::TransportError
+    } else if r.status == 0 {
+        ExpectStatus::Good
+    } else {
+        ExpectStatus::CheckCondition
+    }
 }
 
 fn lock(h: &WorkloadHandle) -> std::sync::MutexGuard<'_, WorkloadState> {
