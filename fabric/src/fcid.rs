@@ -51,14 +51,20 @@ impl FcId {
         self.0
     }
 
+    // The byte is the point: an FC_ID is three bytes.
+    #[allow(clippy::cast_possible_truncation)]
     pub const fn domain(self) -> u8 {
         (self.0 >> 16) as u8
     }
 
+    // The byte is the point: an FC_ID is three bytes.
+    #[allow(clippy::cast_possible_truncation)]
     pub const fn area(self) -> u8 {
         (self.0 >> 8) as u8
     }
 
+    // The byte is the point: an FC_ID is three bytes.
+    #[allow(clippy::cast_possible_truncation)]
     pub const fn port(self) -> u8 {
         self.0 as u8
     }
@@ -132,6 +138,8 @@ impl DomainId {
 
     pub fn new(domain: u32) -> Result<Self, FcIdError> {
         if (u32::from(Self::MIN)..=u32::from(Self::MAX)).contains(&domain) {
+            // In 1..=239, checked just above.
+            #[allow(clippy::cast_possible_truncation)]
             Ok(DomainId(domain as u8))
         } else {
             Err(FcIdError::DomainOutOfRange { domain })
