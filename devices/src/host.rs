@@ -773,12 +773,12 @@ impl pb::host_server::Host for HostService {
             ));
         }
         let len = to_u32("parameter_list", r.parameter_list.len() as u64)?;
-        let mut c = bytes::BytesMut::zeroed(16);
-        c[0] = 0x83;
-        c[10..14].copy_from_slice(&len.to_be_bytes());
         let req = IoRequest {
             lun: 0,
-            cdb: c.freeze(),
+            cdb: crate::scsi::cdb::ExtendedCopy {
+                parameter_list_length: len,
+            }
+            .encode(),
             data_out: r.parameter_list,
             data_in_len: 0,
         };
@@ -792,13 +792,14 @@ impl pb::host_server::Host for HostService {
         let r = r.into_inner();
         let list_id = u8::try_from(r.list_id)
             .map_err(|_| Status::invalid_argument("list_id: LID1 list identifiers are 0-255"))?;
-        let mut c = bytes::BytesMut::zeroed(16);
-        c[0] = 0x84;
-        c[2] = list_id;
-        c[10..14].copy_from_slice(&64u32.to_be_bytes());
+        let rcr = crate::scsi::cdb::ReceiveCopyResults {
+            service_action: crate::scsi::cdb::RcrServiceAction::CopyStatus,
+            list_id,
+            allocation_length: 64,
+        };
         let req = IoRequest {
             lun: 0,
-            cdb: c.freeze(),
+            cdb: rcr.encode(),
             data_out: Bytes::new(),
             data_in_len: 64,
         };

@@ -14,7 +14,7 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use fcsim_fabric::endnode::Fc4Ctx;
 use fcsim_fabric::frame::Frame;
 use fcsim_fabric::nport::{LoginOutcome, LoginTarget, LoginTicket, NPortEvent};
@@ -664,58 +664,59 @@ impl ScsiInitiator {
     }
 }
 
-/// CDBs the initiator builds (SPC-5 / SBC-4).
+/// CDBs the initiator sends, built by the SCSI core's encoders (SPC-5 / SBC-4).
 pub mod cdb {
-    use super::*;
+    use bytes::Bytes;
+
+    use crate::scsi::cdb::{Inquiry, Read16, ReadCapacity16, ReportLuns, Write16};
 
     /// REPORT LUNS (A0h), SPC-5 §6.33, select report 00h.
     pub fn report_luns(alloc: u32) -> Bytes {
-        let mut b = BytesMut::zeroed(12);
-        b[0] = 0xA0;
-        b[6..10].copy_from_slice(&alloc.to_be_bytes());
-        b.freeze()
+        ReportLuns {
+            select_report: 0,
+            allocation_length: alloc,
+        }
+        .encode()
     }
 
     /// INQUIRY (12h), SPC-5 §6.7: standard data, or a VPD page with EVPD = 1.
     pub fn inquiry(vpd: Option<u8>, alloc: u16) -> Bytes {
-        let mut b = BytesMut::zeroed(6);
-        b[0] = 0x12;
-        if let Some(p) = vpd {
-            b[1] = 1;
-            b[2] = p;
+        Inquiry {
+            evpd: vpd.is_some(),
+            page_code: vpd.unwrap_or(0),
+            allocation_length: alloc,
         }
-        b[3..5].copy_from_slice(&alloc.to_be_bytes());
-        b.freeze()
+        .encode()
     }
 
     /// READ CAPACITY (16) (9Eh/10h), SBC-4 §5.20.
     pub fn read_capacity16(alloc: u32) -> Bytes {
-        let mut b = BytesMut::zeroed(16);
-        b[0] = 0x9E;
-        b[1] = 0x10;
-        b[10..14].copy_from_slice(&alloc.to_be_bytes());
-        b.freeze()
-    }
-
-    fn rw16(op: u8, lba: u64, blocks: u32, fua: bool) -> Bytes {
-        let mut b = BytesMut::with_capacity(16);
-        b.put_u8(op);
-        b.put_u8(if fua { 0x08 } else { 0 });
-        b.put_u64(lba);
-        b.put_u32(blocks);
-        b.put_u8(0);
-        b.put_u8(0);
-        b.freeze()
+        ReadCapacity16 {
+            allocation_length: alloc,
+        }
+        .encode()
     }
 
     /// READ (16) (88h), SBC-4 §5.16.
     pub fn read16(lba: u64, blocks: u32) -> Bytes {
-        rw16(0x88, lba, blocks, false)
+        Read16 {
+            lba,
+            blocks,
+            dpo: false,
+            fua: false,
+        }
+        .encode()
     }
 
     /// WRITE (16) (8Ah), SBC-4 §5.40; FUA forces the data to durable media first.
     pub fn write16(lba: u64, blocks: u32, fua: bool) -> Bytes {
-        rw16(0x8A, lba, blocks, fua)
+        Write16 {
+            lba,
+            blocks,
+            dpo: false,
+            fua,
+        }
+        .encode()
     }
 }
 
