@@ -2,7 +2,6 @@
 //! Control endpoint with plain gRPC clients. Invalid arguments come back as
 //! INVALID_ARGUMENT naming the field; faults change what the switches report.
 
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use fcsim_proto::v1 as pb;
@@ -11,22 +10,7 @@ use pb::switch_client::SwitchClient;
 use tonic::Code;
 use tonic::transport::Channel;
 
-struct Up(Child);
-
-impl Drop for Up {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+mod common;
 
 async fn connect(addr: &str) -> Channel {
     for _ in 0..200 {
@@ -55,16 +39,8 @@ async fn switch(control: &mut ControlClient<Channel>, name: &str) -> SwitchClien
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn up_serves_control_views_faults_and_rejects_bad_arguments() {
-    let addr = format!("127.0.0.1:{}", free_port());
-    let file = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/scenarios/library/fabric-basics.json"
-    );
-    let _up = Up(Command::new(env!("CARGO_BIN_EXE_fcsim"))
-        .args(["up", file, "--control", &addr])
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("start fcsim up"));
+    let up = common::Up::start("fabric-basics.json");
+    let addr = up.addr.clone();
     let mut control = ControlClient::new(connect(&addr).await);
 
     // Setup (wait until converged) has run before the endpoint answers.

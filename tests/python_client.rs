@@ -7,31 +7,17 @@
 
 use std::io::Read;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use fcsim_proto::v1 as pb;
 use pb::control_client::ControlClient;
 use tonic::transport::Channel;
 
+mod common;
+use common::Up;
+
 const REPO: &str = env!("CARGO_MANIFEST_DIR");
-
-struct Up(Child);
-
-impl Drop for Up {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// Waits until `fcsim up` answers Control/Status (it serves once setup has run).
 fn wait_for_control(up: &mut Up, addr: &str) {
@@ -42,7 +28,7 @@ fn wait_for_control(up: &mut Up, addr: &str) {
     rt.block_on(async {
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
-            if let Some(status) = up.0.try_wait().unwrap() {
+            if let Some(status) = up.child.try_wait().unwrap() {
                 panic!("fcsim up exited ({status}) before serving {addr}");
             }
             assert!(Instant::now() < deadline, "fcsim up never served {addr}");
@@ -125,15 +111,8 @@ fn python_grpcio_drives_the_host_service() {
     );
 
     // (c) a live fabric, as a user starts it.
-    let addr = format!("127.0.0.1:{}", free_port());
-    let file = Path::new(REPO).join("scenarios/library/host-io-basics.json");
-    let mut up = Up(Command::new(env!("CARGO_BIN_EXE_fcsim"))
-        .arg("up")
-        .arg(&file)
-        .args(["--control", &addr])
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("start fcsim up"));
+    let mut up = Up::start("host-io-basics.json");
+    let addr = up.addr.clone();
     wait_for_control(&mut up, &addr);
 
     let mut py = Command::new("python3");

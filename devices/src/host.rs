@@ -433,29 +433,11 @@ impl HostLayer {
 
 /// Fixed-format sense in words: "ILLEGAL REQUEST (24/00)".
 pub fn sense_text(sense: &[u8]) -> String {
-    const KEYS: [&str; 16] = [
-        "NO SENSE",
-        "RECOVERED ERROR",
-        "NOT READY",
-        "MEDIUM ERROR",
-        "HARDWARE ERROR",
-        "ILLEGAL REQUEST",
-        "UNIT ATTENTION",
-        "DATA PROTECT",
-        "BLANK CHECK",
-        "VENDOR SPECIFIC",
-        "COPY ABORTED",
-        "ABORTED COMMAND",
-        "RESERVED",
-        "VOLUME OVERFLOW",
-        "MISCOMPARE",
-        "COMPLETED",
-    ];
     if sense.len() < 14 {
         return String::new();
     }
-    let key = usize::from(sense[2] & 0x0F);
-    format!("{} ({:02x}/{:02x})", KEYS[key], sense[12], sense[13])
+    let key = crate::scsi::sense::SenseKey(sense[2] & 0x0F);
+    format!("{} ({:02x}/{:02x})", key.name(), sense[12], sense[13])
 }
 
 fn scsi_result(c: &Completion) -> pb::ScsiResult {
