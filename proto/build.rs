@@ -11,6 +11,7 @@ const PROTOS: &[&str] = &[
     "fcsim/v1/switch.proto",
     "fcsim/v1/host.proto",
     "fcsim/v1/array.proto",
+    "fcsim/v1/virtualization.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

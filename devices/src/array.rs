@@ -76,6 +76,11 @@ pub enum ArrayAdmin {
         blocks: u32,
         reply: oneshot::Sender<Result<Vec<u64>, Status>>,
     },
+    /// A licence or firmware change: the array runs (and advertises) these functions.
+    SetFunctions {
+        functions: Vec<String>,
+        reply: oneshot::Sender<pb::ListLusResponse>,
+    },
 }
 
 /// Blocks moved per read/write step of a copy through the fabric.
@@ -225,6 +230,20 @@ impl ArrayLayer {
         };
         let data_out = (!cmd.data_out.is_empty()).then(|| cmd.data_out.clone());
         let mut r = self.scsi.execute(&nexus, &cmd.cdb, data_out);
+        if let Some(job) = r.copy_job.take_if(|job| !self.may_run(job)) {
+            // Block → stream (server-free backup) is a function of its own: without it
+            // the array refuses the segment type, as one whose firmware lacks it would.
+            let refused = Sense::new(
+                crate::scsi::sense::SenseKey::ILLEGAL_REQUEST,
+                asc::UNSUPPORTED_SEGMENT_DESCRIPTOR_TYPE_CODE,
+            );
+            let outcome = CopyOutcome {
+                segments_processed: 0,
+                bytes: 0,
+                error: Some(refused),
+            };
+            r = self.scsi.complete_copy(&job, &outcome);
+        }
         if let Some(job) = r.copy_job.take() {
             let local = job
                 .ops
@@ -261,6 +280,30 @@ impl ArrayLayer {
         }
         let sense = r.sense.map(|s| s.encode()).unwrap_or_default();
         self.fcp.complete(cmd, r.status.0, sense, r.data_in);
+    }
+
+    /// Whether the array's functions include what `job` needs.
+    fn may_run(&self, job: &CopyJob) -> bool {
+        let backup = job
+            .ops
+            .iter()
+            .any(|op| matches!(op, CopyOp::BlockToStream { .. }));
+        !backup || self.cfg.functions.iter().any(|f| f == "direct-backup")
+    }
+
+    /// A licence or firmware change.
+    fn set_functions(&mut self, functions: Vec<String>) {
+        let parsed: Vec<CopyFunction> = functions
+            .iter()
+            .map(|f| CopyFunction::from_name(f))
+            .collect();
+        for lun in self.scsi.luns() {
+            if let Some(lu) = self.scsi.lu_mut(lun) {
+                lu.set_copy_functions(parsed.clone());
+            }
+        }
+        info!(functions = ?functions, "array functions changed");
+        self.cfg.functions = functions;
     }
 
     /// A local LU by NAA (its LUN).
@@ -625,6 +668,10 @@ impl Fc4Layer for ArrayLayer {
             } => {
                 let _ = reply.send(self.digests(lun, lba, blocks));
             }
+            ArrayAdmin::SetFunctions { functions, reply } => {
+                self.set_functions(functions);
+                let _ = reply.send(self.list());
+            }
         }
     }
 }
@@ -692,6 +739,28 @@ impl pb::array_server::Array for ArrayService {
             })
             .await?;
         Ok(Response::new(pb::LuDigestsResponse { digests }))
+    }
+
+    async fn set_functions(
+        &self,
+        r: Request<pb::SetFunctionsRequest>,
+    ) -> Result<Response<pb::ListLusResponse>, Status> {
+        let functions = r.into_inner().functions;
+        if let Some(bad) = functions
+            .iter()
+            .find(|f| matches!(CopyFunction::from_name(f), CopyFunction::Unsupported(_)))
+        {
+            return Err(Status::invalid_argument(format!(
+                "functions: `{bad}` is not a copy function"
+            )));
+        }
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(ArrayAdmin::SetFunctions { functions, reply })
+            .map_err(|_| Status::unavailable("array is shutting down"))?;
+        rx.await
+            .map(Response::new)
+            .map_err(|_| Status::unavailable("array is shutting down"))
     }
 }
 

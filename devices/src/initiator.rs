@@ -17,7 +17,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use fcsim_fabric::endnode::Fc4Ctx;
 use fcsim_fabric::frame::Frame;
-use fcsim_fabric::nport::{LoginOutcome, LoginTarget, LoginTicket, NPortEvent};
+use fcsim_fabric::nport::{LoginOutcome, LoginTarget, LoginTicket, NPort, NPortEvent};
 use fcsim_fabric::{FcId, Wwn, Wwpn};
 use tracing::{debug, info, warn};
 
@@ -285,13 +285,10 @@ impl ScsiInitiator {
         let Some(np) = ctx.ports.get_mut(&port) else {
             return;
         };
-        let me = np.fc_id();
-        let view: BTreeSet<FcId> = np
-            .ns_view()
-            .keys()
-            .copied()
-            .filter(|id| Some(*id) != me)
-            .collect();
+        // Never this node's own ports (a node with both roles sees itself).
+        let view: BTreeSet<FcId> = np.ns_view().keys().copied().collect();
+        let mine: BTreeSet<FcId> = ctx.ports.values().filter_map(NPort::fc_id).collect();
+        let view: BTreeSet<FcId> = view.difference(&mine).copied().collect();
         let known: Vec<FcId> = self
             .remotes
             .iter()

@@ -22,6 +22,7 @@
 //! answered with sense data, never a panic.
 
 pub mod array;
+pub mod bitmap;
 pub mod fcp;
 pub mod history;
 pub mod host;

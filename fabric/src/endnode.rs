@@ -33,7 +33,7 @@ use crate::wwn::{Wwnn, Wwpn};
 pub const LINK_SERVICE: &str = "fcsim.v1.Link";
 
 /// Node kinds an end node may present itself as.
-pub const KINDS: [&str; 3] = ["host", "array", "tape"];
+pub const KINDS: [&str; 4] = ["host", "array", "tape", "virtualization"];
 
 /// Default `timeout_ms` of a `PortLogin` request.
 pub const DEFAULT_LOGIN_TIMEOUT: Duration = Duration::from_millis(100);

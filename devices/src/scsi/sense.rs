@@ -114,6 +114,8 @@ pub mod asc {
     const fn a(asc: u8, ascq: u8) -> Asc {
         Asc { asc, ascq }
     }
+    /// 08h/00h LOGICAL UNIT COMMUNICATION FAILURE.
+    pub const LU_COMMUNICATION_FAILURE: Asc = a(0x08, 0x00);
     /// 00h/00h NO ADDITIONAL SENSE INFORMATION.
     pub const NO_ADDITIONAL_SENSE: Asc = a(0x00, 0x00);
     /// 00h/16h OPERATION IN PROGRESS.

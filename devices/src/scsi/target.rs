@@ -237,6 +237,13 @@ impl LogicalUnit {
         &mut *self.store
     }
     /// Whether media access is possible.
+    /// Replaces the copy functions the LU advertises (VPD C0h); it accepts EXTENDED COPY
+    /// (3PC) exactly when `xcopy` is one of them.
+    pub fn set_copy_functions(&mut self, functions: Vec<CopyFunction>) {
+        self.config.third_party_copy = functions.contains(&CopyFunction::Xcopy);
+        self.config.copy_functions = functions;
+    }
+
     pub fn is_ready(&self) -> bool {
         self.ready
     }

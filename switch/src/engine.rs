@@ -1,0 +1,1080 @@
+//! The virtualization engine of an intelligent switch (seed 003, DESIGN.md §6): the
+//! FC-4 layer of the switch's virtual N_Ports. Its ports are FCP targets for the hosts
+//! (the virtual targets, carrying the virtual LUs) and FCP initiators towards the
+//! external arrays and tapes (discovery, translated I/O, delegated commands).
+//!
+//! Start here: [`Engine::host_command`] (the seed's request handling, Fig. 1: analyse,
+//! then read/write translation or a support function), [`Engine::vread`] /
+//! [`Engine::vwrite`] (one virtual range through TM, the cache and TB), and the
+//! operations in [`crate::ops`]. Tables and the cache are the sans-IO cores in
+//! [`crate::tm`], [`crate::tf`] and [`crate::cache`]; this module only wires them to
+//! the FCP target, the SCSI initiator and the block stores of INTERNAL extents.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use fcsim_devices::bitmap::DiffBitmap;
+use fcsim_devices::fcp::{FcpTarget, IoRequest, IoResult, TargetCommand};
+use fcsim_devices::initiator::{Completion, InitiatorEvent, IoId, ScsiInitiator, cdb, parse};
+use fcsim_devices::scsi::cdb::Command;
+use fcsim_devices::scsi::inquiry::{CopyFunction, NaaId};
+use fcsim_devices::scsi::sense::{Sense, SenseKey, asc};
+use fcsim_devices::scsi::target::{LogicalUnit, LuConfig, Nexus, ScsiTarget};
+use fcsim_devices::store::{BlockStore, FileStore, MemStore};
+use fcsim_fabric::endnode::{EndNodeConfig, Fc4Ctx, Fc4Layer};
+use fcsim_fabric::frame::Frame;
+use fcsim_fabric::nport::NPortEvent;
+use fcsim_fabric::{FcId, Wwn, Wwnn, Wwpn};
+use serde::{Deserialize, Serialize};
+use tracing::{debug, info, warn};
+
+use crate::cache::{DirtyRun, SwitchCache};
+use crate::ops::{Op, OpIo};
+use crate::service::EngineAdmin;
+use crate::tf::{FunctionRow, FunctionTable, Provenance};
+use crate::tm::{MappingTable, RealLu, Target, VirtualLu};
+
+/// Blocks per backend command of a destage or a switch-local copy step.
+pub const CHUNK_BLOCKS: u64 = 256;
+
+/// Destage commands in flight at once.
+const DESTAGE_DEPTH: usize = 8;
+
+/// The engine's operating mode (seed 003 §3.10).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OffloadMode {
+    /// Mode 1: support functions go to capable arrays.
+    #[default]
+    Offload,
+    /// Mode 2: the switch does everything itself.
+    Local,
+}
+
+/// An external array as configured (for names in TM and TF).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct KnownDevice {
+    pub name: String,
+    pub wwnn: Wwnn,
+    pub ports: Vec<Wwpn>,
+}
+
+/// A real LU the configuration names: where it is and its geometry.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct KnownLu {
+    /// `array:lun`.
+    pub name: String,
+    pub naa: Wwn,
+    /// The array holding it.
+    pub device: String,
+    pub blocks: u64,
+    pub block_bytes: u32,
+}
+
+/// The engine's configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EngineConfig {
+    /// The engine's N_Ports (kind `virtualization`, role both).
+    pub node: EndNodeConfig,
+    /// The switch it belongs to: the device ID of INTERNAL rows (SD1).
+    pub switch: String,
+    /// Virtual LUs configured at start.
+    pub lus: Vec<VirtualLu>,
+    /// Map every discovered external disk LU no extent uses to a new virtual LU.
+    pub auto_map: bool,
+    pub mode: OffloadMode,
+    /// Most clean blocks the cache keeps; dirty blocks beyond it hold new writes back.
+    pub cache_blocks: usize,
+    pub devices: Vec<KnownDevice>,
+    pub real_lus: Vec<KnownLu>,
+    /// INTERNAL extents live in files here; `None`: sparse memory.
+    pub data_dir: Option<PathBuf>,
+}
+
+/// What a backend command is for.
+#[derive(Debug, Clone)]
+pub(crate) enum Waiter {
+    /// Piece `piece` of virtual request `req`.
+    Piece { req: u64, piece: usize },
+    /// A destage run.
+    Destage { run: u64 },
+    /// A command an operation sent itself (offload, RECEIVE COPY RESULTS, tape write).
+    Op { op: u64, io: OpIo },
+    /// A VPD C0h probe refreshing TF for a device.
+    Probe { device: String },
+}
+
+/// Who asked for a virtual read or write.
+#[derive(Debug, Clone)]
+pub(crate) enum Owner {
+    Host(TargetCommand),
+    Op(u64),
+}
+
+/// A virtual read or write in progress: one part per TM piece.
+#[derive(Debug)]
+pub(crate) struct VRequest {
+    owner: Owner,
+    lun: u16,
+    lba: u64,
+    blocks: u64,
+    /// Write data (whole blocks); `None` for a read.
+    data: Option<Bytes>,
+    parts: Vec<Option<Bytes>>,
+    outstanding: usize,
+    failed: Option<Sense>,
+}
+
+/// How a virtual read or write ended.
+pub(crate) type VResult = Result<Bytes, Sense>;
+
+struct DestageRun {
+    run: DirtyRun,
+    outstanding: usize,
+    ok: bool,
+}
+
+/// The engine: tables, cache, operations, and the FCP target and initiator under them.
+pub struct Engine {
+    pub(crate) cfg: EngineConfig,
+    fcp: FcpTarget,
+    /// The virtual LUs' SCSI personality (INQUIRY, REPORT LUNS, …) and INTERNAL stores.
+    pub(crate) scsi: ScsiTarget,
+    pub(crate) init: ScsiInitiator,
+    pub(crate) tm: MappingTable,
+    pub(crate) tf: FunctionTable,
+    pub(crate) cache: SwitchCache,
+    reqs: BTreeMap<u64, VRequest>,
+    pub(crate) waiters: BTreeMap<IoId, Waiter>,
+    destages: BTreeMap<u64, DestageRun>,
+    pub(crate) ops: BTreeMap<u64, Op>,
+    /// Host writes held back while the cache is full of dirty blocks.
+    held: Vec<TargetCommand>,
+    /// SYNCHRONIZE CACHE commands waiting for their range to be destaged.
+    syncs: Vec<(TargetCommand, u16, u64, u64)>,
+    next_id: u64,
+    /// Devices whose TF row is being refreshed.
+    probing: BTreeSet<String>,
+}
+
+fn sense_of(r: &IoResult) -> Sense {
+    if r.transport.is_none() {
+        if let Ok(s) = Sense::decode(&r.sense) {
+            return s;
+        }
+    }
+    // The array cannot be reached.
+    Sense::new(SenseKey::ABORTED_COMMAND, asc::LU_COMMUNICATION_FAILURE)
+}
+
+pub(crate) fn ok(r: &IoResult) -> bool {
+    r.transport.is_none() && r.status == 0
+}
+
+impl Engine {
+    pub fn new(cfg: EngineConfig) -> Result<Self, String> {
+        let mut e = Engine {
+            cache: SwitchCache::new(cfg.cache_blocks),
+            cfg,
+            fcp: FcpTarget::new(),
+            scsi: ScsiTarget::default(),
+            init: ScsiInitiator::new(),
+            tm: MappingTable::new(),
+            tf: FunctionTable::new(),
+            reqs: BTreeMap::new(),
+            waiters: BTreeMap::new(),
+            destages: BTreeMap::new(),
+            ops: BTreeMap::new(),
+            held: Vec::new(),
+            syncs: Vec::new(),
+            next_id: 0,
+            probing: BTreeSet::new(),
+        };
+        for lu in e.cfg.lus.clone() {
+            e.map_lu(lu).map_err(|err| err.to_string())?;
+        }
+        Ok(e)
+    }
+
+    pub(crate) fn next_id(&mut self) -> u64 {
+        self.next_id += 1;
+        self.next_id
+    }
+
+    /// What the engine knows of a real LU: configuration first, then discovery.
+    pub(crate) fn real_lu(&self, naa: Wwn) -> Option<RealLu> {
+        if let Some(k) = self.cfg.real_lus.iter().find(|k| k.naa == naa) {
+            return Some(RealLu {
+                blocks: k.blocks,
+                block_bytes: k.block_bytes,
+            });
+        }
+        self.init
+            .device(naa)
+            .filter(|d| d.block_bytes > 0)
+            .map(|d| RealLu {
+                blocks: d.blocks,
+                block_bytes: d.block_bytes,
+            })
+    }
+
+    /// The array holding a real LU, by name.
+    pub(crate) fn device_of(&self, naa: Wwn) -> Option<String> {
+        if let Some(k) = self.cfg.real_lus.iter().find(|k| k.naa == naa) {
+            return Some(k.device.clone());
+        }
+        let port = self.init.device(naa)?.paths.first()?.target_wwpn;
+        Some(self.device_named(port))
+    }
+
+    /// The configured name of the device owning port `wwpn` (else the WWPN).
+    fn device_named(&self, wwpn: Wwpn) -> String {
+        self.cfg
+            .devices
+            .iter()
+            .find(|d| d.ports.contains(&wwpn))
+            .map_or_else(|| wwpn.to_string(), |d| d.name.clone())
+    }
+
+    /// A real LU's display name.
+    pub(crate) fn lu_name(&self, naa: Wwn) -> String {
+        self.cfg
+            .real_lus
+            .iter()
+            .find(|k| k.naa == naa)
+            .map_or_else(|| naa.to_string(), |k| k.name.clone())
+    }
+
+    /// Adds a virtual LU to TM (validated) and to the SCSI target.
+    pub(crate) fn map_lu(&mut self, lu: VirtualLu) -> Result<(), String> {
+        let known: BTreeMap<Wwn, RealLu> = lu
+            .extents
+            .iter()
+            .filter_map(|e| match e.backing {
+                crate::tm::Backing::External { lu, .. } => Some((lu, self.real_lu(lu)?)),
+                crate::tm::Backing::Internal => None,
+            })
+            .collect();
+        let mut tm = self.tm.clone();
+        tm.add_lu(lu.clone(), |n| known.get(&n).copied())
+            .map_err(|e| e.to_string())?;
+        let added = tm.lu(lu.lun).cloned().ok_or("virtual LU vanished")?;
+        let store: Box<dyn BlockStore> = match (&self.cfg.data_dir, added.has_internal()) {
+            (Some(dir), true) => {
+                std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+                let path = dir.join(format!("{}-vlu{}.img", self.cfg.switch, added.lun));
+                Box::new(
+                    FileStore::open(&path, added.block_bytes, added.blocks(), false)
+                        .map_err(|e| e.to_string())?,
+                )
+            }
+            _ => Box::new(
+                MemStore::new(added.block_bytes, added.blocks()).map_err(|e| e.to_string())?,
+            ),
+        };
+        let lc = LuConfig {
+            lun: added.lun,
+            block_size_bytes: added.block_bytes,
+            blocks: added.blocks(),
+            serial: format!("{}-V{:04}", self.cfg.switch.to_uppercase(), added.lun),
+            naa: added.naa.0,
+            product: "FCSIM VIRTUAL LU".into(),
+            // The switch is a copy manager: it runs every support function itself.
+            third_party_copy: true,
+            copy_functions: vec![
+                CopyFunction::Xcopy,
+                CopyFunction::DirectBackup,
+                CopyFunction::LocalPair,
+            ],
+            ..LuConfig::default()
+        };
+        let unit = LogicalUnit::new(lc, store).map_err(|e| e.to_string())?;
+        self.scsi.add_lu(unit).map_err(|e| e.to_string())?;
+        self.tm = tm;
+        self.scsi.notify_luns_changed();
+        info!(lun = added.lun, name = %added.name, blocks = added.blocks(), "virtual LU mapped");
+        Ok(())
+    }
+
+    /// Removes a virtual LU no operation uses.
+    pub(crate) fn unmap_lu(&mut self, lun: u16) -> Result<(), String> {
+        if self.ops.values().any(|o| o.uses(lun)) {
+            return Err(format!("virtual LU {lun} is in use by an operation"));
+        }
+        if self.cache.any_dirty(lun, 0, u64::MAX) {
+            return Err(format!(
+                "virtual LU {lun} has dirty blocks not yet destaged"
+            ));
+        }
+        self.tm.remove_lu(lun).map_err(|e| e.to_string())?;
+        self.scsi.remove_lu(lun);
+        self.cache.invalidate(lun, 0, u64::MAX);
+        self.scsi.notify_luns_changed();
+        Ok(())
+    }
+
+    // ---- host commands -------------------------------------------------------------------
+
+    /// One host command on a virtual target port (seed 003 §4.2): reads and writes are
+    /// translated; EXTENDED COPY is a support function; everything else (INQUIRY, REPORT
+    /// LUNS, READ CAPACITY, RECEIVE COPY RESULTS, …) is about the switch's own virtual
+    /// LUs and answered here, never delegated.
+    fn host_command(&mut self, ctx: &mut Fc4Ctx<'_>, cmd: TargetCommand) {
+        let Some(initiator) = ctx
+            .ports
+            .get(&cmd.port)
+            .and_then(|np| np.logged_in().get(&cmd.initiator).map(|r| r.wwpn))
+        else {
+            debug!(port = cmd.port, initiator = %cmd.initiator, "FCP command from a port not logged in: dropped");
+            ctx.hub.count_discard(cmd.port);
+            return;
+        };
+        let lun = cmd.lun.and_then(|l| u16::try_from(l).ok());
+        let vlu = lun.and_then(|l| self.tm.lu(l)).cloned();
+        if let Some(lu) = &vlu {
+            match Command::parse(&cmd.cdb) {
+                Ok(Command::Read10(c)) => return self.host_rw(ctx, cmd, lu, c.range(), None),
+                Ok(Command::Read16(c)) => return self.host_rw(ctx, cmd, lu, c.range(), None),
+                Ok(Command::Write10(c)) => {
+                    let data = cmd.data_out.clone();
+                    return self.host_rw(ctx, cmd, lu, c.range(), Some(data));
+                }
+                Ok(Command::Write16(c)) => {
+                    let data = cmd.data_out.clone();
+                    return self.host_rw(ctx, cmd, lu, c.range(), Some(data));
+                }
+                Ok(Command::SynchronizeCache10(c)) => {
+                    return self.host_sync(ctx, cmd, lu, c.range());
+                }
+                Ok(Command::SynchronizeCache16(c)) => {
+                    return self.host_sync(ctx, cmd, lu, c.range());
+                }
+                Ok(Command::WriteSame16(_)) => {
+                    // Not translated: refused like any unsupported opcode.
+                    return self.answer(&cmd, Err(Sense::invalid_opcode()));
+                }
+                _ => {}
+            }
+        }
+        let visible: Vec<u16> = self.tm.lus().keys().copied().collect();
+        let tm = &self.tm;
+        let init = &self.init;
+        let may_access = |naa: NaaId| match naa {
+            NaaId::Short(w) => tm.lu_by_naa(w).is_some() || init.device(w).is_some(),
+            NaaId::Extended(_) => false,
+        };
+        let target_port = self
+            .cfg
+            .node
+            .port_wwpns
+            .get(cmd.port as usize)
+            .copied()
+            .unwrap_or_default();
+        let nexus = Nexus {
+            initiator,
+            target_port,
+            relative_port: u16::try_from(cmd.port + 1).unwrap_or(u16::MAX),
+            lun: lun.unwrap_or(u16::MAX),
+            visible_luns: &visible,
+            may_access: &may_access,
+        };
+        let data_out = (!cmd.data_out.is_empty()).then(|| cmd.data_out.clone());
+        let mut r = self.scsi.execute(&nexus, &cmd.cdb, data_out);
+        if let Some(job) = r.copy_job.take() {
+            return self.start_copy(ctx, cmd, job);
+        }
+        let sense = r.sense.map(|s| s.encode()).unwrap_or_default();
+        self.fcp.complete(&cmd, r.status.0, sense, r.data_in);
+    }
+
+    fn host_rw(
+        &mut self,
+        ctx: &mut Fc4Ctx<'_>,
+        cmd: TargetCommand,
+        lu: &VirtualLu,
+        r: fcsim_devices::scsi::cdb::BlockRange,
+        data: Option<Bytes>,
+    ) {
+        if let Err(s) = r.check(lu.blocks(), 0xFFFF_FFFF) {
+            return self.answer(&cmd, Err(s));
+        }
+        if r.blocks == 0 {
+            return self.answer(&cmd, Ok(Bytes::new()));
+        }
+        let bb = lu.block_bytes as usize;
+        let len = usize::try_from(r.blocks)
+            .unwrap_or(usize::MAX)
+            .saturating_mul(bb);
+        let data = match data {
+            None => None,
+            Some(d) if d.len() < len => {
+                return self.answer(
+                    &cmd,
+                    Err(Sense::new(SenseKey::ABORTED_COMMAND, asc::DATA_PHASE_ERROR)),
+                );
+            }
+            Some(d) => Some(d.slice(..len)),
+        };
+        if data.is_some()
+            && lu.ack == crate::tm::AckMode::Async
+            && self.cache.dirty_blocks() >= self.cfg.cache_blocks.max(1)
+        {
+            // Write pending limit: hold the command until destage frees the cache.
+            self.held.push(cmd);
+            return self.destage(ctx);
+        }
+        let owner = Owner::Host(cmd);
+        match data {
+            None => self.vread(ctx, owner, lu.lun, r.lba, r.blocks),
+            Some(d) => self.vwrite(ctx, owner, lu.lun, r.lba, d),
+        }
+    }
+
+    /// SYNCHRONIZE CACHE: destage the range's dirty blocks, then GOOD.
+    fn host_sync(
+        &mut self,
+        ctx: &mut Fc4Ctx<'_>,
+        cmd: TargetCommand,
+        lu: &VirtualLu,
+        r: fcsim_devices::scsi::cdb::BlockRange,
+    ) {
+        let blocks = if r.blocks == 0 {
+            lu.blocks().saturating_sub(r.lba)
+        } else {
+            r.blocks
+        };
+        if r.lba > lu.blocks() {
+            return self.answer(&cmd, Err(Sense::lba_out_of_range()));
+        }
+        self.syncs.push((cmd, lu.lun, r.lba, blocks));
+        self.destage(ctx);
+        self.answer_syncs();
+    }
+
+    /// SYNCHRONIZE CACHE commands whose range has no dirty block left get GOOD.
+    fn answer_syncs(&mut self) {
+        let (done, wait): (Vec<_>, Vec<_>) = std::mem::take(&mut self.syncs)
+            .into_iter()
+            .partition(|(_, lun, lba, n)| self.range_clean(*lun, *lba, *n));
+        self.syncs = wait;
+        for (cmd, ..) in done {
+            self.answer(&cmd, Ok(Bytes::new()));
+        }
+    }
+
+    /// Answers a host command.
+    pub(crate) fn answer(&mut self, cmd: &TargetCommand, r: VResult) {
+        match r {
+            Ok(data) => self.fcp.complete(cmd, 0, Bytes::new(), data),
+            Err(s) => self.fcp.complete(cmd, 2, s.encode(), Bytes::new()),
+        }
+    }
+
+    // ---- the virtual I/O path --------------------------------------------------------------
+
+    /// Reads `blocks` blocks of virtual LU `lun` (seed 003 §4.4): each TM piece from the
+    /// cache when it holds all of it, else from its array or the INTERNAL store; cached
+    /// blocks (newer than the array's, or equal) are laid over the result.
+    pub(crate) fn vread(
+        &mut self,
+        ctx: &mut Fc4Ctx<'_>,
+        owner: Owner,
+        lun: u16,
+        lba: u64,
+        blocks: u64,
+    ) {
+        let pieces = match self.tm.translate(lun, lba, blocks) {
+            Ok(p) => p,
+            Err(_) => return self.finish_owner(ctx, owner, Err(Sense::lba_out_of_range())),
+        };
+        let id = self.next_id();
+        let mut req = VRequest {
+            owner,
+            lun,
+            lba,
+            blocks,
+            data: None,
+            parts: vec![None; pieces.len()],
+            outstanding: 0,
+            failed: None,
+        };
+        let bb = self.block_bytes(lun);
+        for (i, p) in pieces.iter().enumerate() {
+            let at = lba + p.offset;
+            if self.cache.covers(lun, at, p.blocks) {
+                req.parts[i] = Some(self.cached(lun, at, p.blocks, bb));
+                continue;
+            }
+            match p.target {
+                Target::Internal { lba } => {
+                    let r = self.scsi.lu(lun).map(|l| l.store().read(lba, p.blocks));
+                    match r {
+                        Some(Ok(d)) => req.parts[i] = Some(d),
+                        _ => {
+                            req.failed = Some(Sense::new(
+                                SenseKey::MEDIUM_ERROR,
+                                asc::UNRECOVERED_READ_ERROR,
+                            ))
+                        }
+                    }
+                }
+                Target::External { lu, lba } => {
+                    let io = self.init.submit(
+                        ctx,
+                        lu,
+                        IoRequest {
+                            lun: 0,
+                            cdb: cdb::read16(lba, u32::try_from(p.blocks).unwrap_or(u32::MAX)),
+                            data_out: Bytes::new(),
+                            data_in_len: u32::try_from(p.blocks * bb as u64).unwrap_or(u32::MAX),
+                        },
+                    );
+                    self.waiters.insert(io, Waiter::Piece { req: id, piece: i });
+                    req.outstanding += 1;
+                }
+            }
+        }
+        self.reqs.insert(id, req);
+        self.maybe_done(ctx, id);
+    }
+
+    /// Writes whole blocks to virtual LU `lun` (seed 003 §4.3). TB of every operation
+    /// copying from `lun` is marked first; an `async` LU acknowledges once the cache
+    /// holds the data, a `sync` LU once every array holding a piece acknowledged it.
+    pub(crate) fn vwrite(
+        &mut self,
+        ctx: &mut Fc4Ctx<'_>,
+        owner: Owner,
+        lun: u16,
+        lba: u64,
+        data: Bytes,
+    ) {
+        let bb = self.block_bytes(lun);
+        let blocks = (data.len() / bb) as u64;
+        let pieces = match self.tm.translate(lun, lba, blocks) {
+            Ok(p) => p,
+            Err(_) => return self.finish_owner(ctx, owner, Err(Sense::lba_out_of_range())),
+        };
+        let from_op = match owner {
+            Owner::Op(op) => Some(op),
+            Owner::Host(_) => None,
+        };
+        for op in self.ops.values_mut() {
+            if Some(op.id) != from_op {
+                op.host_wrote(lun, lba, blocks);
+            }
+        }
+        let async_ack = self
+            .tm
+            .lu(lun)
+            .is_some_and(|l| l.ack == crate::tm::AckMode::Async);
+        if async_ack {
+            self.cache.put(lun, lba, &data, bb, true);
+            self.finish_owner(ctx, owner, Ok(Bytes::new()));
+            self.kick_ops(ctx);
+            return self.destage(ctx);
+        }
+        let id = self.next_id();
+        let mut req = VRequest {
+            owner,
+            lun,
+            lba,
+            blocks,
+            data: Some(data.clone()),
+            parts: vec![None; pieces.len()],
+            outstanding: 0,
+            failed: None,
+        };
+        for (i, p) in pieces.iter().enumerate() {
+            let slice = data.slice(p.offset as usize * bb..(p.offset + p.blocks) as usize * bb);
+            match p.target {
+                Target::Internal { lba } => {
+                    let ok = self
+                        .scsi
+                        .lu_mut(lun)
+                        .is_some_and(|l| l.store_mut().write(lba, &slice).is_ok());
+                    if ok {
+                        req.parts[i] = Some(Bytes::new());
+                    } else {
+                        req.failed = Some(Sense::new(SenseKey::MEDIUM_ERROR, asc::WRITE_ERROR));
+                    }
+                }
+                Target::External { lu, lba } => {
+                    let io = self.init.submit(
+                        ctx,
+                        lu,
+                        IoRequest {
+                            lun: 0,
+                            cdb: cdb::write16(
+                                lba,
+                                u32::try_from(p.blocks).unwrap_or(u32::MAX),
+                                false,
+                            ),
+                            data_out: slice,
+                            data_in_len: 0,
+                        },
+                    );
+                    self.waiters.insert(io, Waiter::Piece { req: id, piece: i });
+                    req.outstanding += 1;
+                }
+            }
+        }
+        self.reqs.insert(id, req);
+        self.maybe_done(ctx, id);
+    }
+
+    fn block_bytes(&self, lun: u16) -> usize {
+        self.tm
+            .lu(lun)
+            .map_or(512, |l| l.block_bytes as usize)
+            .max(1)
+    }
+
+    /// The cached blocks of a range (all present), as one buffer.
+    fn cached(&self, lun: u16, lba: u64, blocks: u64, bb: usize) -> Bytes {
+        if blocks == 1 {
+            return self.cache.get(lun, lba).cloned().unwrap_or_default();
+        }
+        let mut b = BytesMut::with_capacity(blocks as usize * bb);
+        for at in lba..lba + blocks {
+            if let Some(d) = self.cache.get(lun, at) {
+                b.extend_from_slice(d);
+            }
+        }
+        b.freeze()
+    }
+
+    fn maybe_done(&mut self, ctx: &mut Fc4Ctx<'_>, id: u64) {
+        let Some(req) = self.reqs.get(&id) else {
+            return;
+        };
+        if req.outstanding > 0 {
+            return;
+        }
+        let Some(req) = self.reqs.remove(&id) else {
+            return;
+        };
+        if let Some(s) = req.failed {
+            return self.finish_owner(ctx, req.owner, Err(s));
+        }
+        let bb = self.block_bytes(req.lun);
+        let result = match req.data {
+            Some(data) => {
+                // Keep a clean copy for read hits, unless a newer write is dirty there.
+                if !self.cache.any_dirty(req.lun, req.lba, req.blocks) {
+                    self.cache.put(req.lun, req.lba, &data, bb, false);
+                }
+                Bytes::new()
+            }
+            None => {
+                let overlay =
+                    (req.lba..req.lba + req.blocks).any(|b| self.cache.get(req.lun, b).is_some());
+                let mut parts: Vec<Bytes> = req.parts.into_iter().flatten().collect();
+                match (parts.len(), overlay) {
+                    (1, false) => parts.pop().unwrap_or_default(),
+                    _ => {
+                        let mut b = BytesMut::with_capacity(req.blocks as usize * bb);
+                        for p in parts {
+                            b.extend_from_slice(&p);
+                        }
+                        for (i, at) in (req.lba..req.lba + req.blocks).enumerate() {
+                            if let Some(c) = self.cache.get(req.lun, at) {
+                                b[i * bb..(i + 1) * bb].copy_from_slice(c);
+                            }
+                        }
+                        b.freeze()
+                    }
+                }
+            }
+        };
+        self.finish_owner(ctx, req.owner, Ok(result));
+    }
+
+    fn finish_owner(&mut self, ctx: &mut Fc4Ctx<'_>, owner: Owner, r: VResult) {
+        match owner {
+            Owner::Host(cmd) => self.answer(&cmd, r),
+            Owner::Op(op) => self.op_io_done(ctx, op, r),
+        }
+    }
+
+    // ---- destage ---------------------------------------------------------------------------
+
+    /// Starts destaging dirty runs, up to [`DESTAGE_DEPTH`] at once.
+    pub(crate) fn destage(&mut self, ctx: &mut Fc4Ctx<'_>) {
+        while self.destages.len() < DESTAGE_DEPTH {
+            let Some(run) = self.cache.next_dirty_run(None, CHUNK_BLOCKS as usize) else {
+                break;
+            };
+            let id = self.next_id();
+            let lun = run.lun;
+            let bb = self.block_bytes(lun);
+            let blocks = run.blocks.len() as u64;
+            let mut d = DestageRun {
+                run,
+                outstanding: 0,
+                ok: true,
+            };
+            let pieces = self
+                .tm
+                .translate(lun, d.run.lba, blocks)
+                .unwrap_or_default();
+            // One buffer for the run (its blocks may come from several host writes).
+            let mut buf = BytesMut::with_capacity(blocks as usize * bb);
+            for b in &d.run.blocks {
+                buf.extend_from_slice(b);
+            }
+            let data = buf.freeze();
+            for p in pieces {
+                let slice = data.slice(p.offset as usize * bb..(p.offset + p.blocks) as usize * bb);
+                match p.target {
+                    Target::Internal { lba } => {
+                        d.ok &= self
+                            .scsi
+                            .lu_mut(lun)
+                            .is_some_and(|l| l.store_mut().write(lba, &slice).is_ok());
+                    }
+                    Target::External { lu, lba } => {
+                        let io = self.init.submit(
+                            ctx,
+                            lu,
+                            IoRequest {
+                                lun: 0,
+                                cdb: cdb::write16(
+                                    lba,
+                                    u32::try_from(p.blocks).unwrap_or(u32::MAX),
+                                    false,
+                                ),
+                                data_out: slice,
+                                data_in_len: 0,
+                            },
+                        );
+                        self.waiters.insert(io, Waiter::Destage { run: id });
+                        d.outstanding += 1;
+                    }
+                }
+            }
+            self.destages.insert(id, d);
+            self.destage_done(ctx, id, None);
+        }
+    }
+
+    fn destage_done(&mut self, ctx: &mut Fc4Ctx<'_>, id: u64, ok: Option<bool>) {
+        let Some(d) = self.destages.get_mut(&id) else {
+            return;
+        };
+        if let Some(ok) = ok {
+            d.outstanding -= 1;
+            d.ok &= ok;
+        }
+        if d.outstanding > 0 {
+            return;
+        }
+        let Some(d) = self.destages.remove(&id) else {
+            return;
+        };
+        if !d.ok {
+            warn!(
+                lun = d.run.lun,
+                lba = d.run.lba,
+                "destage failed; the blocks stay dirty"
+            );
+        }
+        self.cache.destaged(&d.run, d.ok);
+        self.answer_syncs();
+        // Held writes go once there is room again; a failed destage is retried later.
+        if self.cache.dirty_blocks() < self.cfg.cache_blocks.max(1) {
+            for cmd in std::mem::take(&mut self.held) {
+                self.host_command(ctx, cmd);
+            }
+        }
+        self.kick_ops(ctx);
+        if d.ok {
+            self.destage(ctx);
+        }
+    }
+
+    /// Whether a destage could make progress on a range (or it is already clean).
+    pub(crate) fn range_clean(&self, lun: u16, lba: u64, blocks: u64) -> bool {
+        !self.cache.any_dirty(lun, lba, blocks)
+    }
+
+    // ---- the function table --------------------------------------------------------------
+
+    /// Learns a TF row from what discovery read (VPD C0h of the array's LUs).
+    fn learn_functions(&mut self, now: Duration, naa: Wwn) {
+        let Some(dev) = self.init.device(naa) else {
+            return;
+        };
+        if dev.block_bytes == 0 {
+            return; // a stream device: tapes are destinations, not executors
+        }
+        let Some(path) = dev.paths.iter().find(|p| p.active).or(dev.paths.first()) else {
+            return;
+        };
+        let device = self.device_named(path.target_wwpn);
+        let wwnn = self
+            .cfg
+            .devices
+            .iter()
+            .find(|d| d.name == device)
+            .map_or_else(Wwnn::default, |d| d.wwnn);
+        let mut functions = dev.functions.clone();
+        if !dev.third_party_copy {
+            functions.retain(|f| f != "xcopy");
+        }
+        self.tf.learn(FunctionRow {
+            device,
+            wwnn,
+            port: path.target_wwpn,
+            functions,
+            provenance: Provenance::Discovered,
+            learned_at: now,
+        });
+    }
+
+    /// Asks `device` again what it can do (VPD C0h of one of its LUs).
+    pub(crate) fn probe_functions(&mut self, ctx: &mut Fc4Ctx<'_>, device: &str) {
+        if !self.probing.insert(device.to_string()) {
+            return;
+        }
+        let naa = self
+            .init
+            .devices()
+            .values()
+            .filter(|d| d.block_bytes > 0)
+            .find(|d| {
+                d.paths
+                    .first()
+                    .is_some_and(|p| self.device_named(p.target_wwpn) == device)
+            })
+            .map(|d| d.naa);
+        let Some(naa) = naa else {
+            self.probing.remove(device);
+            return;
+        };
+        let io = self.init.submit(
+            ctx,
+            naa,
+            IoRequest {
+                lun: 0,
+                cdb: cdb::inquiry(Some(0xC0), 255),
+                data_out: Bytes::new(),
+                data_in_len: 255,
+            },
+        );
+        self.waiters.insert(
+            io,
+            Waiter::Probe {
+                device: device.to_string(),
+            },
+        );
+    }
+
+    fn probe_done(&mut self, now: Duration, device: String, r: &IoResult) {
+        self.probing.remove(&device);
+        if !ok(r) {
+            return;
+        }
+        let functions = parse::vpd_c0_functions(&r.data_in);
+        if let Some(row) = self.tf.row(&device).cloned() {
+            info!(%device, ?functions, "TF row refreshed");
+            self.tf.learn(FunctionRow {
+                functions,
+                provenance: Provenance::Discovered,
+                learned_at: now,
+                ..row
+            });
+        }
+    }
+
+    /// Auto-mapping: every discovered disk LU no extent uses becomes a virtual LU.
+    fn auto_map(&mut self, naa: Wwn) {
+        if !self.cfg.auto_map || self.tm.users_of(naa).next().is_some() {
+            return;
+        }
+        let Some(real) = self.real_lu(naa) else {
+            return;
+        };
+        let lun = (0u16..)
+            .find(|l| self.tm.lu(*l).is_none())
+            .unwrap_or(u16::MAX);
+        let name = self.lu_name(naa);
+        let lu = VirtualLu {
+            lun,
+            name,
+            naa: crate::tm::virtual_lu_naa(self.cfg.node.wwnn, lun),
+            block_bytes: real.block_bytes,
+            ack: crate::tm::AckMode::Sync,
+            extents: vec![crate::tm::Extent {
+                start: 0,
+                blocks: real.blocks,
+                backing: crate::tm::Backing::External { lu: naa, start: 0 },
+            }],
+        };
+        if let Err(e) = self.map_lu(lu) {
+            warn!(%naa, "auto-mapping failed: {e}");
+        }
+    }
+
+    // ---- plumbing ----------------------------------------------------------------------------
+
+    fn drain_initiator(&mut self, ctx: &mut Fc4Ctx<'_>) {
+        loop {
+            let mut progressed = false;
+            while let Some((io, c)) = self.init.poll_completion() {
+                progressed = true;
+                self.backend_done(ctx, io, c);
+            }
+            while let Some(ev) = self.init.poll_event() {
+                progressed = true;
+                if let InitiatorEvent::PathUp { naa, .. } = ev {
+                    if self
+                        .tf
+                        .row(&self.device_of(naa).unwrap_or_default())
+                        .is_none()
+                    {
+                        self.learn_functions(ctx.now, naa);
+                    }
+                    self.auto_map(naa);
+                }
+            }
+            if !progressed {
+                break;
+            }
+        }
+    }
+
+    fn backend_done(&mut self, ctx: &mut Fc4Ctx<'_>, io: IoId, c: Completion) {
+        let Some(w) = self.waiters.remove(&io) else {
+            return;
+        };
+        match w {
+            Waiter::Piece { req, piece } => {
+                let Some(r) = self.reqs.get_mut(&req) else {
+                    return;
+                };
+                r.outstanding -= 1;
+                if ok(&c.result) {
+                    r.parts[piece] = Some(c.result.data_in);
+                } else {
+                    r.failed.get_or_insert(sense_of(&c.result));
+                }
+                self.maybe_done(ctx, req);
+            }
+            Waiter::Destage { run } => self.destage_done(ctx, run, Some(ok(&c.result))),
+            Waiter::Op { op, io } => self.op_backend_done(ctx, op, io, c.result),
+            Waiter::Probe { device } => self.probe_done(ctx.now, device, &c.result),
+        }
+    }
+
+    fn flush(&mut self, ctx: &mut Fc4Ctx<'_>) {
+        self.drain_initiator(ctx);
+        while let Some(cmd) = self.fcp.poll_command() {
+            self.host_command(ctx, cmd);
+        }
+        self.drain_initiator(ctx);
+        while let Some((port, f)) = self.fcp.poll_transmit() {
+            if !ctx.send(port, &f) {
+                debug!(port, "FCP reply not sent: no cable");
+            }
+        }
+    }
+
+    /// The FC_IDs of the ports of `device`, as the initiator's paths know them.
+    fn device_ports(&self, device: &str) -> BTreeSet<FcId> {
+        self.init
+            .devices()
+            .values()
+            .flat_map(|d| d.paths.iter())
+            .filter(|p| self.device_named(p.target_wwpn) == device)
+            .map(|p| p.target)
+            .collect()
+    }
+
+    /// An RSCN names these addresses: refresh TF for every array behind one of them.
+    fn rscn(&mut self, ctx: &mut Fc4Ctx<'_>, affected: &[FcId]) {
+        let devices: Vec<String> = self.tf.rows().keys().cloned().collect();
+        for d in devices {
+            let ports = self.device_ports(&d);
+            let hit = affected.iter().any(|a| {
+                ports.contains(a)
+                    || (a.port() == 0
+                        && ports.iter().any(|p| {
+                            p.domain() == a.domain() && (a.area() == 0 || p.area() == a.area())
+                        }))
+            });
+            if hit {
+                self.probe_functions(ctx, &d);
+            }
+        }
+    }
+
+    /// TB of a new operation copying from `lun`.
+    pub(crate) fn new_tb(&self, lun: u16) -> DiffBitmap {
+        DiffBitmap::new(self.tm.lu(lun).map_or(0, VirtualLu::blocks))
+    }
+
+    /// The engine's state after a crash: nothing the switch held in memory survives.
+    pub fn dirty_blocks(&self) -> Vec<(u16, u64)> {
+        self.cache.dirty_keys()
+    }
+
+    /// The op with data ready is resumed by [`Engine::step_op`].
+    pub(crate) fn kick_ops(&mut self, ctx: &mut Fc4Ctx<'_>) {
+        let waiting: Vec<u64> = self
+            .ops
+            .values()
+            .filter(|o| o.waiting_for_destage() || o.wants_drain())
+            .map(|o| o.id)
+            .collect();
+        for id in waiting {
+            self.step_op(ctx, id);
+        }
+    }
+}
+
+impl Fc4Layer for Engine {
+    type Admin = EngineAdmin;
+
+    fn on_frame(&mut self, ctx: &mut Fc4Ctx<'_>, port: u32, frame: Frame) {
+        let mine = if frame.header.from_responder() {
+            self.init.on_frame(ctx, port, &frame)
+        } else {
+            self.fcp.handle_frame(port, &frame)
+        };
+        if !mine {
+            ctx.hub.count_discard(port);
+        }
+        self.flush(ctx);
+    }
+
+    fn on_nport_event(&mut self, ctx: &mut Fc4Ctx<'_>, port: u32, ev: &NPortEvent) {
+        self.init.on_nport_event(ctx, port, ev);
+        if let NPortEvent::Rscn { affected } = ev {
+            self.rscn(ctx, affected);
+        }
+        self.flush(ctx);
+    }
+
+    fn on_link_down(&mut self, ctx: &mut Fc4Ctx<'_>, port: u32) {
+        self.fcp.port_down(port);
+        self.init.on_link_down(ctx, port);
+        self.flush(ctx);
+    }
+
+    fn on_timeout(&mut self, ctx: &mut Fc4Ctx<'_>) {
+        self.init.on_timeout(ctx);
+        self.flush(ctx);
+    }
+
+    fn poll_timeout(&self) -> Option<Duration> {
+        self.init.poll_timeout()
+    }
+
+    fn on_admin(&mut self, ctx: &mut Fc4Ctx<'_>, req: EngineAdmin) {
+        self.admin(ctx, req);
+        self.flush(ctx);
+    }
+}
