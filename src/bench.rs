@@ -227,6 +227,7 @@ fn generate(b: &FabricBench) -> anyhow::Result<Generated> {
             domain: Some(u32::try_from(i + 1).unwrap_or(1)),
             ports: next_port[i].max(1),
             intelligent: false,
+            virtualization: None,
             wwn: None,
         })
         .collect();
@@ -286,6 +287,7 @@ fn generate(b: &FabricBench) -> anyhow::Result<Generated> {
             links,
             zones: Vec::new(),
             zone_cfg: "cfg".into(),
+            virtual_lus: Vec::new(),
         },
         setup: vec![Step::Wait {
             for_duration: None,

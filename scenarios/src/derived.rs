@@ -12,6 +12,9 @@
 //!   where `index` is the node's position in its list (file order), slot 0 is the WWNN
 //!   and slot `p + 1` the WWPN of port `p`.
 //!
+//! - **Virtualization engine** of an intelligent switch (NAA 5 under the switch OUI):
+//!   serial `0x8_0000_0000 | (index + 1) << 12 | slot`, as for end nodes.
+//!
 //! A name given in the file is kept; validation rejects one that collides with a
 //! derived name.
 
@@ -50,6 +53,23 @@ fn oui(kind: NodeKind) -> u32 {
         NodeKind::Tape => TAPE_OUI,
         NodeKind::Switch => 0,
     }
+}
+
+/// WWNN of the virtualization engine of the switch at `index` in `switches` (NAA 5
+/// under the switch vendor's OUI, serial `0x8_0000_0000 | (index + 1) << 12`).
+pub fn engine_wwnn(index: usize) -> Wwnn {
+    Wwnn(Wwn::naa5(
+        SWITCH_OUI as u32,
+        0x8_0000_0000 | ((index as u64 + 1) << 12),
+    ))
+}
+
+/// WWPN of port `port` of that engine (slot `port + 1`).
+pub fn engine_wwpn(index: usize, port: u32) -> Wwpn {
+    Wwpn(Wwn::naa5(
+        SWITCH_OUI as u32,
+        0x8_0000_0000 | ((index as u64 + 1) << 12) | (u64::from(port) + 1),
+    ))
 }
 
 /// Derived WWNN of the end node at `index` of its list.

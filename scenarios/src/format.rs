@@ -113,6 +113,9 @@ pub struct Topology {
     /// Name of the initially active zone configuration; default `"cfg"`.
     #[serde(default = "default_zone_cfg")]
     pub zone_cfg: String,
+    /// Virtual LUs of the intelligent switches.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub virtual_lus: Vec<VirtualLuSpec>,
 }
 
 /// A place, and the disaster zone it belongs to.
@@ -151,9 +154,115 @@ pub struct SwitchSpec {
     /// An intelligent (virtualizing) switch (DESIGN.md §6).
     #[serde(default)]
     pub intelligent: bool,
+    /// Settings of an intelligent switch's virtualization engine; absent: the defaults.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub virtualization: Option<VirtualizationSpec>,
     /// Switch WWN. Absent: derived (`10:00:00:05:1e:xx:xx:xx`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wwn: Option<Wwnn>,
+}
+
+/// The virtualization engine of an intelligent switch: its N_Ports sit on the switch's
+/// last `ports` ports (internal ports: no cable may use them; zone them as `switch/port`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VirtualizationSpec {
+    /// Engine ports (virtual targets and initiators), 1 up to the switch's port count;
+    /// default 2.
+    #[serde(default = "default_engine_ports")]
+    pub ports: u32,
+    /// `offload` (mode 1, the default: support functions go to capable arrays) or
+    /// `local` (mode 2: the switch does all of them).
+    #[serde(default)]
+    pub mode: fcsim_switch::OffloadMode,
+    /// Clean blocks the switch cache keeps, and dirty blocks it holds before new writes
+    /// wait; default 65536.
+    #[serde(default = "default_cache_blocks")]
+    pub cache_blocks: usize,
+    /// Map every discovered array LU no virtual LU uses to a new virtual LU.
+    #[serde(default)]
+    pub auto_map: bool,
+    /// Manual TF cells, overriding what the arrays advertise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub overrides: Vec<FunctionOverride>,
+}
+
+impl Default for VirtualizationSpec {
+    fn default() -> Self {
+        VirtualizationSpec {
+            ports: default_engine_ports(),
+            mode: fcsim_switch::OffloadMode::Offload,
+            cache_blocks: default_cache_blocks(),
+            auto_map: false,
+            overrides: Vec::new(),
+        }
+    }
+}
+
+fn default_engine_ports() -> u32 {
+    2
+}
+
+fn default_cache_blocks() -> usize {
+    65_536
+}
+
+/// One manual TF cell.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FunctionOverride {
+    /// Array name (the TF device ID).
+    pub array: String,
+    /// `direct-backup`, `volume-copy` or `mirroring`.
+    pub function: fcsim_switch::tf::SupportFunction,
+    /// Whether the switch treats the array as able to run it.
+    pub can: bool,
+}
+
+/// A virtual LU of an intelligent switch: extents concatenated from block 0 (TM).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VirtualLuSpec {
+    /// The intelligent switch presenting it; hosts and steps call it `switch:lun`.
+    pub switch: String,
+    /// LUN on the switch's virtual targets, unique per switch, below 16384.
+    pub lun: u32,
+    /// Display name (the patent's Vol ID); default `v<lun>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// `sync` (default: acknowledged after the arrays) or `async` (after the switch
+    /// cache; destaged in the background).
+    #[serde(default)]
+    pub ack: fcsim_switch::tm::AckMode,
+    /// Block size of an LU with only INTERNAL extents; default the real LUs' (512).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub block_bytes: Option<u32>,
+    /// Its extents, in order.
+    pub extents: Vec<ExtentSpec>,
+}
+
+/// One extent of a virtual LU: `blocks` blocks of a real LU from `start`, or INTERNAL.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExtentSpec {
+    /// The real LU (`array:lun`); absent for an INTERNAL extent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lu: Option<LuRef>,
+    /// First real block; default 0.
+    #[serde(default)]
+    pub start: u64,
+    /// Number of blocks, at least 1.
+    pub blocks: u64,
+    /// Blocks kept by the switch itself (the patent's SD1 / INTERNAL rows).
+    #[serde(default)]
+    pub internal: bool,
+}
+
+impl VirtualLuSpec {
+    /// Capacity in blocks.
+    pub fn blocks(&self) -> u64 {
+        self.extents.iter().map(|e| e.blocks).sum()
+    }
 }
 
 /// A copy-service function an array can run (its capability table, DESIGN.md §6–§7).
@@ -472,6 +581,22 @@ pub enum Step {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         write_error_after_bytes: Option<u64>,
     },
+    /// Mirror one virtual LU of an intelligent switch onto another (seed 003
+    /// embodiment 3): the initial copy, delegated or not, then TB-driven update copy.
+    MirrorStart {
+        /// The source virtual LU, `switch:lun`.
+        src: LuRef,
+        /// The destination virtual LU on the same switch.
+        dst: LuRef,
+    },
+    /// A licence or firmware change on an array: from now on it runs (and advertises)
+    /// exactly these functions. Nothing tells the switches (a stale TF).
+    ArrayFunctions {
+        /// Array name.
+        array: String,
+        /// Its new functions.
+        functions: Vec<ArrayFunction>,
+    },
     /// Start a workload on a host against a device; it runs in the background while the
     /// timeline goes on. Its writes are recorded in the host's write history.
     Workload {
@@ -479,7 +604,7 @@ pub enum Step {
         name: String,
         /// Host that runs it.
         host: String,
-        /// Device (an array LU, `array:lun`).
+        /// Device (an array LU `array:lun`, or a virtual LU `switch:lun`).
         target: LuRef,
         /// Access pattern; default random.
         #[serde(default)]
@@ -539,6 +664,8 @@ impl Step {
             Step::Workload { .. } => "workload",
             Step::Xcopy { .. } => "xcopy",
             Step::TapeFault { .. } => "tape_fault",
+            Step::MirrorStart { .. } => "mirror_start",
+            Step::ArrayFunctions { .. } => "array_functions",
             Step::Wait { .. } => "wait",
             Step::Check(_) => "check",
         }
@@ -759,6 +886,47 @@ pub enum Check {
         /// Number of blocks.
         blocks: u64,
     },
+    /// An intelligent switch's operation `op` (1 = the first it started) was run by
+    /// exactly `executors`, in order (`switch`, `array:<name>`), and ended in `state`.
+    Operation {
+        /// Intelligent switch.
+        switch: String,
+        /// Operation number.
+        op: u64,
+        /// Expected executors, in order.
+        executors: Vec<String>,
+        /// Expected state; default `done`.
+        #[serde(default = "default_op_state")]
+        state: String,
+        /// Most data bytes of the operation that may have crossed the switch.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        switch_bytes_at_most: Option<u64>,
+        /// Fewest data bytes of the operation that must have crossed the switch.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        switch_bytes_at_least: Option<u64>,
+    },
+    /// An intelligent switch's TF says `array` can (or cannot) run `function`.
+    FunctionTable {
+        /// Intelligent switch.
+        switch: String,
+        /// Array (TF device ID).
+        array: String,
+        /// `direct-backup`, `volume-copy` or `mirroring`.
+        function: fcsim_switch::tf::SupportFunction,
+        /// Expected cell.
+        can: bool,
+        /// Expected provenance (`discovered`, `rejected`, `manual`), if given.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        provenance: Option<String>,
+    },
+    /// Commands an intelligent switch sent to arrays for a virtual LU's host I/O are at
+    /// most `at_most` (0: the LU's I/O never left the switch).
+    BackendCommands {
+        /// The virtual LU, `switch:lun`.
+        lu: LuRef,
+        /// Largest acceptable count.
+        at_most: u64,
+    },
     /// The workload saw at most `at_most` failed I/Os (default 0). Waits for it to finish.
     WorkloadErrors {
         /// Workload name.
@@ -785,8 +953,15 @@ impl Check {
             Check::ReadReturns { .. } => "read_returns",
             Check::WorkloadErrors { .. } => "workload_errors",
             Check::TapeMatches { .. } => "tape_matches",
+            Check::Operation { .. } => "operation",
+            Check::FunctionTable { .. } => "function_table",
+            Check::BackendCommands { .. } => "backend_commands",
         }
     }
+}
+
+fn default_op_state() -> String {
+    "done".to_string()
 }
 
 /// A timeline step: `{"at": "10ms", "op": ..., ...}`.
@@ -900,6 +1075,22 @@ impl Topology {
             port_wwpns: n.port_wwpns.as_deref(),
         });
         sw.chain(ar).chain(ho).chain(ta)
+    }
+
+    /// The virtual LU `switch:lun`, if `r` names one.
+    pub fn virtual_lu(&self, r: &LuRef) -> Option<&VirtualLuSpec> {
+        self.virtual_lus
+            .iter()
+            .find(|v| v.switch == r.node && v.lun == r.lun)
+    }
+
+    /// The engine settings of an intelligent switch (defaults when not given).
+    pub fn virtualization(&self, switch: &str) -> Option<VirtualizationSpec> {
+        let s = self
+            .switches
+            .iter()
+            .find(|s| s.name == switch && s.intelligent)?;
+        Some(s.virtualization.clone().unwrap_or_default())
     }
 
     /// The node called `name` (the first one, if a broken file repeats it).

@@ -17,6 +17,8 @@ use fcsim_fabric::runtime::{FabricClock, Net, PeerSpec};
 use fcsim_fabric::switch::{SwitchConfig, ZoningConfig, run_switch};
 use fcsim_fabric::zoning::ZoneMember;
 use fcsim_fabric::{DomainId, Wwn, Wwpn};
+use fcsim_switch::tm::{Backing, Extent, VirtualLu, virtual_lu_naa};
+use fcsim_switch::{EngineConfig, KnownDevice, KnownLu, run_engine};
 use serde::{Deserialize, Serialize};
 
 use crate::format::{NodeKind, PortRef, Scenario, Topology, ZoneSpec};
@@ -49,6 +51,8 @@ pub enum NodeRole {
     Host(HostConfig),
     Array(ArrayConfig),
     Tape(TapeNodeConfig),
+    /// The virtualization engine of an intelligent switch.
+    Engine(EngineConfig),
 }
 
 impl NodeSpec {
@@ -59,6 +63,7 @@ impl NodeSpec {
             NodeRole::Host(_) => "host",
             NodeRole::Array(_) => "array",
             NodeRole::Tape(_) => "tape",
+            NodeRole::Engine(_) => "virtualization",
         }
     }
 
@@ -94,6 +99,12 @@ impl NodeSpec {
                 let name = cfg.node.name.clone();
                 if let Err(e) = run_tape(cfg, net, clock).await {
                     tracing::error!(node = %name, "tape stopped: {e}");
+                }
+            }
+            NodeRole::Engine(cfg) => {
+                let name = cfg.node.name.clone();
+                if let Err(e) = run_engine(cfg, net, clock).await {
+                    tracing::error!(node = %name, "virtualization engine stopped: {e}");
                 }
             }
         }
@@ -185,6 +196,23 @@ pub fn tape_naa(t: &Topology, tape: &str) -> Option<Wwn> {
     ))
 }
 
+/// The node name of an intelligent switch's virtualization engine.
+pub fn engine_name(switch: &str) -> String {
+    format!("{switch}.ve")
+}
+
+/// The NAA of virtual LU `switch:lun`.
+pub fn virtual_naa(t: &Topology, switch: &str, lun: u32) -> Option<Wwn> {
+    let index = t.switches.iter().position(|s| s.name == switch)?;
+    t.virtual_lus
+        .iter()
+        .find(|v| v.switch == switch && v.lun == lun)?;
+    Some(virtual_lu_naa(
+        crate::derived::engine_wwnn(index),
+        u16::try_from(lun).ok()?,
+    ))
+}
+
 /// Every array LU and tape drive by its `node:lun` name and NAA: the hosts' aliases.
 pub fn lu_aliases(t: &Topology) -> BTreeMap<String, Wwn> {
     let lus = t
@@ -196,7 +224,103 @@ pub fn lu_aliases(t: &Topology) -> BTreeMap<String, Wwn> {
         .tapes
         .iter()
         .filter_map(|x| tape_naa(t, &x.name).map(|n| (format!("{}:0", x.name), n)));
-    lus.chain(tapes).collect()
+    let virtual_lus = t.virtual_lus.iter().filter_map(|v| {
+        virtual_naa(t, &v.switch, v.lun).map(|n| (format!("{}:{}", v.switch, v.lun), n))
+    });
+    lus.chain(tapes).chain(virtual_lus).collect()
+}
+
+/// The configuration of the engine of intelligent switch `index`, its N_Ports cabled
+/// to the switch's last ports.
+fn engine_config(
+    topo: &Topology,
+    index: usize,
+    listen: String,
+    peers: BTreeMap<u32, PeerSpec>,
+    data_dir: Option<&std::path::Path>,
+) -> Option<EngineConfig> {
+    let sw = &topo.switches[index];
+    let v = topo.virtualization(&sw.name)?;
+    let wwnn = crate::derived::engine_wwnn(index);
+    let devices = topo
+        .arrays
+        .iter()
+        .map(|a| KnownDevice {
+            name: a.name.clone(),
+            wwnn: topo.node_wwnn(&a.name).unwrap_or_default(),
+            ports: a.port_wwpns.clone().unwrap_or_default(),
+        })
+        .collect();
+    let real_lus = topo
+        .arrays
+        .iter()
+        .flat_map(|a| a.lus.iter().map(move |l| (a, l)))
+        .filter_map(|(a, l)| {
+            Some(KnownLu {
+                name: format!("{}:{}", a.name, l.lun),
+                naa: lu_naa(topo, &a.name, l.lun)?,
+                device: a.name.clone(),
+                blocks: l.blocks,
+                block_bytes: l.block_bytes,
+            })
+        })
+        .collect();
+    let lus = topo
+        .virtual_lus
+        .iter()
+        .filter(|l| l.switch == sw.name)
+        .filter_map(|l| {
+            let lun = u16::try_from(l.lun).ok()?;
+            Some(VirtualLu {
+                lun,
+                name: l.name.clone().unwrap_or_else(|| format!("v{lun}")),
+                naa: virtual_lu_naa(wwnn, lun),
+                block_bytes: crate::validate::virtual_block_bytes(topo, l),
+                ack: l.ack,
+                extents: l
+                    .extents
+                    .iter()
+                    .map(|e| Extent {
+                        start: 0,
+                        blocks: e.blocks,
+                        backing: match &e.lu {
+                            Some(r) => Backing::External {
+                                lu: lu_naa(topo, &r.node, r.lun).unwrap_or_default(),
+                                start: e.start,
+                            },
+                            None => Backing::Internal,
+                        },
+                    })
+                    .collect(),
+            })
+        })
+        .collect();
+    Some(EngineConfig {
+        node: EndNodeConfig {
+            name: engine_name(&sw.name),
+            kind: "virtualization".to_string(),
+            wwnn,
+            port_wwpns: (0..v.ports)
+                .map(|p| crate::derived::engine_wwpn(index, p))
+                .collect(),
+            role: Role::Both,
+            listen,
+            peers,
+        },
+        switch: sw.name.clone(),
+        lus,
+        auto_map: v.auto_map,
+        mode: v.mode,
+        cache_blocks: v.cache_blocks,
+        devices,
+        real_lus,
+        data_dir: data_dir.map(std::path::Path::to_path_buf),
+        overrides: v
+            .overrides
+            .iter()
+            .map(|o| (o.array.clone(), o.function, o.can))
+            .collect(),
+    })
 }
 
 /// The WWPNs a LU's `hosts` masking list names (host names mean all their ports).
@@ -287,8 +411,55 @@ pub fn plan(
         addresses.insert(n.name.to_string(), addr);
         listen.insert(n.name.to_string(), bind);
     }
+    let engines: Vec<(usize, String, u32, u32)> = topo
+        .switches
+        .iter()
+        .enumerate()
+        .filter_map(|(i, sw)| {
+            let v = topo.virtualization(&sw.name)?;
+            Some((
+                i,
+                engine_name(&sw.name),
+                sw.ports.saturating_sub(v.ports),
+                v.ports,
+            ))
+        })
+        .collect();
+    for (_, name, ..) in &engines {
+        let (addr, bind) = match addressing {
+            Addressing::Sim => (format!("{name}:{SIM_PORT}"), format!("0.0.0.0:{SIM_PORT}")),
+            Addressing::Loopback => {
+                let port = free_loopback_port(name)?;
+                (format!("127.0.0.1:{port}"), format!("127.0.0.1:{port}"))
+            }
+        };
+        addresses.insert(name.clone(), addr);
+        listen.insert(name.clone(), bind);
+    }
     // Every cable, seen from both ends.
     let mut peers: BTreeMap<String, BTreeMap<u32, PeerSpec>> = BTreeMap::new();
+    // The engines' internal cables: engine port p ↔ switch port first + p.
+    for (i, name, first, ports) in &engines {
+        let sw = &topo.switches[*i].name;
+        for p in 0..*ports {
+            let end = |node: &str, port: u32, dial: bool| PeerSpec {
+                name: format!("{node}/{port}"),
+                port,
+                addr: addresses.get(node).cloned().unwrap_or_default(),
+                dial,
+                distance_km: 0.0,
+                gfc: 32,
+            };
+            peers
+                .entry(name.clone())
+                .or_default()
+                .insert(p, end(sw, first + p, true));
+            peers
+                .entry(sw.clone())
+                .or_default()
+                .insert(first + p, end(name, p, false));
+        }
+    }
     for l in &topo.links {
         for (me, other, dial) in [(&l.a, &l.b, true), (&l.b, &l.a, false)] {
             let spec = PeerSpec {
@@ -380,6 +551,19 @@ pub fn plan(
             epoch_unix_ns,
             role,
         });
+    }
+    for (i, name, ..) in engines {
+        let sw = &topo.switches[i];
+        let node_peers = peers.remove(&name).unwrap_or_default();
+        if let Some(cfg) = engine_config(topo, i, listen[&name].clone(), node_peers, data_dir) {
+            specs.push(NodeSpec {
+                address: addresses[&name].clone(),
+                name,
+                site: sw.site.clone(),
+                epoch_unix_ns,
+                role: NodeRole::Engine(cfg),
+            });
+        }
     }
     Ok(specs)
 }

@@ -28,6 +28,7 @@ pub mod runner;
 pub mod storage;
 pub mod validate;
 pub mod views;
+pub mod virtualization;
 
 use std::path::Path;
 

@@ -740,6 +740,11 @@ impl Orchestrator {
                 Ok(format!("link up at {port}"))
             }
             Step::Crash { node } => {
+                // An intelligent switch's engine goes down with it.
+                let engine = crate::launch::engine_name(node);
+                if self.specs.contains_key(&engine) {
+                    self.crash(&engine).await;
+                }
                 self.crash(node).await;
                 Ok(format!("{node} crashed"))
             }
@@ -758,6 +763,15 @@ impl Orchestrator {
                     .map_err(|e| e.to_string())?;
                 self.alive.insert(node.clone(), true);
                 self.channels.remove(node);
+                let engine = crate::launch::engine_name(node);
+                if let Some(spec) = self.specs.get(&engine).cloned() {
+                    self.driver
+                        .restart(&spec)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    self.alive.insert(engine.clone(), true);
+                    self.channels.remove(&engine);
+                }
                 Ok(format!("{node} restarted"))
             }
             Step::Disaster { site } => {
@@ -823,6 +837,9 @@ impl Orchestrator {
             Step::Workload { .. } => self.start_workload(step).await,
             Step::Xcopy { .. } => self.xcopy(step).await,
             Step::TapeFault { .. } => self.tape_fault(step).await,
+            Step::MirrorStart { .. } | Step::ArrayFunctions { .. } => {
+                self.virtualization_step(step).await
+            }
             Step::ZoneDeactivate {} => {
                 let sw = self.any_switch()?;
                 let mut c = self.switch(&sw).await?;
@@ -1069,6 +1086,9 @@ impl Orchestrator {
             | Check::ReadReturns { .. }
             | Check::WorkloadErrors { .. }
             | Check::TapeMatches { .. } => self.storage_check(c).await,
+            Check::Operation { .. }
+            | Check::FunctionTable { .. }
+            | Check::BackendCommands { .. } => self.virtualization_check(c).await,
             Check::RscnSeen { port, at_least } => {
                 let p = self.port_info(port).await?;
                 let seen = p

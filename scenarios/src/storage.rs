@@ -230,9 +230,33 @@ impl Orchestrator {
         Ok(pb::host_client::HostClient::new(self.channel(node).await?))
     }
 
-    /// Per-block digests of a whole LU, from the array's medium.
+    /// Per-block digests of a whole LU, from the arrays' media. A virtual LU is read
+    /// through the extents the scenario gives it (the configuration, not what the switch
+    /// reports: the oracle must not trust the code it checks).
     async fn lu_digests(&mut self, lu: &LuRef) -> Result<Vec<u64>, String> {
-        let blocks = self
+        let Some(v) = self.scenario.topology.virtual_lu(lu).cloned() else {
+            return self.array_digests(lu, 0, None).await;
+        };
+        let mut out = Vec::new();
+        for e in &v.extents {
+            let Some(real) = &e.lu else {
+                return Err(format!(
+                    "{lu}: an INTERNAL extent has no array medium to read"
+                ));
+            };
+            out.extend(self.array_digests(real, e.start, Some(e.blocks)).await?);
+        }
+        Ok(out)
+    }
+
+    /// Per-block digests of `blocks` blocks (default: to the end) of an array LU from `from`.
+    async fn array_digests(
+        &mut self,
+        lu: &LuRef,
+        from: u64,
+        blocks: Option<u64>,
+    ) -> Result<Vec<u64>, String> {
+        let total = self
             .scenario
             .topology
             .arrays
@@ -241,9 +265,10 @@ impl Orchestrator {
             .and_then(|a| a.lus.iter().find(|l| l.lun == lu.lun))
             .map(|l| l.blocks)
             .ok_or_else(|| format!("{lu}: no such LU"))?;
+        let blocks = blocks.map_or(total, |n| (from + n).min(total));
         let mut c = self.array(&lu.node).await?;
         let mut out = Vec::new();
-        let mut lba = 0;
+        let mut lba = from;
         while lba < blocks {
             let n = (blocks - lba).min(DIGEST_CHUNK);
             let r = c
@@ -452,14 +477,25 @@ pub fn xcopy_parameter_list(
 ) -> Result<bytes::Bytes, String> {
     let mut targets: Vec<TargetDescriptor> = Vec::new();
     let index = |r: &LuRef, targets: &mut Vec<TargetDescriptor>| -> Result<u16, String> {
-        let (naa, params) = match lu_naa(topo, &r.node, r.lun) {
+        let virt = topo.virtual_lu(r).map(|v| {
+            (
+                crate::launch::virtual_naa(topo, &r.node, r.lun),
+                crate::validate::virtual_block_bytes(topo, v),
+            )
+        });
+        let (naa, params) = match virt
+            .and_then(|(n, _)| n)
+            .or_else(|| lu_naa(topo, &r.node, r.lun))
+        {
             Some(n) => {
                 let bb = topo
                     .arrays
                     .iter()
                     .find(|a| a.name == r.node)
                     .and_then(|a| a.lus.iter().find(|l| l.lun == r.lun))
-                    .map_or(512, |l| l.block_bytes);
+                    .map(|l| l.block_bytes)
+                    .or(virt.map(|(_, bb)| bb))
+                    .unwrap_or(512);
                 (
                     n,
                     DeviceParams::Block {

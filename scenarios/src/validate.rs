@@ -145,6 +145,41 @@ pub const SENSE_KEYS: [&str; 13] = [
     "MISCOMPARE",
 ];
 
+/// Capacity and block size of an LU, array or virtual.
+#[derive(Debug, Clone, Copy)]
+struct LuGeometry {
+    blocks: u64,
+    block_bytes: u32,
+}
+
+/// The block size of a virtual LU: its first external extent's LU's, else the given or 512.
+pub(crate) fn virtual_block_bytes(
+    t: &crate::format::Topology,
+    v: &crate::format::VirtualLuSpec,
+) -> u32 {
+    v.extents
+        .iter()
+        .filter_map(|e| e.lu.as_ref())
+        .find_map(|r| {
+            t.arrays
+                .iter()
+                .find(|a| a.name == r.node)?
+                .lus
+                .iter()
+                .find(|l| l.lun == r.lun)
+                .map(|l| l.block_bytes)
+        })
+        .or(v.block_bytes)
+        .unwrap_or(512)
+}
+
+/// The first port of an intelligent switch that belongs to its engine.
+pub(crate) fn engine_first_port(t: &crate::format::Topology, switch: &str) -> Option<u32> {
+    let sw = t.switches.iter().find(|s| s.name == switch)?;
+    let v = t.virtualization(switch)?;
+    Some(sw.ports.saturating_sub(v.ports))
+}
+
 fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && !name
@@ -203,6 +238,7 @@ impl<'a> Validator<'a> {
         self.nodes();
         self.wwns();
         self.links();
+        self.virtualization();
         let t = &self.s.topology;
         if t.zone_cfg.is_empty() {
             self.err("/topology/zone_cfg", "zone_cfg must not be empty");
@@ -551,15 +587,53 @@ impl<'a> Validator<'a> {
         self.kind_named(ptr, what, name, NodeKind::Switch)
     }
 
+    /// An intelligent switch by name.
+    fn intelligent(&mut self, ptr: &str, what: &str, name: &str) {
+        if let Some(n) = self.switch_named(ptr, &format!("{what} switch"), name)
+            && !self.s.topology.switches[n.index].intelligent
+        {
+            self.err(ptr, format!("{what}: switch \"{name}\" is not intelligent"));
+        }
+    }
+
     fn host_named(&mut self, ptr: &str, what: &str, name: &str) {
         self.kind_named(ptr, what, name, NodeKind::Host);
     }
 
-    /// An `array:lun` reference: the node must be an array serving that LUN. Returns the
-    /// LU.
-    fn lu_ref(&mut self, ptr: &str, what: &str, r: &LuRef) -> Option<&'a LuSpec> {
+    /// An `array:lun` reference (an array serving that LUN) or a `switch:lun` one (a
+    /// virtual LU of an intelligent switch). Returns the LU's geometry.
+    fn lu_ref(&mut self, ptr: &str, what: &str, r: &LuRef) -> Option<LuGeometry> {
         let what = format!("{what} \"{r}\"");
         let n = self.node_named(ptr, &what, &r.node)?;
+        if n.kind == NodeKind::Switch {
+            let t = &self.s.topology;
+            if let Some(v) = t.virtual_lu(r) {
+                return Some(LuGeometry {
+                    blocks: v.blocks(),
+                    block_bytes: virtual_block_bytes(t, v),
+                });
+            }
+            let luns: Vec<String> = t
+                .virtual_lus
+                .iter()
+                .filter(|v| v.switch == r.node)
+                .map(|v| v.lun.to_string())
+                .collect();
+            self.err(
+                ptr,
+                format!(
+                    "{what}: switch \"{}\" has no virtual LU {} (virtual LUNs: {})",
+                    n.name,
+                    r.lun,
+                    if luns.is_empty() {
+                        "none".to_string()
+                    } else {
+                        luns.join(", ")
+                    }
+                ),
+            );
+            return None;
+        }
         if n.kind != NodeKind::Array {
             self.err(
                 ptr,
@@ -586,7 +660,202 @@ impl<'a> Validator<'a> {
                 format!("{what}: array \"{}\" has no LUN {} ({has})", n.name, r.lun),
             );
         }
-        lu
+        lu.map(|l| LuGeometry {
+            blocks: l.blocks,
+            block_bytes: l.block_bytes,
+        })
+    }
+
+    /// Intelligent switches' engines and virtual LUs: engine ports inside the switch and
+    /// free of cables, overrides naming arrays, and every virtual LU accepted by TM's
+    /// own rules (no overlap, inside the real LU, one block size).
+    fn virtualization(&mut self) {
+        let t = &self.s.topology;
+        for (i, sw) in t.switches.iter().enumerate() {
+            let ptr = format!("/topology/switches/{i}");
+            let Some(v) = &sw.virtualization else {
+                continue;
+            };
+            if !sw.intelligent {
+                self.err(
+                    &format!("{ptr}/virtualization"),
+                    format!(
+                        "switch \"{}\": virtualization needs \"intelligent\": true",
+                        sw.name
+                    ),
+                );
+                continue;
+            }
+            if v.ports == 0 || v.ports > sw.ports {
+                self.err(
+                    &format!("{ptr}/virtualization/ports"),
+                    format!(
+                        "switch \"{}\": the engine needs 1 to {} of its ports, not {}",
+                        sw.name, sw.ports, v.ports
+                    ),
+                );
+            }
+            for (j, o) in v.overrides.iter().enumerate() {
+                let optr = format!("{ptr}/virtualization/overrides/{j}/array");
+                self.kind_named(&optr, "override array", &o.array, NodeKind::Array);
+            }
+        }
+        for (i, l) in t.links.iter().enumerate() {
+            for (end, r) in [("a", &l.a), ("b", &l.b)] {
+                if let Some(first) = engine_first_port(t, &r.node)
+                    && r.port >= first
+                {
+                    self.err(
+                        &format!("/topology/links/{i}/{end}"),
+                        format!(
+                            "link {end} \"{r}\": ports {first} and up of \"{}\" belong to its virtualization engine",
+                            r.node
+                        ),
+                    );
+                }
+            }
+        }
+        let mut tables: BTreeMap<&str, fcsim_switch::tm::MappingTable> = BTreeMap::new();
+        for (i, v) in t.virtual_lus.iter().enumerate() {
+            let ptr = format!("/topology/virtual_lus/{i}");
+            let Some(sw) =
+                self.switch_named(&format!("{ptr}/switch"), "virtual LU switch", &v.switch)
+            else {
+                continue;
+            };
+            if !t.switches[sw.index].intelligent {
+                self.err(
+                    &format!("{ptr}/switch"),
+                    format!("virtual LU: switch \"{}\" is not intelligent", v.switch),
+                );
+                continue;
+            }
+            let Some(lun) = u16::try_from(v.lun).ok().filter(|l| *l < 16384) else {
+                self.err(
+                    &format!("{ptr}/lun"),
+                    format!("virtual LU: LUN {} is not below 16384", v.lun),
+                );
+                continue;
+            };
+            let mut extents = Vec::new();
+            let mut ok = true;
+            for (j, e) in v.extents.iter().enumerate() {
+                let eptr = format!("{ptr}/extents/{j}");
+                let backing = match (&e.lu, e.internal) {
+                    (Some(r), false) => {
+                        let Some(_) = self.lu_ref(&format!("{eptr}/lu"), "extent lu", r) else {
+                            ok = false;
+                            continue;
+                        };
+                        if t.virtual_lu(r).is_some() || t.arrays.iter().all(|a| a.name != r.node) {
+                            self.err(
+                                &format!("{eptr}/lu"),
+                                format!("extent lu \"{r}\": must be an array LU"),
+                            );
+                            ok = false;
+                            continue;
+                        }
+                        fcsim_switch::tm::Backing::External {
+                            lu: crate::launch::lu_naa(t, &r.node, r.lun).unwrap_or_default(),
+                            start: e.start,
+                        }
+                    }
+                    (None, true) => fcsim_switch::tm::Backing::Internal,
+                    _ => {
+                        self.err(&eptr, "extent: give either \"lu\" or \"internal\": true");
+                        ok = false;
+                        continue;
+                    }
+                };
+                extents.push(fcsim_switch::tm::Extent {
+                    start: 0,
+                    blocks: e.blocks,
+                    backing,
+                });
+            }
+            if !ok {
+                continue;
+            }
+            let lu = fcsim_switch::tm::VirtualLu {
+                lun,
+                name: v.name.clone().unwrap_or_else(|| format!("v{lun}")),
+                naa: fcsim_fabric::Wwn::default(),
+                block_bytes: virtual_block_bytes(t, v),
+                ack: v.ack,
+                extents,
+            };
+            let real = |naa: fcsim_fabric::Wwn| {
+                t.arrays.iter().find_map(|a| {
+                    a.lus.iter().find_map(|l| {
+                        (crate::launch::lu_naa(t, &a.name, l.lun) == Some(naa)).then_some(
+                            fcsim_switch::tm::RealLu {
+                                blocks: l.blocks,
+                                block_bytes: l.block_bytes,
+                            },
+                        )
+                    })
+                })
+            };
+            let names = |naa: fcsim_fabric::Wwn| {
+                crate::launch::lu_aliases(t)
+                    .into_iter()
+                    .find(|(_, n)| *n == naa)
+                    .map_or_else(|| naa.to_string(), |(k, _)| k)
+            };
+            if let Err(e) = tables.entry(&v.switch).or_default().add_lu(lu, real) {
+                let msg = match e {
+                    fcsim_switch::tm::TmError::Overlap {
+                        index,
+                        lu,
+                        start,
+                        end,
+                        other,
+                        ..
+                    } => (
+                        index,
+                        format!(
+                            "extent overlaps blocks {start}..{end} of {}, already mapped to virtual LU {other}",
+                            names(lu)
+                        ),
+                    ),
+                    fcsim_switch::tm::TmError::PastEnd {
+                        index,
+                        lu,
+                        end,
+                        blocks,
+                        ..
+                    } => (
+                        index,
+                        format!(
+                            "extent ends at block {end} of {}, which has {blocks} blocks",
+                            names(lu)
+                        ),
+                    ),
+                    fcsim_switch::tm::TmError::BlockSize {
+                        index,
+                        lu,
+                        real,
+                        virt,
+                        ..
+                    } => (
+                        index,
+                        format!(
+                            "extent is on {} with {real}-byte blocks, the LU has {virt}-byte blocks",
+                            names(lu)
+                        ),
+                    ),
+                    fcsim_switch::tm::TmError::ZeroBlocks { index, .. } => {
+                        (index, "extent has 0 blocks".to_string())
+                    }
+                    other => (usize::MAX, other.to_string()),
+                };
+                let at = match msg.0 {
+                    usize::MAX => ptr.clone(),
+                    i => format!("{ptr}/extents/{i}"),
+                };
+                self.err(&at, format!("virtual LU {}:{}: {}", v.switch, v.lun, msg.1));
+            }
+        }
     }
 
     /// A workload name used by a check: it must be started by an earlier step.
@@ -834,6 +1103,39 @@ impl<'a> Validator<'a> {
                 self.zones(&at("zones"), zones);
             }
             Step::ZoneDeactivate {} => {}
+            Step::MirrorStart { src, dst } => {
+                let a = self.lu_ref(&at("src"), "mirror_start src", src);
+                let b = self.lu_ref(&at("dst"), "mirror_start dst", dst);
+                let t = &self.s.topology;
+                if t.virtual_lu(src).is_none() && a.is_some() {
+                    self.err(
+                        &at("src"),
+                        format!("mirror_start src \"{src}\": must be a virtual LU `switch:lun`"),
+                    );
+                } else if src.node != dst.node || (t.virtual_lu(dst).is_none() && b.is_some()) {
+                    self.err(
+                        &at("dst"),
+                        format!(
+                            "mirror_start dst \"{dst}\": must be a virtual LU of switch \"{}\"",
+                            src.node
+                        ),
+                    );
+                } else if src == dst {
+                    self.err(&at("dst"), "mirror_start: src and dst are the same LU");
+                } else if let (Some(a), Some(b)) = (a, b)
+                    && (b.blocks < a.blocks || a.block_bytes != b.block_bytes)
+                {
+                    self.err(&at("dst"), format!("mirror_start: {dst} ({} blocks of {} bytes) cannot hold {src} ({} blocks of {} bytes)", b.blocks, b.block_bytes, a.blocks, a.block_bytes));
+                }
+            }
+            Step::ArrayFunctions { array, .. } => {
+                self.kind_named(
+                    &at("array"),
+                    "array_functions array",
+                    array,
+                    NodeKind::Array,
+                );
+            }
             Step::TapeFault {
                 tape,
                 offline,
@@ -1018,6 +1320,60 @@ impl<'a> Validator<'a> {
         let at = |field: &str| format!("{ptr}/{field}");
         let name = c.name();
         match c {
+            Check::Operation {
+                switch, op, state, ..
+            } => {
+                self.intelligent(&at("switch"), name, switch);
+                if *op == 0 {
+                    self.err(&at("op"), format!("{name}: operations are numbered from 1"));
+                }
+                const STATES: [&str; 5] = ["running", "draining", "paired", "done", "failed"];
+                if !STATES.contains(&state.as_str()) {
+                    self.err(
+                        &at("state"),
+                        format!(
+                            "{name}: state \"{state}\" is not one of {}",
+                            STATES.join(", ")
+                        ),
+                    );
+                }
+            }
+            Check::FunctionTable {
+                switch,
+                array,
+                provenance,
+                ..
+            } => {
+                self.intelligent(&at("switch"), name, switch);
+                self.kind_named(
+                    &at("array"),
+                    &format!("{name} array"),
+                    array,
+                    NodeKind::Array,
+                );
+                const PROVENANCES: [&str; 3] = ["discovered", "rejected", "manual"];
+                if let Some(p) = provenance
+                    && !PROVENANCES.contains(&p.as_str())
+                {
+                    self.err(
+                        &at("provenance"),
+                        format!(
+                            "{name}: provenance \"{p}\" is not one of {}",
+                            PROVENANCES.join(", ")
+                        ),
+                    );
+                }
+            }
+            Check::BackendCommands { lu, .. } => {
+                if self.lu_ref(&at("lu"), &format!("{name} lu"), lu).is_some()
+                    && self.s.topology.virtual_lu(lu).is_none()
+                {
+                    self.err(
+                        &at("lu"),
+                        format!("{name} lu \"{lu}\": must be a virtual LU `switch:lun`"),
+                    );
+                }
+            }
             Check::NsSees {
                 host_port,
                 target_port,

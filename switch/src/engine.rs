@@ -91,6 +91,9 @@ pub struct EngineConfig {
     pub real_lus: Vec<KnownLu>,
     /// INTERNAL extents live in files here; `None`: sparse memory.
     pub data_dir: Option<PathBuf>,
+    /// Manual TF cells: (array, function, can).
+    #[serde(default)]
+    pub overrides: Vec<(String, crate::tf::SupportFunction, bool)>,
 }
 
 /// What a backend command is for.
@@ -157,6 +160,8 @@ pub struct Engine {
     next_id: u64,
     /// Devices whose TF row is being refreshed.
     probing: BTreeSet<String>,
+    /// Commands sent to arrays on behalf of each virtual LU.
+    pub(crate) backend_commands: BTreeMap<u16, u64>,
 }
 
 fn sense_of(r: &IoResult) -> Sense {
@@ -191,7 +196,11 @@ impl Engine {
             syncs: Vec::new(),
             next_id: 0,
             probing: BTreeSet::new(),
+            backend_commands: BTreeMap::new(),
         };
+        for (device, f, can) in e.cfg.overrides.clone() {
+            e.tf.set_override(&device, f, Some(can), Duration::ZERO);
+        }
         for lu in e.cfg.lus.clone() {
             e.map_lu(lu).map_err(|err| err.to_string())?;
         }
@@ -201,6 +210,11 @@ impl Engine {
     pub(crate) fn next_id(&mut self) -> u64 {
         self.next_id += 1;
         self.next_id
+    }
+
+    /// Operations are numbered 1, 2, … in the order they start.
+    pub(crate) fn next_op(&mut self) -> u64 {
+        self.ops.keys().next_back().map_or(1, |k| k + 1)
     }
 
     /// What the engine knows of a real LU: configuration first, then discovery.
@@ -521,6 +535,7 @@ impl Engine {
                     }
                 }
                 Target::External { lu, lba } => {
+                    *self.backend_commands.entry(lun).or_default() += 1;
                     let io = self.init.submit(
                         ctx,
                         lu,
@@ -602,6 +617,7 @@ impl Engine {
                     }
                 }
                 Target::External { lu, lba } => {
+                    *self.backend_commands.entry(lun).or_default() += 1;
                     let io = self.init.submit(
                         ctx,
                         lu,
@@ -736,6 +752,7 @@ impl Engine {
                             .is_some_and(|l| l.store_mut().write(lba, &slice).is_ok());
                     }
                     Target::External { lu, lba } => {
+                        *self.backend_commands.entry(lun).or_default() += 1;
                         let io = self.init.submit(
                             ctx,
                             lu,

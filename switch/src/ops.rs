@@ -323,7 +323,7 @@ impl Engine {
                 });
             }
         }
-        let id = self.next_id();
+        let id = self.next_op();
         let op = self.new_op(id, kind, Some((cmd, job)), segs, tracked);
         self.ops.insert(id, op);
         self.step_op(ctx, id);
@@ -373,7 +373,7 @@ impl Engine {
             dst_lba: 0,
             blocks,
         }];
-        let id = self.next_id();
+        let id = self.next_op();
         let op = self.new_op(id, Kind::Mirror, None, plan.into(), tracked);
         self.ops.insert(id, op);
         self.step_op(ctx, id);

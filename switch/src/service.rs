@@ -40,6 +40,7 @@ impl Engine {
                     block_bytes: l.block_bytes,
                     ack: l.ack.to_string(),
                     state: if ready { "ready" } else { "waiting" }.to_string(),
+                    backend_commands: self.backend_commands.get(&l.lun).copied().unwrap_or(0),
                     extents: l
                         .extents
                         .iter()
