@@ -512,6 +512,39 @@ impl ScsiInitiator {
         id
     }
 
+    /// Sends `req` to `naa` only through local port `port` (a command bound to an
+    /// I_T nexus, such as RECEIVE COPY RESULTS about a copy that port started).
+    pub fn submit_on(&mut self, ctx: &mut Fc4Ctx<'_>, naa: Wwn, port: u32, req: IoRequest) -> IoId {
+        self.next_io += 1;
+        let id = IoId(self.next_io);
+        let tried = self
+            .devices
+            .get(&naa)
+            .map(|d| {
+                d.paths
+                    .iter()
+                    .filter(|p| p.port != port)
+                    .map(|p| (p.port, p.target))
+                    .collect()
+            })
+            .unwrap_or_default();
+        self.ios.insert(
+            id,
+            Io {
+                naa,
+                req,
+                submitted: ctx.now,
+                tried,
+                last_port: None,
+                waiting_since: None,
+                unit_attentions: 0,
+            },
+        );
+        self.dispatch(ctx, id);
+        self.after(ctx);
+        id
+    }
+
     /// Sends command `id` on the next active path not yet tried, parks it if there is none.
     fn dispatch(&mut self, ctx: &mut Fc4Ctx<'_>, id: IoId) {
         let Some(io) = self.ios.get_mut(&id) else {

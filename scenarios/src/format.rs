@@ -892,7 +892,7 @@ pub enum Check {
         /// Intelligent switch.
         switch: String,
         /// Operation number.
-        op: u64,
+        operation: u64,
         /// Expected executors, in order.
         executors: Vec<String>,
         /// Expected state; default `done`.

@@ -427,14 +427,16 @@ impl Orchestrator {
                 lba,
                 blocks,
             } => {
-                let bb = self
-                    .scenario
-                    .topology
-                    .arrays
-                    .iter()
-                    .find(|a| a.name == volume.node)
-                    .and_then(|a| a.lus.iter().find(|l| l.lun == volume.lun))
-                    .map_or(512, |l| l.block_bytes);
+                let topo = &self.scenario.topology;
+                let bb = match topo.virtual_lu(volume) {
+                    Some(v) => crate::validate::virtual_block_bytes(topo, v),
+                    None => topo
+                        .arrays
+                        .iter()
+                        .find(|a| a.name == volume.node)
+                        .and_then(|a| a.lus.iter().find(|l| l.lun == volume.lun))
+                        .map_or(512, |l| l.block_bytes),
+                };
                 let mut tc = pb::tape_client::TapeClient::new(self.channel(tape).await?);
                 let t = tc
                     .tape_status(pb::TapeStatusRequest {

@@ -1321,11 +1321,17 @@ impl<'a> Validator<'a> {
         let name = c.name();
         match c {
             Check::Operation {
-                switch, op, state, ..
+                switch,
+                operation: op,
+                state,
+                ..
             } => {
                 self.intelligent(&at("switch"), name, switch);
                 if *op == 0 {
-                    self.err(&at("op"), format!("{name}: operations are numbered from 1"));
+                    self.err(
+                        &at("operation"),
+                        format!("{name}: operations are numbered from 1"),
+                    );
                 }
                 const STATES: [&str; 5] = ["running", "draining", "paired", "done", "failed"];
                 if !STATES.contains(&state.as_str()) {

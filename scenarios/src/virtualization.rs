@@ -74,7 +74,7 @@ impl Orchestrator {
         match c {
             Check::Operation {
                 switch,
-                op,
+                operation: op,
                 executors,
                 state,
                 switch_bytes_at_most,

@@ -981,7 +981,7 @@ impl Engine {
                 self.maybe_done(ctx, req);
             }
             Waiter::Destage { run } => self.destage_done(ctx, run, Some(ok(&c.result))),
-            Waiter::Op { op, io } => self.op_backend_done(ctx, op, io, c.result),
+            Waiter::Op { op, io } => self.op_backend_done(ctx, op, io, c),
             Waiter::Probe { device } => self.probe_done(ctx.now, device, &c.result),
         }
     }

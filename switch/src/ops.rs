@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, VecDeque};
 use bytes::Bytes;
 use fcsim_devices::bitmap::DiffBitmap;
 use fcsim_devices::fcp::{IoRequest, IoResult, TargetCommand};
-use fcsim_devices::initiator::cdb;
+use fcsim_devices::initiator::{Completion, cdb};
 use fcsim_devices::scsi::cdb::{ExtendedCopy, RcrServiceAction, ReceiveCopyResults};
 use fcsim_devices::scsi::inquiry::NaaId;
 use fcsim_devices::scsi::sense::{Sense, SenseKey, asc};
@@ -822,7 +822,14 @@ impl Engine {
     }
 
     /// A command an operation sent itself completed.
-    pub(crate) fn op_backend_done(&mut self, ctx: &mut Fc4Ctx<'_>, id: u64, io: OpIo, r: IoResult) {
+    pub(crate) fn op_backend_done(
+        &mut self,
+        ctx: &mut Fc4Ctx<'_>,
+        id: u64,
+        io: OpIo,
+        c: Completion,
+    ) {
+        let r = c.result;
         match io {
             OpIo::Write => {
                 let res = if ok(&r) {
@@ -835,12 +842,12 @@ impl Engine {
                 };
                 self.op_io_done(ctx, id, res);
             }
-            OpIo::Offload => self.offload_done(ctx, id, r),
+            OpIo::Offload => self.offload_done(ctx, id, r, c.port),
             OpIo::Results => self.results_done(ctx, id, r),
         }
     }
 
-    fn offload_done(&mut self, ctx: &mut Fc4Ctx<'_>, id: u64, r: IoResult) {
+    fn offload_done(&mut self, ctx: &mut Fc4Ctx<'_>, id: u64, r: IoResult, port: Option<u32>) {
         let Some(op) = self.ops.get_mut(&id) else {
             return;
         };
@@ -895,9 +902,11 @@ impl Engine {
         ));
         op.wait = Wait::Results;
         let list_id = op.list_id;
-        let io = self.init.submit(
+        // Asked on the same I_T nexus as the copy.
+        let io = self.init.submit_on(
             ctx,
             real_src,
+            port.unwrap_or(0),
             IoRequest {
                 lun: 0,
                 cdb: ReceiveCopyResults {
@@ -954,7 +963,8 @@ impl Engine {
             }
             (None, Dest::Tape(_)) => {
                 op.say(
-                    "the array is unreachable and the tape position unknown: backup aborted".into(),
+                    "no copy status from the array: the tape position is unknown, backup aborted"
+                        .into(),
                 );
                 self.finish_op(
                     id,
@@ -963,7 +973,7 @@ impl Engine {
             }
             (None, _) => {
                 // A block copy is idempotent (I17): start the segment again on the switch.
-                op.say("the array is unreachable: the switch copies the segment again".into());
+                op.say("no copy status from the array: the switch copies the segment again".into());
                 if let Some(s) = op.segs.front_mut() {
                     s.done = 0;
                     s.exec = Exec::Switch;
