@@ -330,6 +330,8 @@ mod tests {
                     prop_assert_eq!(p.header.f_ctl & fctl::END_SEQUENCE != 0,
                         last && h.f_ctl & fctl::END_SEQUENCE != 0);
                     prop_assert!(p.header.f_ctl & fctl::RELATIVE_OFFSET != 0);
+                    // Each piece is a frame the codec reads back as it was written.
+                    prop_assert_eq!(&Frame::decode(p.encode()).unwrap(), p);
                 }
             }
         }
