@@ -18,6 +18,8 @@
 //! - `zoning_denied_plogi_stops_at_ingress`: the PLOGI that hard zoning drops is seen
 //!   once, entering sw1, and never leaves it.
 //! - `same_seed_same_bytes`: two runs with the same seed write identical files.
+//! - `a_restarted_switch_is_captured_again_from_its_first_flogi`: after a switch crash
+//!   and restart the capture holds the second round of FLOGIs and their LS_ACCs.
 //! - `cli_run_with_chosen_ports_and_bad_arguments`: `fcsim run --pcap --capture` taps
 //!   only the named port; an unknown port or an unwritable path is an error before the
 //!   run starts.
@@ -405,6 +407,61 @@ fn same_seed_same_bytes() {
     let (x, y) = (std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
     assert!(x.len() > 1000);
     assert!(x == y, "same seed, different captures");
+}
+
+#[test]
+fn a_restarted_switch_is_captured_again_from_its_first_flogi() {
+    let text = r#"{
+      "name": "restart", "seed": 9,
+      "topology": {
+        "sites": [{"name": "dc1"}],
+        "switches": [{"name": "sw1", "site": "dc1", "domain": 1, "ports": 4}],
+        "arrays": [{"name": "arr1", "site": "dc1", "ports": 1,
+                    "lus": [{"lun": 0, "blocks": 1024, "block_bytes": 512}]}],
+        "hosts": [{"name": "h1", "site": "dc1", "ports": 1}],
+        "links": [{"a": "h1/0", "b": "sw1/0"}, {"a": "arr1/0", "b": "sw1/1"}]
+      },
+      "setup": [{"op": "wait", "until": {"fabric": "converged"}}],
+      "steps": [
+        {"at": "2ms", "op": "crash", "node": "sw1"},
+        {"at": "4ms", "op": "restart", "node": "sw1"},
+        {"at": "30ms", "op": "check", "check": "logged_in", "port": "h1/0"},
+        {"at": "30ms", "op": "check", "check": "read_returns", "host": "h1",
+         "target": "arr1:0", "lba": 0, "blocks": 1, "status": "good"}
+      ]
+    }"#;
+    let s = fcsim_scenarios::parse(text, "restart.json").unwrap_or_else(|d| panic!("{d}"));
+    let pcap = out_dir().join("restart.pcap");
+    let r = fcsim_scenarios::run_scenario(
+        &s,
+        &RunOptions {
+            capture: Some(CaptureOptions {
+                path: pcap.clone(),
+                ports: vec![],
+            }),
+            ..Default::default()
+        },
+    )
+    .expect("run");
+    assert!(r.passed, "{}", r.summary_table());
+    let flogis = fields(
+        &pcap,
+        "fcels.opcode == 0x04 && fc.r_ctl == 0x22",
+        &["frame.time_epoch"],
+    );
+    let accs = fields(
+        &pcap,
+        "fc.r_ctl == 0x23 && fc.s_id == ff.ff.fe",
+        &["fc.d_id"],
+    );
+    assert_eq!((flogis.len(), accs.len()), (4, 4), "{flogis:?} {accs:?}");
+    // The second round comes after the crash at t0 + 2 ms.
+    let t: Vec<f64> = flogis.iter().map(|r| r[0].parse().unwrap()).collect();
+    assert!(t[2] - t[0] > 0.002, "{t:?}");
+    assert_eq!(
+        count(&pcap, "_ws.malformed || _ws.expert.severity >= \"Error\""),
+        0
+    );
 }
 
 fn fcsim() -> Command {
