@@ -26,8 +26,8 @@ use fcsim_fabric::nameserver::{DomainRecord, Entry, FC4_TYPE_FCP, NameServer, Qu
 use fcsim_fabric::zoning::{ZoneDb, ZoneMember};
 use fcsim_fabric::{DomainId, FcId, Wwn, Wwnn, Wwpn};
 use fcsim_scenarios::{
-    Check, FabricState, HostSpec, LinkSpec, Mode, PortRef, RunOptions, Scenario, SimDuration, Site,
-    Step, SwitchSpec, TimedStep, TimelineEntry, Topology, WaitUntil,
+    Check, FabricState, HostSpec, LinkSpec, PortRef, RunOptions, Scenario, SimDuration, Site, Step,
+    SwitchSpec, TimedStep, TimelineEntry, Topology, WaitUntil,
 };
 use serde::Serialize;
 
@@ -433,9 +433,7 @@ pub fn fabric(b: &FabricBench) -> anyhow::Result<FabricBenchResult> {
         &g.scenario,
         &RunOptions {
             seed: Some(b.seed),
-            mode: Mode::Sim,
-            echo: false,
-            data_dir: None,
+            ..Default::default()
         },
         Some(observer),
     )

@@ -54,6 +54,24 @@ pub enum CtlCmd {
         /// Target WWPN (resolved via the name server) or FC_ID (6 hex digits).
         target: String,
     },
+    /// Capture every frame crossing ports into a pcap file (LINKTYPE_FC_2, wall-clock
+    /// timestamps) that Wireshark opens; runs for --duration or until Ctrl-C.
+    Capture {
+        /// Ports to tap, `SW:PORT` (repeat the option or separate with commas).
+        #[arg(
+            long = "port",
+            required = true,
+            value_delimiter = ',',
+            value_name = "SW:PORT"
+        )]
+        ports: Vec<String>,
+        /// The pcap file to write.
+        #[arg(long, value_name = "FILE")]
+        out: std::path::PathBuf,
+        /// How long to capture, e.g. `2s` or `500ms`; default: until Ctrl-C.
+        #[arg(long)]
+        duration: Option<fcsim_scenarios::SimDuration>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -80,14 +98,17 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
-async fn channel(addr: &str) -> anyhow::Result<Channel> {
+pub(crate) async fn channel(addr: &str) -> anyhow::Result<Channel> {
     fcsim_fabric::runtime::Net::Tokio
         .channel(addr)
         .await
         .with_context(|| format!("is a fabric running (`fcsim up`)? could not reach {addr}"))
 }
 
-async fn node_addr(control: &mut ControlClient<Channel>, node: &str) -> anyhow::Result<String> {
+pub(crate) async fn node_addr(
+    control: &mut ControlClient<Channel>,
+    node: &str,
+) -> anyhow::Result<String> {
     let nodes = control
         .list_nodes(pb::ListNodesRequest {})
         .await?
@@ -228,6 +249,14 @@ pub fn ctl(control_addr: &str, cmd: CtlCmd) -> anyhow::Result<ExitCode> {
                 };
                 let r = link.port_login(req).await?.into_inner();
                 format!("{} {} {}\n", r.outcome, r.target_fc_id, r.detail)
+            }
+            CtlCmd::Capture {
+                ports,
+                out,
+                duration,
+            } => {
+                let duration = duration.map(|d| d.to_std());
+                crate::capture_cli::capture(&mut control, &ports, &out, duration).await?
             }
         };
         print!("{out}");

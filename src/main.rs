@@ -3,6 +3,7 @@
 
 mod bench;
 mod bench_io;
+mod capture_cli;
 mod client;
 mod host_cli;
 
@@ -42,6 +43,20 @@ enum Cmd {
         /// Keep array LUs in files in this directory (durable across crashes).
         #[arg(long)]
         data_dir: Option<PathBuf>,
+        /// Capture every frame on the tapped ports into this pcap file (LINKTYPE_FC_2;
+        /// open it in Wireshark). Timestamps are fabric time in simulation, wall time
+        /// with --live or --processes.
+        #[arg(long, value_name = "FILE")]
+        pcap: Option<PathBuf>,
+        /// Ports to tap, `SW:PORT,...` (any node's port may be named). Default: one end
+        /// of every cable, its switch port.
+        #[arg(
+            long,
+            value_name = "SW:PORT,...",
+            value_delimiter = ',',
+            requires = "pcap"
+        )]
+        capture: Vec<String>,
     },
     /// Validate scenario files; every error is reported with line:column.
     Check {
@@ -177,6 +192,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             processes,
             live,
             data_dir,
+            pcap,
+            capture,
         } => {
             let mode = if processes {
                 fcsim_scenarios::Mode::Processes {
@@ -188,11 +205,22 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 fcsim_scenarios::Mode::Sim
             };
             let scenario = load(&file)?;
+            let capture = match pcap {
+                Some(path) => Some(fcsim_scenarios::CaptureOptions {
+                    path,
+                    ports: capture
+                        .iter()
+                        .map(|p| fcsim_scenarios::capture::parse_port(p))
+                        .collect::<Result<_, _>>()?,
+                }),
+                None => None,
+            };
             let opts = fcsim_scenarios::RunOptions {
                 seed,
                 mode,
                 echo: true,
                 data_dir,
+                capture,
             };
             let outcome = fcsim_scenarios::run_scenario(&scenario, &opts)?;
             print!("{}", outcome.summary_table());

@@ -71,6 +71,8 @@ fn core_files() -> Result<Vec<PathBuf>, String> {
         "fabric/src/wwn.rs",
         "fabric/src/fcid.rs",
         "fabric/src/runtime/linkmodel.rs",
+        // The pcap format and the cutting of long IUs into frames.
+        "fabric/src/capture.rs",
         // devices/: the FCP exchange engines, the block-store seam, the workload
         // generator and the write-history oracle.
         "devices/src/fcp.rs",

@@ -1,7 +1,7 @@
 //! Every scenario in `scenarios/library/` validates and passes in the deterministic
 //! simulation.
 
-use fcsim_scenarios::{Mode, RunOptions};
+use fcsim_scenarios::RunOptions;
 
 #[test]
 fn every_library_scenario_passes() {
@@ -20,16 +20,8 @@ fn every_library_scenario_passes() {
             Ok(s) => s,
             Err(d) => panic!("{d}"),
         };
-        let r = fcsim_scenarios::run_scenario(
-            &s,
-            &RunOptions {
-                seed: None,
-                mode: Mode::Sim,
-                echo: false,
-                data_dir: None,
-            },
-        )
-        .unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+        let r = fcsim_scenarios::run_scenario(&s, &RunOptions::default())
+            .unwrap_or_else(|e| panic!("{}: {e}", f.display()));
         if !r.passed {
             failed.push(format!("{}:\n{}", f.display(), r.summary_table()));
         }

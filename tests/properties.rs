@@ -5,7 +5,7 @@
 //! failure prints the generated schedule; the scenario it builds replays exactly with
 //! `fcsim run` because everything, seed included, is in it.
 
-use fcsim_scenarios::{Mode, RunOptions};
+use fcsim_scenarios::RunOptions;
 use proptest::prelude::*;
 
 fn cases() -> u32 {
@@ -81,7 +81,7 @@ proptest! {
     fn no_acknowledged_write_is_lost_under_path_faults(s in schedule()) {
         let text = scenario(&s);
         let sc = fcsim_scenarios::parse(&text, "prop.json").map_err(|d| TestCaseError::fail(d.to_string()))?;
-        let r = fcsim_scenarios::run_scenario(&sc, &RunOptions { seed: None, mode: Mode::Sim, echo: false, data_dir: None })
+        let r = fcsim_scenarios::run_scenario(&sc, &RunOptions::default())
             .map_err(|e| TestCaseError::fail(e.to_string()))?;
         let oracle = r.checks.iter().find(|c| c.check == "no_acked_write_lost");
         prop_assert!(oracle.is_some_and(|c| c.passed), "seed={} schedule={s:?}\n{}\nscenario:\n{text}", s.seed, r.summary_table());

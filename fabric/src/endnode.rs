@@ -840,6 +840,7 @@ mod tests {
             dial: true,
             distance_km: 0.0,
             gfc: 32,
+            capture: false,
         };
         let back = PeerSpec {
             name: "a/0".into(),

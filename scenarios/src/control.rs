@@ -159,7 +159,7 @@ pub fn serve_fabric(
                     node: "control".into(),
                     detail: e.to_string(),
                 })?;
-        let mut o = Orchestrator::start_wall(s, mode, s.seed, true, data_dir).await?;
+        let mut o = Orchestrator::start_wall(s, mode, s.seed, true, data_dir, None).await?;
         o.setup().await;
         let fabric = Arc::new(Mutex::new(o));
         let svc = ControlService {
@@ -205,7 +205,7 @@ pub struct LiveFabric {
 impl LiveFabric {
     /// Starts every node of `s` and plays its setup (e.g. waiting for convergence).
     pub async fn start(s: &Scenario, mode: &Mode) -> Result<Self, RunError> {
-        let mut orchestrator = Orchestrator::start_wall(s, mode, s.seed, false, None).await?;
+        let mut orchestrator = Orchestrator::start_wall(s, mode, s.seed, false, None, None).await?;
         orchestrator.setup().await;
         if let Some(e) = orchestrator.report.errors.first() {
             let detail = e.clone();

@@ -469,6 +469,7 @@ pub fn plan(
                 dial,
                 distance_km: l.km,
                 gfc: l.gfc,
+                capture: false,
             };
             peers
                 .entry(me.node.clone())

@@ -12,12 +12,14 @@
 //! - [`locate`]: JSON pointer → line:column over the source text.
 //! - [`launch`]: per-node specs and addresses; runs one node in any mode.
 //! - [`runner`]: the orchestrator: modes, steps, faults, checks, the report.
+//! - [`capture`]: `--pcap`: taps ports during a run and writes a pcap Wireshark reads.
 //! - [`control`]: `fcsim up`'s Control endpoint and `fcsim node`.
 //! - [`views`]: FOS-style text views of the fabric.
 //!
 //! **API Boundary:** the scenario JSON schema. Unknown fields are errors; every field
 //! is documented in `docs/scenario-format.md`, and a test parses every example there.
 
+pub mod capture;
 pub mod control;
 pub mod derived;
 pub mod duration;
@@ -32,6 +34,7 @@ pub mod virtualization;
 
 use std::path::Path;
 
+pub use capture::{CaptureError, CaptureOptions, CaptureSummary};
 pub use control::{LiveFabric, run_node_process, serve_fabric};
 pub use duration::SimDuration;
 pub use format::{

@@ -17,13 +17,15 @@ use fcsim_proto::v1 as pb;
 use serde::Serialize;
 use tonic::transport::Channel;
 
+use crate::capture::{CaptureError, CaptureOptions, CapturePlan, CaptureSummary, Collector};
 use crate::format::{Check, FabricState, NodeKind, PortRef, Scenario, Step, WaitUntil};
 use crate::launch::{Addressing, LaunchError, NodeSpec, plan, zoning_config};
 
 /// How the nodes run.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub enum Mode {
     /// One process, turmoil's simulated network and clock, deterministic.
+    #[default]
     Sim,
     /// One process, one thread and runtime per node, loopback TCP, real time.
     Live,
@@ -41,8 +43,9 @@ impl Mode {
     }
 }
 
-/// Options of one run.
-#[derive(Debug, Clone)]
+/// Options of one run. `RunOptions::default()` is a quiet simulation with the
+/// scenario's seed.
+#[derive(Debug, Clone, Default)]
 pub struct RunOptions {
     /// Overrides the scenario's seed.
     pub seed: Option<u64>,
@@ -51,6 +54,8 @@ pub struct RunOptions {
     pub echo: bool,
     /// Keep array LUs in files in this directory (durable across crashes); default: memory.
     pub data_dir: Option<PathBuf>,
+    /// Capture the frames on these ports into a pcap file (`--pcap`); default: none.
+    pub capture: Option<CaptureOptions>,
 }
 
 /// Errors that stop a run (a failed check does not: it is in the report).
@@ -65,6 +70,8 @@ pub enum RunError {
     Runtime(std::io::Error),
     #[error("cannot start node {node}: {detail}")]
     NodeStart { node: String, detail: String },
+    #[error(transparent)]
+    Capture(#[from] CaptureError),
 }
 
 /// One line of the timeline.
@@ -152,9 +159,16 @@ pub fn run_scenario_observed(
     observer: Option<TimelineObserver>,
 ) -> Result<Report, RunError> {
     let seed = opts.seed.unwrap_or(s.seed);
-    match &opts.mode {
+    let capture = match &opts.capture {
+        Some(c) => Some(CapturePlan::new(s, c)?),
+        None => None,
+    };
+    let (report, captured) = match &opts.mode {
         Mode::Sim => {
-            let specs = plan(s, &Addressing::Sim, opts.data_dir.as_deref())?;
+            let mut specs = plan(s, &Addressing::Sim, opts.data_dir.as_deref())?;
+            if let Some(c) = &capture {
+                c.arm(&mut specs);
+            }
             let hosts = specs
                 .iter()
                 .map(|spec| {
@@ -173,7 +187,7 @@ pub fn run_scenario_observed(
             };
             let scenario = s.clone();
             let echo = opts.echo;
-            let report = sim::run(&cfg, hosts, move |control| async move {
+            sim::run(&cfg, hosts, move |control| async move {
                 let mut o = Orchestrator::new(
                     scenario,
                     specs,
@@ -184,10 +198,9 @@ pub fn run_scenario_observed(
                     echo,
                 );
                 o.observer = observer;
-                o.play().await;
-                o.report
-            })?;
-            Ok(report)
+                let captured = o.play_captured(capture).await;
+                (o.report, captured)
+            })?
         }
         Mode::Live | Mode::Processes { .. } => {
             let rt = tokio::runtime::Builder::new_multi_thread()
@@ -202,15 +215,29 @@ pub fn run_scenario_observed(
                     seed,
                     opts.echo,
                     opts.data_dir.as_deref(),
+                    capture.as_ref(),
                 )
                 .await?;
                 o.observer = observer;
-                o.play().await;
+                let captured = o.play_captured(capture).await;
                 o.driver.shutdown().await;
-                Ok(o.report)
-            })
+                Ok::<_, RunError>((o.report, captured))
+            })?
+        }
+    };
+    if let Some(c) = captured {
+        let c = c?;
+        if opts.echo {
+            println!(
+                "capture: {} frames ({} pcap records) on {} ports written to {}",
+                c.frames,
+                c.records,
+                c.ports,
+                c.path.display()
+            );
         }
     }
+    Ok(report)
 }
 
 /// Enough simulated time for the timeline plus generous convergence and check time.
@@ -436,8 +463,12 @@ impl Orchestrator {
         seed: u64,
         echo: bool,
         data_dir: Option<&std::path::Path>,
+        capture: Option<&CapturePlan>,
     ) -> Result<Self, RunError> {
-        let specs = plan(s, &Addressing::Loopback, data_dir)?;
+        let mut specs = plan(s, &Addressing::Loopback, data_dir)?;
+        if let Some(c) = capture {
+            c.arm(&mut specs);
+        }
         let epoch = specs.first().map_or(0, |s| s.epoch_unix_ns);
         let clock = FabricClock::Wall {
             epoch: std::time::UNIX_EPOCH + Duration::from_nanos(epoch),
@@ -481,6 +512,20 @@ impl Orchestrator {
             f(&entry);
         }
         self.report.timeline.push(entry);
+    }
+
+    /// [`Orchestrator::play`] with the capture of `plan` (if any) around it: it follows
+    /// the tapped nodes from before setup to after the last step, then writes the file.
+    async fn play_captured(
+        &mut self,
+        plan: Option<CapturePlan>,
+    ) -> Option<Result<CaptureSummary, CaptureError>> {
+        let collector = plan.map(|p| Collector::start(p, &self.specs, self.net, self.clock));
+        self.play().await;
+        match collector {
+            Some(c) => Some(c.finish().await),
+            None => None,
+        }
     }
 
     /// Setup, then the timeline, then the report's totals.

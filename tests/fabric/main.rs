@@ -16,7 +16,7 @@ mod reroute;
 mod rscn;
 mod zoning;
 
-use fcsim_scenarios::{Mode, Report, RunOptions, Scenario};
+use fcsim_scenarios::{Report, RunOptions, Scenario};
 
 /// A four-switch ring over two sites with one host and one array per site. `extra_zones`
 /// is spliced into the topology; `steps` is the timeline (JSON array body).
@@ -57,16 +57,8 @@ pub fn ring(zones: &str, steps: &str) -> Scenario {
 }
 
 pub fn run_sim(s: &Scenario) -> Report {
-    fcsim_scenarios::run_scenario(
-        s,
-        &RunOptions {
-            seed: None,
-            mode: Mode::Sim,
-            echo: false,
-            data_dir: None,
-        },
-    )
-    .unwrap_or_else(|e| panic!("run failed: {e}"))
+    fcsim_scenarios::run_scenario(s, &RunOptions::default())
+        .unwrap_or_else(|e| panic!("run failed: {e}"))
 }
 
 /// Asserts every check passed, printing the report otherwise.

@@ -23,10 +23,8 @@ fn sigkill_of_a_switch_process_reroutes_the_fabric() {
     let r = fcsim_scenarios::run_scenario(
         &s,
         &RunOptions {
-            seed: None,
             mode: Mode::Processes { exe },
-            echo: false,
-            data_dir: None,
+            ..Default::default()
         },
     )
     .expect("processes run");

@@ -51,10 +51,9 @@ pub fn run(s: &Scenario, mode: Mode, data_dir: Option<PathBuf>) -> Report {
     fcsim_scenarios::run_scenario(
         s,
         &RunOptions {
-            seed: None,
             mode,
-            echo: false,
             data_dir,
+            ..Default::default()
         },
     )
     .unwrap_or_else(|e| panic!("run failed: {e}"))

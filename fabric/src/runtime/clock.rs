@@ -26,6 +26,18 @@ impl FabricClock {
         }
     }
 
+    /// Where fabric time 0 lies on the Unix time line: the epoch in the wall-clock
+    /// modes, the Unix epoch itself in simulation (so simulated timestamps, in a
+    /// capture for instance, start at 0 and depend on nothing but the seed).
+    pub fn unix_offset(&self) -> Duration {
+        match self {
+            FabricClock::Sim => Duration::ZERO,
+            FabricClock::Wall { epoch } => epoch
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap_or_default(),
+        }
+    }
+
     /// Sleeps until fabric time reaches `at`.
     ///
     /// In simulation a host's tokio clock is not turmoil's clock (a paused runtime may

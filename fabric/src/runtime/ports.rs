@@ -6,8 +6,18 @@
 //! the node's actor and stamps every outgoing frame with its modelled arrival time; the
 //! receiving driver holds each frame until that fabric time, so distance costs simulated
 //! time only.
+//!
+//! **Capture taps.** A `Link/Capture` call (or a port armed at start with
+//! [`PeerSpec::capture`]) adds a tap: every frame that leaves or reaches a tapped port
+//! is copied (a `Bytes` clone, no byte copy) to the tap's channel with the fabric time
+//! and its direction. A port records both directions of its own cable, so tapping one
+//! end of each cable sees every frame on it exactly once. The frame is recorded when
+//! it is sent (at the send time) and when it is received (at its modelled arrival), and
+//! only if it really crossed the cable. With no tap, the send and receive paths pay one
+//! `Vec::is_empty` under the lock they already hold.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -22,6 +32,7 @@ use tracing::{debug, info, warn};
 use super::clock::FabricClock;
 use super::linkmodel::LinkModel;
 use super::net::Net;
+use crate::capture::Direction;
 
 /// gRPC metadata: the callee's port index.
 pub const PORT_HEADER: &str = "x-fcsim-port";
@@ -43,6 +54,11 @@ pub struct PeerSpec {
     pub distance_km: f64,
     /// FC speed class of the cable.
     pub gfc: u32,
+    /// Record this cable's frames from the node's start, for the first `Link/Capture`
+    /// call with `from_start` (`fcsim run --pcap`), so that even the first FLOGI is in
+    /// the capture.
+    #[serde(default)]
+    pub capture: bool,
 }
 
 /// What the cables tell the node's actor.
@@ -87,9 +103,55 @@ struct PortState {
     wake: Arc<Notify>,
 }
 
+/// A frame that a capture tap recorded at a port.
+#[derive(Debug, Clone)]
+pub struct Captured {
+    /// Fabric time when the frame crossed the port: when it was sent, or its modelled
+    /// arrival when it was received.
+    pub at: Duration,
+    /// The port it crossed.
+    pub port: u32,
+    /// Which way, seen from this node.
+    pub direction: Direction,
+    /// The frame as FC-2 bytes, shared with the frame that travels (not copied).
+    pub fc2: Bytes,
+}
+
+/// One capture: the ports it records and where the records go.
+struct Tap {
+    /// Ports recorded; empty means every port.
+    ports: BTreeSet<u32>,
+    /// Closed when the capturer goes away; the tap is then dropped.
+    tx: mpsc::UnboundedSender<Captured>,
+}
+
 struct HubState {
     ports: BTreeMap<u32, PortState>,
     next_cable: u64,
+    /// Capture taps. Empty while nobody captures: the only thing the frame paths check.
+    taps: Vec<Tap>,
+    /// What the tap armed at start (ports with [`PeerSpec::capture`]) has recorded,
+    /// until a `Capture` call with `from_start` takes it.
+    armed: Option<mpsc::UnboundedReceiver<Captured>>,
+}
+
+impl HubState {
+    /// Copies a frame that crossed `port` to every tap on that port, and drops the taps
+    /// whose capturer is gone.
+    fn tap(&mut self, at: Duration, port: u32, direction: Direction, fc2: &Bytes) {
+        self.taps.retain(|t| {
+            if !t.ports.is_empty() && !t.ports.contains(&port) {
+                return true;
+            }
+            t.tx.send(Captured {
+                at,
+                port,
+                direction,
+                fc2: fc2.clone(),
+            })
+            .is_ok()
+        });
+    }
 }
 
 /// Shared by the node's actor, its Link service and its dialers. One lock per node;
@@ -124,6 +186,21 @@ impl PortHub {
         net: Net,
     ) -> (Self, mpsc::UnboundedReceiver<PortEvent>) {
         let (events, rx) = mpsc::unbounded_channel();
+        let mut taps = Vec::new();
+        let mut armed = None;
+        let armed_ports: BTreeSet<u32> = peers
+            .iter()
+            .filter(|(_, p)| p.capture)
+            .map(|(port, _)| *port)
+            .collect();
+        if !armed_ports.is_empty() {
+            let (tx, record) = mpsc::unbounded_channel();
+            taps.push(Tap {
+                ports: armed_ports,
+                tx,
+            });
+            armed = Some(record);
+        }
         let ports = (0..ports)
             .map(|p| {
                 let st = PortState {
@@ -143,6 +220,8 @@ impl PortHub {
             state: Arc::new(Mutex::new(HubState {
                 ports,
                 next_cable: 0,
+                taps,
+                armed,
             })),
             events,
         };
@@ -293,7 +372,8 @@ impl PortHub {
                 self.clock.sleep_until(arrive).await;
             }
             {
-                let mut st = self.lock();
+                let mut guard = self.lock();
+                let st = &mut *guard;
                 let Some(ps) = st.ports.get_mut(&port) else {
                     return;
                 };
@@ -302,6 +382,14 @@ impl PortHub {
                 }
                 ps.counters.frames_in += 1;
                 ps.counters.bytes_in += frame.fc2.len() as u64;
+                if !st.taps.is_empty() {
+                    // Simulated: the modelled arrival. Wall clock: when it really came.
+                    let at = match self.clock {
+                        FabricClock::Sim => arrive.max(now),
+                        FabricClock::Wall { .. } => self.clock.now(),
+                    };
+                    st.tap(at, port, Direction::Received, &frame.fc2);
+                }
             }
             let _ = self.events.send(PortEvent::Frame {
                 port,
@@ -333,7 +421,9 @@ impl PortHub {
     /// has no cable.
     pub fn send(&self, port: u32, frame: Bytes) -> bool {
         let now = self.clock.now();
-        let mut st = self.lock();
+        let mut guard = self.lock();
+        let st = &mut *guard;
+        let copy = (!st.taps.is_empty()).then(|| frame.clone());
         let Some(ps) = st.ports.get_mut(&port) else {
             return false;
         };
@@ -357,7 +447,43 @@ impl PortHub {
         }
         ps.counters.frames_out += 1;
         ps.counters.bytes_out += len;
+        if let Some(copy) = copy {
+            st.tap(now, port, Direction::Sent, &copy);
+        }
         true
+    }
+
+    /// Opens a capture tap on `ports` (empty = every port) and returns its records.
+    /// With `from_start`, it returns instead the tap armed when the node started
+    /// ([`PeerSpec::capture`]), which holds everything since then; only one caller gets
+    /// it. The tap closes when the receiver is dropped.
+    pub fn capture(
+        &self,
+        ports: &[u32],
+        from_start: bool,
+    ) -> Result<mpsc::UnboundedReceiver<Captured>, Status> {
+        let mut st = self.lock();
+        if let Some(p) = ports.iter().find(|p| !st.ports.contains_key(p)) {
+            return Err(Status::invalid_argument(format!(
+                "ports: {p} is not a port of {}",
+                self.node
+            )));
+        }
+        if from_start {
+            return st.armed.take().ok_or_else(|| {
+                Status::failed_precondition(format!(
+                    "from_start: {} was not started with capture armed, or its record \
+                     was already taken",
+                    self.node
+                ))
+            });
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        st.taps.push(Tap {
+            ports: ports.iter().copied().collect(),
+            tx,
+        });
+        Ok(rx)
     }
 
     /// Counts a frame this node discarded on arrival at `port`.
@@ -529,6 +655,38 @@ impl pb::link_server::Link for LinkService {
             .await?
             .map(Response::new)
     }
+
+    type CaptureStream =
+        Pin<Box<dyn tokio_stream::Stream<Item = Result<pb::CapturedFrame, Status>> + Send>>;
+
+    async fn capture(
+        &self,
+        req: Request<pb::CaptureRequest>,
+    ) -> Result<Response<Self::CaptureStream>, Status> {
+        let r = req.into_inner();
+        let rx = self.hub.capture(&r.ports, r.from_start)?;
+        let offset = self.hub.clock().unix_offset();
+        let ports: BTreeSet<u32> = r.ports.into_iter().collect();
+        let stream = tokio_stream::wrappers::UnboundedReceiverStream::new(rx)
+            .filter(move |c| ports.is_empty() || ports.contains(&c.port))
+            .map(move |c| Ok(captured_pb(&c, offset)));
+        Ok(Response::new(Box::pin(stream)))
+    }
+}
+
+/// A captured frame for the wire, its time moved onto the Unix time line by `offset`
+/// ([`FabricClock::unix_offset`]).
+fn captured_pb(c: &Captured, offset: Duration) -> pb::CapturedFrame {
+    pb::CapturedFrame {
+        timestamp_ns: u64::try_from((offset + c.at).as_nanos()).unwrap_or(u64::MAX),
+        port: c.port,
+        direction: match c.direction {
+            Direction::Received => pb::FrameDirection::Received,
+            Direction::Sent => pb::FrameDirection::Sent,
+        }
+        .into(),
+        fc2: c.fc2.clone(),
+    }
 }
 
 impl From<Counters> for pb::PortCounters {
@@ -547,4 +705,75 @@ impl From<Counters> for pb::PortCounters {
 /// Logs (once) that a frame could not be decoded.
 pub fn warn_undecodable(node: &str, port: u32, err: &dyn std::fmt::Display) {
     warn!(node, port, "undecodable frame discarded: {err}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peer(capture: bool) -> PeerSpec {
+        PeerSpec {
+            name: "h1/0".into(),
+            port: 0,
+            addr: "h1:7000".into(),
+            dial: false,
+            distance_km: 0.0,
+            gfc: 32,
+            capture,
+        }
+    }
+
+    fn hub(armed: bool) -> PortHub {
+        let peers = BTreeMap::from([(1, peer(armed)), (2, peer(false))]);
+        let clock = FabricClock::Wall {
+            epoch: std::time::UNIX_EPOCH,
+        };
+        PortHub::new("sw1", 4, peers, clock, Net::Tokio).0
+    }
+
+    #[test]
+    fn capture_rejects_a_port_the_node_does_not_have() {
+        let e = hub(false).capture(&[1, 9], false).unwrap_err();
+        assert_eq!(e.code(), tonic::Code::InvalidArgument);
+        assert_eq!(e.message(), "ports: 9 is not a port of sw1");
+    }
+
+    #[test]
+    fn the_record_since_start_exists_only_when_armed_and_goes_to_one_caller() {
+        let e = hub(false).capture(&[], true).unwrap_err();
+        assert_eq!(e.code(), tonic::Code::FailedPrecondition);
+        assert!(e.message().starts_with("from_start: "));
+        let h = hub(true);
+        assert!(h.capture(&[], true).is_ok());
+        assert!(h.capture(&[], true).is_err());
+    }
+
+    /// Taps see only their ports, in order, the bytes shared; a tap whose receiver is
+    /// gone is dropped, and then the frame paths see no tap at all.
+    #[test]
+    fn taps_record_their_ports_and_go_away_with_their_receiver() {
+        let h = hub(true);
+        let mut armed = h.capture(&[], true).unwrap();
+        let mut all = h.capture(&[], false).unwrap();
+        let frame = Bytes::from_static(&[0x22; 24]);
+        {
+            let mut st = h.lock();
+            st.tap(Duration::from_micros(1), 1, Direction::Sent, &frame);
+            st.tap(Duration::from_micros(2), 2, Direction::Received, &frame);
+        }
+        let a = armed.try_recv().unwrap();
+        assert_eq!(
+            (a.port, a.direction, a.at),
+            (1, Direction::Sent, Duration::from_micros(1))
+        );
+        assert_eq!(a.fc2.as_ptr(), frame.as_ptr());
+        assert!(armed.try_recv().is_err(), "port 2 is not armed");
+        assert_eq!(all.try_recv().unwrap().port, 1);
+        assert_eq!(all.try_recv().unwrap().port, 2);
+        drop(armed);
+        drop(all);
+        let mut st = h.lock();
+        st.tap(Duration::ZERO, 1, Direction::Sent, &frame);
+        assert!(st.taps.is_empty());
+    }
 }
