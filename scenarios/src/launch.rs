@@ -449,6 +449,7 @@ pub fn plan(
                 dial,
                 distance_km: 0.0,
                 gfc: 32,
+                capture: false,
             };
             peers
                 .entry(name.clone())
