@@ -54,6 +54,8 @@ pub enum CtlCmd {
         /// Target WWPN (resolved via the name server) or FC_ID (6 hex digits).
         target: String,
     },
+    #[command(flatten)]
+    Virt(crate::virt_cli::VirtCmd),
 }
 
 #[derive(Subcommand)]
@@ -80,7 +82,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
-async fn channel(addr: &str) -> anyhow::Result<Channel> {
+pub(crate) async fn channel(addr: &str) -> anyhow::Result<Channel> {
     fcsim_fabric::runtime::Net::Tokio
         .channel(addr)
         .await
@@ -103,7 +105,7 @@ async fn node_addr(control: &mut ControlClient<Channel>, node: &str) -> anyhow::
     Ok(n.address.clone())
 }
 
-fn names(nodes: &[pb::NodeInfo]) -> String {
+pub(crate) fn names(nodes: &[pb::NodeInfo]) -> String {
     nodes
         .iter()
         .map(|n| n.name.as_str())
@@ -229,6 +231,7 @@ pub fn ctl(control_addr: &str, cmd: CtlCmd) -> anyhow::Result<ExitCode> {
                 let r = link.port_login(req).await?.into_inner();
                 format!("{} {} {}\n", r.outcome, r.target_fc_id, r.detail)
             }
+            CtlCmd::Virt(cmd) => crate::virt_cli::ctl(&mut control, cmd).await?,
         };
         print!("{out}");
         Ok(ExitCode::SUCCESS)
