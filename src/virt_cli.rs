@@ -204,9 +204,8 @@ async fn engine(
 /// An extent argument: `ARRAY:LUN@START+BLOCKS`, `ARRAY:LUN+BLOCKS` (from block 0), an
 /// NAA instead of `ARRAY:LUN`, or `internal+BLOCKS`.
 fn parse_extent(text: &str) -> anyhow::Result<pb::ExtentInfo> {
-    let usage = || {
-        anyhow!("--extent `{text}`: expected `ARRAY:LUN@START+BLOCKS` or `internal+BLOCKS`")
-    };
+    let usage =
+        || anyhow!("--extent `{text}`: expected `ARRAY:LUN@START+BLOCKS` or `internal+BLOCKS`");
     let (lu, blocks) = text.rsplit_once('+').ok_or_else(usage)?;
     let blocks: u64 = blocks
         .parse()
@@ -370,11 +369,11 @@ fn tf(r: &pb::GetFunctionTableResponse) -> String {
 /// `1024 × 512 B = 512 KiB`.
 fn capacity(blocks: u64, block_bytes: u32) -> String {
     let bytes = blocks * u64::from(block_bytes);
-    let human = if bytes >= 1 << 30 && bytes % (1 << 30) == 0 {
+    let human = if bytes >= 1 << 30 && bytes.is_multiple_of(1 << 30) {
         format!("{} GiB", bytes >> 30)
-    } else if bytes >= 1 << 20 && bytes % (1 << 20) == 0 {
+    } else if bytes >= 1 << 20 && bytes.is_multiple_of(1 << 20) {
         format!("{} MiB", bytes >> 20)
-    } else if bytes >= 1 << 10 && bytes % (1 << 10) == 0 {
+    } else if bytes >= 1 << 10 && bytes.is_multiple_of(1 << 10) {
         format!("{} KiB", bytes >> 10)
     } else {
         format!("{bytes} B")
@@ -548,7 +547,10 @@ mod tests {
             lines[1],
             "Vol ID  BLK ADDR  Device ID  Port ID  Vol ID  BLK ADDR"
         );
-        assert_eq!(lines[3], "alpha   0-1023    arr1       50:00    60:0a   1024-2047");
+        assert_eq!(
+            lines[3],
+            "alpha   0-1023    arr1       50:00    60:0a   1024-2047"
+        );
     }
 
     #[test]
