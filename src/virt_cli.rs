@@ -38,8 +38,8 @@ pub enum VirtCmd {
         #[arg(long)]
         lun: u32,
         /// Its name (Vol ID in TM); `v<LUN>` if not given.
-        #[arg(long, default_value = "")]
-        name: String,
+        #[arg(long)]
+        name: Option<String>,
         /// When a write is acknowledged: after the array has it (sync) or once it is in
         /// the switch cache (async).
         #[arg(long, default_value = "sync", value_parser = ["sync", "async"])]
@@ -121,7 +121,7 @@ pub async fn ctl(control: &mut ControlClient<Channel>, cmd: VirtCmd) -> anyhow::
                 .collect::<anyhow::Result<Vec<_>>>()?;
             let req = pb::MapVirtualLuRequest {
                 lun,
-                name,
+                name: name.unwrap_or_default(),
                 ack,
                 block_bytes: 0,
                 extents,
