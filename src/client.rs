@@ -72,6 +72,8 @@ pub enum CtlCmd {
         #[arg(long)]
         duration: Option<fcsim_scenarios::SimDuration>,
     },
+    #[command(flatten)]
+    Virt(crate::virt_cli::VirtCmd),
 }
 
 #[derive(Subcommand)]
@@ -124,7 +126,7 @@ pub(crate) async fn node_addr(
     Ok(n.address.clone())
 }
 
-fn names(nodes: &[pb::NodeInfo]) -> String {
+pub(crate) fn names(nodes: &[pb::NodeInfo]) -> String {
     nodes
         .iter()
         .map(|n| n.name.as_str())
@@ -258,6 +260,7 @@ pub fn ctl(control_addr: &str, cmd: CtlCmd) -> anyhow::Result<ExitCode> {
                 let duration = duration.map(|d| d.to_std());
                 crate::capture_cli::capture(&mut control, &ports, &out, duration).await?
             }
+            CtlCmd::Virt(cmd) => crate::virt_cli::ctl(&mut control, cmd).await?,
         };
         print!("{out}");
         Ok(ExitCode::SUCCESS)

@@ -6,6 +6,7 @@ mod bench_io;
 mod capture_cli;
 mod client;
 mod host_cli;
+mod virt_cli;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -84,7 +85,8 @@ enum Cmd {
         #[arg(long)]
         spec: PathBuf,
     },
-    /// Inspect a running fabric (switch views after Brocade FOS).
+    /// Inspect a running fabric (switch views after Brocade FOS; an intelligent switch's
+    /// TM, TF, virtual LUs and operations).
     Ctl {
         #[arg(long, default_value = client::DEFAULT_CONTROL, global = true)]
         control: String,

@@ -725,7 +725,7 @@ impl Engine {
                     asc::THIRD_PARTY_DEVICE_FAILURE
                 };
                 op.say(format!(
-                    "copy step failed ({:?}): operation aborted",
+                    "copy step failed ({}): operation aborted",
                     s.asc_pair()
                 ));
                 return self.finish_op(id, Some(copy_aborted(why)));
@@ -885,9 +885,9 @@ impl Engine {
             // The array refused the function TF said it had (stale TF): strike it,
             // ask the array again, and copy on the switch from the start of the segment.
             op.say(format!(
-                "{device} rejected {} ({:?}): TF updated, the switch copies",
+                "{device} rejected {} ({}): TF updated, the switch copies",
                 kind.function(),
-                sense.map(|s| s.asc_pair())
+                sense.map(|s| s.asc_pair().to_string()).unwrap_or_default()
             ));
             if let Some(s) = op.segs.front_mut() {
                 s.exec = Exec::Switch;
@@ -1000,7 +1000,7 @@ impl Engine {
                 "done: {} bytes, {} through the switch",
                 op.bytes, op.data_bytes
             ),
-            Some(s) => format!("failed: {:?}", s.asc_pair()),
+            Some(s) => format!("failed: COPY ABORTED {}", s.asc_pair()),
         };
         op.say(line);
         if let Some((cmd, job)) = op.host.take() {

@@ -106,6 +106,13 @@ pub struct Asc {
     pub ascq: u8,
 }
 
+impl std::fmt::Display for Asc {
+    /// `20h/00h`, as sense data is usually quoted.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:02X}h/{:02X}h", self.asc, self.ascq)
+    }
+}
+
 /// The ASC/ASCQ pairs fcsim uses, as named in SPC-5 table 50 (checked against
 /// sg3_utils' `sg_lib_data.c` and LIO's `target_core_transport.c`).
 pub mod asc {
