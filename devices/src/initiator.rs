@@ -165,11 +165,27 @@ pub struct ScsiInitiator {
     next_io: u64,
     done: VecDeque<(IoId, Completion)>,
     events: VecDeque<InitiatorEvent>,
+    /// Timeouts other than the defaults (exchange, no path).
+    timeouts: Option<(Duration, Duration)>,
 }
 
 impl ScsiInitiator {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An initiator that gives up sooner than a host's: a READ or WRITE exchange after
+    /// `exchange`, a command without a path after `no_path`. A virtualizer in front of
+    /// the arrays must answer its own initiators before their exchanges time out.
+    pub fn with_timeouts(exchange: Duration, no_path: Duration) -> Self {
+        ScsiInitiator {
+            timeouts: Some((exchange, no_path)),
+            ..Self::default()
+        }
+    }
+
+    fn no_path_timeout(&self) -> Duration {
+        self.timeouts.map_or(NO_PATH_TIMEOUT, |t| t.1)
     }
 
     /// Every discovered device, by NAA.
@@ -195,7 +211,7 @@ impl ScsiInitiator {
             .parked
             .iter()
             .filter_map(|id| self.ios.get(id)?.waiting_since)
-            .map(|t| t + NO_PATH_TIMEOUT)
+            .map(|t| t + self.no_path_timeout())
             .min();
         [self.fcp.poll_timeout(), parked]
             .into_iter()
@@ -214,6 +230,7 @@ impl ScsiInitiator {
 
     pub fn on_timeout(&mut self, ctx: &mut Fc4Ctx<'_>) {
         self.fcp.handle_timeout(ctx.now);
+        let no_path = self.no_path_timeout();
         let expired: Vec<IoId> = self
             .parked
             .iter()
@@ -222,7 +239,7 @@ impl ScsiInitiator {
                 self.ios
                     .get(id)
                     .and_then(|io| io.waiting_since)
-                    .is_some_and(|t| t + NO_PATH_TIMEOUT <= ctx.now)
+                    .is_some_and(|t| t + no_path <= ctx.now)
             })
             .collect();
         for id in expired {
@@ -583,7 +600,8 @@ impl ScsiInitiator {
         let timeout = if req.cdb.first() == Some(&0x83) {
             COPY_TIMEOUT
         } else {
-            FcpInitiator::EXCHANGE_TIMEOUT
+            self.timeouts
+                .map_or(FcpInitiator::EXCHANGE_TIMEOUT, |t| t.0)
         };
         let tag = self
             .fcp

@@ -605,7 +605,7 @@ impl<'a> Validator<'a> {
     fn lu_ref(&mut self, ptr: &str, what: &str, r: &LuRef) -> Option<LuGeometry> {
         let what = format!("{what} \"{r}\"");
         let n = self.node_named(ptr, &what, &r.node)?;
-        if n.kind == NodeKind::Switch {
+        if n.kind == NodeKind::Switch && self.s.topology.switches[n.index].intelligent {
             let t = &self.s.topology;
             if let Some(v) = t.virtual_lu(r) {
                 return Some(LuGeometry {
@@ -638,7 +638,7 @@ impl<'a> Validator<'a> {
             self.err(
                 ptr,
                 format!(
-                    "{what}: \"{}\" is {} {}, not an array; an LU is `array:lun`",
+                    "{what}: \"{}\" is {} {}, not an array; an LU is `array:lun` (or `switch:lun` on an intelligent switch)",
                     n.name,
                     article(n.kind),
                     n.kind.as_str()
@@ -2837,7 +2837,8 @@ mod tests {
                         || ok::<TapeSpec>(line)
                         || ok::<LinkSpec>(line)
                         || ok::<ZoneSpec>(line)
-                        || ok::<LuSpec>(line);
+                        || ok::<LuSpec>(line)
+                        || ok::<VirtualLuSpec>(line);
                     assert!(fits, "doc example is no topology item: {line}");
                 }
             }

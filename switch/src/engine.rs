@@ -39,6 +39,12 @@ use crate::tm::{MappingTable, RealLu, Target, VirtualLu};
 /// Blocks per backend command of a destage or a switch-local copy step.
 pub const CHUNK_BLOCKS: u64 = 256;
 
+/// How long a backend READ or WRITE, or a command without a path, may wait.
+const BACKEND_TIMEOUT: Duration = Duration::from_millis(80);
+
+/// Pause before a failed destage is tried again.
+const DESTAGE_RETRY: Duration = Duration::from_millis(10);
+
 /// Destage commands in flight at once.
 const DESTAGE_DEPTH: usize = 8;
 
@@ -162,6 +168,8 @@ pub struct Engine {
     probing: BTreeSet<String>,
     /// Commands sent to arrays on behalf of each virtual LU.
     pub(crate) backend_commands: BTreeMap<u16, u64>,
+    /// When to try a failed destage again.
+    destage_retry_at: Option<Duration>,
 }
 
 fn sense_of(r: &IoResult) -> Sense {
@@ -185,7 +193,8 @@ impl Engine {
             cfg,
             fcp: FcpTarget::new(),
             scsi: ScsiTarget::default(),
-            init: ScsiInitiator::new(),
+            // Answer the hosts (whose exchanges wait 200 ms) before they give up.
+            init: ScsiInitiator::with_timeouts(BACKEND_TIMEOUT, BACKEND_TIMEOUT),
             tm: MappingTable::new(),
             tf: FunctionTable::new(),
             reqs: BTreeMap::new(),
@@ -197,6 +206,7 @@ impl Engine {
             next_id: 0,
             probing: BTreeSet::new(),
             backend_commands: BTreeMap::new(),
+            destage_retry_at: None,
         };
         for (device, f, can) in e.cfg.overrides.clone() {
             e.tf.set_override(&device, f, Some(can), Duration::ZERO);
@@ -572,23 +582,14 @@ impl Engine {
             Ok(p) => p,
             Err(_) => return self.finish_owner(ctx, owner, Err(Sense::lba_out_of_range())),
         };
-        let from_op = match owner {
-            Owner::Op(op) => Some(op),
-            Owner::Host(_) => None,
-        };
-        for op in self.ops.values_mut() {
-            if Some(op.id) != from_op {
-                op.host_wrote(lun, lba, blocks);
-            }
-        }
         let async_ack = self
             .tm
             .lu(lun)
             .is_some_and(|l| l.ack == crate::tm::AckMode::Async);
         if async_ack {
             self.cache.put(lun, lba, &data, bb, true);
+            self.written(ctx, &owner, lun, lba, blocks);
             self.finish_owner(ctx, owner, Ok(Bytes::new()));
-            self.kick_ops(ctx);
             return self.destage(ctx);
         }
         let id = self.next_id();
@@ -641,6 +642,23 @@ impl Engine {
         self.maybe_done(ctx, id);
     }
 
+    /// A write to `lun` landed (on its arrays, or dirty in the cache): every other
+    /// operation copying from that range marks TB before the writer is answered, and a
+    /// paired mirror starts copying it. Marking only once the data is where a copy reads
+    /// it means a copy that reads after the mark always sees the new data.
+    fn written(&mut self, ctx: &mut Fc4Ctx<'_>, owner: &Owner, lun: u16, lba: u64, blocks: u64) {
+        let from_op = match owner {
+            Owner::Op(op) => Some(*op),
+            Owner::Host(_) => None,
+        };
+        for op in self.ops.values_mut() {
+            if Some(op.id) != from_op {
+                op.host_wrote(lun, lba, blocks);
+            }
+        }
+        self.kick_ops(ctx);
+    }
+
     fn block_bytes(&self, lun: u16) -> usize {
         self.tm
             .lu(lun)
@@ -676,6 +694,7 @@ impl Engine {
             return self.finish_owner(ctx, req.owner, Err(s));
         }
         let bb = self.block_bytes(req.lun);
+        let wrote = req.data.is_some();
         let result = match req.data {
             Some(data) => {
                 // Keep a clean copy for read hits, unless a newer write is dirty there.
@@ -705,6 +724,9 @@ impl Engine {
                 }
             }
         };
+        if wrote {
+            self.written(ctx, &req.owner, req.lun, req.lba, req.blocks);
+        }
         self.finish_owner(ctx, req.owner, Ok(result));
     }
 
@@ -797,6 +819,7 @@ impl Engine {
                 lba = d.run.lba,
                 "destage failed; the blocks stay dirty"
             );
+            self.destage_retry_at.get_or_insert(ctx.now + DESTAGE_RETRY);
         }
         self.cache.destaged(&d.run, d.ok);
         self.answer_syncs();
@@ -1083,11 +1106,18 @@ impl Fc4Layer for Engine {
 
     fn on_timeout(&mut self, ctx: &mut Fc4Ctx<'_>) {
         self.init.on_timeout(ctx);
+        if self.destage_retry_at.is_some_and(|t| t <= ctx.now) {
+            self.destage_retry_at = None;
+            self.destage(ctx);
+        }
         self.flush(ctx);
     }
 
     fn poll_timeout(&self) -> Option<Duration> {
-        self.init.poll_timeout()
+        [self.init.poll_timeout(), self.destage_retry_at]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     fn on_admin(&mut self, ctx: &mut Fc4Ctx<'_>, req: EngineAdmin) {

@@ -194,6 +194,7 @@ impl Op {
         if matches!(self.state, State::Done | State::Failed) {
             return;
         }
+        tracing::debug!(op = self.id, lun, lba, blocks, state = ?self.state, wait = ?self.wait, "host wrote");
         for t in self.tracked.iter().filter(|t| t.src_lun == lun) {
             let from = lba.max(t.src_lba);
             let to = (lba + blocks).min(t.src_lba + t.blocks);
