@@ -83,6 +83,9 @@ pub enum ArrayAdmin {
     },
 }
 
+/// How long the copy manager waits for a path to a copy target that has none.
+const COPY_TARGET_NO_PATH: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// Blocks moved per read/write step of a copy through the fabric.
 const COPY_CHUNK_BLOCKS: u64 = 256;
 
@@ -162,7 +165,12 @@ impl ArrayLayer {
             cfg,
             fcp: FcpTarget::new(),
             scsi,
-            init: ScsiInitiator::new(),
+            // A copy target that vanished fails the copy soon rather than holding the
+            // EXTENDED COPY for the hosts' full queue-if-no-path time.
+            init: ScsiInitiator::with_timeouts(
+                crate::fcp::FcpInitiator::EXCHANGE_TIMEOUT,
+                COPY_TARGET_NO_PATH,
+            ),
             copies: BTreeMap::new(),
             copy_ios: BTreeMap::new(),
             next_copy: 0,

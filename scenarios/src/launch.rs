@@ -315,6 +315,7 @@ fn engine_config(
         devices,
         real_lus,
         data_dir: data_dir.map(std::path::Path::to_path_buf),
+        aliases: lu_aliases(topo),
         overrides: v
             .overrides
             .iter()

@@ -763,6 +763,7 @@ impl Orchestrator {
     }
 
     async fn crash(&mut self, node: &str) {
+        self.save_histories(node).await;
         self.driver.crash(node).await;
         self.alive.insert(node.to_string(), false);
         self.channels.remove(node);

@@ -30,6 +30,9 @@ pub struct WorkloadState {
     pub finished: bool,
     /// The stream failed.
     pub error: Option<String>,
+    /// The host's write history, saved just before the host crashed or was destroyed
+    /// (the oracle outlives the host).
+    pub saved_history: Option<Vec<WriteRecord>>,
 }
 
 pub type WorkloadHandle = Arc<Mutex<WorkloadState>>;
@@ -214,6 +217,39 @@ impl Orchestrator {
         Ok(h)
     }
 
+    /// A host's write history for one device.
+    async fn write_history(
+        &mut self,
+        host: &str,
+        device: &str,
+    ) -> Result<Vec<WriteRecord>, String> {
+        let mut hc = self.host(host).await?;
+        let hist = hc
+            .write_history(pb::WriteHistoryRequest {
+                device: device.to_string(),
+            })
+            .await
+            .map_err(|s| s.message().to_string())?
+            .into_inner();
+        Ok(hist.writes.into_iter().map(record_from_pb).collect())
+    }
+
+    /// Keeps the write history of every workload of `host`, which is about to go down.
+    pub(crate) async fn save_histories(&mut self, host: &str) {
+        let mine: Vec<WorkloadHandle> = self
+            .workloads
+            .values()
+            .filter(|h| lock(h).host == host && lock(h).saved_history.is_none())
+            .cloned()
+            .collect();
+        for h in mine {
+            let device = lock(&h).device.clone();
+            if let Ok(records) = self.write_history(host, &device).await {
+                lock(&h).saved_history = Some(records);
+            }
+        }
+    }
+
     async fn array(
         &mut self,
         node: &str,
@@ -320,16 +356,12 @@ impl Orchestrator {
                     let st = lock(&h);
                     (st.host.clone(), st.device.clone())
                 };
-                let mut hc = self.host(&host).await?;
-                let hist = hc
-                    .write_history(pb::WriteHistoryRequest {
-                        device: device.clone(),
-                    })
-                    .await
-                    .map_err(|s| s.message().to_string())?
-                    .into_inner();
-                let history =
-                    History::from_records(hist.writes.into_iter().map(record_from_pb).collect());
+                let saved = lock(&h).saved_history.clone();
+                let records = match saved {
+                    Some(r) => r,
+                    None => self.write_history(&host, &device).await?,
+                };
+                let history = History::from_records(records);
                 let digests = self.lu_digests(volume).await?;
                 let acked = history.acked_count(&device);
                 match history.check_no_acked_write_lost(&device, |lba| {

@@ -97,6 +97,9 @@ pub struct EngineConfig {
     pub real_lus: Vec<KnownLu>,
     /// INTERNAL extents live in files here; `None`: sparse memory.
     pub data_dir: Option<PathBuf>,
+    /// Names of every LU, tape and virtual LU in the fabric (`node:lun`), for logs.
+    #[serde(default)]
+    pub aliases: BTreeMap<String, Wwn>,
     /// Manual TF cells: (array, function, can).
     #[serde(default)]
     pub overrides: Vec<(String, crate::tf::SupportFunction, bool)>,
@@ -170,6 +173,8 @@ pub struct Engine {
     pub(crate) backend_commands: BTreeMap<u16, u64>,
     /// When to try a failed destage again.
     destage_retry_at: Option<Duration>,
+    /// Tables fetched from peer switches, by the remote virtual LU they present.
+    pub(crate) peers: BTreeMap<Wwn, crate::peer::PeerTables>,
 }
 
 fn sense_of(r: &IoResult) -> Sense {
@@ -207,6 +212,7 @@ impl Engine {
             probing: BTreeSet::new(),
             backend_commands: BTreeMap::new(),
             destage_retry_at: None,
+            peers: BTreeMap::new(),
         };
         for (device, f, can) in e.cfg.overrides.clone() {
             e.tf.set_override(&device, f, Some(can), Duration::ZERO);
@@ -265,10 +271,10 @@ impl Engine {
     /// A real LU's display name.
     pub(crate) fn lu_name(&self, naa: Wwn) -> String {
         self.cfg
-            .real_lus
+            .aliases
             .iter()
-            .find(|k| k.naa == naa)
-            .map_or_else(|| naa.to_string(), |k| k.name.clone())
+            .find(|(_, n)| **n == naa)
+            .map_or_else(|| naa.to_string(), |(k, _)| k.clone())
     }
 
     /// Adds a virtual LU to TM (validated) and to the SCSI target.
@@ -357,6 +363,9 @@ impl Engine {
         };
         let lun = cmd.lun.and_then(|l| u16::try_from(l).ok());
         let vlu = lun.and_then(|l| self.tm.lu(l)).cloned();
+        if let (Some(lu), Some(req)) = (&vlu, crate::peer::Request::parse(&cmd.cdb)) {
+            return self.table_request(ctx, cmd, lu, req);
+        }
         if let Some(lu) = &vlu {
             match Command::parse(&cmd.cdb) {
                 Ok(Command::Read10(c)) => return self.host_rw(ctx, cmd, lu, c.range(), None),
@@ -456,6 +465,50 @@ impl Engine {
         }
     }
 
+    /// A peer switch's table acquisition or coherence request (seed 003 §3.7).
+    fn table_request(
+        &mut self,
+        ctx: &mut Fc4Ctx<'_>,
+        cmd: TargetCommand,
+        lu: &VirtualLu,
+        req: crate::peer::Request,
+    ) {
+        use crate::peer::{PeerLu, PeerRow, Request};
+        match req {
+            Request::FunctionTable => {
+                let rows = PeerRow::all(&self.tf);
+                self.answer(&cmd, Ok(to_json(&rows)));
+            }
+            Request::MappingTable => {
+                let devices = lu
+                    .extents
+                    .iter()
+                    .filter_map(|e| match e.backing {
+                        crate::tm::Backing::External { lu, .. } => Some((lu, self.device_of(lu)?)),
+                        crate::tm::Backing::Internal => None,
+                    })
+                    .collect();
+                let p = PeerLu {
+                    switch: self.cfg.switch.clone(),
+                    lu: lu.clone(),
+                    devices,
+                };
+                self.answer(&cmd, Ok(to_json(&p)));
+            }
+            Request::Prepare { lba, blocks } => {
+                // Dirty blocks first go to the array, then the range is dropped (below,
+                // once clean): what the array will write must not be shadowed.
+                self.syncs.push((cmd, lu.lun, lba, blocks));
+                self.destage(ctx);
+                self.answer_syncs();
+            }
+            Request::Invalidate { lba, blocks } => {
+                self.cache.invalidate(lu.lun, lba, blocks);
+                self.answer(&cmd, Ok(Bytes::new()));
+            }
+        }
+    }
+
     /// SYNCHRONIZE CACHE: destage the range's dirty blocks, then GOOD.
     fn host_sync(
         &mut self,
@@ -483,7 +536,10 @@ impl Engine {
             .into_iter()
             .partition(|(_, lun, lba, n)| self.range_clean(*lun, *lba, *n));
         self.syncs = wait;
-        for (cmd, ..) in done {
+        for (cmd, lun, lba, n) in done {
+            if crate::peer::Request::parse(&cmd.cdb).is_some() {
+                self.cache.invalidate(lun, lba, n);
+            }
             self.answer(&cmd, Ok(Bytes::new()));
         }
     }
@@ -1124,4 +1180,9 @@ impl Fc4Layer for Engine {
         self.admin(ctx, req);
         self.flush(ctx);
     }
+}
+
+/// Table-acquisition data-in.
+fn to_json(v: &impl Serialize) -> Bytes {
+    Bytes::from(serde_json::to_vec(v).unwrap_or_default())
 }

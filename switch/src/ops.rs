@@ -43,6 +43,8 @@ pub(crate) enum OpIo {
     Results,
     /// A switch-local write to a tape or another switch's LU.
     Write,
+    /// A table-acquisition or coherence request to a peer switch.
+    Peer,
 }
 
 /// The kind of operation.
@@ -98,11 +100,16 @@ pub(crate) enum Dest {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Exec {
     Undecided,
+    /// Waiting for the peer switch's TF and TM (table acquisition, S21/S23).
+    Acquiring,
     Array {
         device: String,
         real_src: Wwn,
         real_lba: u64,
         real_dst: Option<(Wwn, u64)>,
+        /// The remote virtual LU the array writes behind its switch's back, and whether
+        /// that switch has destaged and dropped the range yet.
+        peer: Option<(Wwn, bool)>,
     },
     Switch,
 }
@@ -148,6 +155,12 @@ enum Wait {
     },
     Offload,
     Results,
+    /// Table acquisition from a peer switch.
+    Tables,
+    /// The peer switch destaging the destination range.
+    Prepare,
+    /// The peer switch dropping the range the array wrote.
+    Invalidate,
 }
 
 /// One operation.
@@ -478,7 +491,7 @@ impl Engine {
     /// The offload decision for one segment (seed 003 Fig. 14 S3/S4, Fig. 20 S21/S22),
     /// made before anything is sent: every array involved must be able to run the
     /// function according to TF.
-    fn decide(&self, kind: Kind, seg: &Seg) -> (Exec, String) {
+    fn decide(&self, kind: Kind, seg: &Seg, now: std::time::Duration) -> (Exec, String) {
         let f = kind.function();
         let src = self
             .tm
@@ -517,10 +530,52 @@ impl Engine {
                     }
                 }
             }
-            Dest::Remote(_) => {
+            Dest::Remote(w) => {
+                // Fig. 20: both sites' arrays must be able to, by both switches' TFs.
+                let Some(peer) = self
+                    .peers
+                    .get(&w)
+                    .filter(|p| p.fresh(now) && p.lu.is_some())
+                else {
+                    return (
+                        Exec::Acquiring,
+                        format!(
+                            "asking the switch presenting {} for its TF and TM",
+                            self.lu_name(w)
+                        ),
+                    );
+                };
+                let sw2 = peer
+                    .lu
+                    .as_ref()
+                    .map(|p| p.switch.clone())
+                    .unwrap_or_default();
+                let Some((b, lu, lba, _)) = peer.place(seg.dst_lba) else {
+                    return (
+                        Exec::Switch,
+                        format!("{sw2}: INTERNAL destination: the switch copies"),
+                    );
+                };
+                if !self.tf.can(&a, f) || !peer.can(&b, f) {
+                    let no = if self.tf.can(&a, f) {
+                        format!("{sw2}'s TF: {b}")
+                    } else {
+                        format!("TF: {a}")
+                    };
+                    return (
+                        Exec::Switch,
+                        format!("{no} cannot {f}: the switch copies (S26)"),
+                    );
+                }
                 return (
-                    Exec::Switch,
-                    "destination behind another switch: the switch copies".into(),
+                    Exec::Array {
+                        device: a.clone(),
+                        real_src,
+                        real_lba,
+                        real_dst: Some((lu, lba)),
+                        peer: Some((w, false)),
+                    },
+                    format!("TF: {a} can {f}, {sw2}'s TF: {b} can {f}: delegated to {a} (S24)"),
                 );
             }
         };
@@ -543,6 +598,7 @@ impl Engine {
                 real_src,
                 real_lba,
                 real_dst,
+                peer: None,
             },
             format!("TF: {} can {f}: delegated to {a}", who.join(" and ")),
         )
@@ -618,12 +674,40 @@ impl Engine {
                 continue;
             }
             match seg.exec.clone() {
+                Exec::Acquiring => return,
                 Exec::Undecided => {
                     let kind = op.kind;
-                    let (exec, why) = self.decide(kind, &seg);
+                    let (exec, why) = self.decide(kind, &seg, ctx.now);
+                    // A remote destination spread over several of the peer's extents is
+                    // decided per extent too.
+                    let run = match (&exec, seg.dest) {
+                        (Exec::Array { peer: Some(_), .. }, Dest::Remote(w)) => self
+                            .peers
+                            .get(&w)
+                            .and_then(|p| p.place(seg.dst_lba))
+                            .map_or(seg.blocks, |(.., n)| n.min(seg.blocks)),
+                        _ => seg.blocks,
+                    };
+                    if exec == Exec::Acquiring
+                        && let Dest::Remote(w) = seg.dest
+                    {
+                        self.acquire(ctx, id, w, crate::peer::Request::FunctionTable);
+                    }
                     let Some(op) = self.ops.get_mut(&id) else {
                         return;
                     };
+                    if run < seg.blocks
+                        && let Some(front) = op.segs.front_mut()
+                    {
+                        let mut rest = front.clone();
+                        front.blocks = run;
+                        front.ends_cop = false;
+                        rest.src_lba += run;
+                        rest.dst_lba += run;
+                        rest.blocks -= run;
+                        op.segs.insert(1, rest);
+                    }
+                    let seg = op.segs.front().cloned().unwrap_or(seg);
                     op.say(format!(
                         "blocks {}..{}: {why}",
                         seg.src_lba,
@@ -638,7 +722,17 @@ impl Engine {
                     real_src,
                     real_lba,
                     real_dst,
+                    peer,
                 } => {
+                    if let Some((w, false)) = peer {
+                        // The peer switch destages and drops the range first.
+                        op.wait = Wait::Prepare;
+                        let req = crate::peer::Request::Prepare {
+                            lba: seg.dst_lba,
+                            blocks: seg.blocks,
+                        };
+                        return self.peer_request(ctx, id, w, req);
+                    }
                     // Coherence: what the array reads (and overwrites) must be current.
                     let dst_range = match seg.dest {
                         Dest::Virtual(d) => Some((d, seg.dst_lba, seg.blocks)),
@@ -844,6 +938,7 @@ impl Engine {
                 self.op_io_done(ctx, id, res);
             }
             OpIo::Offload => self.offload_done(ctx, id, r, c.port),
+            OpIo::Peer => self.peer_done(ctx, id, r),
             OpIo::Results => self.results_done(ctx, id, r),
         }
     }
@@ -858,7 +953,7 @@ impl Engine {
         };
         let Exec::Array {
             device, real_src, ..
-        } = seg.exec
+        } = seg.exec.clone()
         else {
             return;
         };
@@ -872,8 +967,19 @@ impl Engine {
                 s.done = s.blocks;
             }
             // Coherence: the array wrote the destination behind the cache.
-            if let Dest::Virtual(d) = seg.dest {
-                self.cache.invalidate(d, seg.dst_lba, seg.blocks);
+            match seg.dest {
+                Dest::Virtual(d) => self.cache.invalidate(d, seg.dst_lba, seg.blocks),
+                Dest::Remote(w) => {
+                    if let Some(op) = self.ops.get_mut(&id) {
+                        op.wait = Wait::Invalidate;
+                    }
+                    let req = crate::peer::Request::Invalidate {
+                        lba: seg.dst_lba,
+                        blocks: seg.blocks,
+                    };
+                    return self.peer_request(ctx, id, w, req);
+                }
+                Dest::Tape(_) => {}
             }
             return self.step_op(ctx, id);
         }
@@ -1017,6 +1123,130 @@ impl Engine {
             };
             self.answer(&cmd, res);
         }
+    }
+}
+
+impl Engine {
+    /// Sends a table-acquisition or coherence request about remote LU `w` to the switch
+    /// presenting it.
+    fn peer_request(&mut self, ctx: &mut Fc4Ctx<'_>, id: u64, w: Wwn, req: crate::peer::Request) {
+        let io = self.init.submit(
+            ctx,
+            w,
+            IoRequest {
+                lun: 0,
+                cdb: req.encode(),
+                data_out: Bytes::new(),
+                data_in_len: req.allocation(),
+            },
+        );
+        self.waiters.insert(
+            io,
+            Waiter::Op {
+                op: id,
+                io: OpIo::Peer,
+            },
+        );
+    }
+
+    /// Table acquisition, S21 (TF) then S23 (TM).
+    fn acquire(&mut self, ctx: &mut Fc4Ctx<'_>, id: u64, w: Wwn, req: crate::peer::Request) {
+        if let Some(op) = self.ops.get_mut(&id) {
+            op.wait = Wait::Tables;
+            if let Some(s) = op.segs.front_mut() {
+                s.exec = Exec::Acquiring;
+            }
+        }
+        self.peer_request(ctx, id, w, req);
+    }
+
+    fn peer_done(&mut self, ctx: &mut Fc4Ctx<'_>, id: u64, r: IoResult) {
+        let Some(op) = self.ops.get_mut(&id) else {
+            return;
+        };
+        let wait = op.wait;
+        op.wait = Wait::Nothing;
+        let Some(seg) = op.segs.front().cloned() else {
+            return;
+        };
+        let Dest::Remote(w) = seg.dest else {
+            return;
+        };
+        let good = ok(&r);
+        match wait {
+            Wait::Tables => {
+                let have_rows = self
+                    .peers
+                    .get(&w)
+                    .is_some_and(|p| p.fresh(ctx.now) && p.lu.is_none());
+                let parsed = good.then_some(()).and_then(|()| {
+                    if have_rows {
+                        let lu: crate::peer::PeerLu = serde_json::from_slice(&r.data_in).ok()?;
+                        if let Some(p) = self.peers.get_mut(&w) {
+                            p.lu = Some(lu);
+                        }
+                    } else {
+                        let rows = serde_json::from_slice(&r.data_in).ok()?;
+                        self.peers.insert(
+                            w,
+                            crate::peer::PeerTables {
+                                rows,
+                                lu: None,
+                                fetched_at: ctx.now,
+                            },
+                        );
+                    }
+                    Some(())
+                });
+                let Some(op) = self.ops.get_mut(&id) else {
+                    return;
+                };
+                match parsed {
+                    Some(()) if !have_rows => {
+                        op.say("S21: got the peer switch's TF; S23: asking for its TM".into());
+                        return self.acquire(ctx, id, w, crate::peer::Request::MappingTable);
+                    }
+                    Some(()) => {
+                        op.say("S23: got the peer switch's TM".into());
+                        if let Some(s) = op.segs.front_mut() {
+                            s.exec = Exec::Undecided;
+                        }
+                    }
+                    None => {
+                        op.say("table acquisition from the peer switch failed: the switch copies (S26)".into());
+                        if let Some(s) = op.segs.front_mut() {
+                            s.exec = Exec::Switch;
+                        }
+                    }
+                }
+            }
+            Wait::Prepare => {
+                if good {
+                    if let Some(Exec::Array {
+                        peer: Some((_, prepared)),
+                        ..
+                    }) = op.segs.front_mut().map(|s| &mut s.exec)
+                    {
+                        *prepared = true;
+                    }
+                } else {
+                    op.say(
+                        "the peer switch could not destage the destination: the switch copies"
+                            .into(),
+                    );
+                    if let Some(s) = op.segs.front_mut() {
+                        s.exec = Exec::Switch;
+                    }
+                }
+            }
+            Wait::Invalidate => {
+                if !good {
+                    op.say("the peer switch did not confirm dropping the copied range".into());
+                }
+            }
+            _ => {}
+        }
+        self.step_op(ctx, id);
     }
 }
 
