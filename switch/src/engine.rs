@@ -1026,13 +1026,8 @@ impl Engine {
             while let Some(ev) = self.init.poll_event() {
                 progressed = true;
                 if let InitiatorEvent::PathUp { naa, .. } = ev {
-                    if self
-                        .tf
-                        .row(&self.device_of(naa).unwrap_or_default())
-                        .is_none()
-                    {
-                        self.learn_functions(ctx.now, naa);
-                    }
+                    // Discovery (at start, or again after an RSCN) read VPD C0h anew.
+                    self.learn_functions(ctx.now, naa);
                     self.auto_map(naa);
                 }
             }
