@@ -2503,6 +2503,109 @@ mod tests {
         one_at(&src, "\"\"", 0, "workload name must not be empty");
     }
 
+    /// BASE with sw1 intelligent and `vlus` as its virtual LUs.
+    fn with_vlus(vlus: &str) -> String {
+        with(
+            r#"{"name": "sw1", "site": "tokyo", "ports": 8},"#,
+            r#"{"name": "sw1", "site": "tokyo", "ports": 8, "intelligent": true},"#,
+        )
+        .replace(r#""sw1/7", "b": "sw2/7""#, r#""sw1/5", "b": "sw2/7""#)
+        .replace(
+            r#"      {"name": "z1", "members": ["h1/0", "arr1/0"]}
+    ]"#,
+            &format!(
+                r#"      {{"name": "z1", "members": ["h1/0", "arr1/0"]}}
+    ],
+    "virtual_lus": [{vlus}]"#
+            ),
+        )
+    }
+
+    #[test]
+    fn virtual_lus_follow_the_mapping_table_rules() {
+        let ok = with_vlus(
+            r#"{"switch": "sw1", "lun": 0, "extents": [{"lu": "arr1:0", "blocks": 50}, {"internal": true, "blocks": 10}]}"#,
+        );
+        assert!(diags(&ok).is_empty(), "{:#?}", diags(&ok));
+        let s = parse(&ok, "x.json").unwrap();
+        let lu: LuRef = "sw1:0".parse().unwrap();
+        assert_eq!(s.topology.virtual_lu(&lu).unwrap().blocks(), 60);
+        // Past the end of the real LU.
+        let src = with_vlus(
+            r#"{"switch": "sw1", "lun": 0, "extents": [{"lu": "arr1:0", "start": 60, "blocks": 50}]}"#,
+        );
+        one_at(
+            &src,
+            r#"{"lu": "arr1:0""#,
+            0,
+            "extent ends at block 110 of arr1:0, which has 100 blocks",
+        );
+        // Two virtual LUs on one real block.
+        let src = with_vlus(
+            r#"{"switch": "sw1", "lun": 0, "extents": [{"lu": "arr1:0", "blocks": 50}]}, {"switch": "sw1", "lun": 1, "extents": [{"lu": "arr1:0", "start": 40, "blocks": 20}]}"#,
+        );
+        one_at(
+            &src,
+            r#"{"lu": "arr1:0""#,
+            1,
+            "extent overlaps blocks 40..50 of arr1:0, already mapped to virtual LU 0",
+        );
+        // An LU that does not exist.
+        let src =
+            with_vlus(r#"{"switch": "sw1", "lun": 0, "extents": [{"lu": "arr1:3", "blocks": 5}]}"#);
+        has_at(&src, r#""arr1:3""#, 0, "array \"arr1\" has no LUN 3");
+        // Neither lu nor internal.
+        let src = with_vlus(r#"{"switch": "sw1", "lun": 0, "extents": [{"blocks": 5}]}"#);
+        one_at(
+            &src,
+            r#"{"blocks": 5}"#,
+            0,
+            "give either \"lu\" or \"internal\": true",
+        );
+        // A plain switch has no virtual LUs.
+        let src = with_vlus(
+            r#"{"switch": "sw2", "lun": 0, "extents": [{"internal": true, "blocks": 5}]}"#,
+        );
+        one_at(
+            &src,
+            r#""sw2", "lun""#,
+            0,
+            "switch \"sw2\" is not intelligent",
+        );
+        // A cable on an engine port.
+        let src = with_vlus("").replace(r#""sw1/5""#, r#""sw1/6""#);
+        one_at(
+            &src,
+            r#""sw1/6""#,
+            0,
+            "ports 6 and up of \"sw1\" belong to its virtualization engine",
+        );
+        // Steps and checks on virtual LUs.
+        let steps = |s: &str| {
+            with_vlus(r#"{"switch": "sw1", "lun": 0, "extents": [{"lu":"arr1:0", "blocks": 50}]}, {"switch": "sw1", "lun": 1, "extents": [{"internal": true, "blocks": 40}]}"#)
+                .replace(r#"{"at": "1ms", "op": "check", "check": "logged_in", "port": "h1/0"}"#, s)
+        };
+        one_at_value(
+            &steps(r#"{"at": "1ms", "op": "mirror_start", "src": "sw1:0", "dst": "sw1:1"}"#),
+            r#""dst": "sw1:1""#,
+            "cannot hold sw1:0",
+        );
+        one_at_value(
+            &steps(
+                r#"{"at": "1ms", "op": "check", "check": "backend_commands", "lu": "arr1:0", "at_most": 0}"#,
+            ),
+            r#""lu": "arr1:0""#,
+            "must be a virtual LU",
+        );
+        one_at_value(
+            &steps(
+                r#"{"at": "1ms", "op": "check", "check": "operation", "switch": "sw2", "operation": 1, "executors": []}"#,
+            ),
+            r#""switch": "sw2""#,
+            "switch \"sw2\" is not intelligent",
+        );
+    }
+
     #[test]
     fn storage_check_refs() {
         let step = |s: &str| with_steps(&format!(r#"{{"at": "1ms", "op": "check", {s}}}"#));
