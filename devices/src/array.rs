@@ -423,10 +423,8 @@ impl ArrayLayer {
                 let NaaId::Short(w) = dst else {
                     return self.fail_copy(id, asc::COPY_TARGET_DEVICE_NOT_REACHABLE);
                 };
-                // SSC-4 WRITE(6), variable block mode: one record per chunk.
-                let len = u32::try_from(data.len()).unwrap_or(0).min(0xFF_FFFF);
-                let l = len.to_be_bytes();
-                let c = Bytes::copy_from_slice(&[0x0A, 0, l[1], l[2], l[3], 0]);
+                // One tape record per chunk.
+                let c = cdb::tape_write6(data.len());
                 self.submit_write(
                     ctx,
                     id,

@@ -756,6 +756,16 @@ pub mod cdb {
         .encode()
     }
 
+    /// WRITE (6) (0Ah) to a tape, SSC-4 §8.8, variable block mode: one record of `len`
+    /// bytes (at most 16 MiB − 1).
+    pub fn tape_write6(len: usize) -> Bytes {
+        let l = u32::try_from(len)
+            .unwrap_or(u32::MAX)
+            .min(0xFF_FFFF)
+            .to_be_bytes();
+        Bytes::copy_from_slice(&[0x0A, 0, l[1], l[2], l[3], 0])
+    }
+
     /// WRITE (16) (8Ah), SBC-4 §5.40; FUA forces the data to durable media first.
     pub fn write16(lba: u64, blocks: u32, fua: bool) -> Bytes {
         Write16 {

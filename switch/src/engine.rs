@@ -601,18 +601,14 @@ impl Engine {
                     }
                 }
                 Target::External { lu, lba } => {
-                    *self.backend_commands.entry(lun).or_default() += 1;
-                    let io = self.init.submit(
-                        ctx,
-                        lu,
-                        IoRequest {
-                            lun: 0,
-                            cdb: cdb::read16(lba, u32::try_from(p.blocks).unwrap_or(u32::MAX)),
-                            data_out: Bytes::new(),
-                            data_in_len: u32::try_from(p.blocks * bb as u64).unwrap_or(u32::MAX),
-                        },
-                    );
-                    self.waiters.insert(io, Waiter::Piece { req: id, piece: i });
+                    let blocks = u32::try_from(p.blocks).unwrap_or(u32::MAX);
+                    let read = IoRequest {
+                        lun: 0,
+                        cdb: cdb::read16(lba, blocks),
+                        data_out: Bytes::new(),
+                        data_in_len: blocks.saturating_mul(u32::try_from(bb).unwrap_or(0)),
+                    };
+                    self.backend(ctx, lun, lu, read, Waiter::Piece { req: id, piece: i });
                     req.outstanding += 1;
                 }
             }
@@ -661,36 +657,11 @@ impl Engine {
         };
         for (i, p) in pieces.iter().enumerate() {
             let slice = data.slice(p.offset as usize * bb..(p.offset + p.blocks) as usize * bb);
-            match p.target {
-                Target::Internal { lba } => {
-                    let ok = self
-                        .scsi
-                        .lu_mut(lun)
-                        .is_some_and(|l| l.store_mut().write(lba, &slice).is_ok());
-                    if ok {
-                        req.parts[i] = Some(Bytes::new());
-                    } else {
-                        req.failed = Some(Sense::new(SenseKey::MEDIUM_ERROR, asc::WRITE_ERROR));
-                    }
-                }
-                Target::External { lu, lba } => {
-                    *self.backend_commands.entry(lun).or_default() += 1;
-                    let io = self.init.submit(
-                        ctx,
-                        lu,
-                        IoRequest {
-                            lun: 0,
-                            cdb: cdb::write16(
-                                lba,
-                                u32::try_from(p.blocks).unwrap_or(u32::MAX),
-                                false,
-                            ),
-                            data_out: slice,
-                            data_in_len: 0,
-                        },
-                    );
-                    self.waiters.insert(io, Waiter::Piece { req: id, piece: i });
-                    req.outstanding += 1;
+            match self.write_piece(ctx, lun, p, slice, Waiter::Piece { req: id, piece: i }) {
+                None => req.outstanding += 1,
+                Some(true) => req.parts[i] = Some(Bytes::new()),
+                Some(false) => {
+                    req.failed = Some(Sense::new(SenseKey::MEDIUM_ERROR, asc::WRITE_ERROR));
                 }
             }
         }
@@ -713,6 +684,50 @@ impl Engine {
             }
         }
         self.kick_ops(ctx);
+    }
+
+    /// Writes one TM piece of virtual LU `lun` where it lives: the INTERNAL store at once
+    /// (`Some(written)`), or its array (`None`; `waiter` hears the completion).
+    fn write_piece(
+        &mut self,
+        ctx: &mut Fc4Ctx<'_>,
+        lun: u16,
+        p: &crate::tm::Piece,
+        data: Bytes,
+        waiter: Waiter,
+    ) -> Option<bool> {
+        match p.target {
+            Target::Internal { lba } => Some(
+                self.scsi
+                    .lu_mut(lun)
+                    .is_some_and(|l| l.store_mut().write(lba, &data).is_ok()),
+            ),
+            Target::External { lu, lba } => {
+                let blocks = u32::try_from(p.blocks).unwrap_or(u32::MAX);
+                let write = IoRequest {
+                    lun: 0,
+                    cdb: cdb::write16(lba, blocks, false),
+                    data_out: data,
+                    data_in_len: 0,
+                };
+                self.backend(ctx, lun, lu, write, waiter);
+                None
+            }
+        }
+    }
+
+    /// Sends a command for virtual LU `lun` to real LU `real`.
+    fn backend(
+        &mut self,
+        ctx: &mut Fc4Ctx<'_>,
+        lun: u16,
+        real: Wwn,
+        req: IoRequest,
+        waiter: Waiter,
+    ) {
+        *self.backend_commands.entry(lun).or_default() += 1;
+        let io = self.init.submit(ctx, real, req);
+        self.waiters.insert(io, waiter);
     }
 
     fn block_bytes(&self, lun: u16) -> usize {
@@ -822,32 +837,9 @@ impl Engine {
             let data = buf.freeze();
             for p in pieces {
                 let slice = data.slice(p.offset as usize * bb..(p.offset + p.blocks) as usize * bb);
-                match p.target {
-                    Target::Internal { lba } => {
-                        d.ok &= self
-                            .scsi
-                            .lu_mut(lun)
-                            .is_some_and(|l| l.store_mut().write(lba, &slice).is_ok());
-                    }
-                    Target::External { lu, lba } => {
-                        *self.backend_commands.entry(lun).or_default() += 1;
-                        let io = self.init.submit(
-                            ctx,
-                            lu,
-                            IoRequest {
-                                lun: 0,
-                                cdb: cdb::write16(
-                                    lba,
-                                    u32::try_from(p.blocks).unwrap_or(u32::MAX),
-                                    false,
-                                ),
-                                data_out: slice,
-                                data_in_len: 0,
-                            },
-                        );
-                        self.waiters.insert(io, Waiter::Destage { run: id });
-                        d.outstanding += 1;
-                    }
+                match self.write_piece(ctx, lun, &p, slice, Waiter::Destage { run: id }) {
+                    None => d.outstanding += 1,
+                    Some(ok) => d.ok &= ok,
                 }
             }
             self.destages.insert(id, d);

@@ -871,49 +871,31 @@ impl Engine {
     }
 
     fn write_chunk(&mut self, ctx: &mut Fc4Ctx<'_>, id: u64, dest: Dest, lba: u64, data: Bytes) {
-        match dest {
-            Dest::Virtual(d) => self.vwrite(ctx, Owner::Op(id), d, lba, data),
-            Dest::Tape(w) => {
-                // SSC-4 WRITE(6), variable block mode: one record per chunk, as the
-                // arrays' copy managers write it (so both paths leave the same tape).
-                let len = u32::try_from(data.len())
-                    .unwrap_or(0)
-                    .min(0xFF_FFFF)
-                    .to_be_bytes();
-                let req = IoRequest {
-                    lun: 0,
-                    cdb: Bytes::copy_from_slice(&[0x0A, 0, len[1], len[2], len[3], 0]),
-                    data_out: data,
-                    data_in_len: 0,
-                };
-                let io = self.init.submit(ctx, w, req);
-                self.waiters.insert(
-                    io,
-                    Waiter::Op {
-                        op: id,
-                        io: OpIo::Write,
-                    },
-                );
-            }
+        let (to, cdb) = match dest {
+            Dest::Virtual(d) => return self.vwrite(ctx, Owner::Op(id), d, lba, data),
+            // One tape record per chunk, as the arrays' copy managers write it (so both
+            // paths leave the same tape).
+            Dest::Tape(w) => (w, cdb::tape_write6(data.len())),
             Dest::Remote(w) => {
                 let bb = self.init.device(w).map_or(512, |d| d.block_bytes).max(1);
                 let blocks = u32::try_from(data.len() / bb as usize).unwrap_or(u32::MAX);
-                let req = IoRequest {
-                    lun: 0,
-                    cdb: cdb::write16(lba, blocks, false),
-                    data_out: data,
-                    data_in_len: 0,
-                };
-                let io = self.init.submit(ctx, w, req);
-                self.waiters.insert(
-                    io,
-                    Waiter::Op {
-                        op: id,
-                        io: OpIo::Write,
-                    },
-                );
+                (w, cdb::write16(lba, blocks, false))
             }
-        }
+        };
+        let req = IoRequest {
+            lun: 0,
+            cdb,
+            data_out: data,
+            data_in_len: 0,
+        };
+        let io = self.init.submit(ctx, to, req);
+        self.waiters.insert(
+            io,
+            Waiter::Op {
+                op: id,
+                io: OpIo::Write,
+            },
+        );
     }
 
     /// A command an operation sent itself completed.
