@@ -151,6 +151,10 @@ enum BenchCmd {
         /// Most ports per host; a switch with a larger share gets several hosts.
         #[arg(long, default_value_t = 42)]
         ports_per_node: u32,
+        /// N_Ports per zone (ports spread over the fabric, as zoned SANs are); 0: no
+        /// zoning, every port sees every other.
+        #[arg(long, default_value_t = 10)]
+        zone_size: u32,
         /// Also write the results as JSON here.
         #[arg(long)]
         json: Option<PathBuf>,
@@ -291,6 +295,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     switches,
                     nports,
                     ports_per_node,
+                    zone_size,
                     json,
                     seed,
                 },
@@ -299,6 +304,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 switches,
                 nports,
                 ports_per_node,
+                zone_size,
                 json,
                 seed,
             };
