@@ -291,3 +291,18 @@ fn ctl_shows_tm_tf_and_maps_virtual_lus() {
         ("512-767", "sw1", "INTERNAL")
     );
 }
+
+/// Auto-mapping: every LU the engine discovers becomes a virtual LU, with no mapping
+/// in the file.
+#[test]
+fn auto_map_presents_discovered_lus() {
+    let up = common::Up::start("vsw-auto-map.json");
+    let addr = up.addr.as_str();
+    let tm = ctl_until(addr, &["tm", "sw1"], 200, |o| {
+        rows(o, "arr1:0").len() == 1 && rows(o, "arr1:1").len() == 1
+    });
+    let a = &rows(&tm, "arr1:0")[0];
+    let b = &rows(&tm, "arr1:1")[0];
+    assert_eq!((a[1], a[2], a[5]), ("0-2047", "arr1", "0-2047"), "{tm}");
+    assert_eq!((b[1], b[2], b[5]), ("0-1023", "arr1", "0-1023"), "{tm}");
+}
