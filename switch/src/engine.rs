@@ -38,6 +38,8 @@ use crate::tm::{MappingTable, RealLu, Target, VirtualLu};
 
 /// Blocks per backend command of a destage or a switch-local copy step.
 pub const CHUNK_BLOCKS: u64 = 256;
+/// [`CHUNK_BLOCKS`] as a count of cache entries.
+const CHUNK_ENTRIES: usize = 256;
 
 /// How long a backend READ or WRITE, or a command without a path, may wait.
 const BACKEND_TIMEOUT: Duration = Duration::from_millis(80);
@@ -178,10 +180,10 @@ pub struct Engine {
 }
 
 fn sense_of(r: &IoResult) -> Sense {
-    if r.transport.is_none() {
-        if let Ok(s) = Sense::decode(&r.sense) {
-            return s;
-        }
+    if r.transport.is_none()
+        && let Ok(s) = Sense::decode(&r.sense)
+    {
+        return s;
     }
     // The array cannot be reached.
     Sense::new(SenseKey::ABORTED_COMMAND, asc::LU_COMMUNICATION_FAILURE)
@@ -656,7 +658,7 @@ impl Engine {
             failed: None,
         };
         for (i, p) in pieces.iter().enumerate() {
-            let slice = data.slice(p.offset as usize * bb..(p.offset + p.blocks) as usize * bb);
+            let slice = data.slice(bytes_of(p.offset, p.blocks, bb));
             match self.write_piece(ctx, lun, p, slice, Waiter::Piece { req: id, piece: i }) {
                 None => req.outstanding += 1,
                 Some(true) => req.parts[i] = Some(Bytes::new()),
@@ -742,7 +744,7 @@ impl Engine {
         if blocks == 1 {
             return self.cache.get(lun, lba).cloned().unwrap_or_default();
         }
-        let mut b = BytesMut::with_capacity(blocks as usize * bb);
+        let mut b = BytesMut::with_capacity(bytes_of(0, blocks, bb).end);
         for at in lba..lba + blocks {
             if let Some(d) = self.cache.get(lun, at) {
                 b.extend_from_slice(d);
@@ -781,7 +783,7 @@ impl Engine {
                 match (parts.len(), overlay) {
                     (1, false) => parts.pop().unwrap_or_default(),
                     _ => {
-                        let mut b = BytesMut::with_capacity(req.blocks as usize * bb);
+                        let mut b = BytesMut::with_capacity(bytes_of(0, req.blocks, bb).end);
                         for p in parts {
                             b.extend_from_slice(&p);
                         }
@@ -813,7 +815,7 @@ impl Engine {
     /// Starts destaging dirty runs, up to [`DESTAGE_DEPTH`] at once.
     pub(crate) fn destage(&mut self, ctx: &mut Fc4Ctx<'_>) {
         while self.destages.len() < DESTAGE_DEPTH {
-            let Some(run) = self.cache.next_dirty_run(None, CHUNK_BLOCKS as usize) else {
+            let Some(run) = self.cache.next_dirty_run(None, CHUNK_ENTRIES) else {
                 break;
             };
             let id = self.next_id();
@@ -830,13 +832,13 @@ impl Engine {
                 .translate(lun, d.run.lba, blocks)
                 .unwrap_or_default();
             // One buffer for the run (its blocks may come from several host writes).
-            let mut buf = BytesMut::with_capacity(blocks as usize * bb);
+            let mut buf = BytesMut::with_capacity(bytes_of(0, blocks, bb).end);
             for b in &d.run.blocks {
                 buf.extend_from_slice(b);
             }
             let data = buf.freeze();
             for p in pieces {
-                let slice = data.slice(p.offset as usize * bb..(p.offset + p.blocks) as usize * bb);
+                let slice = data.slice(bytes_of(p.offset, p.blocks, bb));
                 match self.write_piece(ctx, lun, &p, slice, Waiter::Destage { run: id }) {
                     None => d.outstanding += 1,
                     Some(ok) => d.ok &= ok,
@@ -1167,6 +1169,12 @@ impl Fc4Layer for Engine {
         self.admin(ctx, req);
         self.flush(ctx);
     }
+}
+
+/// The bytes of `blocks` blocks from block `offset` of a buffer of `bb`-byte blocks.
+fn bytes_of(offset: u64, blocks: u64, bb: usize) -> std::ops::Range<usize> {
+    let at = |b: u64| usize::try_from(b).unwrap_or(usize::MAX).saturating_mul(bb);
+    at(offset)..at(offset.saturating_add(blocks))
 }
 
 /// Table-acquisition data-in.

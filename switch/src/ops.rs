@@ -665,9 +665,9 @@ impl Engine {
                 if seg.ends_cop {
                     op.segments_done += 1;
                 }
-                if let Some((cmd, job)) = &op.host {
+                // RECEIVE COPY RESULTS from the host shows the progress.
+                if let Some((_, job)) = &op.host {
                     let (ini, list) = (job.initiator, job.list_id);
-                    let _ = cmd;
                     let (segs, bytes) = (op.segments_done, op.bytes);
                     self.scsi.copy_tracker().progress(ini, list, segs, bytes);
                 }
@@ -1221,10 +1221,8 @@ impl Engine {
                     }
                 }
             }
-            Wait::Invalidate => {
-                if !good {
-                    op.say("the peer switch did not confirm dropping the copied range".into());
-                }
+            Wait::Invalidate if !good => {
+                op.say("the peer switch did not confirm dropping the copied range".into());
             }
             _ => {}
         }

@@ -14,8 +14,11 @@ use crate::engine::{Engine, EngineConfig};
 use crate::tf::SupportFunction;
 use crate::tm::{AckMode, Backing, Extent, VirtualLu, virtual_lu_naa};
 
-/// A request to the engine's actor: a closure run with the engine and its context.
-pub struct EngineAdmin(Box<dyn FnOnce(&mut Engine, &mut Fc4Ctx<'_>) + Send>);
+/// A closure run on the engine's actor with the engine and its context.
+type AdminFn = Box<dyn FnOnce(&mut Engine, &mut Fc4Ctx<'_>) + Send>;
+
+/// A request to the engine's actor.
+pub struct EngineAdmin(AdminFn);
 
 impl Engine {
     pub(crate) fn admin(&mut self, ctx: &mut Fc4Ctx<'_>, req: EngineAdmin) {

@@ -298,7 +298,7 @@ impl MappingTable {
     /// the range touches, in order, disjoint, lengths summing to `blocks` (I4).
     pub fn translate(&self, lun: u16, lba: u64, blocks: u64) -> Result<Vec<Piece>, TmError> {
         let lu = self.lus.get(&lun).ok_or(TmError::NoSuchLu { lun })?;
-        let end = lba.checked_add(blocks).unwrap_or(u64::MAX);
+        let end = lba.saturating_add(blocks);
         if end > lu.blocks() {
             return Err(TmError::OutOfRange {
                 lun,
