@@ -3,6 +3,7 @@
 
 mod bench;
 mod bench_io;
+mod bench_offload;
 mod capture_cli;
 mod client;
 mod host_cli;
@@ -127,7 +128,8 @@ enum Cmd {
 #[derive(Subcommand)]
 enum BenchCmd {
     /// 4 KiB random read/write IOPS and p50/p99 latency, host → switch → array, in
-    /// embedded live mode and in processes mode.
+    /// embedded live mode and in processes mode; with `--virtual`, a virtual LU through
+    /// an intelligent switch against the direct path, both live, with the overhead.
     Io {
         /// I/Os per measured point.
         #[arg(long, default_value_t = 20_000)]
@@ -135,9 +137,27 @@ enum BenchCmd {
         /// Queue depths to measure.
         #[arg(long, value_delimiter = ',', default_value = "1,16,64")]
         qd: Vec<u32>,
+        /// Compare a virtual LU of an intelligent switch with the direct path (host →
+        /// plain switch → array LU), both in embedded live mode, instead of live with
+        /// processes.
+        #[arg(long = "virtual")]
+        virtual_lu: bool,
         /// Also write the results as JSON here.
         #[arg(long)]
         json: Option<PathBuf>,
+    },
+    /// Volume copy between two virtual LUs on one array, in simulation: delegated to
+    /// the array (EXTENDED COPY) against copied by the switch (engine mode `local`).
+    Offload {
+        /// Size of the copy in GiB (fractions allowed, rounded to whole MiB; at most 8).
+        #[arg(long, default_value_t = 1.0)]
+        gib: f64,
+        /// Also write the results as JSON here.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// Seed of the simulation.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
     },
     /// Scale: converge a ring-with-chords fabric in simulation, time name-server
     /// queries, and time the reroute after an ISL cut.
@@ -281,9 +301,30 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Bench {
-            what: BenchCmd::Io { count, qd, json },
+            what:
+                BenchCmd::Io {
+                    count,
+                    qd,
+                    virtual_lu,
+                    json,
+                },
         } => {
-            bench_io::io(count, &qd, json.as_deref())?;
+            if virtual_lu {
+                bench_io::io_virtual(count, &qd, json.as_deref())?;
+            } else {
+                bench_io::io(count, &qd, json.as_deref())?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Bench {
+            what: BenchCmd::Offload { gib, json, seed },
+        } => {
+            let r = bench_offload::offload(&bench_offload::OffloadBench { gib, seed })?;
+            print!("{}", r.table());
+            if let Some(path) = &json {
+                std::fs::write(path, serde_json::to_string_pretty(&r)? + "\n")?;
+                println!("results written to {}", path.display());
+            }
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Ctl { control, view } => client::ctl(&control, view),

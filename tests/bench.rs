@@ -1,20 +1,25 @@
-//! `fcsim bench fabric` runs at a tiny size and prints its table. A smoke test only:
-//! nothing here looks at how fast anything was.
+//! `fcsim bench fabric`, `bench io --virtual` and `bench offload` run at tiny sizes and
+//! print their tables. Smoke tests only: nothing here looks at how fast anything was.
 
 use std::process::Command;
 
-#[test]
-fn bench_fabric_runs_and_prints_a_table() {
+fn run_bench(args: &[&str]) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_fcsim"))
-        .args(["bench", "fabric", "--switches", "4", "--nports", "16"])
+        .args(args)
         .output()
         .expect("run fcsim");
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
         "{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    stdout
+}
+
+#[test]
+fn bench_fabric_runs_and_prints_a_table() {
+    let stdout = run_bench(&["bench", "fabric", "--switches", "4", "--nports", "16"]);
     for row in [
         "4 sw / 4 ISL / 16 N_Ports",
         "converge, wall",
@@ -30,4 +35,85 @@ fn bench_fabric_runs_and_prints_a_table() {
         !stdout.contains("n/a"),
         "the reroute was not measured:\n{stdout}"
     );
+}
+
+/// `fcsim bench io --virtual`: both paths measured at every point, with the overhead
+/// rows, and the JSON holds both.
+#[test]
+fn bench_io_virtual_runs_both_paths() {
+    let dir = std::env::temp_dir().join(format!("fcsim-bench-io-virtual-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let json = dir.join("io.json");
+    let stdout = run_bench(&[
+        "bench",
+        "io",
+        "--virtual",
+        "--count",
+        "50",
+        "--qd",
+        "1,4",
+        "--json",
+        json.to_str().expect("utf-8 path"),
+    ]);
+    for row in [
+        "direct   arr1:0",
+        "virtual  sw1:0",
+        "virtual / direct overhead",
+    ] {
+        assert!(stdout.contains(row), "no `{row}` in:\n{stdout}");
+    }
+    for (op, qd) in [("read", 1), ("read", 4), ("write", 1), ("write", 4)] {
+        let row = format!("{op:<6} qd {qd:>3}: p50");
+        assert!(stdout.contains(&row), "no `{row}` in:\n{stdout}");
+    }
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("json written"))
+            .expect("valid JSON");
+    let points = v["points"].as_array().expect("points");
+    assert_eq!(points.len(), 8, "{v}");
+    for p in points {
+        assert_eq!(p["ios"], 50, "{p}");
+        assert_eq!(p["errors"], 0, "{p}");
+    }
+    assert_eq!(v["overhead"].as_array().map(Vec::len), Some(4), "{v}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `fcsim bench offload` at 4 MiB: the delegated copy ran on the array with no data
+/// through the switch, the switch-local copy on the switch with all of it.
+#[test]
+fn bench_offload_runs_both_cases() {
+    let dir = std::env::temp_dir().join(format!("fcsim-bench-offload-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let json = dir.join("offload.json");
+    let stdout = run_bench(&[
+        "bench",
+        "offload",
+        "--gib",
+        "0.004",
+        "--json",
+        json.to_str().expect("utf-8 path"),
+    ]);
+    for row in ["delegated", "switch-local", "switch-local / delegated"] {
+        assert!(stdout.contains(row), "no `{row}` in:\n{stdout}");
+    }
+    assert!(!stdout.contains("warning"), "{stdout}");
+    assert!(!stdout.contains("error"), "{stdout}");
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("json written"))
+            .expect("valid JSON");
+    let bytes = 4u64 << 20;
+    assert_eq!(v["copy_bytes"], bytes, "{v}");
+    let cases = v["cases"].as_array().expect("cases");
+    assert_eq!(cases.len(), 2, "{v}");
+    let (d, l) = (&cases[0], &cases[1]);
+    assert_eq!(d["executors"], serde_json::json!(["array:arr1"]), "{d}");
+    assert_eq!(d["switch_data_bytes"], 0, "{d}");
+    assert_eq!(l["executors"], serde_json::json!(["switch"]), "{l}");
+    assert_eq!(l["switch_data_bytes"], bytes, "{l}");
+    for c in cases {
+        assert_eq!(c["state"], "done", "{c}");
+        assert_eq!(c["bytes"], bytes, "{c}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }
