@@ -1,0 +1,671 @@
+//! Property tests of the intelligent switch (seed 003 §7.6) over the deterministic
+//! simulation. Each property generates a scenario (seed, extent layout, workload, ack
+//! mode, TF, mode, timings), runs it through the runner and asserts the report.
+//!
+//! Cases: `FCSIM_PROP_CASES` (default 6; CI keeps it small, long runs raise it). A
+//! failure prints the generated scenario, seed included: it replays exactly with
+//! `fcsim run`.
+
+use fcsim_scenarios::{Report, RunOptions};
+use proptest::prelude::*;
+use serde_json::{Value, json};
+
+fn cases() -> u32 {
+    std::env::var("FCSIM_PROP_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(6)
+}
+
+// ---- scenario building ---------------------------------------------------------------------
+
+/// Engine ports sit on the last two of the switch's 16 ports.
+const SWITCH_PORTS: u32 = 16;
+
+/// An array of a generated topology.
+#[derive(Debug, Clone)]
+struct ArrayDef {
+    name: String,
+    /// LU sizes in blocks, LUN = index.
+    lus: Vec<u64>,
+    functions: Vec<&'static str>,
+    write_through: bool,
+}
+
+impl ArrayDef {
+    fn new(name: impl Into<String>, lus: Vec<u64>) -> Self {
+        ArrayDef {
+            name: name.into(),
+            lus,
+            functions: Vec::new(),
+            write_through: false,
+        }
+    }
+}
+
+/// One intelligent switch `sw1` with host `h1` on port 0, the arrays and tapes on the
+/// next ports, no zoning (every port reaches every other).
+fn topology(
+    block_bytes: u32,
+    arrays: &[ArrayDef],
+    tapes: usize,
+    virtualization: Value,
+    virtual_lus: Vec<Value>,
+) -> Value {
+    let mut links = vec![json!({"a": "h1/0", "b": "sw1/0"})];
+    let mut port = 1;
+    for a in arrays {
+        links.push(json!({"a": format!("{}/0", a.name), "b": format!("sw1/{port}")}));
+        port += 1;
+    }
+    for t in 0..tapes {
+        links.push(json!({"a": format!("tape{}/0", t + 1), "b": format!("sw1/{port}")}));
+        port += 1;
+    }
+    assert!(port <= SWITCH_PORTS - 2, "too many nodes for one switch");
+    json!({
+        "sites": [{"name": "dc1"}],
+        "switches": [{"name": "sw1", "site": "dc1", "domain": 1, "ports": SWITCH_PORTS,
+                      "intelligent": true, "virtualization": virtualization}],
+        "arrays": arrays.iter().map(|a| json!({
+            "name": a.name, "site": "dc1", "ports": 1, "functions": a.functions,
+            "write_through": a.write_through,
+            "lus": a.lus.iter().enumerate().map(|(lun, &blocks)|
+                json!({"lun": lun, "blocks": blocks, "block_bytes": block_bytes})).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
+        "hosts": [{"name": "h1", "site": "dc1", "ports": 1}],
+        "tapes": (1..=tapes).map(|t| json!({"name": format!("tape{t}"), "site": "dc1"})).collect::<Vec<_>>(),
+        "links": links,
+        "virtual_lus": virtual_lus,
+    })
+}
+
+fn scenario(name: &str, seed: u64, topology: Value, steps: Vec<Value>) -> Value {
+    json!({
+        "name": name,
+        "seed": seed,
+        "topology": topology,
+        "setup": [{"op": "wait", "until": {"fabric": "converged"}}],
+        "steps": steps,
+    })
+}
+
+/// A duration in whole microseconds.
+fn us(t: u64) -> String {
+    format!("{t}us")
+}
+
+/// A timed step: `at` (µs) plus the step's fields.
+fn at(t_us: u64, mut step: Value) -> Value {
+    step["at"] = json!(us(t_us));
+    step
+}
+
+fn check(t_us: u64, mut c: Value) -> Value {
+    c["op"] = json!("check");
+    at(t_us, c)
+}
+
+/// A virtual LU's extent on an array LU.
+fn extent(lu: &str, start: u64, blocks: u64) -> Value {
+    json!({"lu": lu, "start": start, "blocks": blocks})
+}
+
+/// Lays virtual-LU extents end to end on array LUs: `(array index, blocks)` on LUN `lun`
+/// of `arr<index+1>`.
+#[derive(Debug, Default)]
+struct Packer {
+    /// Next free block per (array, LUN).
+    next: std::collections::BTreeMap<(usize, u32), u64>,
+}
+
+impl Packer {
+    fn extents(&mut self, lun: u32, extents: &[(usize, u64)]) -> Vec<Value> {
+        extents
+            .iter()
+            .map(|&(a, blocks)| {
+                let at = self.next.entry((a, lun)).or_default();
+                let e = extent(&format!("arr{}:{lun}", a + 1), *at, blocks);
+                *at += blocks;
+                e
+            })
+            .collect()
+    }
+
+    /// Blocks LUN `lun` of array `a` needs (at least 1).
+    fn blocks(&self, a: usize, lun: u32) -> u64 {
+        self.next.get(&(a, lun)).copied().unwrap_or(0).max(1)
+    }
+}
+
+/// Splits `total` blocks into `parts` non-empty pieces at the given cut points.
+fn split(total: u64, cuts: &[u64]) -> Vec<u64> {
+    let mut at: Vec<u64> = cuts
+        .iter()
+        .map(|c| 1 + c % (total - 1).max(1))
+        .filter(|&c| c < total)
+        .collect();
+    at.sort_unstable();
+    at.dedup();
+    let mut out = Vec::new();
+    let mut prev = 0;
+    for c in at.into_iter().chain([total]) {
+        out.push(c - prev);
+        prev = c;
+    }
+    out
+}
+
+/// Runs a generated scenario in the simulation; a scenario the validator refuses is a
+/// bug of this file, not of the code under test.
+fn run(sc: &Value, opts: &RunOptions) -> Result<(Report, String), TestCaseError> {
+    let text = serde_json::to_string(sc).expect("a scenario serializes");
+    let parsed = fcsim_scenarios::parse(&text, "prop.json")
+        .map_err(|d| TestCaseError::fail(format!("generated scenario is invalid: {d}\n{text}")))?;
+    let r = fcsim_scenarios::run_scenario(&parsed, opts)
+        .map_err(|e| TestCaseError::fail(format!("{e}\nscenario:\n{text}")))?;
+    if std::env::var_os("FCSIM_PROP_ECHO").is_some() {
+        eprintln!("{}", explain(&r, &text));
+    }
+    Ok((r, text))
+}
+
+/// What to print when a property fails: the report and the scenario that replays it.
+fn explain(r: &Report, text: &str) -> String {
+    format!(
+        "seed={}\n{}\nerrors: {:?}\nscenario:\n{text}",
+        r.seed,
+        r.summary_table(),
+        r.errors
+    )
+}
+
+/// The run passed: every check, no step error.
+fn passed(r: &Report, text: &str) -> Result<(), TestCaseError> {
+    prop_assert!(r.passed, "{}", explain(r, text));
+    Ok(())
+}
+
+// ---- I1, I2, I4: translation ---------------------------------------------------------------
+
+/// A virtual LU concatenating extents placed at random on 1–3 arrays.
+#[derive(Debug, Clone)]
+struct Layout {
+    block_bytes: u32,
+    arrays: usize,
+    /// (array, blocks) in virtual-LU order.
+    extents: Vec<(usize, u64)>,
+    /// Where each extent goes among its array's extents (sort key).
+    order: Vec<u32>,
+    /// Free blocks before each extent on its array (≥ 1: a stray write lands there).
+    gaps: Vec<u64>,
+    /// Free blocks after the last extent of each array.
+    tails: Vec<u64>,
+}
+
+/// Real placement of a layout: per extent, its LU start; per array, its LU size and
+/// the free ranges (start, blocks).
+struct Placement {
+    starts: Vec<u64>,
+    lu_blocks: Vec<u64>,
+    free: Vec<Vec<(u64, u64)>>,
+}
+
+impl Layout {
+    fn place(&self) -> Placement {
+        let mut starts = vec![0; self.extents.len()];
+        let mut lu_blocks = vec![0; self.arrays];
+        let mut free = vec![Vec::new(); self.arrays];
+        for (a, (lu, free)) in lu_blocks.iter_mut().zip(free.iter_mut()).enumerate() {
+            let mut mine: Vec<usize> = (0..self.extents.len())
+                .filter(|&i| self.extents[i].0 == a)
+                .collect();
+            mine.sort_by_key(|&i| (self.order[i], i));
+            let mut pos = 0;
+            for i in mine {
+                free.push((pos, self.gaps[i]));
+                pos += self.gaps[i];
+                starts[i] = pos;
+                pos += self.extents[i].1;
+            }
+            free.push((pos, self.tails[a]));
+            *lu = pos + self.tails[a];
+        }
+        Placement {
+            starts,
+            lu_blocks,
+            free,
+        }
+    }
+
+    fn capacity(&self) -> u64 {
+        self.extents.iter().map(|e| e.1).sum()
+    }
+}
+
+fn layout() -> impl Strategy<Value = Layout> {
+    (
+        prop_oneof![3 => Just(512u32), 1 => Just(4096u32)],
+        1usize..=3,
+        2usize..=4,
+    )
+        .prop_flat_map(|(block_bytes, arrays, n)| {
+            (
+                Just(block_bytes),
+                Just(arrays),
+                proptest::collection::vec((0..arrays, 5u64..200), n),
+                proptest::collection::vec(any::<u32>(), n),
+                proptest::collection::vec(1u64..24, n),
+                proptest::collection::vec(1u64..24, arrays),
+            )
+        })
+        .prop_map(
+            |(block_bytes, arrays, extents, order, gaps, tails)| Layout {
+                block_bytes,
+                arrays,
+                extents,
+                order,
+                gaps,
+                tails,
+            },
+        )
+}
+
+/// A host workload against a virtual LU.
+#[derive(Debug, Clone)]
+struct Load {
+    pattern: &'static str,
+    mix: &'static str,
+    qd: u32,
+    /// Blocks per I/O (capped to the LU).
+    io_blocks: u64,
+    duration_us: u64,
+}
+
+fn load() -> impl Strategy<Value = Load> {
+    (
+        prop_oneof![Just("random"), Just("sequential")],
+        prop_oneof![Just("write"), Just("mixed")],
+        1u32..=8,
+        prop_oneof![Just(1u64), Just(2), Just(3), Just(5), Just(8), Just(16)],
+        2_000u64..12_000,
+    )
+        .prop_map(|(pattern, mix, qd, io_blocks, duration_us)| Load {
+            pattern,
+            mix,
+            qd,
+            io_blocks,
+            duration_us,
+        })
+}
+
+impl Load {
+    fn step(
+        &self,
+        name: &str,
+        target: &str,
+        block_bytes: u32,
+        capacity: u64,
+        verify: bool,
+    ) -> Value {
+        let io = self.io_blocks.min(capacity);
+        json!({"op": "workload", "name": name, "host": "h1", "target": target,
+               "pattern": self.pattern, "mix": self.mix, "qd": self.qd,
+               "block_bytes": io * u64::from(block_bytes),
+               "duration": us(self.duration_us), "verify": verify})
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Translation {
+    seed: u64,
+    layout: Layout,
+    load: Load,
+    ack: &'static str,
+    cache_blocks: u64,
+}
+
+fn translation() -> impl Strategy<Value = Translation> {
+    (
+        any::<u64>(),
+        layout(),
+        load(),
+        prop_oneof![Just("sync"), Just("async")],
+        prop_oneof![3 => 1u64..=16, 1 => Just(65_536u64)],
+    )
+        .prop_map(|(seed, layout, load, ack, cache_blocks)| Translation {
+            seed,
+            layout,
+            load,
+            ack,
+            cache_blocks,
+        })
+}
+
+/// sw1:0 (alpha) concatenates the layout's extents; sw1:1 (gaps) maps every real block
+/// alpha does not use; arrz:0 is an LU nobody writes, as large as gaps.
+fn translation_scenario(t: &Translation) -> Value {
+    let l = &t.layout;
+    let p = l.place();
+    let mut arrays: Vec<ArrayDef> = (0..l.arrays)
+        .map(|a| ArrayDef::new(format!("arr{}", a + 1), vec![p.lu_blocks[a]]))
+        .collect();
+    let gap_blocks: u64 = p.free.iter().flatten().map(|f| f.1).sum();
+    arrays.push(ArrayDef::new("arrz", vec![gap_blocks]));
+    let alpha: Vec<Value> = l
+        .extents
+        .iter()
+        .zip(&p.starts)
+        .map(|(&(a, blocks), &start)| extent(&format!("arr{}:0", a + 1), start, blocks))
+        .collect();
+    let gaps: Vec<Value> = p
+        .free
+        .iter()
+        .enumerate()
+        .flat_map(|(a, f)| {
+            f.iter()
+                .map(move |&(start, blocks)| extent(&format!("arr{}:0", a + 1), start, blocks))
+        })
+        .collect();
+    let topo = topology(
+        l.block_bytes,
+        &arrays,
+        0,
+        json!({"cache_blocks": t.cache_blocks}),
+        vec![
+            json!({"switch": "sw1", "lun": 0, "name": "alpha", "ack": t.ack, "extents": alpha}),
+            json!({"switch": "sw1", "lun": 1, "name": "gaps", "extents": gaps}),
+        ],
+    );
+    let end = 1_000 + t.load.duration_us;
+    let steps = vec![
+        at(
+            1_000,
+            t.load.step("w", "sw1:0", l.block_bytes, l.capacity(), true),
+        ),
+        check(end, json!({"check": "workload_errors", "workload": "w"})),
+        at(end, json!({"op": "wait", "for": "20ms"})),
+        check(
+            end,
+            json!({"check": "no_acked_write_lost", "workload": "w", "volume": "sw1:0"}),
+        ),
+        check(
+            end,
+            json!({"check": "volumes_equal", "a": "sw1:1", "b": "arrz:0"}),
+        ),
+    ];
+    scenario("prop-vsw-translation", t.seed, topo, steps)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: cases(), failure_persistence: None, ..ProptestConfig::default() })]
+
+    /// I1 + I2 + I4: host I/O through a virtual LU of 2–4 extents on 1–3 arrays reads back
+    /// the last write (verify, also in async mode), every acknowledged write is on the
+    /// array blocks the *scenario* names, and no other real block changes.
+    #[test]
+    fn translated_io_lands_exactly_on_the_mapped_blocks(t in translation()) {
+        let (r, text) = run(&translation_scenario(&t), &RunOptions::default())?;
+        passed(&r, &text)?;
+    }
+}
+
+// ---- I5, I11: capability gating ------------------------------------------------------------
+
+/// Array functions that matter to the switch's decisions.
+const FUNCTIONS: [&str; 3] = ["xcopy", "direct-backup", "local-pair"];
+
+/// TF functions an override may set.
+const OVERRIDABLE: [&str; 2] = ["direct-backup", "volume-copy"];
+
+#[derive(Debug, Clone)]
+struct Gating {
+    seed: u64,
+    /// Per array: which of [`FUNCTIONS`] it runs.
+    functions: Vec<[bool; 3]>,
+    /// Per array, per [`OVERRIDABLE`] function: the operator's TF cell, if any.
+    overrides: Vec<[Option<bool>; 2]>,
+    /// Extents of the source (sw1:0, on LUN 0 of the arrays).
+    src: Vec<(usize, u64)>,
+    /// Arrays of the destination's extents (sw1:1, on LUN 1) and where it is cut.
+    dst: Vec<usize>,
+    dst_cuts: Vec<u64>,
+    /// `Some((lba, blocks))`: a backup of that range (reduced into the LU) to tape1;
+    /// `None`: a volume copy of the whole LU onto sw1:1.
+    backup: Option<(u64, u64)>,
+    ack: &'static str,
+}
+
+fn gating() -> impl Strategy<Value = Gating> {
+    (1usize..=3).prop_flat_map(|arrays| {
+        let cell = prop_oneof![2 => Just(None), 1 => Just(Some(false)), 1 => Just(Some(true))];
+        (
+            any::<u64>(),
+            proptest::collection::vec(
+                (prop::bool::weighted(0.7), any::<bool>(), any::<bool>())
+                    .prop_map(|(a, b, c)| [a, b, c]),
+                arrays,
+            ),
+            proptest::collection::vec((cell.clone(), cell).prop_map(|(a, b)| [a, b]), arrays),
+            proptest::collection::vec((0..arrays, 20u64..400), 1..=4),
+            proptest::collection::vec(0..arrays, 1..=4),
+            proptest::collection::vec(any::<u64>(), 3),
+            prop_oneof![
+                Just(None),
+                Just(Some((0, u64::MAX))),
+                (any::<u64>(), any::<u64>()).prop_map(Some),
+            ],
+            prop_oneof![Just("sync"), Just("async")],
+        )
+            .prop_map(
+                |(seed, functions, overrides, src, dst, dst_cuts, backup, ack)| Gating {
+                    seed,
+                    functions,
+                    overrides,
+                    src,
+                    dst,
+                    dst_cuts,
+                    backup,
+                    ack,
+                },
+            )
+    })
+}
+
+impl Gating {
+    fn capacity(&self) -> u64 {
+        self.src.iter().map(|e| e.1).sum()
+    }
+
+    /// The backup range, inside the LU (`u64::MAX` blocks: to the end).
+    fn backup_range(&self) -> Option<(u64, u64)> {
+        let cap = self.capacity();
+        self.backup.map(|(l, n)| {
+            let lba = l % cap;
+            let left = cap - lba;
+            (lba, if n == u64::MAX { left } else { 1 + n % left })
+        })
+    }
+
+    /// The destination's extents: `dst` arrays over a split of the capacity.
+    fn dst_extents(&self) -> Vec<(usize, u64)> {
+        let sizes = split(self.capacity(), &self.dst_cuts[..self.dst.len() - 1]);
+        sizes
+            .into_iter()
+            .enumerate()
+            .map(|(i, n)| (self.dst[i % self.dst.len()], n))
+            .collect()
+    }
+
+    fn has(&self, a: usize, f: &str) -> bool {
+        FUNCTIONS
+            .iter()
+            .position(|x| *x == f)
+            .is_some_and(|i| self.functions[a][i])
+    }
+
+    /// What the array really runs: block→stream needs `direct-backup` as well.
+    fn really_can(&self, a: usize, backup: bool) -> bool {
+        self.has(a, "xcopy") && (!backup || self.has(a, "direct-backup"))
+    }
+
+    /// TF's cell: the override, else what the array advertised.
+    fn tf_can(&self, a: usize, backup: bool) -> bool {
+        self.overrides[a][usize::from(!backup)].unwrap_or_else(|| self.really_can(a, backup))
+    }
+
+    /// The operation's segments as the switch must cut them: (blocks, source array,
+    /// destination array for a volume copy).
+    fn segments(&self) -> Vec<(u64, usize, Option<usize>)> {
+        let (lba, blocks) = self.backup_range().unwrap_or((0, self.capacity()));
+        let bounds = |extents: &[(usize, u64)]| {
+            let mut at = 0;
+            extents
+                .iter()
+                .map(|&(a, n)| {
+                    at += n;
+                    (at, a)
+                })
+                .collect::<Vec<_>>()
+        };
+        let src = bounds(&self.src);
+        let dst = self.backup.is_none().then(|| bounds(&self.dst_extents()));
+        let mut out = Vec::new();
+        let mut x = lba;
+        while x < lba + blocks {
+            let &(s_end, a) = src.iter().find(|(end, _)| *end > x).expect("inside");
+            let mut end = s_end.min(lba + blocks);
+            let mut b = None;
+            if let Some(d) = &dst {
+                let &(d_end, db) = d.iter().find(|(end, _)| *end > x).expect("inside");
+                end = end.min(d_end);
+                b = Some(db);
+            }
+            out.push((end - x, a, b));
+            x = end;
+        }
+        out
+    }
+
+    /// The executors the `operation` check must see, and the data bytes through the switch.
+    fn expected(&self, block_bytes: u64) -> (Vec<String>, u64) {
+        let backup = self.backup.is_some();
+        let mut who: Vec<String> = Vec::new();
+        let mut bytes = 0;
+        for (n, a, b) in self.segments() {
+            let delegated = self.tf_can(a, backup) && b.is_none_or(|b| self.tf_can(b, backup));
+            let mut mine = Vec::new();
+            if delegated {
+                mine.push(format!("array:arr{}", a + 1));
+            }
+            if !delegated || !self.really_can(a, backup) {
+                mine.push("switch".to_string());
+                bytes += n * block_bytes;
+            }
+            for w in mine {
+                if who.last() != Some(&w) {
+                    who.push(w);
+                }
+            }
+        }
+        (who, bytes)
+    }
+}
+
+fn gating_scenario(g: &Gating) -> Value {
+    let bb = 512u32;
+    let mut packer = Packer::default();
+    let src = packer.extents(0, &g.src);
+    let dst = packer.extents(1, &g.dst_extents());
+    let arrays: Vec<ArrayDef> = (0..g.functions.len())
+        .map(|a| {
+            let mut d = ArrayDef::new(
+                format!("arr{}", a + 1),
+                vec![packer.blocks(a, 0), packer.blocks(a, 1)],
+            );
+            d.functions = FUNCTIONS
+                .iter()
+                .zip(g.functions[a])
+                .filter(|(_, on)| *on)
+                .map(|(f, _)| *f)
+                .collect();
+            d
+        })
+        .collect();
+    let overrides: Vec<Value> = g
+        .overrides
+        .iter()
+        .enumerate()
+        .flat_map(|(a, cells)| {
+            OVERRIDABLE.iter().zip(cells).filter_map(move |(f, c)| {
+                c.map(|can| json!({"array": format!("arr{}", a + 1), "function": f, "can": can}))
+            })
+        })
+        .collect();
+    let topo = topology(
+        bb,
+        &arrays,
+        1,
+        json!({"overrides": overrides}),
+        vec![
+            json!({"switch": "sw1", "lun": 0, "name": "alpha", "ack": g.ack, "extents": src}),
+            json!({"switch": "sw1", "lun": 1, "name": "beta", "extents": dst}),
+        ],
+    );
+    let cap = g.capacity();
+    let (executors, bytes) = g.expected(u64::from(bb));
+    let mut steps = vec![
+        at(
+            1_000,
+            json!({"op": "workload", "name": "fill", "host": "h1", "target": "sw1:0",
+            "pattern": "sequential", "mix": "write", "block_bytes": bb, "qd": 8, "count": cap}),
+        ),
+        check(
+            2_000,
+            json!({"check": "workload_errors", "workload": "fill"}),
+        ),
+    ];
+    match g.backup_range() {
+        Some((lba, blocks)) => {
+            steps.push(at(2_000, json!({"op": "xcopy", "host": "h1", "manager": "sw1:0",
+                "segments": [{"src": "sw1:0", "src_lba": lba, "dst": "tape1:0", "blocks": blocks}]})));
+            steps.push(check(2_000, json!({"check": "tape_matches", "tape": "tape1", "volume": "sw1:0", "lba": lba, "blocks": blocks})));
+        }
+        None => {
+            steps.push(at(
+                2_000,
+                json!({"op": "xcopy", "host": "h1", "manager": "sw1:0",
+                "segments": [{"src": "sw1:0", "dst": "sw1:1", "blocks": cap}]}),
+            ));
+            steps.push(check(
+                2_000,
+                json!({"check": "volumes_equal", "a": "sw1:0", "b": "sw1:1"}),
+            ));
+            steps.push(check(
+                2_000,
+                json!({"check": "no_acked_write_lost", "workload": "fill", "volume": "sw1:1"}),
+            ));
+        }
+    }
+    steps.push(check(
+        2_000,
+        json!({"check": "operation", "switch": "sw1", "operation": 1, "executors": executors,
+               "switch_bytes_at_least": bytes, "switch_bytes_at_most": bytes}),
+    ));
+    scenario("prop-vsw-gating", g.seed, topo, steps)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: cases(), failure_persistence: None, ..ProptestConfig::default() })]
+
+    /// I5 + I11 (+ I8): each extent of a backup or volume copy goes to its array exactly
+    /// when TF (functions advertised, operator overrides) says every array involved can
+    /// run the function; an array that refuses a function TF wrongly granted is followed
+    /// by the switch; the data bytes through the switch are exactly those of the extents
+    /// the switch copied (0 when all are delegated); the result is right either way.
+    #[test]
+    fn support_functions_go_where_tf_says(g in gating()) {
+        let (r, text) = run(&gating_scenario(&g), &RunOptions::default())?;
+        passed(&r, &text)?;
+    }
+}
