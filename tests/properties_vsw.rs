@@ -30,6 +30,8 @@ struct ArrayDef {
     lus: Vec<u64>,
     functions: Vec<&'static str>,
     write_through: bool,
+    /// Length of its cable to the switch: a far array keeps the switch's cache dirty longer.
+    km: u32,
 }
 
 impl ArrayDef {
@@ -39,6 +41,7 @@ impl ArrayDef {
             lus,
             functions: Vec::new(),
             write_through: false,
+            km: 0,
         }
     }
 }
@@ -55,7 +58,7 @@ fn topology(
     let mut links = vec![json!({"a": "h1/0", "b": "sw1/0"})];
     let mut port = 1;
     for a in arrays {
-        links.push(json!({"a": format!("{}/0", a.name), "b": format!("sw1/{port}")}));
+        links.push(json!({"a": format!("{}/0", a.name), "b": format!("sw1/{port}"), "km": a.km}));
         port += 1;
     }
     for t in 0..tapes {
@@ -88,6 +91,12 @@ fn scenario(name: &str, seed: u64, topology: Value, steps: Vec<Value>) -> Value 
         "setup": [{"op": "wait", "until": {"fabric": "converged"}}],
         "steps": steps,
     })
+}
+
+/// When the timeline may start host I/O: the engine has discovered the arrays (its
+/// logins and discovery take some 20 round trips over a `km` cable).
+fn settle_us(km: u32) -> u64 {
+    1_000 + u64::from(km) * 200
 }
 
 /// A duration in whole microseconds.
@@ -154,6 +163,52 @@ fn split(total: u64, cuts: &[u64]) -> Vec<u64> {
         prev = c;
     }
     out
+}
+
+/// The segments a support function over `blocks` blocks from `lba` of a virtual LU of
+/// `src` extents is cut into (at every extent boundary of the source and, for a volume
+/// copy from block 0 to block 0, of the destination `dst`): (blocks, source array,
+/// destination array).
+fn segments(
+    src: &[(usize, u64)],
+    dst: Option<&[(usize, u64)]>,
+    lba: u64,
+    blocks: u64,
+) -> Vec<(u64, usize, Option<usize>)> {
+    let bounds = |extents: &[(usize, u64)]| {
+        let mut at = 0;
+        extents
+            .iter()
+            .map(|&(a, n)| {
+                at += n;
+                (at, a)
+            })
+            .collect::<Vec<_>>()
+    };
+    let src = bounds(src);
+    let dst = dst.map(bounds);
+    let mut out = Vec::new();
+    let mut x = lba;
+    while x < lba + blocks {
+        let &(s_end, a) = src.iter().find(|(end, _)| *end > x).expect("inside");
+        let mut end = s_end.min(lba + blocks);
+        let mut b = None;
+        if let Some(d) = &dst {
+            let &(d_end, db) = d.iter().find(|(end, _)| *end > x).expect("inside");
+            end = end.min(d_end);
+            b = Some(db);
+        }
+        out.push((end - x, a, b));
+        x = end;
+    }
+    out
+}
+
+/// Appends an executor as the `operation` check lists them (a repeat is listed once).
+fn push_executor(who: &mut Vec<String>, w: String) {
+    if who.last() != Some(&w) {
+        who.push(w);
+    }
 }
 
 /// Runs a generated scenario in the simulation; a scenario the validator refuses is a
@@ -322,7 +377,10 @@ struct Translation {
     layout: Layout,
     load: Load,
     ack: &'static str,
+    /// A small cache makes reads miss (and go through TM to the arrays).
     cache_blocks: u64,
+    /// Cable length of every array: far arrays keep async writes dirty longer.
+    km: u32,
 }
 
 fn translation() -> impl Strategy<Value = Translation> {
@@ -332,13 +390,15 @@ fn translation() -> impl Strategy<Value = Translation> {
         load(),
         prop_oneof![Just("sync"), Just("async")],
         prop_oneof![3 => 1u64..=16, 1 => Just(65_536u64)],
+        prop_oneof![Just(0u32), 20u32..120],
     )
-        .prop_map(|(seed, layout, load, ack, cache_blocks)| Translation {
+        .prop_map(|(seed, layout, load, ack, cache_blocks, km)| Translation {
             seed,
             layout,
             load,
             ack,
             cache_blocks,
+            km,
         })
 }
 
@@ -348,7 +408,11 @@ fn translation_scenario(t: &Translation) -> Value {
     let l = &t.layout;
     let p = l.place();
     let mut arrays: Vec<ArrayDef> = (0..l.arrays)
-        .map(|a| ArrayDef::new(format!("arr{}", a + 1), vec![p.lu_blocks[a]]))
+        .map(|a| {
+            let mut d = ArrayDef::new(format!("arr{}", a + 1), vec![p.lu_blocks[a]]);
+            d.km = t.km;
+            d
+        })
         .collect();
     let gap_blocks: u64 = p.free.iter().flatten().map(|f| f.1).sum();
     arrays.push(ArrayDef::new("arrz", vec![gap_blocks]));
@@ -377,14 +441,20 @@ fn translation_scenario(t: &Translation) -> Value {
             json!({"switch": "sw1", "lun": 1, "name": "gaps", "extents": gaps}),
         ],
     );
-    let end = 1_000 + t.load.duration_us;
+    let start = settle_us(t.km);
+    let end = start + t.load.duration_us;
+    // Async writes still dirty when the workload ends: at worst one run per write (at
+    // most one per 40 µs per queue slot, no more than the cache holds), 8 runs per
+    // round trip.
+    let backlog = (t.load.duration_us * u64::from(t.load.qd) / 40).min(t.cache_blocks + 16);
+    let destaged = 20_000 + backlog * u64::from(t.km) * 10 / 8;
     let steps = vec![
         at(
-            1_000,
+            start,
             t.load.step("w", "sw1:0", l.block_bytes, l.capacity(), true),
         ),
         check(end, json!({"check": "workload_errors", "workload": "w"})),
-        at(end, json!({"op": "wait", "for": "20ms"})),
+        at(end, json!({"op": "wait", "for": us(destaged)})),
         check(
             end,
             json!({"check": "no_acked_write_lost", "workload": "w", "volume": "sw1:0"}),
@@ -514,37 +584,11 @@ impl Gating {
         self.overrides[a][usize::from(!backup)].unwrap_or_else(|| self.really_can(a, backup))
     }
 
-    /// The operation's segments as the switch must cut them: (blocks, source array,
-    /// destination array for a volume copy).
+    /// The operation's segments as the switch must cut them.
     fn segments(&self) -> Vec<(u64, usize, Option<usize>)> {
         let (lba, blocks) = self.backup_range().unwrap_or((0, self.capacity()));
-        let bounds = |extents: &[(usize, u64)]| {
-            let mut at = 0;
-            extents
-                .iter()
-                .map(|&(a, n)| {
-                    at += n;
-                    (at, a)
-                })
-                .collect::<Vec<_>>()
-        };
-        let src = bounds(&self.src);
-        let dst = self.backup.is_none().then(|| bounds(&self.dst_extents()));
-        let mut out = Vec::new();
-        let mut x = lba;
-        while x < lba + blocks {
-            let &(s_end, a) = src.iter().find(|(end, _)| *end > x).expect("inside");
-            let mut end = s_end.min(lba + blocks);
-            let mut b = None;
-            if let Some(d) = &dst {
-                let &(d_end, db) = d.iter().find(|(end, _)| *end > x).expect("inside");
-                end = end.min(d_end);
-                b = Some(db);
-            }
-            out.push((end - x, a, b));
-            x = end;
-        }
-        out
+        let dst = self.backup.is_none().then(|| self.dst_extents());
+        segments(&self.src, dst.as_deref(), lba, blocks)
     }
 
     /// The executors the `operation` check must see, and the data bytes through the switch.
@@ -563,9 +607,7 @@ impl Gating {
                 bytes += n * block_bytes;
             }
             for w in mine {
-                if who.last() != Some(&w) {
-                    who.push(w);
-                }
+                push_executor(&mut who, w);
             }
         }
         (who, bytes)
@@ -667,5 +709,239 @@ proptest! {
     fn support_functions_go_where_tf_says(g in gating()) {
         let (r, text) = run(&gating_scenario(&g), &RunOptions::default())?;
         passed(&r, &text)?;
+    }
+}
+
+// ---- I7, I16: offload equivalence ----------------------------------------------------------
+
+/// How the second run keeps the support functions on the switch.
+#[derive(Debug, Clone, Copy)]
+enum Baseline {
+    /// Mode 2.
+    Local,
+    /// Mode 1, but no array runs any copy function.
+    Incapable,
+    /// Mode 1 with capable arrays, but an operator marked every cell "cannot".
+    Overridden,
+}
+
+#[derive(Debug, Clone)]
+struct Equivalence {
+    seed: u64,
+    arrays: usize,
+    src: Vec<(usize, u64)>,
+    dst: Vec<usize>,
+    dst_cuts: Vec<u64>,
+    /// Backup range (reduced into the LU).
+    backup: (u64, u64),
+    ack: &'static str,
+    cache_blocks: u64,
+    load: Load,
+    verify: bool,
+    /// Pause between the end of the workload and the copies (µs).
+    pause_us: u64,
+    baseline: Baseline,
+    /// Cable length of every array (async writes stay dirty longer far away).
+    km: u32,
+}
+
+fn equivalence() -> impl Strategy<Value = Equivalence> {
+    (1usize..=3).prop_flat_map(|arrays| {
+        (
+            (
+                any::<u64>(),
+                proptest::collection::vec((0..arrays, 20u64..400), 1..=4),
+                proptest::collection::vec(0..arrays, 1..=4),
+                proptest::collection::vec(any::<u64>(), 3),
+                prop_oneof![3 => Just((0, u64::MAX)), 1 => (any::<u64>(), any::<u64>())],
+            ),
+            (
+                // Async writes to far arrays are still dirty when the copies start: the
+                // switch must destage them before it delegates.
+                prop_oneof![1 => Just("sync"), 3 => Just("async")],
+                // A large cache lets a backlog of dirty runs build up behind the ones
+                // in flight.
+                prop_oneof![1 => 1u64..=64, 3 => Just(65_536u64)],
+                load(),
+                prop::bool::weighted(0.25),
+                prop_oneof![3 => Just(0u64), 1 => 0u64..500],
+                prop_oneof![
+                    Just(Baseline::Local),
+                    Just(Baseline::Incapable),
+                    Just(Baseline::Overridden)
+                ],
+                prop_oneof![1 => Just(0u32), 5 => 60u32..160],
+            ),
+        )
+            .prop_map(
+                move |(
+                    (seed, src, dst, dst_cuts, backup),
+                    (ack, cache_blocks, load, verify, pause_us, baseline, km),
+                )| Equivalence {
+                    seed,
+                    arrays,
+                    src,
+                    dst,
+                    dst_cuts,
+                    backup,
+                    ack,
+                    cache_blocks,
+                    load,
+                    verify,
+                    pause_us,
+                    baseline,
+                    km,
+                },
+            )
+    })
+}
+
+impl Equivalence {
+    fn capacity(&self) -> u64 {
+        self.src.iter().map(|e| e.1).sum()
+    }
+
+    fn dst_extents(&self) -> Vec<(usize, u64)> {
+        split(self.capacity(), &self.dst_cuts[..self.dst.len() - 1])
+            .into_iter()
+            .enumerate()
+            .map(|(i, n)| (self.dst[i % self.dst.len()], n))
+            .collect()
+    }
+
+    /// The backup range, inside the LU (`u64::MAX` blocks: to the end).
+    fn backup_range(&self) -> (u64, u64) {
+        let cap = self.capacity();
+        let lba = self.backup.0 % cap;
+        let left = cap - lba;
+        (
+            lba,
+            if self.backup.1 == u64::MAX {
+                left
+            } else {
+                1 + self.backup.1 % left
+            },
+        )
+    }
+
+    /// The scenario, delegating everything (`offload`) or nothing.
+    fn scenario(&self, offload: bool) -> Value {
+        let bb = 512u32;
+        let mut packer = Packer::default();
+        let src = packer.extents(0, &self.src);
+        let dst_ext = self.dst_extents();
+        let dst = packer.extents(1, &dst_ext);
+        let all = ["xcopy", "direct-backup", "local-pair"];
+        let arrays: Vec<ArrayDef> = (0..self.arrays)
+            .map(|a| {
+                let mut d = ArrayDef::new(
+                    format!("arr{}", a + 1),
+                    vec![packer.blocks(a, 0), packer.blocks(a, 1)],
+                );
+                if offload || !matches!(self.baseline, Baseline::Incapable) {
+                    d.functions = all.to_vec();
+                }
+                d.km = self.km;
+                d
+            })
+            .collect();
+        let mut virt = json!({"cache_blocks": self.cache_blocks});
+        if !offload {
+            match self.baseline {
+                Baseline::Local => virt["mode"] = json!("local"),
+                Baseline::Incapable => {}
+                Baseline::Overridden => {
+                    virt["overrides"] = (0..self.arrays)
+                        .flat_map(|a| {
+                            OVERRIDABLE.iter().map(move |f| {
+                                json!({"array": format!("arr{}", a + 1), "function": f, "can": false})
+                            })
+                        })
+                        .collect();
+                }
+            }
+        }
+        let topo = topology(
+            bb,
+            &arrays,
+            1,
+            virt,
+            vec![
+                json!({"switch": "sw1", "lun": 0, "name": "alpha", "ack": self.ack, "extents": src}),
+                json!({"switch": "sw1", "lun": 1, "name": "beta", "extents": dst}),
+            ],
+        );
+        let cap = self.capacity();
+        let (lba, blocks) = self.backup_range();
+        let expect = |segs: Vec<(u64, usize, Option<usize>)>| {
+            let mut who = Vec::new();
+            for (_, a, _) in segs {
+                push_executor(
+                    &mut who,
+                    if offload {
+                        format!("array:arr{}", a + 1)
+                    } else {
+                        "switch".to_string()
+                    },
+                );
+            }
+            who
+        };
+        let backup_by = expect(segments(&self.src, None, lba, blocks));
+        let copy_by = expect(segments(&self.src, Some(&dst_ext), 0, cap));
+        let through = |n: u64| if offload { 0 } else { n * u64::from(bb) };
+        let start = settle_us(self.km);
+        let end = start + 1_000;
+        // Writes only, as fast as the queue depth allows: the last ones are still dirty
+        // (a backlog of runs behind the ones being destaged) when the copies start.
+        let count = self.load.duration_us / 30;
+        let mut w = self.load.step("w", "sw1:0", bb, cap, self.verify);
+        w["mix"] = json!("write");
+        w["count"] = json!(count);
+        w["qd"] = json!(self.load.qd.max(4));
+        w.as_object_mut().map(|o| o.remove("duration"));
+        let mut steps = vec![
+            at(start, w),
+            check(end, json!({"check": "workload_errors", "workload": "w"})),
+        ];
+        if self.pause_us > 0 {
+            steps.push(at(end, json!({"op": "wait", "for": us(self.pause_us)})));
+        }
+        steps.extend([
+            at(end, json!({"op": "xcopy", "host": "h1", "manager": "sw1:0",
+                "segments": [{"src": "sw1:0", "src_lba": lba, "dst": "tape1:0", "blocks": blocks}]})),
+            at(end, json!({"op": "xcopy", "host": "h1", "manager": "sw1:0", "list_id": 1,
+                "segments": [{"src": "sw1:0", "dst": "sw1:1", "blocks": cap}]})),
+            // The oracle reads the arrays: let the switch destage the source (at worst one
+            // run per write, 8 runs per round trip) before it looks.
+            at(end, json!({"op": "wait", "for": us(10_000 + count * u64::from(self.km) * 10 / 8)})),
+            check(end, json!({"check": "tape_matches", "tape": "tape1", "volume": "sw1:0", "lba": lba, "blocks": blocks})),
+            check(end, json!({"check": "volumes_equal", "a": "sw1:0", "b": "sw1:1"})),
+            check(end, json!({"check": "no_acked_write_lost", "workload": "w", "volume": "sw1:1"})),
+            check(end, json!({"check": "operation", "switch": "sw1", "operation": 1, "executors": backup_by,
+                "switch_bytes_at_least": through(blocks), "switch_bytes_at_most": through(blocks)})),
+            check(end, json!({"check": "operation", "switch": "sw1", "operation": 2, "executors": copy_by,
+                "switch_bytes_at_least": through(cap), "switch_bytes_at_most": through(cap)})),
+        ]);
+        scenario("prop-vsw-equivalence", self.seed, topo, steps)
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: cases(), failure_persistence: None, ..ProptestConfig::default() })]
+
+    /// I7 + I16: the same host trace and the same backup and volume copy, run once
+    /// delegated to the arrays (mode 1, capable) and once on the switch (mode 2, arrays
+    /// without the functions, or TF overridden to "cannot"): in both runs the tape holds
+    /// exactly the source range and the destination equals the source, and the host saw
+    /// the same workload results. Only where the work ran differs.
+    #[test]
+    fn offloaded_and_local_copies_end_the_same(e in equivalence()) {
+        let (a, text_a) = run(&e.scenario(true), &RunOptions::default())?;
+        passed(&a, &text_a)?;
+        let (b, text_b) = run(&e.scenario(false), &RunOptions::default())?;
+        passed(&b, &text_b)?;
+        let host_view = |r: &Report| r.checks.iter().find(|c| c.check == "workload_errors").map(|c| c.detail.clone());
+        prop_assert_eq!(host_view(&a), host_view(&b), "the host saw different results\n{}\n{}", explain(&a, &text_a), explain(&b, &text_b));
     }
 }
