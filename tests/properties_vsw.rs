@@ -945,3 +945,373 @@ proptest! {
         prop_assert_eq!(host_view(&a), host_view(&b), "the host saw different results\n{}\n{}", explain(&a, &text_a), explain(&b, &text_b));
     }
 }
+
+// ---- I12, I13: copy convergence under host writes ------------------------------------------
+
+/// How the copy of P4 is started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CopyKind {
+    /// `mirror_start`: initial copy, TB drain, then update copy of every later write.
+    Mirror,
+    /// An EXTENDED COPY volume copy: initial copy and TB drain, then done.
+    Xcopy,
+}
+
+#[derive(Debug, Clone)]
+struct Convergence {
+    seed: u64,
+    kind: CopyKind,
+    /// Extents of the source (near arrays `arr1`…) and the destination (arrays
+    /// `arr<4+i>`, `dst_km` away), as (array, blocks); the destination is cut anew.
+    src: Vec<(usize, u64)>,
+    dst: Vec<usize>,
+    dst_cuts: Vec<u64>,
+    /// Per source and destination array: whether it runs `xcopy` and `local-pair`
+    /// (so TF lets it take its extents of the copy).
+    capable: Vec<bool>,
+    local_mode: bool,
+    src_ack: &'static str,
+    dst_km: u32,
+    load: Load,
+    /// Writes of the workload.
+    count: u64,
+    /// When the copy starts, µs after the workload.
+    copy_after_us: u64,
+}
+
+fn convergence() -> impl Strategy<Value = Convergence> {
+    (
+        (
+            any::<u64>(),
+            prop_oneof![2 => Just(CopyKind::Mirror), 1 => Just(CopyKind::Xcopy)],
+            proptest::collection::vec((0usize..2, 64u64..600), 1..=3),
+            proptest::collection::vec(0usize..2, 1..=3),
+            proptest::collection::vec(any::<u64>(), 2),
+            proptest::collection::vec(prop::bool::weighted(0.7), 4),
+        ),
+        (
+            prop::bool::weighted(0.2),
+            prop_oneof![Just("sync"), Just("async")],
+            0u32..60,
+            load(),
+            20u64..200,
+            0u64..3_000,
+        ),
+    )
+        .prop_map(
+            |(
+                (seed, kind, mut src, dst, dst_cuts, capable),
+                (local_mode, src_ack, mut dst_km, load, mut count, mut copy_after_us),
+            )| {
+                if kind == CopyKind::Xcopy {
+                    // An EXTENDED COPY is done once its TB is drained: later writes are
+                    // not copied. Make the copy outlast the workload: at least 3 chunks
+                    // of 256 blocks, each a round trip of 4-6 ms to the far
+                    // destination, against at most 40 writes to near arrays.
+                    let least = 768 / src.len() as u64 + 1;
+                    for e in &mut src {
+                        e.1 = e.1.max(least);
+                    }
+                    dst_km = 400 + dst_km * 3;
+                    count = 10 + count % 30;
+                    copy_after_us %= 500;
+                }
+                Convergence {
+                    seed,
+                    kind,
+                    src,
+                    dst,
+                    dst_cuts,
+                    capable,
+                    local_mode,
+                    src_ack,
+                    dst_km,
+                    load,
+                    count,
+                    copy_after_us,
+                }
+            },
+        )
+}
+
+impl Convergence {
+    fn capacity(&self) -> u64 {
+        self.src.iter().map(|e| e.1).sum()
+    }
+
+    /// Destination extents on arrays 2 and 3 (indices after the two source arrays).
+    fn dst_extents(&self) -> Vec<(usize, u64)> {
+        split(self.capacity(), &self.dst_cuts[..self.dst.len() - 1])
+            .into_iter()
+            .enumerate()
+            .map(|(i, n)| (2 + self.dst[i % self.dst.len()], n))
+            .collect()
+    }
+
+    fn scenario(&self) -> Value {
+        let bb = 512u32;
+        let mut packer = Packer::default();
+        let src = packer.extents(0, &self.src);
+        let dst = packer.extents(0, &self.dst_extents());
+        let arrays: Vec<ArrayDef> = (0..4)
+            .map(|a| {
+                let mut d = ArrayDef::new(format!("arr{}", a + 1), vec![packer.blocks(a, 0)]);
+                if self.capable[a] {
+                    d.functions = vec!["xcopy", "local-pair"];
+                }
+                if a >= 2 {
+                    d.km = self.dst_km;
+                }
+                d
+            })
+            .collect();
+        let mut virt = json!({});
+        if self.local_mode {
+            virt["mode"] = json!("local");
+        }
+        let topo = topology(
+            bb,
+            &arrays,
+            0,
+            virt,
+            vec![
+                json!({"switch": "sw1", "lun": 0, "name": "alpha", "ack": self.src_ack, "extents": src}),
+                json!({"switch": "sw1", "lun": 1, "name": "beta", "extents": dst}),
+            ],
+        );
+        let cap = self.capacity();
+        let start = settle_us(self.dst_km);
+        let mut w = self.load.step("w", "sw1:0", bb, cap, false);
+        w["mix"] = json!("write");
+        w["count"] = json!(self.count);
+        w.as_object_mut().map(|o| o.remove("duration"));
+        let copy = match self.kind {
+            CopyKind::Mirror => json!({"op": "mirror_start", "src": "sw1:0", "dst": "sw1:1"}),
+            CopyKind::Xcopy => json!({"op": "xcopy", "host": "h1", "manager": "sw1:0",
+                "segments": [{"src": "sw1:0", "dst": "sw1:1", "blocks": cap}]}),
+        };
+        // Every write may leave a TB run the switch copies alone, one round trip each,
+        // after the source destaged it.
+        let rtt = u64::from(self.dst_km) * 10 + 100;
+        let settle = 20_000 + self.count * 2 * rtt;
+        let state = match self.kind {
+            CopyKind::Mirror => "paired",
+            CopyKind::Xcopy => "done",
+        };
+        let end = start + self.copy_after_us;
+        let steps = vec![
+            at(start, w),
+            at(end, copy),
+            check(end, json!({"check": "workload_errors", "workload": "w"})),
+            at(end, json!({"op": "wait", "for": us(settle)})),
+            check(
+                end,
+                json!({"check": "volumes_equal", "a": "sw1:0", "b": "sw1:1"}),
+            ),
+            check(
+                end,
+                json!({"check": "no_acked_write_lost", "workload": "w", "volume": "sw1:1"}),
+            ),
+            check(
+                end,
+                json!({"check": "no_acked_write_lost", "workload": "w", "volume": "sw1:0"}),
+            ),
+        ];
+        let mut steps = steps;
+        for executors in self.executors() {
+            steps.push(check(
+                end,
+                json!({"check": "operation", "switch": "sw1", "operation": 1,
+                "executors": executors, "state": state}),
+            ));
+        }
+        scenario("prop-vsw-convergence", self.seed, topo, steps)
+    }
+
+    /// The executors the operation may list: who copies each segment (TF and mode
+    /// decide), and then, if TB marked anything meanwhile, the switch that drains it.
+    fn executors(&self) -> Vec<Vec<String>> {
+        let mut who = Vec::new();
+        for (_, a, b) in segments(&self.src, Some(&self.dst_extents()), 0, self.capacity()) {
+            let b = b.expect("a volume copy");
+            let delegated = !self.local_mode && self.capable[a] && self.capable[b];
+            push_executor(
+                &mut who,
+                if delegated {
+                    format!("array:arr{}", a + 1)
+                } else {
+                    "switch".to_string()
+                },
+            );
+        }
+        let mut drained = who.clone();
+        push_executor(&mut drained, "switch".to_string());
+        if drained == who {
+            vec![who]
+        } else {
+            vec![who, drained]
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: cases(), failure_persistence: None, ..ProptestConfig::default() })]
+
+    /// I12 + I13: a mirror (or an EXTENDED COPY volume copy) started at a random moment
+    /// of a host workload on its source, delegated per extent or done by the switch:
+    /// once the host stopped and TB drained, the destination equals the source block
+    /// for block and holds every acknowledged write. The operation ran where TF and the
+    /// mode say (then the switch, if TB marked blocks), and a mirror stays paired.
+    #[test]
+    fn copies_converge_under_host_writes(c in convergence()) {
+        let (r, text) = run(&c.scenario(), &RunOptions::default())?;
+        let ops: Vec<_> = r.checks.iter().filter(|x| x.check == "operation").collect();
+        let others_pass = r.errors.is_empty() && r.checks.iter().filter(|x| x.check != "operation").all(|x| x.passed);
+        prop_assert!(others_pass, "{}", explain(&r, &text));
+        prop_assert!(ops.iter().filter(|x| x.passed).count() == 1, "executors: {}", explain(&r, &text));
+    }
+}
+
+// ---- I15: acknowledgement semantics across a switch crash ----------------------------------
+
+#[derive(Debug, Clone)]
+struct Crash {
+    seed: u64,
+    /// Extents of the async LU sw1:0 and the sync LU sw1:1, on `arr1`/`arr2`.
+    async_lu: Vec<(usize, u64)>,
+    sync_lu: Vec<(usize, u64)>,
+    load_async: Load,
+    load_sync: Load,
+    cache_blocks: u64,
+    km: u32,
+    /// `None`: the switch crashes after both workloads ended and the cache drained;
+    /// `Some(t)`: `t` µs into the workloads.
+    crash_at_us: Option<u64>,
+    /// How long the switch stays down.
+    down_us: u64,
+}
+
+fn crash() -> impl Strategy<Value = Crash> {
+    (
+        (
+            any::<u64>(),
+            proptest::collection::vec((0usize..2, 16u64..400), 1..=3),
+            proptest::collection::vec((0usize..2, 16u64..400), 1..=3),
+            load(),
+            load(),
+        ),
+        (
+            prop_oneof![1 => 1u64..=64, 3 => Just(65_536u64)],
+            prop_oneof![1 => Just(0u32), 2 => 20u32..100],
+            prop_oneof![Just(None), (0u64..12_000).prop_map(Some)],
+            500u64..10_000,
+        ),
+    )
+        .prop_map(
+            |(
+                (seed, async_lu, sync_lu, load_async, load_sync),
+                (cache_blocks, km, crash_at_us, down_us),
+            )| Crash {
+                seed,
+                async_lu,
+                sync_lu,
+                load_async,
+                load_sync,
+                cache_blocks,
+                km,
+                crash_at_us,
+                down_us,
+            },
+        )
+}
+
+impl Crash {
+    fn scenario(&self) -> Value {
+        let bb = 512u32;
+        let mut packer = Packer::default();
+        let a = packer.extents(0, &self.async_lu);
+        let s = packer.extents(0, &self.sync_lu);
+        let arrays: Vec<ArrayDef> = (0..2)
+            .map(|i| {
+                let mut d = ArrayDef::new(format!("arr{}", i + 1), vec![packer.blocks(i, 0)]);
+                d.km = self.km;
+                d
+            })
+            .collect();
+        let topo = topology(
+            bb,
+            &arrays,
+            0,
+            json!({"cache_blocks": self.cache_blocks}),
+            vec![
+                json!({"switch": "sw1", "lun": 0, "name": "alpha", "ack": "async", "extents": a}),
+                json!({"switch": "sw1", "lun": 1, "name": "beta", "ack": "sync", "extents": s}),
+            ],
+        );
+        let cap = |e: &[(usize, u64)]| e.iter().map(|x| x.1).sum::<u64>();
+        let start = settle_us(self.km);
+        let mut wa = self
+            .load_async
+            .step("wa", "sw1:0", bb, cap(&self.async_lu), false);
+        wa["mix"] = json!("write");
+        let mut wb = self
+            .load_sync
+            .step("wb", "sw1:1", bb, cap(&self.sync_lu), false);
+        wb["mix"] = json!("write");
+        let mut steps = vec![at(start, wa), at(start, wb)];
+        // The async LU's backlog: at worst one run per write, 8 per round trip.
+        let backlog = (self.load_async.duration_us * u64::from(self.load_async.qd) / 40)
+            .min(self.cache_blocks + 16);
+        let drained = 20_000 + backlog * u64::from(self.km) * 10 / 8;
+        let crash_at = match self.crash_at_us {
+            None => {
+                let end = start + self.load_async.duration_us.max(self.load_sync.duration_us);
+                steps.push(check(
+                    end,
+                    json!({"check": "workload_errors", "workload": "wa"}),
+                ));
+                steps.push(check(
+                    end,
+                    json!({"check": "workload_errors", "workload": "wb"}),
+                ));
+                steps.push(at(end, json!({"op": "wait", "for": us(drained)})));
+                end
+            }
+            // While the sync workload still writes.
+            Some(t) => start + t % self.load_sync.duration_us,
+        };
+        steps.push(at(crash_at, json!({"op": "crash", "node": "sw1"})));
+        steps.push(at(
+            crash_at + self.down_us,
+            json!({"op": "restart", "node": "sw1"}),
+        ));
+        let later = crash_at + self.down_us;
+        // Sync writes are on the arrays when acknowledged: a crash never loses them.
+        steps.push(check(
+            later,
+            json!({"check": "no_acked_write_lost", "workload": "wb", "volume": "sw1:1"}),
+        ));
+        if self.crash_at_us.is_none() {
+            // Async writes destaged before the crash are on the arrays.
+            steps.push(check(
+                later,
+                json!({"check": "no_acked_write_lost", "workload": "wa", "volume": "sw1:0"}),
+            ));
+        }
+        scenario("prop-vsw-crash", self.seed, topo, steps)
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: cases(), failure_persistence: None, ..ProptestConfig::default() })]
+
+    /// I15: an async and a sync virtual LU take writes; the switch (and its engine)
+    /// crashes and restarts. If the crash comes after the workloads ended and the cache
+    /// drained, no acknowledged write of either LU is lost; wherever the crash comes,
+    /// no acknowledged write of the sync LU is lost (only dirty async blocks may go).
+    #[test]
+    fn a_switch_crash_loses_only_dirty_async_writes(c in crash()) {
+        let (r, text) = run(&c.scenario(), &RunOptions::default())?;
+        passed(&r, &text)?;
+    }
+}
