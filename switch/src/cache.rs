@@ -83,13 +83,16 @@ impl SwitchCache {
             if !dirty {
                 self.clean_order.push_back((lun, at));
             }
+            // A destage of an older generation still in flight: this one waits for it,
+            // or two writes of one block could land on the array out of order.
+            let destaging = self.entries.get(&(lun, at)).is_some_and(|e| e.destaging);
             self.entries.insert(
                 (lun, at),
                 Entry {
                     data: block,
                     dirty,
                     generation: self.next_generation,
-                    destaging: false,
+                    destaging,
                 },
             );
         }
@@ -157,10 +160,10 @@ impl SwitchCache {
             let Some(e) = self.entries.get_mut(&(run.lun, at)) else {
                 continue;
             };
+            e.destaging = false;
             if e.generation != *g {
                 continue;
             }
-            e.destaging = false;
             if ok && e.dirty {
                 e.dirty = false;
                 self.dirty -= 1;
@@ -237,6 +240,21 @@ mod tests {
         assert_eq!(again.lba, 11);
         c.destaged(&again, true);
         assert_eq!(c.dirty_blocks(), 0);
+    }
+
+    #[test]
+    fn a_block_rewritten_during_its_destage_waits_for_that_destage() {
+        let mut c = SwitchCache::new(8);
+        c.put(0, 10, &blocks(&[1]), 4, true);
+        let first = c.next_dirty_run(None, 16).unwrap();
+        c.put(0, 10, &blocks(&[2]), 4, true);
+        // Two writes of one block in flight at once may land out of order.
+        assert!(c.next_dirty_run(None, 16).is_none());
+        c.destaged(&first, true);
+        let second = c.next_dirty_run(None, 16).unwrap();
+        assert_eq!(second.blocks[0][0], 2);
+        c.destaged(&second, true);
+        assert!(c.dirty_keys().is_empty());
     }
 
     #[test]
