@@ -663,6 +663,7 @@ impl ScsiInitiator {
                 let Some(dev) = self.devices.get_mut(&io.naa) else {
                     return;
                 };
+                let failed_port = io.last_port;
                 if let Some(port) = io.last_port {
                     for p in dev.paths.iter_mut().filter(|p| p.port == port && p.active) {
                         p.active = false;
@@ -674,9 +675,16 @@ impl ScsiInitiator {
                             target: p.target,
                             reason: format!("{e:?}"),
                         });
-                        // Rediscover it: a later login and probe brings it back.
+                        // Rediscover it: a new login and probe brings it back.
                         self.remotes.remove(&(port, p.target));
                     }
+                }
+                // Log in again at once, as an HBA recovers a target that stopped
+                // answering: the name server may still list it (it restarted, or the
+                // timeout belonged to an exchange from before it came back), so no RSCN
+                // would ever start the rediscovery.
+                if let Some(port) = failed_port {
+                    self.rescan(ctx, port);
                 }
                 self.dispatch(ctx, id);
             }
