@@ -398,6 +398,64 @@ fn zoning_denied_plogi_stops_at_ingress() {
     );
 }
 
+/// An exchange that times out is aborted: the array crashes with host I/O in flight,
+/// the host's exchanges time out and it sends ABTS for each, which tshark decodes as a
+/// basic link service naming a command the host really sent.
+#[test]
+fn a_timed_out_exchange_is_aborted() {
+    let text = r#"{
+      "name": "abts", "seed": 1,
+      "topology": {
+        "sites": [{"name": "dc1"}],
+        "switches": [{"name": "sw1", "site": "dc1", "domain": 1, "ports": 4}],
+        "arrays": [{"name": "arr1", "site": "dc1", "ports": 1,
+                    "lus": [{"lun": 0, "blocks": 1024, "block_bytes": 512}]}],
+        "hosts": [{"name": "h1", "site": "dc1", "ports": 1}],
+        "links": [{"a": "h1/0", "b": "sw1/0"}, {"a": "arr1/0", "b": "sw1/1"}]
+      },
+      "setup": [{"op": "wait", "until": {"fabric": "converged"}}],
+      "steps": [
+        {"at": "1ms", "op": "workload", "name": "w", "host": "h1", "target": "arr1:0",
+         "mix": "write", "qd": 4, "duration": "5ms"},
+        {"at": "2ms", "op": "crash", "node": "arr1"},
+        {"at": "4ms", "op": "restart", "node": "arr1"},
+        {"at": "300ms", "op": "check", "check": "read_returns", "host": "h1",
+         "target": "arr1:0", "lba": 0, "blocks": 8, "status": "good"}
+      ]
+    }"#;
+    let s = fcsim_scenarios::parse(text, "abts.json").unwrap_or_else(|d| panic!("{d}"));
+    let pcap = out_dir().join("abts.pcap");
+    let r = fcsim_scenarios::run_scenario(
+        &s,
+        &RunOptions {
+            capture: Some(CaptureOptions {
+                path: pcap.clone(),
+                ports: vec![],
+            }),
+            ..Default::default()
+        },
+    )
+    .expect("run");
+    assert!(r.passed, "{}", r.summary_table());
+    let abts = fields(
+        &pcap,
+        "fc.r_ctl == 0x81 && fc.type == 0",
+        &["fc.s_id", "fc.d_id", "fc.ox_id"],
+    );
+    assert!(!abts.is_empty(), "no ABTS in the capture");
+    for a in &abts {
+        let cmnd = format!(
+            "fc.r_ctl == 0x06 && fc.s_id == {} && fc.d_id == {} && fc.ox_id == {}",
+            a[0], a[1], a[2]
+        );
+        assert!(count(&pcap, &cmnd) >= 1, "ABTS {a:?} aborts no command");
+    }
+    assert_eq!(
+        count(&pcap, "_ws.malformed || _ws.expert.severity >= \"Error\""),
+        0
+    );
+}
+
 #[test]
 fn same_seed_same_bytes() {
     let dir = out_dir();

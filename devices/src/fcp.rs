@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use fcsim_fabric::FcId;
-use fcsim_fabric::frame::{FcHeader, FcpCmnd, FcpRsp, Frame, Iu, fctl, ftype, rctl};
+use fcsim_fabric::frame::{BaAcc, FcHeader, FcpCmnd, FcpRsp, Frame, Iu, fctl, ftype, rctl};
 
 /// The largest FCP_DATA information unit sent as one message (one sequence).
 pub const MAX_DATA_IU: usize = 256 * 1024;
@@ -88,6 +88,9 @@ struct Exchange {
     tag: Tag,
     deadline: Duration,
     data_in: Vec<Bytes>,
+    /// The initiator port's and the target's addresses (for ABTS).
+    s_id: FcId,
+    d_id: FcId,
 }
 
 /// The FCP initiator of one node (all its ports).
@@ -180,6 +183,8 @@ impl FcpInitiator {
                 tag,
                 deadline: now + timeout,
                 data_in: Vec::new(),
+                s_id,
+                d_id,
             },
         );
         tag
@@ -189,6 +194,10 @@ impl FcpInitiator {
     /// exchange of this initiator.
     pub fn handle_frame(&mut self, port: u32, frame: &Frame) -> bool {
         let key = (port, frame.header.ox_id);
+        if frame.header.fc_type == ftype::BLS && frame.header.from_responder() {
+            // BA_ACC / BA_RJT to an ABTS this initiator sent: the exchange is gone.
+            return true;
+        }
         if !self.open.contains_key(&key) || !frame.header.from_responder() {
             return false;
         }
@@ -244,6 +253,11 @@ impl FcpInitiator {
             .collect();
         for k in expired {
             if let Some(x) = self.open.remove(&k) {
+                // Abort the exchange at the target (FC-FS-4 §15.3.1), so it drops
+                // whatever it still holds of it; the BA_ACC needs no answer.
+                let (port, ox_id) = k;
+                let h = FcHeader::request(rctl::BA_ABTS, ftype::BLS, x.d_id, x.s_id, ox_id);
+                self.out.push_back((port, Frame::from_iu(h, &Iu::Abts)));
                 self.done
                     .push_back((x.tag, failed(TransportError::Timeout)));
             }
@@ -336,10 +350,26 @@ impl FcpTarget {
     /// Takes an FCP frame from `port`. Returns false if it is not an FCP request IU.
     pub fn handle_frame(&mut self, port: u32, frame: &Frame) -> bool {
         let h = frame.header;
+        let key = (port, h.s_id, h.ox_id);
+        if h.fc_type == ftype::BLS && h.r_ctl == rctl::BA_ABTS && !h.from_responder() {
+            // The initiator gave up on the exchange: forget what arrived of it.
+            self.pending.remove(&key);
+            let acc = BaAcc {
+                seq_id_valid: false,
+                seq_id: 0,
+                ox_id: h.ox_id,
+                rx_id: h.rx_id,
+                low_seq_cnt: 0,
+                high_seq_cnt: 0xFFFF,
+            };
+            let reply = h.reply(rctl::BA_ACC, h.rx_id);
+            self.out
+                .push_back((port, Frame::from_iu(reply, &Iu::BaAcc(acc))));
+            return true;
+        }
         if h.fc_type != ftype::FCP || h.from_responder() {
             return false;
         }
-        let key = (port, h.s_id, h.ox_id);
         match frame.iu(None) {
             Ok(Iu::FcpCmnd(c)) => {
                 let cmd = TargetCommand {
