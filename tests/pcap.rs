@@ -99,6 +99,25 @@ fn run_captured(name: &str, path: &Path, seed: Option<u64>) {
     assert!(r.passed, "{name}:\n{}", r.summary_table());
 }
 
+/// Runs the scenario `text` in simulation with capture on every cable; it must pass.
+fn capture_text(name: &str, text: &str) -> PathBuf {
+    let s = fcsim_scenarios::parse(text, &format!("{name}.json")).unwrap_or_else(|d| panic!("{d}"));
+    let pcap = out_dir().join(format!("{name}.pcap"));
+    let r = fcsim_scenarios::run_scenario(
+        &s,
+        &RunOptions {
+            capture: Some(CaptureOptions {
+                path: pcap.clone(),
+                ports: vec![],
+            }),
+            ..Default::default()
+        },
+    )
+    .expect("run");
+    assert!(r.passed, "{}", r.summary_table());
+    pcap
+}
+
 /// `tshark -r pcap -Y filter -T fields -e …`: one row per matching frame, one column
 /// per field (repeated occurrences within a frame joined by `,`).
 fn fields(pcap: &Path, filter: &str, names: &[&str]) -> Vec<Vec<String>> {
@@ -423,20 +442,7 @@ fn a_timed_out_exchange_is_aborted() {
          "target": "arr1:0", "lba": 0, "blocks": 8, "status": "good"}
       ]
     }"#;
-    let s = fcsim_scenarios::parse(text, "abts.json").unwrap_or_else(|d| panic!("{d}"));
-    let pcap = out_dir().join("abts.pcap");
-    let r = fcsim_scenarios::run_scenario(
-        &s,
-        &RunOptions {
-            capture: Some(CaptureOptions {
-                path: pcap.clone(),
-                ports: vec![],
-            }),
-            ..Default::default()
-        },
-    )
-    .expect("run");
-    assert!(r.passed, "{}", r.summary_table());
+    let pcap = capture_text("abts", text);
     let abts = fields(
         &pcap,
         "fc.r_ctl == 0x81 && fc.type == 0",
@@ -488,20 +494,7 @@ fn a_restarted_switch_is_captured_again_from_its_first_flogi() {
          "target": "arr1:0", "lba": 0, "blocks": 1, "status": "good"}
       ]
     }"#;
-    let s = fcsim_scenarios::parse(text, "restart.json").unwrap_or_else(|d| panic!("{d}"));
-    let pcap = out_dir().join("restart.pcap");
-    let r = fcsim_scenarios::run_scenario(
-        &s,
-        &RunOptions {
-            capture: Some(CaptureOptions {
-                path: pcap.clone(),
-                ports: vec![],
-            }),
-            ..Default::default()
-        },
-    )
-    .expect("run");
-    assert!(r.passed, "{}", r.summary_table());
+    let pcap = capture_text("restart", text);
     let flogis = fields(
         &pcap,
         "fcels.opcode == 0x04 && fc.r_ctl == 0x22",

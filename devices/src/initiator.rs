@@ -510,30 +510,13 @@ impl ScsiInitiator {
 
     /// Sends `req` to the device named by `naa` over one of its active paths.
     pub fn submit(&mut self, ctx: &mut Fc4Ctx<'_>, naa: Wwn, req: IoRequest) -> IoId {
-        self.next_io += 1;
-        let id = IoId(self.next_io);
-        self.ios.insert(
-            id,
-            Io {
-                naa,
-                req,
-                submitted: ctx.now,
-                tried: BTreeSet::new(),
-                last_port: None,
-                waiting_since: None,
-                unit_attentions: 0,
-            },
-        );
-        self.dispatch(ctx, id);
-        self.after(ctx);
-        id
+        self.start(ctx, naa, req, BTreeSet::new())
     }
 
     /// Sends `req` to `naa` only through local port `port` (a command bound to an
     /// I_T nexus, such as RECEIVE COPY RESULTS about a copy that port started).
     pub fn submit_on(&mut self, ctx: &mut Fc4Ctx<'_>, naa: Wwn, port: u32, req: IoRequest) -> IoId {
-        self.next_io += 1;
-        let id = IoId(self.next_io);
+        // The other ports' paths count as tried already.
         let tried = self
             .devices
             .get(&naa)
@@ -545,6 +528,18 @@ impl ScsiInitiator {
                     .collect()
             })
             .unwrap_or_default();
+        self.start(ctx, naa, req, tried)
+    }
+
+    fn start(
+        &mut self,
+        ctx: &mut Fc4Ctx<'_>,
+        naa: Wwn,
+        req: IoRequest,
+        tried: BTreeSet<(u32, FcId)>,
+    ) -> IoId {
+        self.next_io += 1;
+        let id = IoId(self.next_io);
         self.ios.insert(
             id,
             Io {
