@@ -733,10 +733,12 @@ impl Engine {
     }
 
     fn block_bytes(&self, lun: u16) -> usize {
-        self.tm
-            .lu(lun)
-            .map_or(512, |l| l.block_bytes as usize)
-            .max(1)
+        self.block_bytes_of(lun) as usize
+    }
+
+    /// The block size of virtual LU `lun` (512 if there is no such LU).
+    pub(crate) fn block_bytes_of(&self, lun: u16) -> u32 {
+        self.tm.lu(lun).map_or(512, |l| l.block_bytes).max(1)
     }
 
     /// The cached blocks of a range (all present), as one buffer.
@@ -1101,12 +1103,13 @@ impl Engine {
         DiffBitmap::new(self.tm.lu(lun).map_or(0, VirtualLu::blocks))
     }
 
-    /// The engine's state after a crash: nothing the switch held in memory survives.
+    /// The cache's dirty blocks (LUN, LBA): acknowledged, not yet on their arrays.
     pub fn dirty_blocks(&self) -> Vec<(u16, u64)> {
         self.cache.dirty_keys()
     }
 
-    /// The op with data ready is resumed by [`Engine::step_op`].
+    /// Resumes the operations waiting for a destage, and paired mirrors with blocks to
+    /// copy.
     pub(crate) fn kick_ops(&mut self, ctx: &mut Fc4Ctx<'_>) {
         let waiting: Vec<u64> = self
             .ops

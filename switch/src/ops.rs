@@ -789,10 +789,6 @@ impl Engine {
         }
     }
 
-    pub(crate) fn block_bytes_of(&self, lun: u16) -> u32 {
-        self.tm.lu(lun).map_or(512, |l| l.block_bytes).max(1)
-    }
-
     /// A virtual read or write an operation asked for finished.
     pub(crate) fn op_io_done(&mut self, ctx: &mut Fc4Ctx<'_>, id: u64, r: VResult) {
         let Some(op) = self.ops.get_mut(&id) else {
