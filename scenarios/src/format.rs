@@ -1084,6 +1084,35 @@ impl Topology {
             .find(|v| v.switch == r.node && v.lun == r.lun)
     }
 
+    /// The block size of a virtual LU: its first external extent's LU's, else the one
+    /// given, else 512.
+    pub fn virtual_block_bytes(&self, v: &VirtualLuSpec) -> u32 {
+        v.extents
+            .iter()
+            .filter_map(|e| e.lu.as_ref())
+            .find_map(|r| self.array_lu(r).map(|l| l.block_bytes))
+            .or(v.block_bytes)
+            .unwrap_or(512)
+    }
+
+    /// The array LU `array:lun`, if `r` names one.
+    pub fn array_lu(&self, r: &LuRef) -> Option<&LuSpec> {
+        self.arrays
+            .iter()
+            .find(|a| a.name == r.node)?
+            .lus
+            .iter()
+            .find(|l| l.lun == r.lun)
+    }
+
+    /// The block size of an array LU or a virtual LU.
+    pub fn lu_block_bytes(&self, r: &LuRef) -> Option<u32> {
+        match self.virtual_lu(r) {
+            Some(v) => Some(self.virtual_block_bytes(v)),
+            None => self.array_lu(r).map(|l| l.block_bytes),
+        }
+    }
+
     /// The engine settings of an intelligent switch (defaults when not given).
     pub fn virtualization(&self, switch: &str) -> Option<VirtualizationSpec> {
         let s = self

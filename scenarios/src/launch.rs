@@ -275,7 +275,7 @@ fn engine_config(
                 lun,
                 name: l.name.clone().unwrap_or_else(|| format!("v{lun}")),
                 naa: virtual_lu_naa(wwnn, lun),
-                block_bytes: crate::validate::virtual_block_bytes(topo, l),
+                block_bytes: topo.virtual_block_bytes(l),
                 ack: l.ack,
                 extents: l
                     .extents

@@ -295,10 +295,7 @@ impl Orchestrator {
         let total = self
             .scenario
             .topology
-            .arrays
-            .iter()
-            .find(|a| a.name == lu.node)
-            .and_then(|a| a.lus.iter().find(|l| l.lun == lu.lun))
+            .array_lu(lu)
             .map(|l| l.blocks)
             .ok_or_else(|| format!("{lu}: no such LU"))?;
         let blocks = blocks.map_or(total, |n| (from + n).min(total));
@@ -459,16 +456,7 @@ impl Orchestrator {
                 lba,
                 blocks,
             } => {
-                let topo = &self.scenario.topology;
-                let bb = match topo.virtual_lu(volume) {
-                    Some(v) => crate::validate::virtual_block_bytes(topo, v),
-                    None => topo
-                        .arrays
-                        .iter()
-                        .find(|a| a.name == volume.node)
-                        .and_then(|a| a.lus.iter().find(|l| l.lun == volume.lun))
-                        .map_or(512, |l| l.block_bytes),
-                };
+                let bb = self.scenario.topology.lu_block_bytes(volume).unwrap_or(512);
                 let mut tc = pb::tape_client::TapeClient::new(self.channel(tape).await?);
                 let t = tc
                     .tape_status(pb::TapeStatusRequest {
@@ -511,25 +499,11 @@ pub fn xcopy_parameter_list(
 ) -> Result<bytes::Bytes, String> {
     let mut targets: Vec<TargetDescriptor> = Vec::new();
     let index = |r: &LuRef, targets: &mut Vec<TargetDescriptor>| -> Result<u16, String> {
-        let virt = topo.virtual_lu(r).map(|v| {
-            (
-                crate::launch::virtual_naa(topo, &r.node, r.lun),
-                crate::validate::virtual_block_bytes(topo, v),
-            )
-        });
-        let (naa, params) = match virt
-            .and_then(|(n, _)| n)
-            .or_else(|| lu_naa(topo, &r.node, r.lun))
-        {
+        let block = crate::launch::virtual_naa(topo, &r.node, r.lun)
+            .or_else(|| lu_naa(topo, &r.node, r.lun));
+        let (naa, params) = match block {
             Some(n) => {
-                let bb = topo
-                    .arrays
-                    .iter()
-                    .find(|a| a.name == r.node)
-                    .and_then(|a| a.lus.iter().find(|l| l.lun == r.lun))
-                    .map(|l| l.block_bytes)
-                    .or(virt.map(|(_, bb)| bb))
-                    .unwrap_or(512);
+                let bb = topo.lu_block_bytes(r).unwrap_or(512);
                 (
                     n,
                     DeviceParams::Block {

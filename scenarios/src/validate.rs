@@ -152,27 +152,6 @@ struct LuGeometry {
     block_bytes: u32,
 }
 
-/// The block size of a virtual LU: its first external extent's LU's, else the given or 512.
-pub(crate) fn virtual_block_bytes(
-    t: &crate::format::Topology,
-    v: &crate::format::VirtualLuSpec,
-) -> u32 {
-    v.extents
-        .iter()
-        .filter_map(|e| e.lu.as_ref())
-        .find_map(|r| {
-            t.arrays
-                .iter()
-                .find(|a| a.name == r.node)?
-                .lus
-                .iter()
-                .find(|l| l.lun == r.lun)
-                .map(|l| l.block_bytes)
-        })
-        .or(v.block_bytes)
-        .unwrap_or(512)
-}
-
 /// The first port of an intelligent switch that belongs to its engine.
 pub(crate) fn engine_first_port(t: &crate::format::Topology, switch: &str) -> Option<u32> {
     let sw = t.switches.iter().find(|s| s.name == switch)?;
@@ -610,7 +589,7 @@ impl<'a> Validator<'a> {
             if let Some(v) = t.virtual_lu(r) {
                 return Some(LuGeometry {
                     blocks: v.blocks(),
-                    block_bytes: virtual_block_bytes(t, v),
+                    block_bytes: t.virtual_block_bytes(v),
                 });
             }
             let luns: Vec<String> = t
@@ -780,7 +759,7 @@ impl<'a> Validator<'a> {
                 lun,
                 name: v.name.clone().unwrap_or_else(|| format!("v{lun}")),
                 naa: fcsim_fabric::Wwn::default(),
-                block_bytes: virtual_block_bytes(t, v),
+                block_bytes: t.virtual_block_bytes(v),
                 ack: v.ack,
                 extents,
             };
