@@ -12,6 +12,7 @@ const PROTOS: &[&str] = &[
     "fcsim/v1/host.proto",
     "fcsim/v1/array.proto",
     "fcsim/v1/virtualization.proto",
+    "fcsim/v1/copy.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

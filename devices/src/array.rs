@@ -22,9 +22,11 @@ use tokio::sync::{mpsc, oneshot};
 use tonic::{Request, Response, Status};
 use tracing::{debug, info, warn};
 
+use crate::copysvc::{self, BackupRead, BackupSource, CopyEngine, Volumes};
 use crate::fcp::{FcpTarget, IoRequest, TargetCommand};
 use crate::history::digest;
 use crate::initiator::{IoId, ScsiInitiator, cdb};
+use crate::scsi::cdb::Command;
 use crate::scsi::inquiry::{CopyFunction, NaaId};
 use crate::scsi::sense::{Sense, asc};
 use crate::scsi::target::{LogicalUnit, LuConfig, Nexus, ScsiTarget};
@@ -81,6 +83,8 @@ pub enum ArrayAdmin {
         functions: Vec<String>,
         reply: oneshot::Sender<pb::ListLusResponse>,
     },
+    /// A copy-services request (`fcsim.v1.Copy`).
+    Copy(crate::copy_service::CopyAdmin),
 }
 
 /// How long the copy manager waits for a path to a copy target that has none.
@@ -92,8 +96,13 @@ const COPY_CHUNK_BLOCKS: u64 = 256;
 /// An EXTENDED COPY the copy manager is running through the fabric: one chunk at a
 /// time, read from the source then written to the destination.
 struct CopyRun {
-    /// The EXTENDED COPY command, answered when the job ends.
-    cmd: TargetCommand,
+    /// The EXTENDED COPY command, answered when the job ends; `None` once answered
+    /// early (a backup that split its pair: embodiment 4 of seed 004).
+    cmd: Option<TargetCommand>,
+    /// The backup source when the job reads a pair's secondary (seed 004).
+    source: Option<BackupSource>,
+    /// Waiting for split-time differences to reach the secondary.
+    waiting: bool,
     job: CopyJob,
     /// Operation (segment) being copied.
     op: usize,
@@ -117,6 +126,36 @@ pub struct ArrayLayer {
     /// Copy-manager command → copy run and whether it is the read or the write step.
     copy_ios: BTreeMap<IoId, (u64, bool)>,
     next_copy: u64,
+    /// The copy-services engine (pairs, groups, journals; DESIGN.md §7).
+    engine: CopyEngine,
+    /// Engine commands in flight through the fabric → engine token.
+    engine_ios: BTreeMap<IoId, u64>,
+    /// Host writes whose answer waits for the secondary: status, sense, data-in.
+    held: BTreeMap<u64, (TargetCommand, u8, Bytes)>,
+    next_held: u64,
+    /// Fabric time of the last input.
+    now: std::time::Duration,
+}
+
+/// The array's LUs as the copy engine sees them.
+struct LuStores<'a>(&'a mut ScsiTarget);
+
+impl Volumes for LuStores<'_> {
+    fn geometry(&self, lun: u16) -> Option<(u64, u32)> {
+        self.0
+            .lu(lun)
+            .map(|l| (l.store().blocks(), l.store().block_bytes()))
+    }
+
+    fn read(&self, lun: u16, lba: u64, blocks: u64) -> Option<Bytes> {
+        self.0.lu(lun)?.store().read(lba, blocks).ok()
+    }
+
+    fn write(&mut self, lun: u16, lba: u64, data: &Bytes) -> bool {
+        self.0
+            .lu_mut(lun)
+            .is_some_and(|l| l.store_mut().write(lba, data).is_ok())
+    }
 }
 
 fn store_for(cfg: &ArrayConfig, lu: &ArrayLu) -> Result<Box<dyn BlockStore>, String> {
@@ -162,7 +201,6 @@ impl ArrayLayer {
             scsi.add_lu(unit).map_err(|e| e.to_string())?;
         }
         Ok(ArrayLayer {
-            cfg,
             fcp: FcpTarget::new(),
             scsi,
             // A copy target that vanished fails the copy soon rather than holding the
@@ -174,6 +212,12 @@ impl ArrayLayer {
             copies: BTreeMap::new(),
             copy_ios: BTreeMap::new(),
             next_copy: 0,
+            engine: CopyEngine::new(cfg.node.port_wwpns.clone()),
+            engine_ios: BTreeMap::new(),
+            held: BTreeMap::new(),
+            next_held: 0,
+            now: std::time::Duration::ZERO,
+            cfg,
         })
     }
 
@@ -198,6 +242,9 @@ impl ArrayLayer {
             ctx.hub.count_discard(cmd.port);
             return;
         };
+        if cmd.cdb.first() == Some(&copysvc::wire::OPCODE) {
+            return self.copy_services_command(ctx, cmd);
+        }
         let visible = self.visible_luns(initiator);
         let naas: BTreeMap<NaaId, u16> = self
             .cfg
@@ -237,7 +284,54 @@ impl ArrayLayer {
             may_access: &may_access,
         };
         let data_out = (!cmd.data_out.is_empty()).then(|| cmd.data_out.clone());
+        // A write to a pair's volume goes through the copy engine first: a protected
+        // secondary or a fenced primary refuses it, split-time data it would overwrite
+        // is saved (copy-before-write).
+        let write = write_range(&cmd.cdb).filter(|_| visible.contains(&nexus.lun));
+        if let Some((lba, blocks)) = write
+            && !self.engine.is_idle()
+            && let Err(sense) = self.engine.before_write(
+                &mut LuStores(&mut self.scsi),
+                nexus.lun,
+                lba,
+                blocks,
+                initiator,
+                self.now,
+            )
+        {
+            return self.fcp.complete(
+                cmd,
+                crate::scsi::sense::Status::CHECK_CONDITION.0,
+                sense.encode(),
+                Bytes::new(),
+            );
+        }
         let mut r = self.scsi.execute(&nexus, &cmd.cdb, data_out);
+        if let Some((lba, blocks)) = write
+            && r.is_good()
+            && !self.engine.is_idle()
+        {
+            let lun = nexus.lun;
+            let bb = self.scsi.lu(lun).map_or(512, |l| l.store().block_bytes());
+            // The data as it landed (WRITE SAME expands its pattern).
+            let data = if cmd.data_out.len() as u64 == blocks * u64::from(bb) {
+                cmd.data_out.clone()
+            } else {
+                LuStores(&mut self.scsi)
+                    .read(lun, lba, blocks)
+                    .unwrap_or_default()
+            };
+            self.next_held += 1;
+            let token = self.next_held;
+            if self
+                .engine
+                .after_write(&mut LuStores(&mut self.scsi), lun, lba, data, token)
+            {
+                let sense = r.sense.map(|s| s.encode()).unwrap_or_default();
+                self.held.insert(token, (cmd.clone(), r.status.0, sense));
+                return;
+            }
+        }
         if let Some(job) = r.copy_job.take_if(|job| !self.may_run(job)) {
             // Block → stream (server-free backup) is a function of its own: without it
             // the array refuses the segment type, as one whose firmware lacks it would.
@@ -258,6 +352,27 @@ impl ArrayLayer {
                 .iter()
                 .all(|op| op.lus().iter().all(|n| self.scsi.lu_by_naa(*n).is_some()));
             if !local {
+                // A backup of a pair's secondary meets the pair's split first (seed 004).
+                let source = match self.backup_source(&job) {
+                    Ok(s) => s,
+                    Err(sense) => {
+                        let outcome = CopyOutcome {
+                            segments_processed: 0,
+                            bytes: 0,
+                            error: Some(sense),
+                        };
+                        let r = self.scsi.complete_copy(&job, &outcome);
+                        let sense = r.sense.map(|s| s.encode()).unwrap_or_default();
+                        return self.fcp.complete(cmd, r.status.0, sense, r.data_in);
+                    }
+                };
+                let early = source.as_ref().is_some_and(|s| s.early);
+                if early {
+                    // Embodiment 4: the split is done; the answer goes now and RECEIVE
+                    // COPY RESULTS reports the rest.
+                    info!(list_id = job.list_id, "backup split its pair: early status");
+                    self.fcp.complete(cmd, 0, Bytes::new(), Bytes::new());
+                }
                 // Through the fabric: the answer comes when the last chunk is written.
                 self.next_copy += 1;
                 info!(
@@ -266,7 +381,9 @@ impl ArrayLayer {
                     "EXTENDED COPY through the fabric"
                 );
                 let run = CopyRun {
-                    cmd: cmd.clone(),
+                    cmd: (!early).then(|| cmd.clone()),
+                    source,
+                    waiting: false,
                     job,
                     op: 0,
                     done: 0,
@@ -288,6 +405,295 @@ impl ArrayLayer {
         }
         let sense = r.sense.map(|s| s.encode()).unwrap_or_default();
         self.fcp.complete(cmd, r.status.0, sense, r.data_in);
+    }
+
+    /// The backup source of `job` when it reads a pair's secondary on this array.
+    fn backup_source(&mut self, job: &CopyJob) -> Result<Option<BackupSource>, Sense> {
+        if self.engine.is_idle() {
+            return Ok(None);
+        }
+        let src_of = |op: &CopyOp| match *op {
+            CopyOp::BlockToBlock {
+                src,
+                src_lba,
+                blocks,
+                ..
+            } => (src, src_lba, blocks),
+            CopyOp::BlockToStream {
+                src, lba, blocks, ..
+            } => (src, lba, blocks),
+        };
+        let Some((naa, lun)) = job
+            .ops
+            .iter()
+            .find_map(|op| self.local_lun(src_of(op).0).map(|l| (src_of(op).0, l)))
+        else {
+            return Ok(None);
+        };
+        let ranges: Vec<(u64, u64)> = job
+            .ops
+            .iter()
+            .map(src_of)
+            .filter(|(n, _, _)| *n == naa)
+            .map(|(_, l, b)| (l, b))
+            .collect();
+        let now = self.now;
+        self.engine
+            .backup_begin(lun, &ranges, now, &mut LuStores(&mut self.scsi))
+    }
+
+    /// A COPY SERVICES (D6h) command from a primary array's copy port.
+    fn copy_services_command(&mut self, ctx: &mut Fc4Ctx<'_>, cmd: &TargetCommand) {
+        let _ = ctx;
+        let lun = cmd.lun.and_then(|l| u16::try_from(l).ok());
+        let result = match (copysvc::wire::parse(&cmd.cdb), lun) {
+            (Err(byte), _) => Err(Sense::invalid_field_in_cdb(byte, None)),
+            (Ok(_), l) if l.is_none_or(|l| self.scsi.lu(l).is_none()) => {
+                Err(Sense::lu_not_supported())
+            }
+            (Ok(copysvc::wire::Command::JournalWrite { seq, lba, .. }), Some(l)) => {
+                self.engine.on_journal_write(
+                    &mut LuStores(&mut self.scsi),
+                    l,
+                    seq,
+                    lba,
+                    cmd.data_out.clone(),
+                )
+            }
+            (Ok(copysvc::wire::Command::Notify { .. }), Some(l)) => {
+                match serde_json::from_slice::<copysvc::wire::PairNotice>(&cmd.data_out) {
+                    Ok(n) => {
+                        self.engine.on_notice(l, n);
+                        Ok(())
+                    }
+                    Err(_) => Err(Sense::invalid_field_in_param(0, None)),
+                }
+            }
+            (Ok(_), None) => Err(Sense::lu_not_supported()),
+        };
+        match result {
+            Ok(()) => self.fcp.complete(cmd, 0, Bytes::new(), Bytes::new()),
+            Err(sense) => self.fcp.complete(
+                cmd,
+                crate::scsi::sense::Status::CHECK_CONDITION.0,
+                sense.encode(),
+                Bytes::new(),
+            ),
+        }
+    }
+
+    /// Sends what the copy engine asked for, answers released host writes, and retries
+    /// backups that were waiting for differences.
+    fn pump_engine(&mut self, ctx: &mut Fc4Ctx<'_>) {
+        while let Some(a) = self.engine.poll_action() {
+            let (token, naa, req) = match a {
+                copysvc::Action::Release { host, sense } => {
+                    if let Some((cmd, status, held_sense)) = self.held.remove(&host) {
+                        match sense {
+                            Some(s) => self.fcp.complete(
+                                &cmd,
+                                crate::scsi::sense::Status::CHECK_CONDITION.0,
+                                s.encode(),
+                                Bytes::new(),
+                            ),
+                            None => self.fcp.complete(&cmd, status, held_sense, Bytes::new()),
+                        }
+                    }
+                    continue;
+                }
+                copysvc::Action::Write {
+                    token,
+                    naa,
+                    lba,
+                    data,
+                } => {
+                    let bb = self.init.device(naa).map_or(512, |d| d.block_bytes).max(1);
+                    let blocks = u32::try_from(data.len() / bb as usize).unwrap_or(u32::MAX);
+                    let req = IoRequest {
+                        lun: 0,
+                        cdb: cdb::write16(lba, blocks, false),
+                        data_out: data,
+                        data_in_len: 0,
+                    };
+                    (token, naa, req)
+                }
+                copysvc::Action::JournalWrite {
+                    token,
+                    naa,
+                    seq,
+                    lba,
+                    data,
+                } => {
+                    let bb = self.init.device(naa).map_or(512, |d| d.block_bytes).max(1);
+                    let blocks = u16::try_from(data.len() / bb as usize).unwrap_or(u16::MAX);
+                    let req = IoRequest {
+                        lun: 0,
+                        cdb: Bytes::copy_from_slice(&copysvc::wire::journal_write(
+                            seq, lba, blocks,
+                        )),
+                        data_out: data,
+                        data_in_len: 0,
+                    };
+                    (token, naa, req)
+                }
+                copysvc::Action::Notify { token, naa, notice } => {
+                    let body = Bytes::from(serde_json::to_vec(&notice).unwrap_or_default());
+                    let req = IoRequest {
+                        lun: 0,
+                        cdb: Bytes::copy_from_slice(&copysvc::wire::notify(
+                            u32::try_from(body.len()).unwrap_or(u32::MAX),
+                        )),
+                        data_out: body,
+                        data_in_len: 0,
+                    };
+                    (token, naa, req)
+                }
+            };
+            if self.init.device(naa).is_none() {
+                self.engine
+                    .completed(token, false, &mut LuStores(&mut self.scsi));
+                continue;
+            }
+            let io = self.init.submit(ctx, naa, req);
+            self.engine_ios.insert(io, token);
+        }
+        let waiting: Vec<u64> = self
+            .copies
+            .iter()
+            .filter(|(_, r)| r.waiting)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in waiting {
+            self.step_copy(ctx, id);
+        }
+    }
+
+    /// A `fcsim.v1.Copy` request.
+    fn copy_admin(&mut self, req: crate::copy_service::CopyAdmin) {
+        use crate::copy_service::{CopyAdmin, status_of};
+        let now = self.now;
+        match req {
+            CopyAdmin::Create {
+                spec,
+                journal_bytes,
+                reply,
+            } => {
+                let r = self.create_pair(spec, journal_bytes);
+                let _ = reply.send(r.and_then(|name| self.pair_status(Some(&name))));
+            }
+            CopyAdmin::Split { pair, at, reply } => {
+                let r = self
+                    .engine
+                    .split(&pair, at, now, &mut LuStores(&mut self.scsi))
+                    .map_err(status_of);
+                let _ = reply.send(r.and_then(|()| self.pair_status(Some(&pair))));
+            }
+            CopyAdmin::Resync { pair, reply } => {
+                let r = self.engine.resync(&pair).map_err(status_of);
+                let _ = reply.send(r.and_then(|()| self.pair_status(Some(&pair))));
+            }
+            CopyAdmin::Delete { pair, reply } => {
+                let r = self.engine.delete(&pair).map_err(status_of);
+                let _ = reply.send(r.and_then(|()| self.pair_status(None)));
+            }
+            CopyAdmin::Status { pair, reply } => {
+                let _ = reply.send(self.pair_status(pair.as_deref()));
+            }
+            CopyAdmin::Takeover { pair, reply } => {
+                let r = self.engine.takeover(&pair).map_err(status_of);
+                let _ = reply.send(r.map(|luns| pb::TakeoverResponse {
+                    luns: luns.into_iter().map(u32::from).collect(),
+                }));
+            }
+            CopyAdmin::Options {
+                pair,
+                options,
+                reply,
+            } => {
+                let r = self.engine.set_options(&pair, options).map_err(status_of);
+                let _ = reply.send(r.and_then(|()| self.pair_status(Some(&pair))));
+            }
+        }
+    }
+
+    /// Creates a pair: the array must run the mode's function, and a remote secondary
+    /// must be reachable from its copy ports.
+    fn create_pair(
+        &mut self,
+        spec: copysvc::PairSpec,
+        journal_bytes: u64,
+    ) -> Result<String, Status> {
+        let function = match spec.mode {
+            copysvc::PairMode::Local => "local-pair",
+            copysvc::PairMode::Sync => "remote-sync",
+            copysvc::PairMode::Async => "remote-async",
+        };
+        if !self.cfg.functions.iter().any(|f| f == function) {
+            return Err(Status::failed_precondition(format!(
+                "mode: {} does not run `{function}` (functions: {})",
+                self.cfg.node.name,
+                self.cfg.functions.join(", ")
+            )));
+        }
+        if let copysvc::Secondary::Remote(naa) = spec.secondary
+            && self.init.device(naa).is_none()
+        {
+            return Err(Status::failed_precondition(format!(
+                "secondary_naa: LU {naa} is not reachable from {}'s ports (zoning, masking or no path)",
+                self.cfg.node.name
+            )));
+        }
+        let name = spec.name.clone();
+        let group = spec.group.clone().unwrap_or_else(|| name.clone());
+        self.engine
+            .create(spec, &LuStores(&mut self.scsi))
+            .map_err(crate::copy_service::status_of)?;
+        if journal_bytes > 0 {
+            let _ = self.engine.set_journal_capacity(&group, journal_bytes);
+        }
+        Ok(name)
+    }
+
+    fn pair_status(&self, pair: Option<&str>) -> Result<pb::PairStatusResponse, Status> {
+        let pairs = match pair {
+            // A pair asked for by name that this array only holds as a secondary.
+            Some(p) if self.engine.pair(p).is_none() && self.engine.status(Some(p)).is_err() => {
+                Vec::new()
+            }
+            p => self
+                .engine
+                .status(p)
+                .map_err(crate::copy_service::status_of)?,
+        };
+        let secondaries = self
+            .engine
+            .roles()
+            .into_iter()
+            .filter(|(_, p, g, _, _)| pair.is_none_or(|x| x == p || x == g))
+            .map(|(lun, pair, group, state, applied)| pb::SecondaryRole {
+                lun: u32::from(lun),
+                pair,
+                group,
+                state: state.map(|s| s.name().to_string()).unwrap_or_default(),
+                applied_seq: applied,
+            })
+            .collect::<Vec<_>>();
+        if pairs.is_empty()
+            && secondaries.is_empty()
+            && let Some(p) = pair
+        {
+            return Err(Status::not_found(format!(
+                "pair: no pair or group `{p}` on {}",
+                self.cfg.node.name
+            )));
+        }
+        Ok(pb::PairStatusResponse {
+            pairs: pairs
+                .into_iter()
+                .map(crate::copy_service::pair_info)
+                .collect(),
+            secondaries,
+        })
     }
 
     /// Whether the array's functions include what `job` needs.
@@ -354,12 +760,36 @@ impl ArrayLayer {
         let n = (blocks - run.done).min(COPY_CHUNK_BLOCKS);
         let at = lba + run.done;
         run.chunk = n;
+        run.waiting = false;
+        let source = run.source.clone();
         match self.local_lun(src) {
             Some(lun) => {
-                let data = self.scsi.lu(lun).map(|l| l.store().read(at, n));
-                match data {
-                    Some(Ok(d)) => self.write_chunk(ctx, id, d),
-                    _ => self.fail_copy(id, asc::THIRD_PARTY_DEVICE_FAILURE),
+                let read = match &source {
+                    Some(source) => self.engine.backup_read(
+                        source,
+                        &LuStores(&mut self.scsi),
+                        at,
+                        n,
+                        (lba, blocks),
+                    ),
+                    None => LuStores(&mut self.scsi).read(lun, at, n).map_or(
+                        BackupRead::Fail(Sense::copy_aborted(asc::THIRD_PARTY_DEVICE_FAILURE)),
+                        BackupRead::Data,
+                    ),
+                };
+                match read {
+                    BackupRead::Data(d) => self.write_chunk(ctx, id, d),
+                    BackupRead::Wait => {
+                        if let Some(r) = self.copies.get_mut(&id) {
+                            r.waiting = true;
+                        }
+                    }
+                    BackupRead::Fail(sense) => {
+                        if let Some(r) = self.copies.get_mut(&id) {
+                            r.outcome.error = Some(sense);
+                        }
+                        self.finish_copy(id);
+                    }
                 }
             }
             None => {
@@ -481,13 +911,21 @@ impl ArrayLayer {
         };
         info!(list_id = run.job.list_id, segments = run.outcome.segments_processed, bytes = run.outcome.bytes, error = ?run.outcome.error, "EXTENDED COPY done");
         let r = self.scsi.complete_copy(&run.job, &run.outcome);
-        let sense = r.sense.map(|s| s.encode()).unwrap_or_default();
-        self.fcp.complete(&run.cmd, r.status.0, sense, r.data_in);
+        if let Some(cmd) = &run.cmd {
+            let sense = r.sense.map(|s| s.encode()).unwrap_or_default();
+            self.fcp.complete(cmd, r.status.0, sense, r.data_in);
+        }
     }
 
     /// The copy manager's commands that completed.
     fn drain_initiator(&mut self, ctx: &mut Fc4Ctx<'_>) {
         while let Some((io, c)) = self.init.poll_completion() {
+            if let Some(token) = self.engine_ios.remove(&io) {
+                let ok = c.result.transport.is_none() && c.result.status == 0;
+                self.engine
+                    .completed(token, ok, &mut LuStores(&mut self.scsi));
+                continue;
+            }
             let Some((id, read)) = self.copy_ios.remove(&io) else {
                 continue;
             };
@@ -539,11 +977,13 @@ impl ArrayLayer {
     }
 
     fn flush(&mut self, ctx: &mut Fc4Ctx<'_>) {
+        self.now = ctx.now;
         self.drain_initiator(ctx);
         while let Some(cmd) = self.fcp.poll_command() {
             self.execute(ctx, &cmd);
         }
         self.drain_initiator(ctx);
+        self.pump_engine(ctx);
         while let Some((port, f)) = self.fcp.poll_transmit() {
             if !ctx.send(port, &f) {
                 debug!(port, "FCP reply not sent: no cable");
@@ -613,6 +1053,18 @@ impl ArrayLayer {
     }
 }
 
+/// (first block, blocks) a command writes, for the write commands the copy engine
+/// tracks.
+fn write_range(cdb: &[u8]) -> Option<(u64, u64)> {
+    let r = match Command::parse(cdb).ok()? {
+        Command::Write10(c) => c.range(),
+        Command::Write16(c) => c.range(),
+        Command::WriteSame16(c) => c.range(),
+        _ => return None,
+    };
+    Some((r.lba, r.blocks))
+}
+
 impl Fc4Layer for ArrayLayer {
     type Admin = ArrayAdmin;
 
@@ -646,14 +1098,21 @@ impl Fc4Layer for ArrayLayer {
 
     fn on_timeout(&mut self, ctx: &mut Fc4Ctx<'_>) {
         self.init.on_timeout(ctx);
+        if !self.engine.is_idle() {
+            self.engine.tick(&mut LuStores(&mut self.scsi), ctx.now);
+        }
         self.flush(ctx);
     }
 
     fn poll_timeout(&self) -> Option<std::time::Duration> {
-        self.init.poll_timeout()
+        let engine = self.engine.poll_timeout(self.now);
+        match (self.init.poll_timeout(), engine) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
-    fn on_admin(&mut self, _ctx: &mut Fc4Ctx<'_>, req: ArrayAdmin) {
+    fn on_admin(&mut self, ctx: &mut Fc4Ctx<'_>, req: ArrayAdmin) {
         match req {
             ArrayAdmin::List(reply) => {
                 let _ = reply.send(self.list());
@@ -677,6 +1136,11 @@ impl Fc4Layer for ArrayLayer {
             ArrayAdmin::SetFunctions { functions, reply } => {
                 self.set_functions(functions);
                 let _ = reply.send(self.list());
+            }
+            ArrayAdmin::Copy(req) => {
+                self.now = ctx.now;
+                self.copy_admin(req);
+                self.flush(ctx);
             }
         }
     }
@@ -780,8 +1244,10 @@ pub async fn run_array(cfg: ArrayConfig, net: Net, clock: FabricClock) -> Result
         }
     };
     let (tx, rx) = mpsc::unbounded_channel();
-    let routes =
-        tonic::service::Routes::new(pb::array_server::ArrayServer::new(ArrayService { tx }));
+    let routes = tonic::service::Routes::new(pb::array_server::ArrayServer::new(ArrayService {
+        tx: tx.clone(),
+    }))
+    .add_service(crate::copy_service::routes(tx));
     run_end_node_with(
         cfg.node,
         net,
@@ -789,7 +1255,7 @@ pub async fn run_array(cfg: ArrayConfig, net: Net, clock: FabricClock) -> Result
         layer,
         Some(routes),
         rx,
-        &["fcsim.v1.Array"],
+        &["fcsim.v1.Array", "fcsim.v1.Copy"],
     )
     .await
 }

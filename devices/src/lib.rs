@@ -23,6 +23,8 @@
 
 pub mod array;
 pub mod bitmap;
+pub mod copy_service;
+pub mod copysvc;
 pub mod fcp;
 pub mod history;
 pub mod host;

@@ -1,0 +1,1276 @@
+//! The copy-services engine (DESIGN.md §7, seed 004): copy pairs, consistency groups,
+//! synchronous and asynchronous remote copy, split with copy-before-write, resync,
+//! suspension, and the backup side of seed 004 (strategies R, W, M, H; combined
+//! split-and-backup). One engine per array, run when the array advertises the copy
+//! functions.
+//!
+//! Sans-IO: the node hands it host writes ([`CopyEngine::before_write`],
+//! [`CopyEngine::after_write`]), the completions of the commands it asked for
+//! ([`CopyEngine::completed`]) and timer ticks ([`CopyEngine::tick`]); it answers with
+//! [`Action`]s (commands to send through the fabric, held host writes to release) and
+//! reads or writes the array's own LUs through [`Volumes`], synchronously.
+//!
+//! The split is linearised at the call to [`CopyEngine::split`]: host writes are applied
+//! one at a time by the node, so every write is wholly before or wholly after it.
+
+pub mod journal;
+pub mod pair;
+pub mod wire;
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use fcsim_fabric::{Wwn, Wwpn};
+use serde::Serialize;
+use thiserror::Error;
+use tracing::{info, warn};
+
+use crate::scsi::sense::{Sense, SenseKey, asc};
+pub use journal::{Journal, JournalApplier};
+pub use pair::{
+    BackupStrategy, CopyPair, Granularity, PairMode, PairOptions, PairState, Propagate, Secondary,
+};
+
+/// Synchronous access to the array's own LUs.
+pub trait Volumes {
+    /// (blocks, block bytes) of LU `lun`.
+    fn geometry(&self, lun: u16) -> Option<(u64, u32)>;
+    fn read(&self, lun: u16, lba: u64, blocks: u64) -> Option<Bytes>;
+    fn write(&mut self, lun: u16, lba: u64, data: &Bytes) -> bool;
+}
+
+/// What the node must do for the engine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// WRITE(16) `data` at `lba` of the remote LU `naa`; report with `token`.
+    Write {
+        token: u64,
+        naa: Wwn,
+        lba: u64,
+        data: Bytes,
+    },
+    /// JOURNAL WRITE (D6h/02h) of entry `seq` to the remote LU `naa`.
+    JournalWrite {
+        token: u64,
+        naa: Wwn,
+        seq: u64,
+        lba: u64,
+        data: Bytes,
+    },
+    /// PAIR NOTIFY (D6h/01h) to the remote LU `naa`.
+    Notify {
+        token: u64,
+        naa: Wwn,
+        notice: wire::PairNotice,
+    },
+    /// The host write held as `host` may now be answered: GOOD, or this sense.
+    Release { host: u64, sense: Option<Sense> },
+}
+
+/// Refusals of management requests; nothing changed.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum CopyError {
+    #[error("name: a pair or group `{0}` already exists")]
+    Exists(String),
+    #[error("pair: no pair or group `{0}`")]
+    NoSuchPair(String),
+    #[error("primary: LU {0} does not exist on this array")]
+    NoSuchLu(u16),
+    #[error("secondary: {0}")]
+    BadSecondary(String),
+    #[error("mode: {0}")]
+    BadMode(String),
+    #[error("group: {0}")]
+    BadGroup(String),
+    #[error("state: pair `{pair}` is {state}; {what}")]
+    WrongState {
+        pair: String,
+        state: &'static str,
+        what: &'static str,
+    },
+    #[error("at: the split time {at:?} has already passed (now {now:?})")]
+    TooLate { at: Duration, now: Duration },
+}
+
+/// A new pair.
+#[derive(Debug, Clone)]
+pub struct PairSpec {
+    pub name: String,
+    pub primary: u16,
+    pub secondary: Secondary,
+    pub mode: PairMode,
+    /// Consistency group; `None`: a group of its own, named after the pair.
+    pub group: Option<String>,
+    pub options: PairOptions,
+}
+
+/// The status a management client sees.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct PairStatus {
+    pub name: String,
+    pub group: String,
+    pub mode: &'static str,
+    pub primary: u16,
+    pub secondary: String,
+    pub state: &'static str,
+    pub primary_status: &'static str,
+    pub secondary_status: &'static str,
+    /// Blocks still to copy to the secondary (split-time differences after a split).
+    pub diff_blocks: u64,
+    /// Blocks changed on the primary since the split or suspension.
+    pub changed_blocks: u64,
+    pub blocks: u64,
+    pub copied_blocks: u64,
+    pub journal_entries: u64,
+    pub journal_bytes: u64,
+    pub suspend_reason: Option<String>,
+}
+
+/// A consistency group, primary side.
+#[derive(Debug, Clone)]
+struct Group {
+    pairs: Vec<String>,
+    journal: Journal,
+    /// A split scheduled at this fabric time.
+    split_at: Option<Duration>,
+}
+
+/// A secondary LU of this array, as told by its primary.
+#[derive(Debug, Clone)]
+struct SecondaryRole {
+    notice: wire::PairNotice,
+}
+
+/// What an outstanding command was for.
+#[derive(Debug, Clone)]
+enum Pending {
+    Sync {
+        pair: String,
+        host: u64,
+        lba: u64,
+        blocks: u64,
+    },
+    Copy {
+        pair: String,
+        lba: u64,
+        blocks: u64,
+    },
+    Journal {
+        group: String,
+        seq: u64,
+    },
+    Notify,
+}
+
+/// A sync write waiting for an overlapping one to the same pair to finish.
+#[derive(Debug, Clone)]
+struct QueuedSync {
+    pair: String,
+    host: u64,
+    lba: u64,
+    data: Bytes,
+}
+
+/// A backup's view of the pair whose secondary it reads (seed 004).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackupSource {
+    pub pair: String,
+    pub strategy: BackupStrategy,
+    pub granularity: Granularity,
+    /// The pair was split by this backup (embodiment 4): answer the EXTENDED COPY now and
+    /// report completion through RECEIVE COPY RESULTS.
+    pub early: bool,
+}
+
+/// One read of a backup source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BackupRead {
+    Data(Bytes),
+    /// Differences in the way: ask again after the copier progressed.
+    Wait,
+    Fail(Sense),
+}
+
+/// Copier window: remote copy commands in flight per pair.
+const COPY_WINDOW: u32 = 8;
+/// Blocks per copier command.
+const COPY_CHUNK: u64 = 256;
+/// Copier tick while there is work.
+const COPIER_TICK: Duration = Duration::from_micros(200);
+/// Journal entries in flight per group.
+const JOURNAL_WINDOW: u64 = 64;
+/// One block of copier budget: rates are blocks per millisecond, time is nanoseconds.
+const BUDGET_UNIT: u128 = 1_000_000;
+/// Default journal capacity per group.
+pub const DEFAULT_JOURNAL_BYTES: u64 = 64 << 20;
+
+/// The engine.
+#[derive(Debug, Default)]
+pub struct CopyEngine {
+    pairs: BTreeMap<String, CopyPair>,
+    groups: BTreeMap<String, Group>,
+    /// This array's LUs that are remote secondaries, by LUN.
+    roles: BTreeMap<u16, SecondaryRole>,
+    /// Journal appliers of the groups this array is secondary for.
+    appliers: BTreeMap<String, JournalApplier>,
+    pending: BTreeMap<u64, Pending>,
+    /// Held host writes: outstanding secondary writes and the sense to answer with.
+    held: BTreeMap<u64, (u32, Option<Sense>)>,
+    queued: Vec<QueuedSync>,
+    actions: VecDeque<Action>,
+    next_token: u64,
+    /// Copier budget per pair, in blocks × 10⁶ (blocks per ms × ns), so that slow
+    /// rates accumulate across short ticks.
+    budget: BTreeMap<String, u128>,
+    last_tick: Duration,
+    /// The array's own port WWPNs (the writers it names in notices).
+    ports: Vec<Wwpn>,
+    /// Copier commands in flight per pair.
+    copy_flight: BTreeMap<String, u32>,
+}
+
+impl CopyEngine {
+    pub fn new(ports: Vec<Wwpn>) -> CopyEngine {
+        CopyEngine {
+            ports,
+            ..CopyEngine::default()
+        }
+    }
+
+    fn token(&mut self, p: Pending) -> u64 {
+        self.next_token += 1;
+        self.pending.insert(self.next_token, p);
+        self.next_token
+    }
+
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    pub fn pair(&self, name: &str) -> Option<&CopyPair> {
+        self.pairs.get(name)
+    }
+
+    pub fn pairs(&self) -> impl Iterator<Item = &CopyPair> {
+        self.pairs.values()
+    }
+
+    /// Whether any pair or role involves this array (the node may skip the engine
+    /// otherwise).
+    pub fn is_idle(&self) -> bool {
+        self.pairs.is_empty() && self.roles.is_empty()
+    }
+
+    // ---- management -------------------------------------------------------------
+
+    /// Creates a pair and starts its formation copy.
+    pub fn create(&mut self, spec: PairSpec, vols: &dyn Volumes) -> Result<(), CopyError> {
+        if self.pairs.contains_key(&spec.name) {
+            return Err(CopyError::Exists(spec.name));
+        }
+        let (blocks, bb) = vols
+            .geometry(spec.primary)
+            .ok_or(CopyError::NoSuchLu(spec.primary))?;
+        match (spec.mode, spec.secondary) {
+            (PairMode::Local, Secondary::Local(s)) => {
+                if s == spec.primary {
+                    return Err(CopyError::BadSecondary(
+                        "the secondary must be another volume than the primary".into(),
+                    ));
+                }
+                let Some(g) = vols.geometry(s) else {
+                    return Err(CopyError::BadSecondary(format!(
+                        "LU {s} does not exist on this array"
+                    )));
+                };
+                if g != (blocks, bb) {
+                    return Err(CopyError::BadSecondary(format!(
+                        "LU {s} has {} blocks of {} bytes; the primary has {blocks} of {bb}",
+                        g.0, g.1
+                    )));
+                }
+                if self.is_secondary(s) {
+                    return Err(CopyError::BadSecondary(format!(
+                        "LU {s} is already a secondary"
+                    )));
+                }
+            }
+            (PairMode::Local, Secondary::Remote(_)) => {
+                return Err(CopyError::BadMode(
+                    "a local pair needs a secondary LU of the same array".into(),
+                ));
+            }
+            (_, Secondary::Local(_)) => {
+                return Err(CopyError::BadMode(
+                    "a remote pair (sync or async) needs another array's LU".into(),
+                ));
+            }
+            (_, Secondary::Remote(_)) => {}
+        }
+        if self.is_secondary(spec.primary) {
+            return Err(CopyError::BadSecondary(format!(
+                "LU {} is a secondary and cannot be a primary",
+                spec.primary
+            )));
+        }
+        let group = spec.group.clone().unwrap_or_else(|| spec.name.clone());
+        if let Some(g) = self.groups.get(&group)
+            && let Some(other) = g.pairs.first().and_then(|p| self.pairs.get(p))
+            && other.mode != spec.mode
+        {
+            return Err(CopyError::BadGroup(format!(
+                "group `{group}` holds {} pairs; `{}` is {}",
+                other.mode.name(),
+                spec.name,
+                spec.mode.name()
+            )));
+        }
+        let pair = CopyPair::new(
+            spec.name.clone(),
+            spec.primary,
+            spec.secondary,
+            spec.mode,
+            group.clone(),
+            spec.options,
+            (blocks, bb),
+        );
+        info!(pair = %spec.name, mode = spec.mode.name(), group = %group, "pair created: formation copy");
+        self.groups
+            .entry(group)
+            .or_insert_with(|| Group {
+                pairs: Vec::new(),
+                journal: Journal::new(DEFAULT_JOURNAL_BYTES),
+                split_at: None,
+            })
+            .pairs
+            .push(spec.name.clone());
+        self.pairs.insert(spec.name.clone(), pair);
+        self.notify(&spec.name);
+        Ok(())
+    }
+
+    /// Sets a group's journal capacity.
+    pub fn set_journal_capacity(&mut self, group: &str, bytes: u64) -> Result<(), CopyError> {
+        let g = self
+            .groups
+            .get_mut(group)
+            .ok_or_else(|| CopyError::NoSuchPair(group.to_string()))?;
+        g.journal.capacity = bytes;
+        Ok(())
+    }
+
+    /// Changes a pair's (or every group member's) settings.
+    pub fn set_options(&mut self, target: &str, options: PairOptions) -> Result<(), CopyError> {
+        for m in self.members(target)? {
+            if let Some(p) = self.pairs.get_mut(&m) {
+                p.options = options.clone();
+            }
+        }
+        Ok(())
+    }
+
+    /// The pairs `target` names: a pair, or every pair of a group.
+    fn members(&self, target: &str) -> Result<Vec<String>, CopyError> {
+        if self.pairs.contains_key(target) {
+            return Ok(vec![target.to_string()]);
+        }
+        self.groups
+            .get(target)
+            .map(|g| g.pairs.clone())
+            .ok_or_else(|| CopyError::NoSuchPair(target.to_string()))
+    }
+
+    /// Splits a pair or a whole consistency group, now or at simulated time `at_ns`.
+    /// A pair of a group is split with its whole group. Acknowledged at once (INV-6).
+    pub fn split(
+        &mut self,
+        target: &str,
+        at: Option<Duration>,
+        now: Duration,
+        vols: &mut dyn Volumes,
+    ) -> Result<(), CopyError> {
+        let group = match self.pairs.get(target) {
+            Some(p) => p.group.clone(),
+            None if self.groups.contains_key(target) => target.to_string(),
+            None => return Err(CopyError::NoSuchPair(target.to_string())),
+        };
+        let members = self.members(&group)?;
+        for m in &members {
+            let p = &self.pairs[m];
+            if !matches!(p.state, PairState::Copy | PairState::Pair) {
+                return Err(CopyError::WrongState {
+                    pair: m.clone(),
+                    state: p.state.name(),
+                    what: "only a pair in copy or pair state can be split",
+                });
+            }
+        }
+        match at {
+            Some(at) if at < now => Err(CopyError::TooLate { at, now }),
+            Some(at) if at > now => {
+                if let Some(g) = self.groups.get_mut(&group) {
+                    g.split_at = Some(at);
+                }
+                info!(group = %group, at = ?at, "split scheduled");
+                Ok(())
+            }
+            _ => {
+                self.split_now(&group, now, vols);
+                Ok(())
+            }
+        }
+    }
+
+    fn split_now(&mut self, group: &str, now: Duration, vols: &mut dyn Volumes) {
+        let Some(g) = self.groups.get_mut(group) else {
+            return;
+        };
+        g.split_at = None;
+        let last_seq = g.journal.last_seq;
+        let members = g.pairs.clone();
+        for m in &members {
+            if let Some(p) = self.pairs.get_mut(m) {
+                p.split(now, Some(last_seq));
+                info!(pair = %m, diff = p.diff.count(), "split: primary Split, secondary SplitPending");
+            }
+        }
+        self.settle_all(vols);
+    }
+
+    /// Resynchronises a split or suspended pair (or group).
+    pub fn resync(&mut self, target: &str) -> Result<(), CopyError> {
+        let members = self.members(target)?;
+        for m in &members {
+            let p = &self.pairs[m];
+            if !matches!(p.state, PairState::Split | PairState::Suspended) {
+                return Err(CopyError::WrongState {
+                    pair: m.clone(),
+                    state: p.state.name(),
+                    what: "only a split or suspended pair can be resynchronised",
+                });
+            }
+        }
+        for m in &members {
+            if let Some(p) = self.pairs.get_mut(m) {
+                p.resync();
+                info!(pair = %m, diff = p.diff.count(), "resync");
+            }
+            self.notify(m);
+        }
+        Ok(())
+    }
+
+    /// Deletes a pair (or every pair of a group): both volumes become Simplex.
+    pub fn delete(&mut self, target: &str) -> Result<(), CopyError> {
+        let members = self.members(target)?;
+        for m in &members {
+            let Some(p) = self.pairs.remove(m) else {
+                continue;
+            };
+            info!(pair = %m, "pair deleted");
+            if let Secondary::Remote(naa) = p.secondary {
+                let token = self.token(Pending::Notify);
+                self.actions.push_back(Action::Notify {
+                    token,
+                    naa,
+                    notice: wire::PairNotice {
+                        pair: m.clone(),
+                        group: p.group.clone(),
+                        state: None,
+                        writers: Vec::new(),
+                    },
+                });
+            }
+            if let Some(g) = self.groups.get_mut(&p.group) {
+                g.pairs.retain(|x| x != m);
+                if g.pairs.is_empty() {
+                    self.groups.remove(&p.group);
+                }
+            }
+            self.budget.remove(m);
+        }
+        Ok(())
+    }
+
+    pub fn status(&self, target: Option<&str>) -> Result<Vec<PairStatus>, CopyError> {
+        let names = match target {
+            Some(t) => self.members(t)?,
+            None => self.pairs.keys().cloned().collect(),
+        };
+        Ok(names
+            .iter()
+            .filter_map(|n| self.pairs.get(n))
+            .map(|p| {
+                let j = &self.groups[&p.group].journal;
+                PairStatus {
+                    name: p.name.clone(),
+                    group: p.group.clone(),
+                    mode: p.mode.name(),
+                    primary: p.primary,
+                    secondary: match p.secondary {
+                        Secondary::Local(l) => format!("lun {l}"),
+                        Secondary::Remote(w) => w.to_string(),
+                    },
+                    state: p.state.name(),
+                    primary_status: p.state.primary_status().name(),
+                    secondary_status: p.state.secondary_status().name(),
+                    diff_blocks: p.diff.count(),
+                    changed_blocks: p.post.count(),
+                    blocks: p.blocks,
+                    copied_blocks: p.copied_blocks,
+                    journal_entries: j.len() as u64,
+                    journal_bytes: j.bytes(),
+                    suspend_reason: p.suspend_reason.clone(),
+                }
+            })
+            .collect())
+    }
+
+    /// Tells a remote secondary its pair's state.
+    fn notify(&mut self, pair: &str) {
+        let Some(p) = self.pairs.get(pair) else {
+            return;
+        };
+        let Secondary::Remote(naa) = p.secondary else {
+            return;
+        };
+        let notice = wire::PairNotice {
+            pair: p.name.clone(),
+            group: p.group.clone(),
+            state: Some(p.state),
+            writers: self.ports.iter().map(|w| w.0.0).collect(),
+        };
+        let token = self.token(Pending::Notify);
+        self.actions
+            .push_back(Action::Notify { token, naa, notice });
+    }
+
+    // ---- host writes --------------------------------------------------------------
+
+    fn is_secondary(&self, lun: u16) -> bool {
+        self.roles.contains_key(&lun)
+            || self
+                .pairs
+                .values()
+                .any(|p| p.secondary == Secondary::Local(lun))
+    }
+
+    /// Before a host write of `blocks` at `lba` of LU `lun` from `initiator` lands:
+    /// refuses writes to a protected secondary or a fenced suspended primary, runs a
+    /// due split, and saves split-time data the write would overwrite
+    /// (copy-before-write).
+    pub fn before_write(
+        &mut self,
+        vols: &mut dyn Volumes,
+        lun: u16,
+        lba: u64,
+        blocks: u64,
+        initiator: Wwpn,
+        now: Duration,
+    ) -> Result<(), Sense> {
+        self.run_due_splits(now, vols);
+        if let Some(r) = self.roles.get(&lun)
+            && !r.notice.writers.contains(&initiator.0.0)
+        {
+            return Err(Sense::new(SenseKey::DATA_PROTECT, asc::WRITE_PROTECTED));
+        }
+        for p in self.pairs.values_mut() {
+            if p.secondary == Secondary::Local(lun) {
+                if p.state != PairState::Split {
+                    return Err(Sense::new(SenseKey::DATA_PROTECT, asc::WRITE_PROTECTED));
+                }
+                p.s_changed.set_range(lba, blocks);
+            }
+        }
+        let names: Vec<String> = self
+            .pairs
+            .values()
+            .filter(|p| p.primary == lun)
+            .map(|p| p.name.clone())
+            .collect();
+        for n in names {
+            let p = self.pairs.get(&n).expect("listed");
+            if p.state == PairState::Suspended && p.options.fence {
+                return Err(Sense::new(
+                    SenseKey::ABORTED_COMMAND,
+                    asc::LU_COMMUNICATION_FAILURE,
+                ));
+            }
+            let cbw: Vec<u64> = (lba..lba.saturating_add(blocks).min(p.blocks))
+                .filter(|b| p.needs_cbw(*b))
+                .collect();
+            if cbw.is_empty() {
+                continue;
+            }
+            let (secondary, mode) = (p.secondary, p.mode);
+            for b in cbw {
+                let Some(old) = vols.read(lun, b, 1) else {
+                    continue;
+                };
+                let p = self.pairs.get_mut(&n).expect("listed");
+                match (mode, secondary) {
+                    // The literal copy-before-write: the old block goes to the secondary
+                    // now, and its bit clears.
+                    (PairMode::Local, Secondary::Local(s)) if vols.write(s, b, &old) => {
+                        p.copy_started(b, 1);
+                        p.copy_done(b, 1, true);
+                    }
+                    // Remote (or the write failed): keep the split-time version; the
+                    // copier sends it.
+                    _ => {
+                        p.preserved.insert(b, old);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A host write of `data` at `lba` of LU `lun` landed on the primary. Returns
+    /// whether the host's answer must wait for an [`Action::Release`] of `host`.
+    pub fn after_write(
+        &mut self,
+        vols: &mut dyn Volumes,
+        lun: u16,
+        lba: u64,
+        data: Bytes,
+        host: u64,
+    ) -> bool {
+        let names: Vec<String> = self
+            .pairs
+            .values()
+            .filter(|p| p.primary == lun)
+            .map(|p| p.name.clone())
+            .collect();
+        for n in names {
+            let Some(p) = self.pairs.get_mut(&n) else {
+                continue;
+            };
+            let blocks = data.len() as u64 / u64::from(p.block_bytes.max(1));
+            match p.on_primary_write(lba, blocks) {
+                Propagate::None => {}
+                Propagate::Sync => {
+                    let overlapping = self.pending.values().any(|q| {
+                        matches!(q, Pending::Sync { pair, lba: l, blocks: b, .. }
+                            if *pair == n && *l < lba + blocks && lba < l + b)
+                    }) || self
+                        .queued
+                        .iter()
+                        .any(|q| q.pair == n && q.lba < lba + blocks && lba < q.lba + blocks);
+                    self.held.entry(host).or_insert((0, None)).0 += 1;
+                    if overlapping {
+                        self.queued.push(QueuedSync {
+                            pair: n.clone(),
+                            host,
+                            lba,
+                            data: data.clone(),
+                        });
+                    } else {
+                        self.send_sync(&n, host, lba, data.clone());
+                    }
+                }
+                Propagate::Journal => {
+                    let Secondary::Remote(naa) = p.secondary else {
+                        continue;
+                    };
+                    let group = p.group.clone();
+                    let g = self.groups.get_mut(&group).expect("pair's group");
+                    if g.journal
+                        .append(&n, naa, lba, blocks, data.clone())
+                        .is_err()
+                    {
+                        warn!(group = %group, "journal full: the group suspends");
+                        self.suspend_group(&group, "journal full");
+                        if let Some(p) = self.pairs.get_mut(&n) {
+                            p.mark_stale(lba, blocks);
+                        }
+                    }
+                }
+            }
+        }
+        self.ship_journals();
+        self.settle_all(vols);
+        self.held.contains_key(&host)
+    }
+
+    fn send_sync(&mut self, pair: &str, host: u64, lba: u64, data: Bytes) {
+        let Some(p) = self.pairs.get_mut(pair) else {
+            return;
+        };
+        let Secondary::Remote(naa) = p.secondary else {
+            return;
+        };
+        let blocks = data.len() as u64 / u64::from(p.block_bytes.max(1));
+        p.sync_inflight += 1;
+        let token = self.token(Pending::Sync {
+            pair: pair.to_string(),
+            host,
+            lba,
+            blocks,
+        });
+        self.actions.push_back(Action::Write {
+            token,
+            naa,
+            lba,
+            data,
+        });
+    }
+
+    fn release(&mut self, host: u64, sense: Option<Sense>) {
+        if let Some(h) = self.held.get_mut(&host) {
+            h.0 = h.0.saturating_sub(1);
+            if sense.is_some() {
+                h.1 = sense;
+            }
+            if h.0 == 0 {
+                let (_, sense) = self.held.remove(&host).expect("present");
+                self.actions.push_back(Action::Release { host, sense });
+            }
+        }
+    }
+
+    fn suspend_group(&mut self, group: &str, why: &str) {
+        let Some(g) = self.groups.get_mut(group) else {
+            return;
+        };
+        let lost = g.journal.discard();
+        let members = g.pairs.clone();
+        for e in lost {
+            if let Some(p) = self.pairs.get_mut(&e.pair) {
+                p.mark_stale(e.lba, e.blocks);
+            }
+        }
+        for m in &members {
+            if let Some(p) = self.pairs.get_mut(m)
+                && matches!(
+                    p.state,
+                    PairState::Pair | PairState::Copy | PairState::Resync
+                )
+            {
+                p.suspend(why);
+                warn!(pair = %m, why, "pair suspended");
+            }
+        }
+        for m in &members {
+            self.notify(m);
+        }
+    }
+
+    // ---- completions and time -------------------------------------------------------
+
+    /// A command the engine asked for ended.
+    pub fn completed(&mut self, token: u64, ok: bool, vols: &mut dyn Volumes) {
+        let Some(p) = self.pending.remove(&token) else {
+            return;
+        };
+        match p {
+            Pending::Sync {
+                pair,
+                host,
+                lba,
+                blocks,
+            } => {
+                let mut sense = None;
+                if let Some(p) = self.pairs.get_mut(&pair) {
+                    p.sync_inflight = p.sync_inflight.saturating_sub(1);
+                    if !ok {
+                        p.mark_stale(lba, blocks);
+                        if p.options.fence {
+                            sense = Some(Sense::new(
+                                SenseKey::ABORTED_COMMAND,
+                                asc::LU_COMMUNICATION_FAILURE,
+                            ));
+                        }
+                        if p.state == PairState::Pair {
+                            p.suspend("secondary not reachable");
+                            warn!(pair = %pair, "sync write to the secondary failed: pair suspended");
+                            self.notify(&pair);
+                        }
+                    }
+                }
+                self.release(host, sense);
+                // Writes queued behind this one.
+                let ready: Vec<QueuedSync> = {
+                    let mut out = Vec::new();
+                    let mut i = 0;
+                    while i < self.queued.len() {
+                        let q = &self.queued[i];
+                        let busy = self.pending.values().any(|x| {
+                            matches!(x, Pending::Sync { pair: pp, lba: l, blocks: b, .. }
+                                if *pp == q.pair && *l < q.lba + blocks.max(1) && q.lba < l + b)
+                        });
+                        if busy || out.iter().any(|o: &QueuedSync| o.pair == q.pair) {
+                            i += 1;
+                        } else {
+                            out.push(self.queued.remove(i));
+                        }
+                    }
+                    out
+                };
+                for q in ready {
+                    let state = self.pairs.get(&q.pair).map(|p| p.state);
+                    if state == Some(PairState::Pair) {
+                        self.send_sync(&q.pair, q.host, q.lba, q.data);
+                    } else {
+                        if let Some(p) = self.pairs.get_mut(&q.pair) {
+                            let n = q.data.len() as u64 / u64::from(p.block_bytes.max(1));
+                            p.mark_stale(q.lba, n);
+                        }
+                        self.release(q.host, None);
+                    }
+                }
+            }
+            Pending::Copy { pair, lba, blocks } => {
+                if let Some(f) = self.copy_flight.get_mut(&pair) {
+                    *f = f.saturating_sub(1);
+                }
+                if let Some(p) = self.pairs.get_mut(&pair) {
+                    p.copy_done(lba, blocks, ok);
+                    if !ok {
+                        p.suspend("copy to the secondary failed");
+                        warn!(pair = %pair, "copy to the secondary failed: pair suspended");
+                        self.notify(&pair);
+                    }
+                }
+            }
+            Pending::Journal { group, seq } => {
+                if ok {
+                    if let Some(g) = self.groups.get_mut(&group) {
+                        g.journal.ack(seq);
+                    }
+                } else if self
+                    .groups
+                    .get(&group)
+                    .is_some_and(|g| g.journal.drained_to() < seq)
+                {
+                    self.suspend_group(&group, "secondary not reachable");
+                }
+                self.ship_journals();
+            }
+            Pending::Notify => {
+                if !ok {
+                    warn!("pair notice to the secondary array failed");
+                }
+            }
+        }
+        self.settle_all(vols);
+    }
+
+    fn ship_journals(&mut self) {
+        let groups: Vec<String> = self.groups.keys().cloned().collect();
+        for gname in groups {
+            loop {
+                let Some(e) = self
+                    .groups
+                    .get_mut(&gname)
+                    .and_then(|g| g.journal.next_to_send(JOURNAL_WINDOW))
+                else {
+                    break;
+                };
+                let token = self.token(Pending::Journal {
+                    group: gname.clone(),
+                    seq: e.seq,
+                });
+                self.actions.push_back(Action::JournalWrite {
+                    token,
+                    naa: e.secondary,
+                    seq: e.seq,
+                    lba: e.lba,
+                    data: e.data,
+                });
+            }
+        }
+    }
+
+    fn run_due_splits(&mut self, now: Duration, vols: &mut dyn Volumes) {
+        let due: Vec<String> = self
+            .groups
+            .iter()
+            .filter(|(_, g)| g.split_at.is_some_and(|t| t <= now))
+            .map(|(n, _)| n.clone())
+            .collect();
+        for g in due {
+            self.split_now(&g, now, vols);
+        }
+    }
+
+    /// Moves pairs whose copying finished to their next state.
+    fn settle_all(&mut self, vols: &mut dyn Volumes) {
+        let _ = vols;
+        let names: Vec<String> = self.pairs.keys().cloned().collect();
+        for n in names {
+            let drained = {
+                let p = &self.pairs[&n];
+                self.groups.get(&p.group).map(|g| g.journal.drained_to())
+            };
+            let changed = self.pairs.get_mut(&n).and_then(|p| p.settle(drained));
+            if let Some(s) = changed {
+                info!(pair = %n, state = s.name(), "pair state");
+                self.notify(&n);
+            }
+        }
+    }
+
+    /// The next time the engine wants [`CopyEngine::tick`].
+    pub fn poll_timeout(&self, now: Duration) -> Option<Duration> {
+        let copying = self.pairs.values().any(|p| {
+            p.options.copy_rate > 0
+                && !p.diff.is_clear()
+                && matches!(
+                    p.state,
+                    PairState::Copy | PairState::Pair | PairState::SplitPending | PairState::Resync
+                )
+        });
+        let split = self.groups.values().filter_map(|g| g.split_at).min();
+        let tick = copying.then(|| now + COPIER_TICK);
+        match (tick, split) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Runs due splits and the background copier.
+    pub fn tick(&mut self, vols: &mut dyn Volumes, now: Duration) {
+        self.run_due_splits(now, vols);
+        let elapsed = now.saturating_sub(self.last_tick).as_nanos();
+        self.last_tick = now;
+        let names: Vec<String> = self.pairs.keys().cloned().collect();
+        for n in names {
+            let (rate, state) = {
+                let p = &self.pairs[&n];
+                (p.options.copy_rate, p.state)
+            };
+            if rate == 0
+                || !matches!(
+                    state,
+                    PairState::Copy | PairState::Pair | PairState::SplitPending | PairState::Resync
+                )
+            {
+                self.budget.remove(&n);
+                continue;
+            }
+            // At most a few ticks' worth accumulates while idle.
+            let cap = u128::from((rate * 2).max(COPY_CHUNK)) * BUDGET_UNIT;
+            let b = self.budget.entry(n.clone()).or_insert(0);
+            *b = (*b + u128::from(rate) * elapsed).min(cap);
+            self.copy_some(&n, vols);
+        }
+        self.ship_journals();
+        self.settle_all(vols);
+    }
+
+    /// Copies stale blocks of pair `n` within its budget.
+    fn copy_some(&mut self, n: &str, vols: &mut dyn Volumes) {
+        loop {
+            let blocks = self.budget.get(n).copied().unwrap_or(0) / BUDGET_UNIT;
+            if blocks == 0 {
+                return;
+            }
+            if self.copy_flight.get(n).copied().unwrap_or(0) >= COPY_WINDOW {
+                return;
+            }
+            let Some(p) = self.pairs.get(n) else {
+                return;
+            };
+            let max = u64::try_from(blocks).unwrap_or(u64::MAX).min(COPY_CHUNK);
+            let Some((lba, cnt)) = p.next_copy(max) else {
+                return;
+            };
+            let Some(data) = self.source_blocks(n, vols, lba, cnt) else {
+                if let Some(p) = self.pairs.get_mut(n) {
+                    p.suspend("primary read error");
+                }
+                return;
+            };
+            *self.budget.get_mut(n).expect("budget") -= u128::from(cnt) * BUDGET_UNIT;
+            let p = self.pairs.get_mut(n).expect("present");
+            p.copy_started(lba, cnt);
+            match p.secondary {
+                Secondary::Local(s) => {
+                    let ok = vols.write(s, lba, &data);
+                    let p = self.pairs.get_mut(n).expect("present");
+                    p.copy_done(lba, cnt, ok);
+                    if !ok {
+                        p.suspend("secondary write error");
+                        return;
+                    }
+                }
+                Secondary::Remote(naa) => {
+                    *self.copy_flight.entry(n.to_string()).or_insert(0) += 1;
+                    let token = self.token(Pending::Copy {
+                        pair: n.to_string(),
+                        lba,
+                        blocks: cnt,
+                    });
+                    self.actions.push_back(Action::Write {
+                        token,
+                        naa,
+                        lba,
+                        data,
+                    });
+                }
+            }
+        }
+    }
+
+    /// The split-time (or current, before a split) primary data of `cnt` blocks at
+    /// `lba`: preserved copies where the host overwrote them, the primary otherwise.
+    fn source_blocks(&self, n: &str, vols: &dyn Volumes, lba: u64, cnt: u64) -> Option<Bytes> {
+        let p = self.pairs.get(n)?;
+        let live = vols.read(p.primary, lba, cnt)?;
+        if p.preserved.range(lba..lba + cnt).next().is_none() {
+            return Some(live);
+        }
+        let bb = p.block_bytes as usize;
+        let mut out = BytesMut::with_capacity(live.len());
+        for (i, b) in (lba..lba + cnt).enumerate() {
+            match p.preserved.get(&b) {
+                Some(old) => out.extend_from_slice(old),
+                None => out.extend_from_slice(&live[i * bb..(i + 1) * bb]),
+            }
+        }
+        Some(out.freeze())
+    }
+
+    // ---- backup (seed 004) ----------------------------------------------------------
+
+    /// A backup (EXTENDED COPY) reading LU `lun` of this array over `ranges` begins.
+    /// `Ok(None)`: the LU is no pair's secondary, a plain copy. Refusals: a secondary
+    /// that holds no split image (COMMAND SEQUENCE ERROR, unless the pair splits on a
+    /// backup: embodiment 4), strategy H while SplitPending (NOT READY, OPERATION IN
+    /// PROGRESS: the host polls).
+    pub fn backup_begin(
+        &mut self,
+        lun: u16,
+        ranges: &[(u64, u64)],
+        now: Duration,
+        vols: &mut dyn Volumes,
+    ) -> Result<Option<BackupSource>, Sense> {
+        self.run_due_splits(now, vols);
+        if let Some(r) = self.roles.get(&lun) {
+            return match r.notice.state {
+                Some(PairState::Split) => Ok(None),
+                _ => Err(Sense::new(
+                    SenseKey::NOT_READY,
+                    asc::LU_NOT_READY_OPERATION_IN_PROGRESS,
+                )),
+            };
+        }
+        let Some(p) = self
+            .pairs
+            .values()
+            .find(|p| p.secondary == Secondary::Local(lun))
+        else {
+            return Ok(None);
+        };
+        let name = p.name.clone();
+        let mut early = false;
+        match p.state {
+            PairState::Copy | PairState::Pair if p.options.backup_implies_split => {
+                let group = p.group.clone();
+                self.split_now(&group, now, vols);
+                early = true;
+            }
+            PairState::SplitPending if p.options.strategy == BackupStrategy::H => {
+                return Err(Sense::new(
+                    SenseKey::NOT_READY,
+                    asc::LU_NOT_READY_OPERATION_IN_PROGRESS,
+                ));
+            }
+            PairState::SplitPending | PairState::Split => {}
+            _ => {
+                return Err(Sense::new(
+                    SenseKey::ILLEGAL_REQUEST,
+                    asc::COMMAND_SEQUENCE_ERROR,
+                ));
+            }
+        }
+        let p = self.pairs.get_mut(&name).expect("present");
+        if p.state == PairState::SplitPending
+            && p.options.strategy == BackupStrategy::R
+            && p.options.priority
+            && p.options.granularity == Granularity::WholeRange
+        {
+            p.priority_ranges.extend_from_slice(ranges);
+        }
+        Ok(Some(BackupSource {
+            pair: name,
+            strategy: p.options.strategy,
+            granularity: p.options.granularity,
+            early,
+        }))
+    }
+
+    /// Reads `cnt` blocks at `lba` of the backup source for the tape; `range` is the
+    /// segment the unit belongs to.
+    pub fn backup_read(
+        &mut self,
+        src: &BackupSource,
+        vols: &dyn Volumes,
+        lba: u64,
+        cnt: u64,
+        range: (u64, u64),
+    ) -> BackupRead {
+        let Some(p) = self.pairs.get_mut(&src.pair) else {
+            return BackupRead::Fail(Sense::copy_aborted(asc::COMMAND_SEQUENCE_ERROR));
+        };
+        let Secondary::Local(s) = p.secondary else {
+            return BackupRead::Fail(Sense::copy_aborted(asc::COMMAND_SEQUENCE_ERROR));
+        };
+        if !p.state.is_split() {
+            // Resynced or deleted under the backup: the image is gone.
+            return BackupRead::Fail(Sense::copy_aborted(asc::COMMAND_SEQUENCE_ERROR));
+        }
+        let read_s = |vols: &dyn Volumes| {
+            vols.read(s, lba, cnt).map_or(
+                BackupRead::Fail(Sense::copy_aborted(asc::THIRD_PARTY_DEVICE_FAILURE)),
+                BackupRead::Data,
+            )
+        };
+        if p.state == PairState::Split {
+            return read_s(vols);
+        }
+        match src.strategy {
+            BackupStrategy::R | BackupStrategy::H => {
+                let (l, n) = match src.granularity {
+                    Granularity::WholeRange => range,
+                    Granularity::PerTransferUnit => (lba, cnt),
+                };
+                if p.range_dirty(l, n) {
+                    if p.options.priority && !p.priority_ranges.contains(&(l, n)) {
+                        p.priority_ranges.push((l, n));
+                    }
+                    BackupRead::Wait
+                } else {
+                    read_s(vols)
+                }
+            }
+            BackupStrategy::W => {
+                if p.diff.is_clear() && p.inflight.is_clear() {
+                    read_s(vols)
+                } else {
+                    BackupRead::Wait
+                }
+            }
+            BackupStrategy::M => {
+                // P_split(b) = diff(b) ? P(b) (or its preserved copy) : S(b), block by
+                // block, checked and read in one step (INV-4, INV-13).
+                let name = src.pair.clone();
+                if !p.range_dirty(lba, cnt) {
+                    return read_s(vols);
+                }
+                let (Some(sd), Some(pd)) = (
+                    vols.read(s, lba, cnt),
+                    self.source_blocks(&name, vols, lba, cnt),
+                ) else {
+                    return BackupRead::Fail(Sense::copy_aborted(asc::THIRD_PARTY_DEVICE_FAILURE));
+                };
+                let p = &self.pairs[&name];
+                let bb = p.block_bytes as usize;
+                let mut out = BytesMut::with_capacity(sd.len());
+                for (i, b) in (lba..lba + cnt).enumerate() {
+                    let from = if p.diff.get(b) { &pd } else { &sd };
+                    out.extend_from_slice(&from[i * bb..(i + 1) * bb]);
+                }
+                BackupRead::Data(out.freeze())
+            }
+        }
+    }
+
+    // ---- secondary side -------------------------------------------------------------
+
+    /// A PAIR NOTIFY from the primary array about LU `lun`.
+    pub fn on_notice(&mut self, lun: u16, notice: wire::PairNotice) {
+        match notice.state {
+            None => {
+                info!(lun, pair = %notice.pair, "secondary released: simplex");
+                self.roles.remove(&lun);
+            }
+            Some(s) => {
+                if !self.roles.contains_key(&lun) {
+                    info!(lun, pair = %notice.pair, "LU is now a secondary");
+                }
+                self.appliers.entry(notice.group.clone()).or_default();
+                if s == PairState::Copy || s == PairState::Resync {
+                    // A new formation or resync: the journal restarts after it.
+                    self.appliers
+                        .insert(notice.group.clone(), JournalApplier::default());
+                }
+                self.roles.insert(lun, SecondaryRole { notice });
+            }
+        }
+    }
+
+    /// A JOURNAL WRITE for LU `lun`: buffered, and applied in sequence order with the
+    /// rest of its group.
+    pub fn on_journal_write(
+        &mut self,
+        vols: &mut dyn Volumes,
+        lun: u16,
+        seq: u64,
+        lba: u64,
+        data: Bytes,
+    ) -> Result<(), Sense> {
+        let Some(role) = self.roles.get(&lun) else {
+            return Err(Sense::new(
+                SenseKey::ILLEGAL_REQUEST,
+                asc::COMMAND_SEQUENCE_ERROR,
+            ));
+        };
+        let group = role.notice.group.clone();
+        let applier = self.appliers.entry(group).or_default();
+        for (_, l, at, d) in applier.receive(seq, lun, lba, data) {
+            if !vols.write(l, at, &d) {
+                return Err(Sense::new(SenseKey::MEDIUM_ERROR, asc::WRITE_ERROR));
+            }
+        }
+        Ok(())
+    }
+
+    /// Takeover at the secondary: the LUs of `pair` (or of every pair of its group)
+    /// become writable Simplex volumes holding the last applicable prefix. Returns the
+    /// LUNs taken over.
+    pub fn takeover(&mut self, pair: &str) -> Result<Vec<u16>, CopyError> {
+        let group = self
+            .roles
+            .values()
+            .find(|r| r.notice.pair == pair || r.notice.group == pair)
+            .map(|r| r.notice.group.clone())
+            .ok_or_else(|| CopyError::NoSuchPair(pair.to_string()))?;
+        let luns: Vec<u16> = self
+            .roles
+            .iter()
+            .filter(|(_, r)| r.notice.group == group)
+            .map(|(l, _)| *l)
+            .collect();
+        for l in &luns {
+            self.roles.remove(l);
+        }
+        if let Some(mut a) = self.appliers.remove(&group) {
+            let dropped = a.takeover();
+            info!(group = %group, applied = a.applied, dropped, "takeover");
+        }
+        Ok(luns)
+    }
+
+    /// Secondary roles held by this array: (lun, pair, group, state).
+    pub fn roles(&self) -> Vec<(u16, String, String, Option<PairState>, u64)> {
+        self.roles
+            .iter()
+            .map(|(l, r)| {
+                let applied = self.appliers.get(&r.notice.group).map_or(0, |a| a.applied);
+                (
+                    *l,
+                    r.notice.pair.clone(),
+                    r.notice.group.clone(),
+                    r.notice.state,
+                    applied,
+                )
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests;

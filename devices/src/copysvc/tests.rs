@@ -1,0 +1,406 @@
+//! Engine unit tests: no runtime, volumes in vectors, remote commands answered by hand.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use fcsim_fabric::{Wwn, Wwpn};
+
+use super::*;
+
+/// LUs of 64 blocks of 4 bytes.
+#[derive(Default)]
+pub(crate) struct Vols(BTreeMap<u16, Vec<u8>>);
+
+const BB: usize = 4;
+
+impl Vols {
+    fn new(luns: &[u16]) -> Vols {
+        Vols(luns.iter().map(|l| (*l, vec![0; 64 * BB])).collect())
+    }
+    fn block(&self, lun: u16, b: u64) -> u8 {
+        self.0[&lun][b as usize * BB]
+    }
+    /// A host write of value `v` to block `b` of `lun` through the engine.
+    fn host_write(&mut self, e: &mut CopyEngine, lun: u16, b: u64, v: u8, host: u64) -> bool {
+        e.before_write(self, lun, b, 1, Wwpn(Wwn(9)), Duration::ZERO)
+            .unwrap();
+        let data = Bytes::from(vec![v; BB]);
+        self.write(lun, b, &data);
+        e.after_write(self, lun, b, data, host)
+    }
+}
+
+impl Volumes for Vols {
+    fn geometry(&self, lun: u16) -> Option<(u64, u32)> {
+        self.0.get(&lun).map(|_| (64, BB as u32))
+    }
+    fn read(&self, lun: u16, lba: u64, blocks: u64) -> Option<Bytes> {
+        let v = self.0.get(&lun)?;
+        Some(Bytes::copy_from_slice(
+            &v[lba as usize * BB..(lba + blocks) as usize * BB],
+        ))
+    }
+    fn write(&mut self, lun: u16, lba: u64, data: &Bytes) -> bool {
+        let Some(v) = self.0.get_mut(&lun) else {
+            return false;
+        };
+        v[lba as usize * BB..lba as usize * BB + data.len()].copy_from_slice(data);
+        true
+    }
+}
+
+fn local(e: &mut CopyEngine, v: &mut Vols, opts: PairOptions) {
+    e.create(
+        PairSpec {
+            name: "p".into(),
+            primary: 0,
+            secondary: Secondary::Local(1),
+            mode: PairMode::Local,
+            group: None,
+            options: opts,
+        },
+        v,
+    )
+    .unwrap();
+}
+
+fn remote(e: &mut CopyEngine, v: &mut Vols, name: &str, lun: u16, mode: PairMode) {
+    e.create(
+        PairSpec {
+            name: name.into(),
+            primary: lun,
+            secondary: Secondary::Remote(Wwn(0x6000 + u64::from(lun))),
+            mode,
+            group: Some("g".into()),
+            options: PairOptions::default(),
+        },
+        v,
+    )
+    .unwrap();
+}
+
+/// Ticks until the copier has nothing to do, answering remote commands with `ok`.
+fn run(e: &mut CopyEngine, v: &mut Vols, now: &mut Duration, ok: bool) -> Vec<Action> {
+    let mut seen = Vec::new();
+    for _ in 0..10_000 {
+        *now += Duration::from_millis(1);
+        e.tick(v, *now);
+        let mut any = false;
+        while let Some(a) = e.poll_action() {
+            any = true;
+            match &a {
+                Action::Write { token, .. } | Action::JournalWrite { token, .. } => {
+                    e.completed(*token, ok, v)
+                }
+                Action::Notify { token, .. } => e.completed(*token, true, v),
+                Action::Release { .. } => {}
+            }
+            seen.push(a);
+        }
+        if !any && e.poll_timeout(*now).is_none() {
+            break;
+        }
+    }
+    seen
+}
+
+fn state(e: &CopyEngine, p: &str) -> PairState {
+    e.pair(p).unwrap().state
+}
+
+#[test]
+fn local_pair_formation_then_update_copy() {
+    let (mut e, mut v, mut now) = (CopyEngine::new(vec![]), Vols::new(&[0, 1]), Duration::ZERO);
+    v.write(0, 3, &Bytes::from_static(&[7; 4]));
+    local(&mut e, &mut v, PairOptions::default());
+    assert_eq!(state(&e, "p"), PairState::Copy);
+    run(&mut e, &mut v, &mut now, true);
+    assert_eq!(state(&e, "p"), PairState::Pair);
+    assert_eq!(v.block(1, 3), 7);
+    assert!(
+        !v.host_write(&mut e, 0, 5, 9, 1),
+        "a local pair never holds the host"
+    );
+    run(&mut e, &mut v, &mut now, true);
+    assert_eq!(v.block(1, 5), 9);
+}
+
+#[test]
+fn split_is_immediate_and_copy_before_write_keeps_the_split_image() {
+    let (mut e, mut v, mut now) = (CopyEngine::new(vec![]), Vols::new(&[0, 1]), Duration::ZERO);
+    local(&mut e, &mut v, PairOptions::default());
+    run(&mut e, &mut v, &mut now, true);
+    // Stall the copier, write, split.
+    e.pairs.get_mut("p").unwrap().options.copy_rate = 0;
+    v.host_write(&mut e, 0, 2, 1, 1);
+    e.split("p", None, now, &mut v).unwrap();
+    assert_eq!(state(&e, "p"), PairState::SplitPending, "INV-6");
+    // Post-split write to the still-dirty block: the old value goes to S first.
+    v.host_write(&mut e, 0, 2, 2, 2);
+    assert_eq!(v.block(1, 2), 1, "copy-before-write");
+    assert_eq!(v.block(0, 2), 2);
+    assert!(!e.pair("p").unwrap().diff.get(2));
+    assert_eq!(state(&e, "p"), PairState::Split);
+    // S is frozen; the post-split write is recorded for resync.
+    assert!(e.pair("p").unwrap().post.get(2));
+    e.resync("p").unwrap();
+    e.pairs.get_mut("p").unwrap().options.copy_rate = 1024;
+    run(&mut e, &mut v, &mut now, true);
+    assert_eq!(state(&e, "p"), PairState::Pair);
+    assert_eq!(v.block(1, 2), 2);
+}
+
+#[test]
+fn secondary_is_write_protected_until_split() {
+    let (mut e, mut v) = (CopyEngine::new(vec![]), Vols::new(&[0, 1]));
+    local(&mut e, &mut v, PairOptions::default());
+    let r = e.before_write(&mut v, 1, 0, 1, Wwpn(Wwn(9)), Duration::ZERO);
+    assert_eq!(r.unwrap_err().key, SenseKey::DATA_PROTECT);
+}
+
+#[test]
+fn sync_write_is_held_until_the_secondary_has_it() {
+    let (mut e, mut v, mut now) = (CopyEngine::new(vec![]), Vols::new(&[0]), Duration::ZERO);
+    remote(&mut e, &mut v, "s", 0, PairMode::Sync);
+    run(&mut e, &mut v, &mut now, true);
+    assert_eq!(state(&e, "s"), PairState::Pair);
+    assert!(v.host_write(&mut e, 0, 1, 5, 42));
+    let Some(Action::Write { token, .. }) = e.poll_action() else {
+        panic!("expected the secondary write")
+    };
+    assert!(e.poll_action().is_none());
+    e.completed(token, true, &mut v);
+    assert_eq!(
+        e.poll_action(),
+        Some(Action::Release {
+            host: 42,
+            sense: None
+        })
+    );
+}
+
+#[test]
+fn sync_link_loss_suspends_and_tracks() {
+    let (mut e, mut v, mut now) = (CopyEngine::new(vec![]), Vols::new(&[0]), Duration::ZERO);
+    remote(&mut e, &mut v, "s", 0, PairMode::Sync);
+    run(&mut e, &mut v, &mut now, true);
+    v.host_write(&mut e, 0, 1, 5, 42);
+    let Some(Action::Write { token, .. }) = e.poll_action() else {
+        panic!()
+    };
+    e.completed(token, false, &mut v);
+    assert_eq!(state(&e, "s"), PairState::Suspended);
+    assert!(e.pair("s").unwrap().diff.get(1));
+    // Later writes are tracked, not sent; the host is answered at once.
+    assert!(!v.host_write(&mut e, 0, 7, 5, 43));
+    assert!(e.pair("s").unwrap().diff.get(7));
+    e.resync("s").unwrap();
+    run(&mut e, &mut v, &mut now, true);
+    assert_eq!(state(&e, "s"), PairState::Pair);
+}
+
+#[test]
+fn overlapping_sync_writes_reach_the_secondary_in_order() {
+    let (mut e, mut v, mut now) = (CopyEngine::new(vec![]), Vols::new(&[0]), Duration::ZERO);
+    remote(&mut e, &mut v, "s", 0, PairMode::Sync);
+    run(&mut e, &mut v, &mut now, true);
+    while e.poll_action().is_some() {}
+    v.host_write(&mut e, 0, 1, 5, 1);
+    v.host_write(&mut e, 0, 1, 6, 2);
+    let Some(Action::Write { token, data, .. }) = e.poll_action() else {
+        panic!()
+    };
+    assert_eq!(data[0], 5);
+    assert!(e.poll_action().is_none(), "the second waits for the first");
+    e.completed(token, true, &mut v);
+    let mut next = None;
+    while let Some(a) = e.poll_action() {
+        if let Action::Write { data, .. } = a {
+            next = Some(data[0]);
+        }
+    }
+    assert_eq!(next, Some(6));
+}
+
+#[test]
+fn async_journal_is_applied_as_a_prefix() {
+    let (mut e, mut v, mut now) = (CopyEngine::new(vec![]), Vols::new(&[0]), Duration::ZERO);
+    remote(&mut e, &mut v, "a", 0, PairMode::Async);
+    run(&mut e, &mut v, &mut now, true);
+    assert_eq!(state(&e, "a"), PairState::Pair);
+    // Secondary side in another engine.
+    let (mut sec, mut sv) = (CopyEngine::new(vec![]), Vols::new(&[0]));
+    sec.on_notice(
+        0,
+        wire::PairNotice {
+            pair: "a".into(),
+            group: "g".into(),
+            state: Some(PairState::Pair),
+            writers: vec![],
+        },
+    );
+    for (i, val) in [1u8, 2, 3].into_iter().enumerate() {
+        assert!(!v.host_write(&mut e, 0, i as u64, val, i as u64));
+    }
+    let writes: Vec<Action> = std::iter::from_fn(|| e.poll_action()).collect();
+    assert_eq!(writes.len(), 3);
+    // Deliver out of order: 3, then 1, then 2.
+    let get = |i: usize| match &writes[i] {
+        Action::JournalWrite { seq, lba, data, .. } => (*seq, *lba, data.clone()),
+        _ => panic!(),
+    };
+    let (s3, l3, d3) = get(2);
+    sec.on_journal_write(&mut sv, 0, s3, l3, d3).unwrap();
+    assert_eq!(sv.block(0, 2), 0, "not applied past a gap");
+    let (s1, l1, d1) = get(0);
+    sec.on_journal_write(&mut sv, 0, s1, l1, d1).unwrap();
+    assert_eq!((sv.block(0, 0), sv.block(0, 2)), (1, 0));
+    let (s2, l2, d2) = get(1);
+    sec.on_journal_write(&mut sv, 0, s2, l2, d2).unwrap();
+    assert_eq!(sv.block(0, 2), 3);
+}
+
+#[test]
+fn full_journal_suspends_the_group() {
+    let (mut e, mut v, mut now) = (CopyEngine::new(vec![]), Vols::new(&[0]), Duration::ZERO);
+    remote(&mut e, &mut v, "a", 0, PairMode::Async);
+    run(&mut e, &mut v, &mut now, true);
+    e.set_journal_capacity("g", 8).unwrap();
+    v.host_write(&mut e, 0, 0, 1, 1);
+    v.host_write(&mut e, 0, 1, 1, 2);
+    assert_eq!(state(&e, "a"), PairState::Pair);
+    v.host_write(&mut e, 0, 2, 1, 3);
+    assert_eq!(state(&e, "a"), PairState::Suspended);
+    let d = &e.pair("a").unwrap().diff;
+    assert!(
+        d.get(0) && d.get(1) && d.get(2),
+        "the journal falls back to the bitmap"
+    );
+}
+
+#[test]
+fn group_split_waits_for_the_journal_up_to_the_split() {
+    let (mut e, mut v, mut now) = (CopyEngine::new(vec![]), Vols::new(&[0, 1]), Duration::ZERO);
+    remote(&mut e, &mut v, "a", 0, PairMode::Async);
+    remote(&mut e, &mut v, "b", 1, PairMode::Async);
+    run(&mut e, &mut v, &mut now, true);
+    v.host_write(&mut e, 0, 0, 1, 1);
+    let Some(Action::JournalWrite { token, .. }) = e.poll_action() else {
+        panic!()
+    };
+    e.split("a", None, now, &mut v).unwrap();
+    assert_eq!(state(&e, "a"), PairState::SplitPending);
+    assert_eq!(state(&e, "b"), PairState::SplitPending, "the whole group");
+    v.host_write(&mut e, 1, 0, 1, 2);
+    assert!(
+        e.poll_action().is_none(),
+        "post-split writes are not journalled"
+    );
+    e.completed(token, true, &mut v);
+    assert_eq!(state(&e, "a"), PairState::Split);
+    assert_eq!(state(&e, "b"), PairState::Split);
+}
+
+#[test]
+fn timed_split_and_late_split() {
+    let (mut e, mut v, mut now) = (CopyEngine::new(vec![]), Vols::new(&[0, 1]), Duration::ZERO);
+    local(&mut e, &mut v, PairOptions::default());
+    run(&mut e, &mut v, &mut now, true);
+    assert!(matches!(
+        e.split("p", Some(now - Duration::from_nanos(1)), now, &mut v),
+        Err(CopyError::TooLate { .. })
+    ));
+    e.split("p", Some(now + Duration::from_nanos(500)), now, &mut v)
+        .unwrap();
+    assert_eq!(state(&e, "p"), PairState::Pair);
+    assert_eq!(e.poll_timeout(now), Some(now + Duration::from_nanos(500)));
+    e.tick(&mut v, now + Duration::from_nanos(500));
+    assert_eq!(state(&e, "p"), PairState::Split);
+}
+
+/// The backup image under each strategy, with the copier stalled and a post-split
+/// write storm on the range.
+fn backup_image(strategy: BackupStrategy, granularity: Granularity) -> (Vec<u8>, bool) {
+    let (mut e, mut v, mut now) = (CopyEngine::new(vec![]), Vols::new(&[0, 1]), Duration::ZERO);
+    local(
+        &mut e,
+        &mut v,
+        PairOptions {
+            strategy,
+            granularity,
+            ..PairOptions::default()
+        },
+    );
+    run(&mut e, &mut v, &mut now, true);
+    e.pairs.get_mut("p").unwrap().options.copy_rate = 0;
+    for b in 0..16 {
+        v.host_write(&mut e, 0, b, 10 + b as u8, b);
+    }
+    e.split("p", None, now, &mut v).unwrap();
+    let split_image: Vec<u8> = (0..16).map(|b| v.block(0, b)).collect();
+    for b in (0..16).step_by(3) {
+        v.host_write(&mut e, 0, b, 99, 100 + b);
+    }
+    let src = e.backup_begin(1, &[(0, 16)], now, &mut v).unwrap().unwrap();
+    let mut tape = Vec::new();
+    let mut waited = false;
+    let mut at = 0;
+    while at < 16 {
+        match e.backup_read(&src, &v, at, 4, (0, 16)) {
+            BackupRead::Data(d) => {
+                tape.extend(d.chunks(BB).map(|c| c[0]));
+                at += 4;
+            }
+            BackupRead::Wait => {
+                waited = true;
+                e.pairs.get_mut("p").unwrap().options.copy_rate = 4;
+                now += Duration::from_millis(1);
+                e.tick(&mut v, now);
+            }
+            BackupRead::Fail(s) => panic!("{s:?}"),
+        }
+    }
+    assert_eq!(tape, split_image, "INV-1 under {strategy:?}");
+    (tape, waited)
+}
+
+#[test]
+fn every_strategy_writes_the_split_image() {
+    let (_, waited) = backup_image(BackupStrategy::M, Granularity::WholeRange);
+    assert!(!waited, "M never waits");
+    assert!(backup_image(BackupStrategy::R, Granularity::WholeRange).1);
+    assert!(backup_image(BackupStrategy::R, Granularity::PerTransferUnit).1);
+    assert!(backup_image(BackupStrategy::W, Granularity::WholeRange).1);
+}
+
+#[test]
+fn strategy_h_refuses_while_split_pending() {
+    let (mut e, mut v, mut now) = (CopyEngine::new(vec![]), Vols::new(&[0, 1]), Duration::ZERO);
+    local(
+        &mut e,
+        &mut v,
+        PairOptions {
+            strategy: BackupStrategy::H,
+            ..PairOptions::default()
+        },
+    );
+    run(&mut e, &mut v, &mut now, true);
+    e.pairs.get_mut("p").unwrap().options.copy_rate = 0;
+    v.host_write(&mut e, 0, 1, 1, 1);
+    e.split("p", None, now, &mut v).unwrap();
+    let s = e.backup_begin(1, &[(0, 4)], now, &mut v).unwrap_err();
+    assert_eq!(s.key, SenseKey::NOT_READY);
+}
+
+#[test]
+fn backup_of_an_unsplit_secondary_is_a_sequence_error_unless_it_implies_the_split() {
+    let (mut e, mut v, mut now) = (CopyEngine::new(vec![]), Vols::new(&[0, 1]), Duration::ZERO);
+    local(&mut e, &mut v, PairOptions::default());
+    run(&mut e, &mut v, &mut now, true);
+    let s = e.backup_begin(1, &[(0, 4)], now, &mut v).unwrap_err();
+    assert_eq!(s.asc_pair(), asc::COMMAND_SEQUENCE_ERROR);
+    e.pairs.get_mut("p").unwrap().options.backup_implies_split = true;
+    let src = e.backup_begin(1, &[(0, 4)], now, &mut v).unwrap().unwrap();
+    assert!(src.early);
+    assert!(state(&e, "p").is_split());
+}

@@ -1,0 +1,108 @@
+//! The copy services' in-band commands between arrays: a vendor-specific SCSI operation
+//! code (D6h, "COPY SERVICES") with a service action, sent by the primary array's copy
+//! port to an LU of the secondary array.
+//!
+//! ```text
+//! JOURNAL WRITE (service action 02h), data-out = the journalled write's blocks
+//!   byte 0 D6h   byte 1 02h   bytes 2-7 SEQUENCE NUMBER (48 bits)
+//!   bytes 8-13 LBA (48 bits)  bytes 14-15 NUMBER OF BLOCKS
+//! PAIR NOTIFY (service action 01h), data-out = JSON [`PairNotice`]
+//!   byte 0 D6h   byte 1 01h   bytes 10-13 PARAMETER LIST LENGTH
+//! ```
+
+use serde::{Deserialize, Serialize};
+
+use super::pair::PairState;
+
+pub const OPCODE: u8 = 0xD6;
+pub const SA_NOTIFY: u8 = 0x01;
+pub const SA_JOURNAL_WRITE: u8 = 0x02;
+
+/// What the primary tells the secondary array about one of its LUs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PairNotice {
+    pub pair: String,
+    pub group: String,
+    /// The pair's state; `None`: the pair was deleted (the LU is Simplex again).
+    pub state: Option<PairState>,
+    /// Initiator WWPNs (the primary array's ports) allowed to write the LU.
+    pub writers: Vec<u64>,
+}
+
+fn put48(b: &mut [u8], v: u64) {
+    b.copy_from_slice(&v.to_be_bytes()[2..]);
+}
+
+fn get48(b: &[u8]) -> u64 {
+    let mut x = [0u8; 8];
+    x[2..].copy_from_slice(b);
+    u64::from_be_bytes(x)
+}
+
+/// A JOURNAL WRITE CDB.
+pub fn journal_write(seq: u64, lba: u64, blocks: u16) -> [u8; 16] {
+    let mut c = [0u8; 16];
+    c[0] = OPCODE;
+    c[1] = SA_JOURNAL_WRITE;
+    put48(&mut c[2..8], seq);
+    put48(&mut c[8..14], lba);
+    c[14..16].copy_from_slice(&blocks.to_be_bytes());
+    c
+}
+
+/// A PAIR NOTIFY CDB for a parameter list of `len` bytes.
+pub fn notify(len: u32) -> [u8; 16] {
+    let mut c = [0u8; 16];
+    c[0] = OPCODE;
+    c[1] = SA_NOTIFY;
+    c[10..14].copy_from_slice(&len.to_be_bytes());
+    c
+}
+
+/// A parsed COPY SERVICES command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Command {
+    JournalWrite { seq: u64, lba: u64, blocks: u16 },
+    Notify { len: u32 },
+}
+
+/// Parses a D6h CDB; `Err(byte)` names the invalid field.
+pub fn parse(cdb: &[u8]) -> Result<Command, u16> {
+    if cdb.len() < 16 || cdb[0] != OPCODE {
+        return Err(0);
+    }
+    match cdb[1] {
+        SA_JOURNAL_WRITE => Ok(Command::JournalWrite {
+            seq: get48(&cdb[2..8]),
+            lba: get48(&cdb[8..14]),
+            blocks: u16::from_be_bytes([cdb[14], cdb[15]]),
+        }),
+        SA_NOTIFY => Ok(Command::Notify {
+            len: u32::from_be_bytes([cdb[10], cdb[11], cdb[12], cdb[13]]),
+        }),
+        _ => Err(1),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn journal_write_round_trips() {
+        let c = journal_write(0x0000_1234_5678_9abc, 77, 8);
+        assert_eq!(
+            parse(&c),
+            Ok(Command::JournalWrite {
+                seq: 0x1234_5678_9abc,
+                lba: 77,
+                blocks: 8
+            })
+        );
+        assert_eq!(parse(&notify(40)), Ok(Command::Notify { len: 40 }));
+        let mut bad = notify(1);
+        bad[1] = 9;
+        assert_eq!(parse(&bad), Err(1));
+        assert_eq!(parse(&[0xD6]), Err(0));
+    }
+}
