@@ -198,8 +198,8 @@ pub struct BlockMismatch {
 
 /// What every block of a volume may legally hold at one instant.
 ///
-/// Blocks never touched by a write recorded up to that instant are absent and must
-/// hold their initial content.
+/// Blocks touched only by writes issued after that instant hold their initial content
+/// only; blocks never written are absent.
 #[derive(Debug, Clone, Serialize)]
 pub struct ImageModel {
     /// The volume.
@@ -464,10 +464,11 @@ impl History {
             .count()
     }
 
-    /// How write `w` stands at instant `at` (`None` = after everything).
-    fn status(w: &WriteRecord, at: Option<Duration>) -> Status {
-        let by = |t: Option<Duration>| t.is_some_and(|t| at.is_none_or(|at| t <= at));
-        if at.is_some_and(|at| w.issued_at > at) {
+    /// How write `w` stands at an instant known only to lie in `[from, to]`: ended if
+    /// it ended by `from`, not yet issued if issued after `to`, in flight otherwise.
+    fn status_across(w: &WriteRecord, from: Option<Duration>, to: Option<Duration>) -> Status {
+        let by = |t: Option<Duration>| t.is_some_and(|t| from.is_none_or(|at| t <= at));
+        if to.is_some_and(|to| w.issued_at > to) {
             return Status::Future;
         }
         match (w.end_seq, &w.outcome) {
@@ -484,15 +485,36 @@ impl History {
     /// What every block of `volume` may legally hold at instant `at` (`None` = after
     /// everything recorded), by the rule in the module doc.
     pub fn expected_image(&self, volume: &str, at: Option<Duration>) -> ImageModel {
+        self.expected_image_across(volume, at, at)
+    }
+
+    /// What every block may hold at a cut that happened somewhere in `[from, to]` (a
+    /// split acknowledged at `to` after it was asked for at `from`): writes ended by
+    /// `from` are in, writes issued after `to` are out, the rest may fall either side.
+    pub fn expected_image_across(
+        &self,
+        volume: &str,
+        from: Option<Duration>,
+        to: Option<Duration>,
+    ) -> ImageModel {
+        let at = to;
         let mut blocks = BTreeMap::new();
         for (&lba, ids) in self.index.get(volume).into_iter().flatten() {
             let touching: Vec<(&WriteRecord, Status)> = ids
                 .iter()
                 .filter_map(|&id| self.get(id))
-                .map(|w| (w, Self::status(w, at)))
+                .map(|w| (w, Self::status_across(w, from, to)))
                 .filter(|(_, s)| *s != Status::Future)
                 .collect();
             if touching.is_empty() {
+                // Written only later: it must still hold its initial content.
+                blocks.insert(
+                    lba,
+                    BlockCandidates {
+                        initial_allowed: true,
+                        writes: Vec::new(),
+                    },
+                );
                 continue;
             }
             // The latest issue among writes acknowledged by `at`: anything that ended
@@ -521,6 +543,31 @@ impl History {
             block_bytes: self.block_size_of(volume),
             blocks,
         }
+    }
+
+    /// The earliest instant whose image `volume` holds (`read_block` as in
+    /// [`History::check_no_acked_write_lost`]): the volume is a prefix of the write
+    /// order, cut there. `None`: no instant fits, the volume mixes writes out of order.
+    pub fn prefix_instant(
+        &self,
+        volume: &str,
+        read_block: impl Fn(u64) -> Option<u64>,
+    ) -> Option<Option<Duration>> {
+        let mut instants: Vec<Duration> = self
+            .writes_to(volume)
+            .flat_map(|w| [Some(w.issued_at), w.acked_at, w.failed_at])
+            .flatten()
+            .collect();
+        instants.sort();
+        instants.dedup();
+        // Before the first write (only initial content), then after each event.
+        let before = instants
+            .first()
+            .map(|t| t.saturating_sub(Duration::from_nanos(1)));
+        std::iter::once(before)
+            .chain(instants.into_iter().map(Some))
+            .chain(std::iter::once(None))
+            .find(|t| self.expected_image(volume, *t).check(&read_block).is_ok())
     }
 
     /// The acknowledged writes to `volume` that the volume no longer reflects.
@@ -666,9 +713,17 @@ mod tests {
         // Exact data kept for reconstruction.
         let w = h.get(1).unwrap();
         assert_eq!(w.block_data(3).unwrap(), data(1, 2).slice(16..32));
-        // Before the third write was issued, blocks 4..6 are untouched.
+        // Before the third write was issued, blocks 4..8 must hold initial content.
         let early = h.expected_image(VOL, Some(us(15)));
-        assert_eq!(early.blocks.len(), 4);
+        assert_eq!(early.blocks.len(), 8);
+        assert!(
+            (4..8).all(|b| early.candidates(b).unwrap().writes.is_empty()
+                && early.candidates(b).unwrap().initial_allowed)
+        );
+        assert!(
+            early.check(vol.read()).is_err(),
+            "the final volume is not that image"
+        );
     }
 
     #[test]

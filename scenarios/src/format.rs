@@ -644,8 +644,132 @@ pub enum Step {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         until: Option<WaitUntil>,
     },
+    /// Create a copy pair at the primary's array (DESIGN.md §7): `local` (both LUs on
+    /// one array), `sync` or `async` (another array's LU, reached through the fabric by
+    /// the primary array's ports). The formation copy starts at once.
+    PairCreate {
+        /// Pair name, unique in the scenario.
+        name: String,
+        /// Primary volume.
+        primary: LuRef,
+        /// Secondary volume.
+        secondary: LuRef,
+        mode: PairModeSpec,
+        /// Consistency group; default a group of its own named after the pair.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        group: Option<String>,
+        /// Settings; see [`PairSettings`].
+        #[serde(flatten)]
+        settings: PairSettings,
+        /// Async groups: journal capacity in bytes; default 64 MiB.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        journal_bytes: Option<u64>,
+    },
+    /// Split a pair (and its whole consistency group): acknowledged at once, the
+    /// secondary `split_pending` until the split-time differences are copied. With
+    /// `at`, the split happens at that timeline time.
+    PairSplit {
+        /// Pair or consistency group.
+        pair: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        at: Option<SimDuration>,
+    },
+    /// Resynchronise a split or suspended pair (or group).
+    PairResync {
+        /// Pair or consistency group.
+        pair: String,
+    },
+    /// Delete a pair (or group): both volumes become simplex.
+    PairDelete {
+        /// Pair or consistency group.
+        pair: String,
+    },
+    /// Change a pair's settings.
+    PairOptions {
+        /// Pair or consistency group.
+        pair: String,
+        #[serde(flatten)]
+        settings: PairSettings,
+    },
+    /// At the secondary's array: the pair's (or group's) secondary volumes become
+    /// writable simplex volumes with the last complete prefix of the primary's writes.
+    Takeover {
+        /// Pair or consistency group.
+        pair: String,
+        /// The host that will use the secondary (informational; it must be zoned to it).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        host: Option<String>,
+    },
     /// Evaluate a check; a failed check fails the run.
     Check(Check),
+}
+
+/// How a pair copies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PairModeSpec {
+    Local,
+    Sync,
+    Async,
+}
+
+impl PairModeSpec {
+    pub fn name(self) -> &'static str {
+        match self {
+            PairModeSpec::Local => "local",
+            PairModeSpec::Sync => "sync",
+            PairModeSpec::Async => "async",
+        }
+    }
+
+    /// The array function the primary must run for this mode.
+    pub fn function(self) -> ArrayFunction {
+        match self {
+            PairModeSpec::Local => ArrayFunction::LocalPair,
+            PairModeSpec::Sync => ArrayFunction::RemoteSync,
+            PairModeSpec::Async => ArrayFunction::RemoteAsync,
+        }
+    }
+}
+
+/// Pair settings (seed 004 §7.3); absent fields keep the array's defaults.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PairSettings {
+    /// Background copy rate, blocks per millisecond (default 1024); 0 stalls the copier.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub copy_rate: Option<u64>,
+    /// Backup strategy for a backup of the secondary: `R`, `W`, `M` or `H` (default R).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strategy: Option<BackupStrategySpec>,
+    /// `whole_range` (default) or `per_transfer_unit`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub granularity: Option<GranularitySpec>,
+    /// Embodiment 4: a backup of the unsplit secondary splits the pair and answers at
+    /// once (RECEIVE COPY RESULTS reports the rest).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub backup_implies_split: bool,
+    /// Sync pairs: fail host writes when the secondary cannot be written (fence level
+    /// data) instead of suspending.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub fence: bool,
+}
+
+/// Backup strategies of seed 004.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BackupStrategySpec {
+    R,
+    W,
+    M,
+    H,
+}
+
+/// When strategy R checks for differences.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GranularitySpec {
+    WholeRange,
+    PerTransferUnit,
 }
 
 impl Step {
@@ -667,6 +791,12 @@ impl Step {
             Step::MirrorStart { .. } => "mirror_start",
             Step::ArrayFunctions { .. } => "array_functions",
             Step::Wait { .. } => "wait",
+            Step::PairCreate { .. } => "pair_create",
+            Step::PairSplit { .. } => "pair_split",
+            Step::PairResync { .. } => "pair_resync",
+            Step::PairDelete { .. } => "pair_delete",
+            Step::PairOptions { .. } => "pair_options",
+            Step::Takeover { .. } => "takeover",
             Step::Check(_) => "check",
         }
     }
@@ -746,6 +876,32 @@ pub enum WaitUntil {
         /// The fabric state to reach.
         fabric: FabricState,
     },
+    /// `{"pair": "p0", "state": "pair"}`: a copy pair reaches a state (as its primary
+    /// array reports it).
+    Pair {
+        /// Pair name.
+        pair: String,
+        /// `copy`, `pair`, `split_pending`, `split`, `resync` or `suspended`.
+        state: String,
+    },
+    /// `{"copy_results": {...}}`: RECEIVE COPY RESULTS reports the copy finished.
+    CopyResults {
+        /// Which copy.
+        copy_results: CopyResultsSpec,
+    },
+}
+
+/// A copy known to a copy manager, for RECEIVE COPY RESULTS.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CopyResultsSpec {
+    /// Host that sent the EXTENDED COPY (and asks).
+    pub host: String,
+    /// The LU the EXTENDED COPY was sent to.
+    pub manager: LuRef,
+    /// Its LIST IDENTIFIER; default 0.
+    #[serde(default)]
+    pub list_id: u8,
 }
 
 /// Fabric states a `wait` can reach.
@@ -767,14 +923,38 @@ impl<'de> Deserialize<'de> for WaitUntil {
         struct Fabric {
             fabric: FabricState,
         }
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Pair {
+            pair: String,
+            state: String,
+        }
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Results {
+            copy_results: CopyResultsSpec,
+        }
         let map = serde_json::Map::<String, serde_json::Value>::deserialize(d)?;
         let value = serde_json::Value::Object(map.clone());
         if map.contains_key("fabric") {
             let f = Fabric::deserialize(value).map_err(D::Error::custom)?;
             return Ok(WaitUntil::Fabric { fabric: f.fabric });
         }
+        if map.contains_key("pair") {
+            let p = Pair::deserialize(value).map_err(D::Error::custom)?;
+            return Ok(WaitUntil::Pair {
+                pair: p.pair,
+                state: p.state,
+            });
+        }
+        if map.contains_key("copy_results") {
+            let r = Results::deserialize(value).map_err(D::Error::custom)?;
+            return Ok(WaitUntil::CopyResults {
+                copy_results: r.copy_results,
+            });
+        }
         Err(D::Error::custom(format!(
-            "unknown wait condition with keys {:?}: expected {{\"fabric\": \"converged\"}}",
+            "unknown wait condition with keys {:?}: expected {{\"fabric\": \"converged\"}}, {{\"pair\": …, \"state\": …}} or {{\"copy_results\": …}}",
             map.keys().collect::<Vec<_>>()
         )))
     }
@@ -927,6 +1107,71 @@ pub enum Check {
         /// Largest acceptable count.
         at_most: u64,
     },
+    /// A copy pair is in `state` (as its primary array reports it), with at most
+    /// `diff_blocks_at_most` blocks still to copy.
+    PairState {
+        /// Pair name.
+        pair: String,
+        /// Expected state.
+        state: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        diff_blocks_at_most: Option<u64>,
+    },
+    /// The tape holds exactly the primary's image at the pair's split (seed 004 INV-1):
+    /// block by block, the last write to the primary acknowledged before the split, or
+    /// one in flight across it; never a write issued after the split was acknowledged.
+    BackupEqualsSplitImage {
+        /// Tape node.
+        tape: String,
+        /// The pair whose split the backup captured.
+        pair: String,
+        /// The workload writing the primary.
+        workload: String,
+        /// First block of the backed-up range; default 0.
+        #[serde(default)]
+        lba: u64,
+        /// Blocks backed up.
+        blocks: u64,
+    },
+    /// The pair's secondary holds exactly the primary's image at the split (INV-4,
+    /// INV-5): checked once the pair is `split`.
+    SecondaryEqualsSplitImage {
+        /// The pair.
+        pair: String,
+        /// The workload writing the primary.
+        workload: String,
+    },
+    /// The volume holds the workload's writes up to some instant and nothing after it:
+    /// a prefix of the primary's write order (async remote copy).
+    PrefixConsistent {
+        /// Workload name.
+        workload: String,
+        /// The volume (a secondary).
+        volume: LuRef,
+    },
+    /// At most `writes` acknowledged writes of the workload are missing from the volume
+    /// (the recovery point); the detail gives the lost writes, bytes and time window.
+    RpoAtMost {
+        /// Workload name.
+        workload: String,
+        /// The volume (a secondary after takeover).
+        volume: LuRef,
+        /// Largest acceptable number of lost acknowledged writes.
+        writes: u64,
+    },
+    /// RECEIVE COPY RESULTS for a copy: `completed` (good), `failed` (completed with
+    /// error) or `in_progress`.
+    CopyResults {
+        /// Host that sent the EXTENDED COPY.
+        host: String,
+        /// The LU it was sent to.
+        manager: LuRef,
+        /// Its LIST IDENTIFIER; default 0.
+        #[serde(default)]
+        list_id: u8,
+        /// Expected status.
+        status: String,
+    },
     /// The workload saw at most `at_most` failed I/Os (default 0). Waits for it to finish.
     WorkloadErrors {
         /// Workload name.
@@ -952,6 +1197,12 @@ impl Check {
             Check::Masked { .. } => "masked",
             Check::ReadReturns { .. } => "read_returns",
             Check::WorkloadErrors { .. } => "workload_errors",
+            Check::PairState { .. } => "pair_state",
+            Check::BackupEqualsSplitImage { .. } => "backup_equals_split_image",
+            Check::SecondaryEqualsSplitImage { .. } => "secondary_equals_split_image",
+            Check::PrefixConsistent { .. } => "prefix_consistent",
+            Check::RpoAtMost { .. } => "rpo_at_most",
+            Check::CopyResults { .. } => "copy_results",
             Check::TapeMatches { .. } => "tape_matches",
             Check::Operation { .. } => "operation",
             Check::FunctionTable { .. } => "function_table",

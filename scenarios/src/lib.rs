@@ -21,6 +21,7 @@
 
 pub mod capture;
 pub mod control;
+pub mod copy;
 pub mod derived;
 pub mod duration;
 pub mod format;

@@ -408,6 +408,9 @@ pub(crate) struct Orchestrator {
     pub(crate) workloads: BTreeMap<String, crate::storage::WorkloadHandle>,
     /// Sees every timeline entry as it is logged.
     observer: Option<TimelineObserver>,
+    /// Copy pairs split by the scenario: the fabric-time window in which each split
+    /// took effect (asked, acknowledged).
+    pub(crate) splits: BTreeMap<String, (Duration, Duration)>,
 }
 
 pub(crate) type StepResult = Result<String, String>;
@@ -452,6 +455,7 @@ impl Orchestrator {
             rscn_base: BTreeMap::new(),
             workloads: BTreeMap::new(),
             observer: None,
+            splits: BTreeMap::new(),
             scenario,
         }
     }
@@ -496,6 +500,11 @@ impl Orchestrator {
 
     pub(crate) fn now(&self) -> Duration {
         self.clock.now()
+    }
+
+    /// Fabric time at the end of setup (the timeline's zero).
+    pub(crate) fn t0(&self) -> Duration {
+        self.t0
     }
 
     fn since_t0_us(&self) -> u64 {
@@ -886,6 +895,12 @@ impl Orchestrator {
             Step::MirrorStart { .. } | Step::ArrayFunctions { .. } => {
                 self.virtualization_step(step).await
             }
+            Step::PairCreate { .. }
+            | Step::PairSplit { .. }
+            | Step::PairResync { .. }
+            | Step::PairDelete { .. }
+            | Step::PairOptions { .. }
+            | Step::Takeover { .. } => self.copy_step(step).await,
             Step::ZoneDeactivate {} => {
                 let sw = self.any_switch()?;
                 let mut c = self.switch(&sw).await?;
@@ -906,6 +921,10 @@ impl Orchestrator {
                     Some(WaitUntil::Fabric {
                         fabric: FabricState::Converged,
                     }) => self.wait_converged().await,
+                    Some(WaitUntil::Pair { pair, state }) => self.wait_pair(pair, state).await,
+                    Some(WaitUntil::CopyResults { copy_results }) => {
+                        self.wait_copy_results(copy_results).await
+                    }
                     None => Ok("nothing to wait for".into()),
                 }
             }
@@ -1135,6 +1154,12 @@ impl Orchestrator {
             Check::Operation { .. }
             | Check::FunctionTable { .. }
             | Check::BackendCommands { .. } => self.virtualization_check(c).await,
+            Check::PairState { .. }
+            | Check::BackupEqualsSplitImage { .. }
+            | Check::SecondaryEqualsSplitImage { .. }
+            | Check::PrefixConsistent { .. }
+            | Check::RpoAtMost { .. }
+            | Check::CopyResults { .. } => self.copy_check(c).await,
             Check::RscnSeen { port, at_least } => {
                 let p = self.port_info(port).await?;
                 let seen = p

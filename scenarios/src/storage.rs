@@ -138,6 +138,7 @@ impl Orchestrator {
             return Err("not an xcopy step".into());
         };
         let parameter_list = xcopy_parameter_list(&self.scenario.topology, *list_id, segments)?;
+        let issued = self.now();
         let mut hc = self.host(host).await?;
         let r = hc
             .extended_copy(pb::ExtendedCopyRequest {
@@ -149,6 +150,11 @@ impl Orchestrator {
             .into_inner();
         let blocks: u64 = segments.iter().map(|s| s.blocks).sum();
         let got = outcome_of(&r);
+        if got == ExpectStatus::Good {
+            let sources: Vec<LuRef> = segments.iter().map(|s| s.src.clone()).collect();
+            let window = (issued, self.now());
+            self.note_backup_split(&sources, window);
+        }
         let text = format!(
             "EXTENDED COPY of {blocks} blocks via {manager} from {host}: status {:#04x} {}{} after {}µs",
             r.status, r.sense_text, r.transport_error, r.latency_us
@@ -234,6 +240,32 @@ impl Orchestrator {
         Ok(hist.writes.into_iter().map(record_from_pb).collect())
     }
 
+    /// A workload's device and its write history (kept from before its host went
+    /// down, or asked of the host), after the workload finished if `wait`.
+    pub(crate) async fn workload_history(
+        &mut self,
+        workload: &str,
+        wait: bool,
+    ) -> Result<(String, History), String> {
+        let h = if wait {
+            self.await_workload(workload).await?
+        } else {
+            self.workloads
+                .get(workload)
+                .cloned()
+                .ok_or_else(|| format!("workload {workload} was never started"))?
+        };
+        let (host, device, saved) = {
+            let st = lock(&h);
+            (st.host.clone(), st.device.clone(), st.saved_history.clone())
+        };
+        let records = match saved {
+            Some(r) => r,
+            None => self.write_history(&host, &device).await?,
+        };
+        Ok((device, History::from_records(records)))
+    }
+
     /// Keeps the write history of every workload of `host`, which is about to go down.
     pub(crate) async fn save_histories(&mut self, host: &str) {
         let mine: Vec<WorkloadHandle> = self
@@ -259,7 +291,7 @@ impl Orchestrator {
         ))
     }
 
-    async fn host(
+    pub(crate) async fn host(
         &mut self,
         node: &str,
     ) -> Result<pb::host_client::HostClient<tonic::transport::Channel>, String> {
@@ -269,7 +301,7 @@ impl Orchestrator {
     /// Per-block digests of a whole LU, from the arrays' media. A virtual LU is read
     /// through the extents the scenario gives it (the configuration, not what the switch
     /// reports: the oracle must not trust the code it checks).
-    async fn lu_digests(&mut self, lu: &LuRef) -> Result<Vec<u64>, String> {
+    pub(crate) async fn lu_digests(&mut self, lu: &LuRef) -> Result<Vec<u64>, String> {
         let Some(v) = self.scenario.topology.virtual_lu(lu).cloned() else {
             return self.array_digests(lu, 0, None).await;
         };
@@ -348,17 +380,7 @@ impl Orchestrator {
                 }
             }
             Check::NoAckedWriteLost { workload, volume } => {
-                let h = self.await_workload(workload).await?;
-                let (host, device) = {
-                    let st = lock(&h);
-                    (st.host.clone(), st.device.clone())
-                };
-                let saved = lock(&h).saved_history.clone();
-                let records = match saved {
-                    Some(r) => r,
-                    None => self.write_history(&host, &device).await?,
-                };
-                let history = History::from_records(records);
+                let (device, history) = self.workload_history(workload, true).await?;
                 let digests = self.lu_digests(volume).await?;
                 let acked = history.acked_count(&device);
                 match history.check_no_acked_write_lost(&device, |lba| {

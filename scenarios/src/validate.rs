@@ -11,8 +11,8 @@ use fcsim_fabric::DomainId;
 
 use crate::derived;
 use crate::format::{
-    ArrayFunction, Check, ExpectStatus, GFC_RATES, LuRef, LuSpec, NodeKind, NodeView, PortRef,
-    Scenario, Step, ZoneSpec,
+    ArrayFunction, Check, ExpectStatus, GFC_RATES, LuRef, LuSpec, NodeKind, NodeView, PairModeSpec,
+    PortRef, Scenario, Step, WaitUntil, ZoneSpec,
 };
 use crate::locate::{Locator, Position};
 
@@ -182,6 +182,8 @@ struct Validator<'a> {
     all_workloads: BTreeSet<&'a str>,
     /// Workloads started by the steps validated so far, with the pointer of their step.
     workloads: BTreeMap<&'a str, String>,
+    /// Copy pairs created by the steps validated so far, and their groups.
+    pairs: BTreeMap<&'a str, String>,
 }
 
 impl<'a> Validator<'a> {
@@ -197,6 +199,7 @@ impl<'a> Validator<'a> {
             isls: BTreeSet::new(),
             all_workloads: BTreeSet::new(),
             workloads: BTreeMap::new(),
+            pairs: BTreeMap::new(),
         }
     }
 
@@ -837,6 +840,128 @@ impl<'a> Validator<'a> {
         }
     }
 
+    /// A `pair_create`: the pair's volumes are array LUs of equal geometry, on one array
+    /// for a local pair and on two for a remote one, and the primary's array runs the
+    /// mode's function.
+    fn pair_create(
+        &mut self,
+        ptr: &str,
+        name: &'a str,
+        primary: &LuRef,
+        secondary: &LuRef,
+        mode: PairModeSpec,
+        group: Option<&str>,
+    ) {
+        let at = |field: &str| format!("{ptr}/{field}");
+        if name.is_empty() {
+            self.err(&at("name"), "pair_create: name must not be empty");
+        }
+        if self.pairs.contains_key(name) {
+            self.err(
+                &at("name"),
+                format!("pair_create: a pair named \"{name}\" already exists"),
+            );
+        }
+        let group = group.unwrap_or(name).to_string();
+        let t = &self.s.topology;
+        for (field, r) in [("primary", primary), ("secondary", secondary)] {
+            if t.virtual_lu(r).is_some() {
+                self.err(
+                    &at(field),
+                    format!("pair_create {field} \"{r}\": copy pairs are between array LUs; a virtual LU is mirrored with mirror_start"),
+                );
+                return;
+            }
+        }
+        let a = self.lu_ref(&at("primary"), "pair_create primary", primary);
+        let b = self.lu_ref(&at("secondary"), "pair_create secondary", secondary);
+        match mode {
+            PairModeSpec::Local if primary.node != secondary.node => self.err(
+                &at("secondary"),
+                format!("pair_create: a local pair's secondary must be on {} (it is on {})", primary.node, secondary.node),
+            ),
+            PairModeSpec::Local if primary == secondary => {
+                self.err(&at("secondary"), "pair_create: primary and secondary are the same LU")
+            }
+            PairModeSpec::Sync | PairModeSpec::Async if primary.node == secondary.node => self.err(
+                &at("mode"),
+                format!("pair_create: a {} pair copies to another array; use mode local for two LUs of {}", mode.name(), primary.node),
+            ),
+            _ => {}
+        }
+        if let (Some(a), Some(b)) = (a, b)
+            && (a.blocks != b.blocks || a.block_bytes != b.block_bytes)
+        {
+            self.err(
+                &at("secondary"),
+                format!(
+                    "pair_create: {secondary} ({} blocks of {} bytes) differs from {primary} ({} blocks of {} bytes)",
+                    b.blocks, b.block_bytes, a.blocks, a.block_bytes
+                ),
+            );
+        }
+        if let Some(arr) = t.arrays.iter().find(|x| x.name == primary.node)
+            && !arr.functions.contains(&mode.function())
+        {
+            self.err(
+                &at("mode"),
+                format!(
+                    "pair_create: array {} does not run `{}` (add it to its functions)",
+                    arr.name,
+                    serde_json::to_value(mode.function())
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_string))
+                        .unwrap_or_default()
+                ),
+            );
+        }
+        if let Some(other) = self
+            .pairs
+            .iter()
+            .find(|(_, g)| **g == group)
+            .map(|(n, _)| n.to_string())
+            && let Some(o) = crate::copy::pair_defs(self.s).get(&other)
+            && o.mode != mode
+        {
+            self.err(
+                &at("group"),
+                format!(
+                    "pair_create: group \"{group}\" holds {} pairs (\"{other}\"); this one is {}",
+                    o.mode.name(),
+                    mode.name()
+                ),
+            );
+        }
+        self.pairs.insert(name, group);
+    }
+
+    /// A pair or group named by a step or check: created by an earlier step.
+    fn pair_ref(&mut self, ptr: &str, what: &str, name: &str) {
+        if self.pairs.contains_key(name) || self.pairs.values().any(|g| g == name) {
+            return;
+        }
+        let later = crate::copy::pair_defs(self.s)
+            .values()
+            .any(|d| d.name == name || d.group == name);
+        if later {
+            self.err(
+                ptr,
+                format!("{what} \"{name}\": the pair is created by a later step"),
+            );
+        } else {
+            self.err(ptr, format!("{what}: no pair or group named \"{name}\""));
+        }
+    }
+
+    fn pair_state_name(&mut self, ptr: &str, state: &str) {
+        if fcsim_devices::copysvc::PairState::from_name(state).is_none() {
+            self.err(
+                ptr,
+                format!("pair state \"{state}\" is not one of copy, pair, split_pending, split, resync, suspended"),
+            );
+        }
+    }
+
     /// A workload name used by a check: it must be started by an earlier step.
     fn workload_ref(&mut self, ptr: &str, what: &str, name: &str) {
         if self.workloads.contains_key(name) {
@@ -1115,6 +1240,28 @@ impl<'a> Validator<'a> {
                     NodeKind::Array,
                 );
             }
+            Step::PairCreate {
+                name,
+                primary,
+                secondary,
+                mode,
+                group,
+                ..
+            } => {
+                self.pair_create(ptr, name, primary, secondary, *mode, group.as_deref());
+            }
+            Step::PairSplit { pair, .. }
+            | Step::PairResync { pair }
+            | Step::PairDelete { pair }
+            | Step::Takeover { pair, .. } => {
+                self.pair_ref(&at("pair"), &format!("{op} pair"), pair);
+                if let Step::Takeover { host: Some(h), .. } = step {
+                    self.host_named(&at("host"), "takeover host", h);
+                }
+            }
+            Step::PairOptions { pair, .. } => {
+                self.pair_ref(&at("pair"), "pair_options pair", pair);
+            }
             Step::TapeFault {
                 tape,
                 offline,
@@ -1203,7 +1350,27 @@ impl<'a> Validator<'a> {
                 if for_duration.is_some() == until.is_some() {
                     self.err(ptr, "wait needs exactly one of \"for\" and \"until\"");
                 }
-                if until.is_some() && !in_setup {
+                let blocking = matches!(
+                    until,
+                    Some(WaitUntil::Pair { .. } | WaitUntil::CopyResults { .. })
+                );
+                if let Some(WaitUntil::Pair { pair, state }) = until {
+                    self.pair_ref(&at("until"), "wait until pair", pair);
+                    self.pair_state_name(&at("until"), state);
+                }
+                if let Some(WaitUntil::CopyResults { copy_results }) = until {
+                    self.host_named(
+                        &at("until"),
+                        "wait until copy_results host",
+                        &copy_results.host,
+                    );
+                    self.lu_ref(
+                        &at("until"),
+                        "wait until copy_results manager",
+                        &copy_results.manager,
+                    );
+                }
+                if until.is_some() && !in_setup && !blocking {
                     self.err(
                         &at("until"),
                         "wait \"until\" is allowed only in setup; use \"for\" on the timeline",
@@ -1299,6 +1466,52 @@ impl<'a> Validator<'a> {
         let at = |field: &str| format!("{ptr}/{field}");
         let name = c.name();
         match c {
+            Check::PairState { pair, state, .. } => {
+                self.pair_ref(&at("pair"), name, pair);
+                self.pair_state_name(&at("state"), state);
+            }
+            Check::BackupEqualsSplitImage {
+                tape,
+                pair,
+                workload,
+                blocks,
+                ..
+            } => {
+                self.kind_named(&at("tape"), name, tape, NodeKind::Tape);
+                self.pair_ref(&at("pair"), name, pair);
+                self.workload_ref(&at("workload"), name, workload);
+                if *blocks == 0 {
+                    self.err(&at("blocks"), format!("{name}: blocks must be at least 1"));
+                }
+            }
+            Check::SecondaryEqualsSplitImage { pair, workload } => {
+                self.pair_ref(&at("pair"), name, pair);
+                self.workload_ref(&at("workload"), name, workload);
+            }
+            Check::PrefixConsistent { workload, volume }
+            | Check::RpoAtMost {
+                workload, volume, ..
+            } => {
+                self.workload_ref(&at("workload"), name, workload);
+                self.lu_ref(&at("volume"), name, volume);
+            }
+            Check::CopyResults {
+                host,
+                manager,
+                status,
+                ..
+            } => {
+                self.host_named(&at("host"), name, host);
+                self.lu_ref(&at("manager"), name, manager);
+                if !["completed", "failed", "in_progress"].contains(&status.as_str()) {
+                    self.err(
+                        &at("status"),
+                        format!(
+                            "{name}: status \"{status}\" is not completed, failed or in_progress"
+                        ),
+                    );
+                }
+            }
             Check::Operation {
                 switch,
                 operation: op,

@@ -923,7 +923,10 @@ impl CopyEngine {
                 )
         });
         let split = self.groups.values().filter_map(|g| g.split_at).min();
-        let tick = copying.then(|| now + COPIER_TICK);
+        // From the last tick, not from now: a stream of host writes must not keep pushing
+        // the copier's deadline away.
+        let tick =
+            copying.then(|| self.last_tick.max(now.saturating_sub(COPIER_TICK)) + COPIER_TICK);
         match (tick, split) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),

@@ -1,0 +1,570 @@
+//! Copy-services steps, waits and checks of a scenario (DESIGN.md §7–§8, seed 004 §7):
+//! pairs are created, split, resynced, deleted and taken over through the arrays'
+//! `fcsim.v1.Copy` service; the checks compare volumes and tapes with the write
+//! history's image at each split (the oracle never asks the engine what it copied).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use fcsim_proto::v1 as pb;
+
+use crate::format::{
+    BackupStrategySpec, Check, CopyResultsSpec, GranularitySpec, LuRef, PairModeSpec, PairSettings,
+    Step,
+};
+use crate::launch::lu_naa;
+use crate::runner::{Orchestrator, StepResult};
+
+/// A pair as the scenario created it.
+#[derive(Debug, Clone)]
+pub(crate) struct PairDef {
+    pub name: String,
+    pub primary: LuRef,
+    pub secondary: LuRef,
+    pub mode: PairModeSpec,
+    pub group: String,
+}
+
+/// Every `pair_create` of a scenario (setup and timeline), by pair name.
+pub(crate) fn pair_defs(s: &crate::format::Scenario) -> BTreeMap<String, PairDef> {
+    s.setup
+        .iter()
+        .chain(s.steps.iter().map(|t| &t.step))
+        .filter_map(|st| match st {
+            Step::PairCreate {
+                name,
+                primary,
+                secondary,
+                mode,
+                group,
+                ..
+            } => Some((
+                name.clone(),
+                PairDef {
+                    name: name.clone(),
+                    primary: primary.clone(),
+                    secondary: secondary.clone(),
+                    mode: *mode,
+                    group: group.clone().unwrap_or_else(|| name.clone()),
+                },
+            )),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The API form of scenario pair settings.
+fn options(s: &PairSettings) -> pb::PairOptions {
+    pb::PairOptions {
+        copy_rate: s.copy_rate.unwrap_or(0),
+        strategy: s
+            .strategy
+            .map(|x| match x {
+                BackupStrategySpec::R => "R",
+                BackupStrategySpec::W => "W",
+                BackupStrategySpec::M => "M",
+                BackupStrategySpec::H => "H",
+            })
+            .unwrap_or_default()
+            .to_string(),
+        granularity: match s.granularity {
+            Some(GranularitySpec::PerTransferUnit) => "per_transfer_unit",
+            Some(GranularitySpec::WholeRange) | None => "",
+        }
+        .to_string(),
+        priority: true,
+        backup_implies_split: s.backup_implies_split,
+        fence: s.fence,
+    }
+}
+
+fn describe(p: &pb::PairInfo) -> String {
+    format!(
+        "{} ({} {}, group {}): {} [P {}, S {}], {} of {} blocks to copy{}",
+        p.name,
+        p.mode,
+        p.secondary,
+        p.group,
+        p.state,
+        p.primary_status,
+        p.secondary_status,
+        p.diff_blocks,
+        p.blocks,
+        if p.suspend_reason.is_empty() {
+            String::new()
+        } else {
+            format!(", suspended: {}", p.suspend_reason)
+        }
+    )
+}
+
+impl Orchestrator {
+    /// The pair named `name` (or the first pair of group `name`).
+    pub(crate) fn pair_def(&self, name: &str) -> Result<PairDef, String> {
+        let defs = pair_defs(&self.scenario);
+        defs.get(name)
+            .or_else(|| defs.values().find(|d| d.group == name))
+            .cloned()
+            .ok_or_else(|| format!("no pair or group `{name}`"))
+    }
+
+    async fn copy_client(
+        &mut self,
+        array: &str,
+    ) -> Result<pb::copy_client::CopyClient<tonic::transport::Channel>, String> {
+        Ok(pb::copy_client::CopyClient::new(self.channel(array).await?))
+    }
+
+    /// The members of a pair's group as the scenario defines them.
+    fn group_members(&self, target: &str) -> Vec<String> {
+        let defs = pair_defs(&self.scenario);
+        match defs.get(target) {
+            Some(d) => defs
+                .values()
+                .filter(|x| x.group == d.group)
+                .map(|x| x.name.clone())
+                .collect(),
+            None => defs
+                .values()
+                .filter(|x| x.group == target)
+                .map(|x| x.name.clone())
+                .collect(),
+        }
+    }
+
+    pub(crate) async fn copy_step(&mut self, step: &Step) -> StepResult {
+        let err = |s: tonic::Status| s.message().to_string();
+        match step {
+            Step::PairCreate {
+                name,
+                primary,
+                secondary,
+                mode,
+                group,
+                settings,
+                journal_bytes,
+            } => {
+                let secondary_naa = match mode {
+                    PairModeSpec::Local => String::new(),
+                    _ => lu_naa(&self.scenario.topology, &secondary.node, secondary.lun)
+                        .ok_or_else(|| format!("{secondary}: no such LU"))?
+                        .to_string(),
+                };
+                let mut c = self.copy_client(&primary.node).await?;
+                let r = c
+                    .create_pair(pb::CreatePairRequest {
+                        name: name.clone(),
+                        primary_lun: primary.lun,
+                        mode: mode.name().to_string(),
+                        secondary_lun: secondary.lun,
+                        secondary_naa,
+                        group: group.clone().unwrap_or_default(),
+                        options: Some(options(settings)),
+                        journal_bytes: journal_bytes.unwrap_or(0),
+                    })
+                    .await
+                    .map_err(err)?
+                    .into_inner();
+                Ok(format!(
+                    "pair created {primary} → {secondary}: {}",
+                    r.pairs.first().map(describe).unwrap_or_default()
+                ))
+            }
+            Step::PairSplit { pair, at } => {
+                let def = self.pair_def(pair)?;
+                let at_fabric = at.map(|a| self.t0() + a.to_std());
+                let issued = self.now();
+                let mut c = self.copy_client(&def.primary.node).await?;
+                let r = c
+                    .split_pair(pb::SplitPairRequest {
+                        pair: pair.clone(),
+                        at_ns: at_fabric
+                            .map_or(0, |t| u64::try_from(t.as_nanos()).unwrap_or(u64::MAX)),
+                    })
+                    .await
+                    .map_err(err)?
+                    .into_inner();
+                let window = match at_fabric {
+                    Some(t) => (t, t),
+                    None => (issued, self.now()),
+                };
+                for m in self.group_members(pair) {
+                    self.splits.insert(m, window);
+                }
+                let states: Vec<String> = r.pairs.iter().map(describe).collect();
+                Ok(match at {
+                    Some(a) => format!("split of {pair} scheduled at {a}: {}", states.join("; ")),
+                    None => format!("split {pair}: {}", states.join("; ")),
+                })
+            }
+            Step::PairResync { pair } | Step::PairDelete { pair } => {
+                let def = self.pair_def(pair)?;
+                let mut c = self.copy_client(&def.primary.node).await?;
+                let req = pb::PairRequest { pair: pair.clone() };
+                let resync = matches!(step, Step::PairResync { .. });
+                let r = if resync {
+                    c.resync_pair(req).await
+                } else {
+                    c.delete_pair(req).await
+                }
+                .map_err(err)?
+                .into_inner();
+                for m in self.group_members(pair) {
+                    self.splits.remove(&m);
+                }
+                Ok(if resync {
+                    format!(
+                        "resync {pair}: {}",
+                        r.pairs.iter().map(describe).collect::<Vec<_>>().join("; ")
+                    )
+                } else {
+                    format!("deleted {pair}: simplex")
+                })
+            }
+            Step::PairOptions { pair, settings } => {
+                let def = self.pair_def(pair)?;
+                let mut c = self.copy_client(&def.primary.node).await?;
+                let r = c
+                    .set_pair_options(pb::SetPairOptionsRequest {
+                        pair: pair.clone(),
+                        options: Some(options(settings)),
+                    })
+                    .await
+                    .map_err(err)?
+                    .into_inner();
+                Ok(format!(
+                    "options of {pair}: {}",
+                    r.pairs.iter().map(describe).collect::<Vec<_>>().join("; ")
+                ))
+            }
+            Step::Takeover { pair, host } => {
+                let def = self.pair_def(pair)?;
+                let mut c = self.copy_client(&def.secondary.node).await?;
+                let r = c
+                    .takeover(pb::PairRequest { pair: pair.clone() })
+                    .await
+                    .map_err(err)?
+                    .into_inner();
+                Ok(format!(
+                    "takeover of {pair} at {}: LUNs {:?} are simplex and writable{}",
+                    def.secondary.node,
+                    r.luns,
+                    host.as_ref()
+                        .map(|h| format!(" for {h}"))
+                        .unwrap_or_default()
+                ))
+            }
+            _ => Err(format!("{} is not a copy step", step.op())),
+        }
+    }
+
+    /// The pair's status at its primary array.
+    async fn pair_info(&mut self, pair: &str) -> Result<pb::PairInfo, String> {
+        let def = self.pair_def(pair)?;
+        let mut c = self.copy_client(&def.primary.node).await?;
+        let r = c
+            .pair_status(pb::PairRequest {
+                pair: pair.to_string(),
+            })
+            .await
+            .map_err(|s| s.message().to_string())?
+            .into_inner();
+        r.pairs
+            .into_iter()
+            .find(|p| p.name == pair)
+            .ok_or_else(|| format!("{} does not know pair {pair}", def.primary.node))
+    }
+
+    fn poll_pause(&self) -> (Duration, Duration) {
+        match self.net {
+            fcsim_fabric::runtime::Net::Sim => {
+                (Duration::from_secs(120), Duration::from_micros(200))
+            }
+            fcsim_fabric::runtime::Net::Tokio => {
+                (Duration::from_secs(120), Duration::from_millis(20))
+            }
+        }
+    }
+
+    /// Waits until a pair reaches `state`.
+    pub(crate) async fn wait_pair(&mut self, pair: &str, state: &str) -> StepResult {
+        let (limit, pause) = self.poll_pause();
+        let start = self.now();
+        loop {
+            let p = self.pair_info(pair).await?;
+            if p.state == state {
+                return Ok(format!(
+                    "{} after {}",
+                    describe(&p),
+                    fcsim_fabric::runtime::clock::fmt_time(self.now() - start)
+                ));
+            }
+            if self.now() - start > limit {
+                return Err(format!("{} — not {state}", describe(&p)));
+            }
+            self.clock.sleep(pause).await;
+        }
+    }
+
+    async fn copy_results(
+        &mut self,
+        host: &str,
+        manager: &LuRef,
+        list_id: u8,
+    ) -> Result<pb::ReceiveCopyResultsResponse, String> {
+        let mut hc = self.host(host).await?;
+        Ok(hc
+            .receive_copy_results(pb::ReceiveCopyResultsRequest {
+                device: manager.to_string(),
+                list_id: u32::from(list_id),
+            })
+            .await
+            .map_err(|s| s.message().to_string())?
+            .into_inner())
+    }
+
+    /// Polls RECEIVE COPY RESULTS until the copy is no longer in progress.
+    pub(crate) async fn wait_copy_results(&mut self, spec: &CopyResultsSpec) -> StepResult {
+        let (limit, pause) = self.poll_pause();
+        let start = self.now();
+        let mut polls = 0u64;
+        loop {
+            let r = self
+                .copy_results(&spec.host, &spec.manager, spec.list_id)
+                .await?;
+            polls += 1;
+            if r.copy_status != "in-progress" && !r.copy_status.is_empty() {
+                return Ok(format!(
+                    "copy {} at {}: {} ({} segments, {} bytes) after {} and {polls} polls",
+                    spec.list_id,
+                    spec.manager,
+                    r.copy_status,
+                    r.segments_processed,
+                    r.transfer_count,
+                    fcsim_fabric::runtime::clock::fmt_time(self.now() - start)
+                ));
+            }
+            if self.now() - start > limit {
+                return Err(format!("copy {} still {}", spec.list_id, r.copy_status));
+            }
+            self.clock.sleep(pause).await;
+        }
+    }
+
+    /// An `xcopy` step whose source is the secondary of a pair that splits on a backup
+    /// (embodiment 4) split the pair while it ran.
+    pub(crate) fn note_backup_split(&mut self, sources: &[LuRef], window: (Duration, Duration)) {
+        let defs = pair_defs(&self.scenario);
+        for d in defs.values() {
+            if sources.contains(&d.secondary) && !self.splits.contains_key(&d.name) {
+                let implied = self.scenario.setup.iter().chain(self.scenario.steps.iter().map(|t| &t.step)).any(|s| {
+                    matches!(s, Step::PairCreate { name, settings, .. } | Step::PairOptions { pair: name, settings }
+                        if name == &d.name && settings.backup_implies_split)
+                });
+                if implied {
+                    self.splits.insert(d.name.clone(), window);
+                }
+            }
+        }
+    }
+
+    /// The primary's image at the pair's split, from the workload's history.
+    async fn split_image(
+        &mut self,
+        pair: &str,
+        workload: &str,
+    ) -> Result<(PairDef, fcsim_devices::history::ImageModel), String> {
+        let def = self.pair_def(pair)?;
+        let (from, to) = *self
+            .splits
+            .get(pair)
+            .ok_or_else(|| format!("pair {pair} was not split by the scenario"))?;
+        let (device, history) = self.workload_history(workload, false).await?;
+        if device != def.primary.to_string() {
+            return Err(format!(
+                "workload {workload} writes {device}, not the primary {} of {pair}",
+                def.primary
+            ));
+        }
+        Ok((
+            def,
+            history.expected_image_across(&device, Some(from), Some(to)),
+        ))
+    }
+
+    pub(crate) async fn copy_check(&mut self, c: &Check) -> StepResult {
+        match c {
+            Check::PairState {
+                pair,
+                state,
+                diff_blocks_at_most,
+            } => {
+                let p = self.pair_info(pair).await?;
+                let text = describe(&p);
+                let ok =
+                    p.state == *state && diff_blocks_at_most.is_none_or(|m| p.diff_blocks <= m);
+                if ok {
+                    Ok(text)
+                } else {
+                    Err(format!("{text}; expected {state}"))
+                }
+            }
+            Check::BackupEqualsSplitImage {
+                tape,
+                pair,
+                workload,
+                lba,
+                blocks,
+            } => {
+                let (def, model) = self.split_image(pair, workload).await?;
+                let bb = self
+                    .scenario
+                    .topology
+                    .lu_block_bytes(&def.primary)
+                    .unwrap_or(512);
+                let mut tc = pb::tape_client::TapeClient::new(self.channel(tape).await?);
+                let t = tc
+                    .tape_status(pb::TapeStatusRequest {
+                        digest_block_bytes: bb,
+                    })
+                    .await
+                    .map_err(|s| s.message().to_string())?
+                    .into_inner();
+                if t.digests.len() as u64 != *blocks {
+                    return Err(format!(
+                        "{tape} holds {} blocks, the backup range has {blocks}",
+                        t.digests.len()
+                    ));
+                }
+                let touched = model
+                    .blocks
+                    .keys()
+                    .filter(|b| (*lba..lba + blocks).contains(b))
+                    .count();
+                match model.check(|b| {
+                    b.checked_sub(*lba)
+                        .and_then(|i| usize::try_from(i).ok())
+                        .and_then(|i| t.digests.get(i).copied())
+                }) {
+                    Ok(_) => Ok(format!(
+                        "{tape} holds {} at the split of {pair} exactly: {blocks} blocks, {touched} written by {workload}",
+                        def.primary
+                    )),
+                    Err(bad) => {
+                        let inside: Vec<_> = bad
+                            .iter()
+                            .filter(|m| (*lba..lba + blocks).contains(&m.lba))
+                            .collect();
+                        if inside.is_empty() {
+                            return Ok(format!(
+                                "{tape} holds {} at the split of {pair} exactly: {blocks} blocks, {touched} written by {workload}",
+                                def.primary
+                            ));
+                        }
+                        Err(format!(
+                            "{tape} differs from {} at the split of {pair} in {} blocks (first: LBA {})",
+                            def.primary,
+                            inside.len(),
+                            inside[0].lba
+                        ))
+                    }
+                }
+            }
+            Check::SecondaryEqualsSplitImage { pair, workload } => {
+                let (def, model) = self.split_image(pair, workload).await?;
+                let digests = self.lu_digests(&def.secondary).await?;
+                match model.check(|b| {
+                    usize::try_from(b)
+                        .ok()
+                        .and_then(|i| digests.get(i).copied())
+                }) {
+                    Ok(n) => Ok(format!(
+                        "{} holds {} at the split of {pair} ({n} written blocks checked)",
+                        def.secondary, def.primary
+                    )),
+                    Err(bad) => Err(format!(
+                        "{} differs from {} at the split of {pair} in {} blocks (first: LBA {})",
+                        def.secondary,
+                        def.primary,
+                        bad.len(),
+                        bad[0].lba
+                    )),
+                }
+            }
+            Check::PrefixConsistent { workload, volume } => {
+                let (device, history) = self.workload_history(workload, true).await?;
+                let digests = self.lu_digests(volume).await?;
+                let read = |b: u64| {
+                    usize::try_from(b)
+                        .ok()
+                        .and_then(|i| digests.get(i).copied())
+                };
+                let acked = history.acked_count(&device);
+                match history.prefix_instant(&device, read) {
+                    Some(t) => {
+                        let rpo = history.rpo(&device, read);
+                        Ok(format!(
+                            "{volume} is {device} as of {}: a prefix of {workload}'s writes ({} of {acked} acknowledged writes behind)",
+                            t.map_or("the end".to_string(), |t| format!("{:?}", t)),
+                            rpo.lost_writes
+                        ))
+                    }
+                    None => Err(format!(
+                        "{volume} matches no instant of {device}: writes applied out of order"
+                    )),
+                }
+            }
+            Check::RpoAtMost {
+                workload,
+                volume,
+                writes,
+            } => {
+                let (device, history) = self.workload_history(workload, true).await?;
+                let digests = self.lu_digests(volume).await?;
+                let rpo = history.rpo(&device, |b| {
+                    usize::try_from(b)
+                        .ok()
+                        .and_then(|i| digests.get(i).copied())
+                });
+                let text = format!(
+                    "RPO of {volume} for {workload}: {} of {} acknowledged writes lost ({} bytes{})",
+                    rpo.lost_writes,
+                    history.acked_count(&device),
+                    rpo.lost_bytes,
+                    match (rpo.oldest_lost_ack, rpo.newest_lost_ack) {
+                        (Some(a), Some(b)) => format!(", acknowledged {a:?}..{b:?}"),
+                        _ => String::new(),
+                    }
+                );
+                if rpo.lost_writes as u64 <= *writes {
+                    Ok(text)
+                } else {
+                    Err(text)
+                }
+            }
+            Check::CopyResults {
+                host,
+                manager,
+                list_id,
+                status,
+            } => {
+                let r = self.copy_results(host, manager, *list_id).await?;
+                let want = match status.as_str() {
+                    "completed" => "completed",
+                    "failed" => "completed-with-error",
+                    _ => "in-progress",
+                };
+                let text = format!(
+                    "copy {list_id} at {manager}: {} ({} segments, {} bytes)",
+                    r.copy_status, r.segments_processed, r.transfer_count
+                );
+                if r.copy_status == want {
+                    Ok(text)
+                } else {
+                    Err(format!("{text}; expected {want}"))
+                }
+            }
+            _ => Err(format!("{} is not a copy check", c.name())),
+        }
+    }
+}
