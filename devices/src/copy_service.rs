@@ -167,12 +167,18 @@ impl pb::copy_server::Copy for CopyService {
                     .map_err(|_| Status::invalid_argument("secondary_lun: above 65535"))?,
             )
         } else {
-            let naa = u64::from_str_radix(r.secondary_naa.trim_start_matches("0x"), 16)
+            let hex: String = r
+                .secondary_naa
+                .trim_start_matches("0x")
+                .chars()
+                .filter(|c| *c != ':')
+                .collect();
+            let naa = u64::from_str_radix(&hex, 16)
                 .ok()
-                .filter(|_| !r.secondary_naa.is_empty())
+                .filter(|_| hex.len() == 16)
                 .ok_or_else(|| {
                     Status::invalid_argument(format!(
-                        "secondary_naa: `{}` is not a 16-hex-digit NAA",
+                        "secondary_naa: `{}` is not an NAA of 16 hex digits (colons allowed)",
                         r.secondary_naa
                     ))
                 })?;

@@ -150,21 +150,34 @@ impl Orchestrator {
                         .ok_or_else(|| format!("{secondary}: no such LU"))?
                         .to_string(),
                 };
-                let mut c = self.copy_client(&primary.node).await?;
-                let r = c
-                    .create_pair(pb::CreatePairRequest {
-                        name: name.clone(),
-                        primary_lun: primary.lun,
-                        mode: mode.name().to_string(),
-                        secondary_lun: secondary.lun,
-                        secondary_naa,
-                        group: group.clone().unwrap_or_default(),
-                        options: Some(options(settings)),
-                        journal_bytes: journal_bytes.unwrap_or(0),
-                    })
-                    .await
-                    .map_err(err)?
-                    .into_inner();
+                let req = pb::CreatePairRequest {
+                    name: name.clone(),
+                    primary_lun: primary.lun,
+                    mode: mode.name().to_string(),
+                    secondary_lun: secondary.lun,
+                    secondary_naa,
+                    group: group.clone().unwrap_or_default(),
+                    options: Some(options(settings)),
+                    journal_bytes: journal_bytes.unwrap_or(0),
+                };
+                // A remote secondary needs the primary array's copy port to have found
+                // it (its remote path); an operator retries until it has.
+                let (limit, pause) = self.poll_pause();
+                let start = self.now();
+                let r = loop {
+                    let mut c = self.copy_client(&primary.node).await?;
+                    match c.create_pair(req.clone()).await {
+                        Ok(r) => break r.into_inner(),
+                        Err(s)
+                            if s.code() == tonic::Code::FailedPrecondition
+                                && s.message().contains("not reachable")
+                                && self.now() - start < limit.min(Duration::from_secs(2)) =>
+                        {
+                            self.clock.sleep(pause).await;
+                        }
+                        Err(s) => return Err(err(s)),
+                    }
+                };
                 Ok(format!(
                     "pair created {primary} → {secondary}: {}",
                     r.pairs.first().map(describe).unwrap_or_default()
