@@ -88,7 +88,13 @@ pub enum ArrayAdmin {
 }
 
 /// How long the copy manager waits for a path to a copy target that has none.
-const COPY_TARGET_NO_PATH: std::time::Duration = std::time::Duration::from_millis(200);
+const COPY_TARGET_NO_PATH: std::time::Duration = std::time::Duration::from_millis(60);
+
+/// How long the array's copy port waits for one command to another array or a tape: a
+/// replication link that died must suspend a synchronous pair (and release the held
+/// host write) well before the host's own exchange timeout
+/// ([`crate::fcp::FcpInitiator::EXCHANGE_TIMEOUT`]).
+const COPY_EXCHANGE_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(80);
 
 /// Blocks moved per read/write step of a copy through the fabric.
 const COPY_CHUNK_BLOCKS: u64 = 256;
@@ -205,10 +211,7 @@ impl ArrayLayer {
             scsi,
             // A copy target that vanished fails the copy soon rather than holding the
             // EXTENDED COPY for the hosts' full queue-if-no-path time.
-            init: ScsiInitiator::with_timeouts(
-                crate::fcp::FcpInitiator::EXCHANGE_TIMEOUT,
-                COPY_TARGET_NO_PATH,
-            ),
+            init: ScsiInitiator::with_timeouts(COPY_EXCHANGE_TIMEOUT, COPY_TARGET_NO_PATH),
             copies: BTreeMap::new(),
             copy_ios: BTreeMap::new(),
             next_copy: 0,
@@ -323,10 +326,7 @@ impl ArrayLayer {
             };
             self.next_held += 1;
             let token = self.next_held;
-            if self
-                .engine
-                .after_write(&mut LuStores(&mut self.scsi), lun, lba, data, token)
-            {
+            if self.engine.after_write(lun, lba, data, token) {
                 let sense = r.sense.map(|s| s.encode()).unwrap_or_default();
                 self.held.insert(token, (cmd.clone(), r.status.0, sense));
                 return;
@@ -438,8 +438,7 @@ impl ArrayLayer {
             .map(|(_, l, b)| (l, b))
             .collect();
         let now = self.now;
-        self.engine
-            .backup_begin(lun, &ranges, now, &mut LuStores(&mut self.scsi))
+        self.engine.backup_begin(lun, &ranges, now)
     }
 
     /// A COPY SERVICES (D6h) command from a primary array's copy port.
@@ -550,8 +549,7 @@ impl ArrayLayer {
                 }
             };
             if self.init.device(naa).is_none() {
-                self.engine
-                    .completed(token, false, &mut LuStores(&mut self.scsi));
+                self.engine.completed(token, false);
                 continue;
             }
             let io = self.init.submit(ctx, naa, req);
@@ -582,10 +580,7 @@ impl ArrayLayer {
                 let _ = reply.send(r.and_then(|name| self.pair_status(Some(&name))));
             }
             CopyAdmin::Split { pair, at, reply } => {
-                let r = self
-                    .engine
-                    .split(&pair, at, now, &mut LuStores(&mut self.scsi))
-                    .map_err(status_of);
+                let r = self.engine.split(&pair, at, now).map_err(status_of);
                 let _ = reply.send(r.and_then(|()| self.pair_status(Some(&pair))));
             }
             CopyAdmin::Resync { pair, reply } => {
@@ -605,12 +600,8 @@ impl ArrayLayer {
                     luns: luns.into_iter().map(u32::from).collect(),
                 }));
             }
-            CopyAdmin::Options {
-                pair,
-                options,
-                reply,
-            } => {
-                let r = self.engine.set_options(&pair, options).map_err(status_of);
+            CopyAdmin::Options { pair, patch, reply } => {
+                let r = self.engine.set_options(&pair, &patch).map_err(status_of);
                 let _ = reply.send(r.and_then(|()| self.pair_status(Some(&pair))));
             }
         }
@@ -922,8 +913,7 @@ impl ArrayLayer {
         while let Some((io, c)) = self.init.poll_completion() {
             if let Some(token) = self.engine_ios.remove(&io) {
                 let ok = c.result.transport.is_none() && c.result.status == 0;
-                self.engine
-                    .completed(token, ok, &mut LuStores(&mut self.scsi));
+                self.engine.completed(token, ok);
                 continue;
             }
             let Some((id, read)) = self.copy_ios.remove(&io) else {

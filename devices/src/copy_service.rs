@@ -9,7 +9,8 @@ use tonic::{Request, Response, Status};
 
 use crate::array::ArrayAdmin;
 use crate::copysvc::{
-    BackupStrategy, CopyError, Granularity, PairMode, PairOptions, PairSpec, PairStatus, Secondary,
+    BackupStrategy, CopyError, Granularity, OptionsPatch, PairMode, PairOptions, PairSpec,
+    PairStatus, Secondary,
 };
 
 type Reply<T> = oneshot::Sender<Result<T, Status>>;
@@ -44,7 +45,7 @@ pub enum CopyAdmin {
     },
     Options {
         pair: String,
-        options: PairOptions,
+        patch: OptionsPatch,
         reply: Reply<pb::PairStatusResponse>,
     },
 }
@@ -82,36 +83,35 @@ pub fn pair_info(p: PairStatus) -> pb::PairInfo {
     }
 }
 
-/// Parses API pair options; `None` fields keep the defaults.
-pub fn options_from(o: Option<pb::PairOptions>) -> Result<PairOptions, Status> {
-    let mut out = PairOptions::default();
+/// Parses API pair options into the settings they change.
+pub fn options_patch(o: Option<pb::PairOptions>) -> Result<OptionsPatch, Status> {
     let Some(o) = o else {
-        return Ok(out);
+        return Ok(OptionsPatch::default());
     };
-    if o.copy_rate > 0 {
-        out.copy_rate = o.copy_rate;
-    }
-    if !o.strategy.is_empty() {
-        out.strategy = BackupStrategy::from_name(&o.strategy).ok_or_else(|| {
-            Status::invalid_argument(format!(
-                "options.strategy: `{}` is not R, W, M or H",
-                o.strategy
-            ))
-        })?;
-    }
-    out.granularity = match o.granularity.as_str() {
-        "" | "whole_range" => Granularity::WholeRange,
-        "per_transfer_unit" => Granularity::PerTransferUnit,
-        g => {
+    let strategy = match o.strategy.as_deref() {
+        None => None,
+        Some(x) => Some(BackupStrategy::from_name(x).ok_or_else(|| {
+            Status::invalid_argument(format!("options.strategy: `{x}` is not R, W, M or H"))
+        })?),
+    };
+    let granularity = match o.granularity.as_deref() {
+        None => None,
+        Some("whole_range") => Some(Granularity::WholeRange),
+        Some("per_transfer_unit") => Some(Granularity::PerTransferUnit),
+        Some(g) => {
             return Err(Status::invalid_argument(format!(
                 "options.granularity: `{g}` is not whole_range or per_transfer_unit"
             )));
         }
     };
-    out.priority = o.priority || o.strategy.is_empty();
-    out.backup_implies_split = o.backup_implies_split;
-    out.fence = o.fence;
-    Ok(out)
+    Ok(OptionsPatch {
+        copy_rate: o.copy_rate,
+        strategy,
+        granularity,
+        priority: o.priority,
+        backup_implies_split: o.backup_implies_split,
+        fence: o.fence,
+    })
 }
 
 struct CopyService {
@@ -190,7 +190,11 @@ impl pb::copy_server::Copy for CopyService {
             secondary,
             mode,
             group: (!r.group.is_empty()).then_some(r.group),
-            options: options_from(r.options)?,
+            options: {
+                let mut o = PairOptions::default();
+                o.apply(&options_patch(r.options)?);
+                o
+            },
         };
         let journal_bytes = r.journal_bytes;
         self.ask(|reply| CopyAdmin::Create {
@@ -261,14 +265,10 @@ impl pb::copy_server::Copy for CopyService {
     ) -> Result<Response<pb::PairStatusResponse>, Status> {
         let r = r.into_inner();
         let pair = named(r.pair)?;
-        let options = options_from(r.options)?;
-        self.ask(|reply| CopyAdmin::Options {
-            pair,
-            options,
-            reply,
-        })
-        .await
-        .map(Response::new)
+        let patch = options_patch(r.options)?;
+        self.ask(|reply| CopyAdmin::Options { pair, patch, reply })
+            .await
+            .map(Response::new)
     }
 }
 

@@ -53,28 +53,29 @@ pub(crate) fn pair_defs(s: &crate::format::Scenario) -> BTreeMap<String, PairDef
         .collect()
 }
 
-/// The API form of scenario pair settings.
+/// The API form of scenario pair settings: only what the scenario gives.
 fn options(s: &PairSettings) -> pb::PairOptions {
     pb::PairOptions {
-        copy_rate: s.copy_rate.unwrap_or(0),
-        strategy: s
-            .strategy
-            .map(|x| match x {
+        copy_rate: s.copy_rate,
+        strategy: s.strategy.map(|x| {
+            match x {
                 BackupStrategySpec::R => "R",
                 BackupStrategySpec::W => "W",
                 BackupStrategySpec::M => "M",
                 BackupStrategySpec::H => "H",
-            })
-            .unwrap_or_default()
-            .to_string(),
-        granularity: match s.granularity {
-            Some(GranularitySpec::PerTransferUnit) => "per_transfer_unit",
-            Some(GranularitySpec::WholeRange) | None => "",
-        }
-        .to_string(),
-        priority: true,
-        backup_implies_split: s.backup_implies_split,
-        fence: s.fence,
+            }
+            .to_string()
+        }),
+        granularity: s.granularity.map(|g| {
+            match g {
+                GranularitySpec::PerTransferUnit => "per_transfer_unit",
+                GranularitySpec::WholeRange => "whole_range",
+            }
+            .to_string()
+        }),
+        priority: None,
+        backup_implies_split: s.backup_implies_split.then_some(true),
+        fence: s.fence.then_some(true),
     }
 }
 

@@ -29,7 +29,8 @@ use tracing::{info, warn};
 use crate::scsi::sense::{Sense, SenseKey, asc};
 pub use journal::{Journal, JournalApplier};
 pub use pair::{
-    BackupStrategy, CopyPair, Granularity, PairMode, PairOptions, PairState, Propagate, Secondary,
+    BackupStrategy, CopyPair, Granularity, OptionsPatch, PairMode, PairOptions, PairState,
+    Propagate, Secondary,
 };
 
 /// Synchronous access to the array's own LUs.
@@ -360,11 +361,11 @@ impl CopyEngine {
         Ok(())
     }
 
-    /// Changes a pair's (or every group member's) settings.
-    pub fn set_options(&mut self, target: &str, options: PairOptions) -> Result<(), CopyError> {
+    /// Changes some settings of a pair (or of every member of a group).
+    pub fn set_options(&mut self, target: &str, patch: &OptionsPatch) -> Result<(), CopyError> {
         for m in self.members(target)? {
             if let Some(p) = self.pairs.get_mut(&m) {
-                p.options = options.clone();
+                p.options.apply(patch);
             }
         }
         Ok(())
@@ -388,7 +389,6 @@ impl CopyEngine {
         target: &str,
         at: Option<Duration>,
         now: Duration,
-        vols: &mut dyn Volumes,
     ) -> Result<(), CopyError> {
         let group = match self.pairs.get(target) {
             Some(p) => p.group.clone(),
@@ -416,13 +416,13 @@ impl CopyEngine {
                 Ok(())
             }
             _ => {
-                self.split_now(&group, now, vols);
+                self.split_now(&group, now);
                 Ok(())
             }
         }
     }
 
-    fn split_now(&mut self, group: &str, now: Duration, vols: &mut dyn Volumes) {
+    fn split_now(&mut self, group: &str, now: Duration) {
         let Some(g) = self.groups.get_mut(group) else {
             return;
         };
@@ -435,7 +435,7 @@ impl CopyEngine {
                 info!(pair = %m, diff = p.diff.count(), "split: primary Split, secondary SplitPending");
             }
         }
-        self.settle_all(vols);
+        self.settle_all();
     }
 
     /// Resynchronises a split or suspended pair (or group).
@@ -458,6 +458,8 @@ impl CopyEngine {
             }
             self.notify(m);
         }
+        // Nothing changed since the split: back to pair at once.
+        self.settle_all();
         Ok(())
     }
 
@@ -569,7 +571,7 @@ impl CopyEngine {
         initiator: Wwpn,
         now: Duration,
     ) -> Result<(), Sense> {
-        self.run_due_splits(now, vols);
+        self.run_due_splits(now);
         if let Some(r) = self.roles.get(&lun)
             && !r.notice.writers.contains(&initiator.0.0)
         {
@@ -629,14 +631,7 @@ impl CopyEngine {
 
     /// A host write of `data` at `lba` of LU `lun` landed on the primary. Returns
     /// whether the host's answer must wait for an [`Action::Release`] of `host`.
-    pub fn after_write(
-        &mut self,
-        vols: &mut dyn Volumes,
-        lun: u16,
-        lba: u64,
-        data: Bytes,
-        host: u64,
-    ) -> bool {
+    pub fn after_write(&mut self, lun: u16, lba: u64, data: Bytes, host: u64) -> bool {
         let names: Vec<String> = self
             .pairs
             .values()
@@ -690,7 +685,7 @@ impl CopyEngine {
             }
         }
         self.ship_journals();
-        self.settle_all(vols);
+        self.settle_all();
         self.held.contains_key(&host)
     }
 
@@ -760,7 +755,7 @@ impl CopyEngine {
     // ---- completions and time -------------------------------------------------------
 
     /// A command the engine asked for ended.
-    pub fn completed(&mut self, token: u64, ok: bool, vols: &mut dyn Volumes) {
+    pub fn completed(&mut self, token: u64, ok: bool) {
         let Some(p) = self.pending.remove(&token) else {
             return;
         };
@@ -854,7 +849,7 @@ impl CopyEngine {
                 }
             }
         }
-        self.settle_all(vols);
+        self.settle_all();
     }
 
     fn ship_journals(&mut self) {
@@ -883,7 +878,7 @@ impl CopyEngine {
         }
     }
 
-    fn run_due_splits(&mut self, now: Duration, vols: &mut dyn Volumes) {
+    fn run_due_splits(&mut self, now: Duration) {
         let due: Vec<String> = self
             .groups
             .iter()
@@ -891,13 +886,12 @@ impl CopyEngine {
             .map(|(n, _)| n.clone())
             .collect();
         for g in due {
-            self.split_now(&g, now, vols);
+            self.split_now(&g, now);
         }
     }
 
     /// Moves pairs whose copying finished to their next state.
-    fn settle_all(&mut self, vols: &mut dyn Volumes) {
-        let _ = vols;
+    fn settle_all(&mut self) {
         let names: Vec<String> = self.pairs.keys().cloned().collect();
         for n in names {
             let drained = {
@@ -935,7 +929,7 @@ impl CopyEngine {
 
     /// Runs due splits and the background copier.
     pub fn tick(&mut self, vols: &mut dyn Volumes, now: Duration) {
-        self.run_due_splits(now, vols);
+        self.run_due_splits(now);
         let elapsed = now.saturating_sub(self.last_tick).as_nanos();
         self.last_tick = now;
         let names: Vec<String> = self.pairs.keys().cloned().collect();
@@ -960,7 +954,7 @@ impl CopyEngine {
             self.copy_some(&n, vols);
         }
         self.ship_journals();
-        self.settle_all(vols);
+        self.settle_all();
     }
 
     /// Copies stale blocks of pair `n` within its budget.
@@ -1048,9 +1042,8 @@ impl CopyEngine {
         lun: u16,
         ranges: &[(u64, u64)],
         now: Duration,
-        vols: &mut dyn Volumes,
     ) -> Result<Option<BackupSource>, Sense> {
-        self.run_due_splits(now, vols);
+        self.run_due_splits(now);
         if let Some(r) = self.roles.get(&lun) {
             return match r.notice.state {
                 Some(PairState::Split) => Ok(None),
@@ -1072,7 +1065,7 @@ impl CopyEngine {
         match p.state {
             PairState::Copy | PairState::Pair if p.options.backup_implies_split => {
                 let group = p.group.clone();
-                self.split_now(&group, now, vols);
+                self.split_now(&group, now);
                 early = true;
             }
             PairState::SplitPending if p.options.strategy == BackupStrategy::H => {

@@ -185,6 +185,41 @@ impl Default for PairOptions {
     }
 }
 
+/// A change of some of a pair's settings; `None` keeps the current value.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OptionsPatch {
+    pub copy_rate: Option<u64>,
+    pub strategy: Option<BackupStrategy>,
+    pub granularity: Option<Granularity>,
+    pub priority: Option<bool>,
+    pub backup_implies_split: Option<bool>,
+    pub fence: Option<bool>,
+}
+
+impl PairOptions {
+    /// Applies the fields `patch` sets.
+    pub fn apply(&mut self, patch: &OptionsPatch) {
+        if let Some(v) = patch.copy_rate {
+            self.copy_rate = v;
+        }
+        if let Some(v) = patch.strategy {
+            self.strategy = v;
+        }
+        if let Some(v) = patch.granularity {
+            self.granularity = v;
+        }
+        if let Some(v) = patch.priority {
+            self.priority = v;
+        }
+        if let Some(v) = patch.backup_implies_split {
+            self.backup_implies_split = v;
+        }
+        if let Some(v) = patch.fence {
+            self.fence = v;
+        }
+    }
+}
+
 /// One pair, primary side.
 #[derive(Debug, Clone)]
 pub struct CopyPair {

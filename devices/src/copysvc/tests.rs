@@ -26,7 +26,7 @@ impl Vols {
             .unwrap();
         let data = Bytes::from(vec![v; BB]);
         self.write(lun, b, &data);
-        e.after_write(self, lun, b, data, host)
+        e.after_write(lun, b, data, host)
     }
 }
 
@@ -90,9 +90,9 @@ fn run(e: &mut CopyEngine, v: &mut Vols, now: &mut Duration, ok: bool) -> Vec<Ac
             any = true;
             match &a {
                 Action::Write { token, .. } | Action::JournalWrite { token, .. } => {
-                    e.completed(*token, ok, v)
+                    e.completed(*token, ok)
                 }
-                Action::Notify { token, .. } => e.completed(*token, true, v),
+                Action::Notify { token, .. } => e.completed(*token, true),
                 Action::Release { .. } => {}
             }
             seen.push(a);
@@ -133,7 +133,7 @@ fn split_is_immediate_and_copy_before_write_keeps_the_split_image() {
     // Stall the copier, write, split.
     e.pairs.get_mut("p").unwrap().options.copy_rate = 0;
     v.host_write(&mut e, 0, 2, 1, 1);
-    e.split("p", None, now, &mut v).unwrap();
+    e.split("p", None, now).unwrap();
     assert_eq!(state(&e, "p"), PairState::SplitPending, "INV-6");
     // Post-split write to the still-dirty block: the old value goes to S first.
     v.host_write(&mut e, 0, 2, 2, 2);
@@ -169,7 +169,7 @@ fn sync_write_is_held_until_the_secondary_has_it() {
         panic!("expected the secondary write")
     };
     assert!(e.poll_action().is_none());
-    e.completed(token, true, &mut v);
+    e.completed(token, true);
     assert_eq!(
         e.poll_action(),
         Some(Action::Release {
@@ -188,7 +188,7 @@ fn sync_link_loss_suspends_and_tracks() {
     let Some(Action::Write { token, .. }) = e.poll_action() else {
         panic!()
     };
-    e.completed(token, false, &mut v);
+    e.completed(token, false);
     assert_eq!(state(&e, "s"), PairState::Suspended);
     assert!(e.pair("s").unwrap().diff.get(1));
     // Later writes are tracked, not sent; the host is answered at once.
@@ -212,7 +212,7 @@ fn overlapping_sync_writes_reach_the_secondary_in_order() {
     };
     assert_eq!(data[0], 5);
     assert!(e.poll_action().is_none(), "the second waits for the first");
-    e.completed(token, true, &mut v);
+    e.completed(token, true);
     let mut next = None;
     while let Some(a) = e.poll_action() {
         if let Action::Write { data, .. } = a {
@@ -288,7 +288,7 @@ fn group_split_waits_for_the_journal_up_to_the_split() {
     let Some(Action::JournalWrite { token, .. }) = e.poll_action() else {
         panic!()
     };
-    e.split("a", None, now, &mut v).unwrap();
+    e.split("a", None, now).unwrap();
     assert_eq!(state(&e, "a"), PairState::SplitPending);
     assert_eq!(state(&e, "b"), PairState::SplitPending, "the whole group");
     v.host_write(&mut e, 1, 0, 1, 2);
@@ -296,7 +296,7 @@ fn group_split_waits_for_the_journal_up_to_the_split() {
         e.poll_action().is_none(),
         "post-split writes are not journalled"
     );
-    e.completed(token, true, &mut v);
+    e.completed(token, true);
     assert_eq!(state(&e, "a"), PairState::Split);
     assert_eq!(state(&e, "b"), PairState::Split);
 }
@@ -307,10 +307,10 @@ fn timed_split_and_late_split() {
     local(&mut e, &mut v, PairOptions::default());
     run(&mut e, &mut v, &mut now, true);
     assert!(matches!(
-        e.split("p", Some(now - Duration::from_nanos(1)), now, &mut v),
+        e.split("p", Some(now - Duration::from_nanos(1)), now),
         Err(CopyError::TooLate { .. })
     ));
-    e.split("p", Some(now + Duration::from_nanos(500)), now, &mut v)
+    e.split("p", Some(now + Duration::from_nanos(500)), now)
         .unwrap();
     assert_eq!(state(&e, "p"), PairState::Pair);
     assert_eq!(e.poll_timeout(now), Some(now + Duration::from_nanos(500)));
@@ -336,12 +336,12 @@ fn backup_image(strategy: BackupStrategy, granularity: Granularity) -> (Vec<u8>,
     for b in 0..16 {
         v.host_write(&mut e, 0, b, 10 + b as u8, b);
     }
-    e.split("p", None, now, &mut v).unwrap();
+    e.split("p", None, now).unwrap();
     let split_image: Vec<u8> = (0..16).map(|b| v.block(0, b)).collect();
     for b in (0..16).step_by(3) {
         v.host_write(&mut e, 0, b, 99, 100 + b);
     }
-    let src = e.backup_begin(1, &[(0, 16)], now, &mut v).unwrap().unwrap();
+    let src = e.backup_begin(1, &[(0, 16)], now).unwrap().unwrap();
     let mut tape = Vec::new();
     let mut waited = false;
     let mut at = 0;
@@ -387,8 +387,8 @@ fn strategy_h_refuses_while_split_pending() {
     run(&mut e, &mut v, &mut now, true);
     e.pairs.get_mut("p").unwrap().options.copy_rate = 0;
     v.host_write(&mut e, 0, 1, 1, 1);
-    e.split("p", None, now, &mut v).unwrap();
-    let s = e.backup_begin(1, &[(0, 4)], now, &mut v).unwrap_err();
+    e.split("p", None, now).unwrap();
+    let s = e.backup_begin(1, &[(0, 4)], now).unwrap_err();
     assert_eq!(s.key, SenseKey::NOT_READY);
 }
 
@@ -397,10 +397,10 @@ fn backup_of_an_unsplit_secondary_is_a_sequence_error_unless_it_implies_the_spli
     let (mut e, mut v, mut now) = (CopyEngine::new(vec![]), Vols::new(&[0, 1]), Duration::ZERO);
     local(&mut e, &mut v, PairOptions::default());
     run(&mut e, &mut v, &mut now, true);
-    let s = e.backup_begin(1, &[(0, 4)], now, &mut v).unwrap_err();
+    let s = e.backup_begin(1, &[(0, 4)], now).unwrap_err();
     assert_eq!(s.asc_pair(), asc::COMMAND_SEQUENCE_ERROR);
     e.pairs.get_mut("p").unwrap().options.backup_implies_split = true;
-    let src = e.backup_begin(1, &[(0, 4)], now, &mut v).unwrap().unwrap();
+    let src = e.backup_begin(1, &[(0, 4)], now).unwrap().unwrap();
     assert!(src.early);
     assert!(state(&e, "p").is_split());
 }
