@@ -63,15 +63,51 @@ impl Drop for Fixture {
     }
 }
 
+/// How long one command may take (a `--watch` that never ends fails the test instead of
+/// hanging it).
+const COMMAND_DEADLINE: Duration = Duration::from_secs(20);
+
 /// Runs `fcsim SUB --control ADDR ARGS…` and returns (success, stdout, stderr).
 fn fcsim(addr: &str, sub: &str, args: &[&str]) -> (bool, String, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_fcsim"))
+    use std::io::Read;
+    use std::process::Stdio;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_fcsim"))
         .args([sub, "--control", addr])
         .args(args)
-        .output()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .expect("run fcsim");
-    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-    (out.status.success(), text(&out.stdout), text(&out.stderr))
+    let drain = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut b = Vec::new();
+            let _ = r.read_to_end(&mut b);
+            String::from_utf8_lossy(&b).into_owned()
+        })
+    };
+    let out = drain(Box::new(child.stdout.take().expect("stdout")));
+    let err = drain(Box::new(child.stderr.take().expect("stderr")));
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("poll fcsim") {
+            break s;
+        }
+        if start.elapsed() > COMMAND_DEADLINE {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "`fcsim {sub} {}` still running after {COMMAND_DEADLINE:?}; it printed:\n{}",
+                args.join(" "),
+                out.join().unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let (out, err) = (
+        out.join().unwrap_or_default(),
+        err.join().unwrap_or_default(),
+    );
+    (status.success(), out, err)
 }
 
 /// `fcsim copy ARGS…`, which must succeed; its stdout.
