@@ -670,6 +670,10 @@ async fn watch_copies(
     for b in bars.values() {
         b.finish();
     }
+    if !bars.is_empty() {
+        // indicatif leaves the cursor at the end of the last bar.
+        eprintln!();
+    }
     Ok(r)
 }
 
