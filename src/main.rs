@@ -6,6 +6,7 @@ mod bench_io;
 mod bench_offload;
 mod capture_cli;
 mod client;
+mod copy_cli;
 mod host_cli;
 mod virt_cli;
 
@@ -111,6 +112,15 @@ enum Cmd {
         host: String,
         #[command(subcommand)]
         cmd: host_cli::HostCmd,
+    },
+    /// Copy services of the arrays: create, split, resync and delete pairs, watch their
+    /// copies, take over at the secondary; back a volume up to tape with a server-free
+    /// EXTENDED COPY and ask for its results.
+    Copy {
+        #[arg(long, default_value = client::DEFAULT_CONTROL, global = true)]
+        control: String,
+        #[command(subcommand)]
+        cmd: copy_cli::CopyCmd,
     },
     /// Benchmarks: measured side by side in one run, reported as tables and ratios
     /// (wall-clock numbers; never part of the tests).
@@ -330,6 +340,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Ctl { control, view } => client::ctl(&control, view),
         Cmd::Host { control, host, cmd } => host_cli::host(&control, &host, cmd),
         Cmd::Fault { control, fault } => client::fault(&control, fault),
+        Cmd::Copy { control, cmd } => copy_cli::copy(&control, cmd),
         Cmd::Bench {
             what:
                 BenchCmd::Fabric {

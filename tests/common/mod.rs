@@ -13,17 +13,23 @@ pub struct Up {
 impl Up {
     /// Starts `fcsim up` on `scenarios/library/<file>`.
     pub fn start(file: &str) -> Up {
+        Up::start_path(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("scenarios/library")
+                .join(file),
+        )
+    }
+
+    /// Starts `fcsim up` on the scenario file at `path` (e.g. one a test wrote).
+    pub fn start_path(path: &std::path::Path) -> Up {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free loopback port")
             .port();
         let addr = format!("127.0.0.1:{port}");
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("scenarios/library")
-            .join(file);
         let child = Command::new(env!("CARGO_BIN_EXE_fcsim"))
             .arg("up")
-            .arg(&path)
+            .arg(path)
             .args(["--control", &addr])
             .stdout(Stdio::null())
             .spawn()

@@ -1,0 +1,958 @@
+//! `fcsim copy create|split|resync|delete|status|takeover|options|backup|results`: the
+//! copy services of the arrays (DESIGN.md §7, seed 004), reached through the Control
+//! endpoint. A pair is managed at its primary array (`--array`), takeover is asked of the
+//! secondary array; each serves `fcsim.v1.Copy`. `backup` and `results` are SCSI
+//! commands a host sends: a server-free EXTENDED COPY from a (secondary) LU to a tape,
+//! and RECEIVE COPY RESULTS about it. Server refusals (INVALID_ARGUMENT /
+//! FAILED_PRECONDITION / NOT_FOUND naming the field) come back as `Err` and `main`
+//! prints them.
+//!
+//! Start here: [`copy`] dispatches; [`status_table`] draws the status view.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail};
+use clap::{Args, Subcommand};
+use fcsim_devices::scsi::cdb::{RcrServiceAction, ReceiveCopyResults};
+use fcsim_devices::scsi::inquiry::NaaId;
+use fcsim_devices::scsi::xcopy::{
+    CopyManagerStatus, CopyStatus, DeviceParams, ParameterList, Segment, TargetDescriptor,
+};
+use fcsim_fabric::Wwn;
+use fcsim_proto::v1 as pb;
+use pb::array_client::ArrayClient;
+use pb::control_client::ControlClient;
+use pb::copy_client::CopyClient;
+use pb::host_client::HostClient;
+use tonic::transport::Channel;
+
+use crate::client::{channel, names};
+
+/// How often `status --watch` polls the array.
+const WATCH_EVERY: Duration = Duration::from_millis(200);
+
+/// Width of the text progress bar, in characters between the brackets.
+const BAR_WIDTH: u64 = 20;
+
+/// Pair states in which a background copy runs (formation, resync, split-time
+/// differences): `status` shows their progress and `--watch` waits for them to end.
+const COPYING: [&str; 3] = ["copy", "resync", "split_pending"];
+
+#[derive(Subcommand)]
+pub enum CopyCmd {
+    /// Create a pair and start its formation copy (asked of the primary's array).
+    Create {
+        /// The pair's name.
+        name: String,
+        /// The primary volume, `ARRAY:LUN`.
+        #[arg(long)]
+        primary: String,
+        /// The secondary volume, `ARRAY:LUN` (on the primary's array for a local pair),
+        /// or a remote LU's NAA.
+        #[arg(long)]
+        secondary: String,
+        /// local: in-array mirror; sync: remote, the host is acknowledged once the
+        /// secondary has the write; async: remote, through the group's journal.
+        #[arg(long, value_parser = ["local", "sync", "async"])]
+        mode: String,
+        /// Consistency group; default: a group of its own named after the pair.
+        #[arg(long)]
+        group: Option<String>,
+        /// Async groups: journal capacity in bytes (default 64 MiB).
+        #[arg(long)]
+        journal_bytes: Option<u64>,
+        #[command(flatten)]
+        options: OptionArgs,
+    },
+    /// Split a pair or a consistency group: the secondary keeps the split-time image
+    /// (split_pending until the split-time differences are copied, then split).
+    Split {
+        /// A pair or a consistency group.
+        pair: String,
+        /// The primary's array.
+        #[arg(long)]
+        array: String,
+        /// Split at this fabric time (ms since the fabric started) instead of now.
+        #[arg(long)]
+        at_ms: Option<u64>,
+    },
+    /// Copy the changes made since the split (or suspension) and return to pair.
+    Resync {
+        /// A pair or a consistency group.
+        pair: String,
+        /// The primary's array.
+        #[arg(long)]
+        array: String,
+    },
+    /// Delete a pair or group: both volumes become simplex.
+    Delete {
+        /// A pair or a consistency group.
+        pair: String,
+        /// The primary's array.
+        #[arg(long)]
+        array: String,
+    },
+    /// The array's pairs (all, or one pair or group) with their remaining differences,
+    /// a progress bar for those copying, and the secondary roles the array holds.
+    Status {
+        /// A pair or a consistency group; default: every pair of the array.
+        pair: Option<String>,
+        /// The array to ask (a pair's primary; a secondary array lists its roles).
+        #[arg(long)]
+        array: String,
+        /// Poll every 200 ms, showing the copy's progress, until no pair is in copy,
+        /// resync or split_pending; then print the table.
+        #[arg(long)]
+        watch: bool,
+    },
+    /// At the secondary array: the pair's (or group's) secondary volumes become
+    /// writable simplex volumes.
+    Takeover {
+        /// A pair or a consistency group.
+        pair: String,
+        /// The secondary's array.
+        #[arg(long)]
+        array: String,
+    },
+    /// Change a pair's settings. Settings not given return to their defaults.
+    Options {
+        /// A pair.
+        pair: String,
+        /// The primary's array.
+        #[arg(long)]
+        array: String,
+        #[command(flatten)]
+        options: OptionArgs,
+    },
+    /// Server-free backup: host `--host` sends EXTENDED COPY to the source LU's array,
+    /// which copies the blocks to the tape itself (block → stream segments).
+    Backup {
+        /// The host that sends the command.
+        #[arg(long)]
+        host: String,
+        /// The LU to back up, `ARRAY:LUN` (usually a pair's secondary); it is also the
+        /// copy manager the command is sent to.
+        #[arg(long)]
+        source: String,
+        /// The tape drive (`tape1` or `tape1:0`), as the host discovered it.
+        #[arg(long)]
+        tape: String,
+        /// First block to back up.
+        #[arg(long, default_value_t = 0)]
+        lba: u64,
+        /// Blocks to back up; default: from `--lba` to the end of the LU.
+        #[arg(long)]
+        blocks: Option<u64>,
+        /// The EXTENDED COPY list identifier (for `copy results`).
+        #[arg(long, default_value_t = 0)]
+        list_id: u8,
+    },
+    /// RECEIVE COPY RESULTS (COPY STATUS) of an EXTENDED COPY list identifier.
+    Results {
+        /// The host that sent the EXTENDED COPY (list identifiers are per initiator).
+        #[arg(long)]
+        host: String,
+        /// The copy manager the EXTENDED COPY went to, `ARRAY:LUN`.
+        #[arg(long)]
+        manager: String,
+        /// The list identifier.
+        #[arg(long)]
+        list_id: u8,
+    },
+}
+
+/// Pair settings, for `create` and `options`.
+#[derive(Args)]
+pub struct OptionArgs {
+    /// Background copy rate, blocks per millisecond (default 1024).
+    #[arg(long)]
+    copy_rate: Option<u64>,
+    /// How a backup of the secondary meets split-time differences: R copies them first,
+    /// W waits for them, M merges from the primary, H refuses while split_pending.
+    #[arg(long, value_parser = ["R", "W", "M", "H"])]
+    strategy: Option<String>,
+    /// Strategy R checks the whole backup range before the first tape write, or each
+    /// transfer unit.
+    #[arg(long, value_parser = ["whole_range", "per_transfer_unit"])]
+    granularity: Option<String>,
+    /// Range-priority copy for a waiting backup (on when no strategy is given).
+    #[arg(long)]
+    priority: bool,
+    /// A backup of the unsplit secondary splits the pair and answers at once.
+    #[arg(long)]
+    backup_implies_split: bool,
+    /// Sync pairs: fail host writes when the secondary cannot be written (instead of
+    /// suspending the pair).
+    #[arg(long)]
+    fence: bool,
+}
+
+impl OptionArgs {
+    fn to_pb(&self) -> pb::PairOptions {
+        pb::PairOptions {
+            copy_rate: self.copy_rate.unwrap_or(0),
+            strategy: self.strategy.clone().unwrap_or_default(),
+            granularity: self.granularity.clone().unwrap_or_default(),
+            priority: self.priority,
+            backup_implies_split: self.backup_implies_split,
+            fence: self.fence,
+        }
+    }
+}
+
+/// Runs `cmd` against the fabric behind `control_addr`, printing to stdout.
+pub fn copy(control_addr: &str, cmd: CopyCmd) -> anyhow::Result<ExitCode> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let mut control = ControlClient::new(channel(control_addr).await?);
+        let nodes = control
+            .list_nodes(pb::ListNodesRequest {})
+            .await?
+            .into_inner()
+            .nodes;
+        run(&nodes, cmd).await
+    })
+}
+
+async fn run(nodes: &[pb::NodeInfo], cmd: CopyCmd) -> anyhow::Result<ExitCode> {
+    // Management commands answer with the pairs' status, shown as one table.
+    let (array, r) = match cmd {
+        CopyCmd::Create {
+            name,
+            primary,
+            secondary,
+            mode,
+            group,
+            journal_bytes,
+            options,
+        } => {
+            let (array, primary_lun) = parse_lu("primary", &primary)?;
+            let (secondary_lun, secondary_naa) = if mode == "local" {
+                let (s_array, lun) = parse_lu("secondary", &secondary)?;
+                if s_array != array {
+                    bail!(
+                        "secondary: a local pair's secondary must be on the primary's array \
+                         `{array}`, not `{s_array}`"
+                    );
+                }
+                (lun, String::new())
+            } else {
+                (0, remote_naa(nodes, &secondary).await?)
+            };
+            let req = pb::CreatePairRequest {
+                name,
+                primary_lun,
+                mode,
+                secondary_lun,
+                secondary_naa,
+                group: group.unwrap_or_default(),
+                options: Some(options.to_pb()),
+                journal_bytes: journal_bytes.unwrap_or(0),
+            };
+            let r = copy_client(nodes, array).await?.create_pair(req).await?;
+            (array.to_string(), r.into_inner())
+        }
+        CopyCmd::Split { pair, array, at_ms } => {
+            let req = pb::SplitPairRequest {
+                pair,
+                at_ns: at_ms.map_or(0, |ms| ms.saturating_mul(1_000_000)),
+            };
+            let r = copy_client(nodes, &array).await?.split_pair(req).await?;
+            (array, r.into_inner())
+        }
+        CopyCmd::Resync { pair, array } => {
+            let r = copy_client(nodes, &array)
+                .await?
+                .resync_pair(pb::PairRequest { pair })
+                .await?;
+            (array, r.into_inner())
+        }
+        CopyCmd::Delete { pair, array } => {
+            let r = copy_client(nodes, &array)
+                .await?
+                .delete_pair(pb::PairRequest { pair: pair.clone() })
+                .await?;
+            println!("deleted `{pair}` on {array}: its volumes are simplex");
+            (array, r.into_inner())
+        }
+        CopyCmd::Status { pair, array, watch } => {
+            let mut client = copy_client(nodes, &array).await?;
+            let req = pb::PairRequest {
+                pair: pair.unwrap_or_default(),
+            };
+            let mut r = client.pair_status(req.clone()).await?.into_inner();
+            if watch {
+                r = watch_copies(&mut client, req, r).await?;
+            }
+            (array, r)
+        }
+        CopyCmd::Options {
+            pair,
+            array,
+            options,
+        } => {
+            let req = pb::SetPairOptionsRequest {
+                pair,
+                options: Some(options.to_pb()),
+            };
+            let r = copy_client(nodes, &array)
+                .await?
+                .set_pair_options(req)
+                .await?;
+            (array, r.into_inner())
+        }
+        CopyCmd::Takeover { pair, array } => {
+            let r = copy_client(nodes, &array)
+                .await?
+                .takeover(pb::PairRequest { pair: pair.clone() })
+                .await?
+                .into_inner();
+            let luns: Vec<String> = r.luns.iter().map(|l| format!("{array}:{l}")).collect();
+            match luns.len() {
+                0 => println!("takeover of `{pair}` at {array}: no volume changed"),
+                n => println!(
+                    "takeover of `{pair}` at {array}: {} {} now writable simplex",
+                    luns.join(", "),
+                    plural(n, "is", "are")
+                ),
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        CopyCmd::Backup {
+            host,
+            source,
+            tape,
+            lba,
+            blocks,
+            list_id,
+        } => return backup(nodes, &host, &source, &tape, lba, blocks, list_id).await,
+        CopyCmd::Results {
+            host,
+            manager,
+            list_id,
+        } => return results(nodes, &host, &manager, list_id).await,
+    };
+    print!("{}", status_table(&r, &array, &lu_names(nodes).await));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `ARRAY:LUN` → (array, LUN); `field` names the argument in errors.
+fn parse_lu<'a>(field: &str, text: &'a str) -> anyhow::Result<(&'a str, u32)> {
+    let bad = || anyhow!("{field}: expected `ARRAY:LUN`, e.g. `arr1:0`, got `{text}`");
+    let (array, lun) = text.rsplit_once(':').ok_or_else(bad)?;
+    if array.is_empty() {
+        return Err(bad());
+    }
+    Ok((array, lun.parse().map_err(|_| bad())?))
+}
+
+/// The address of node `name`, which must be a live node of `kind`.
+fn node_of_kind<'a>(nodes: &'a [pb::NodeInfo], name: &str, kind: &str) -> anyhow::Result<&'a str> {
+    let n = nodes.iter().find(|n| n.name == name).ok_or_else(|| {
+        let known: Vec<pb::NodeInfo> = nodes.iter().filter(|n| n.kind == kind).cloned().collect();
+        anyhow!("no {kind} named `{name}` (known: {})", names(&known))
+    })?;
+    if n.kind != kind {
+        bail!("`{name}` is {}, not {}", a(&n.kind), a(kind));
+    }
+    if !n.alive {
+        bail!("{kind} `{name}` is down");
+    }
+    Ok(&n.address)
+}
+
+async fn copy_client(nodes: &[pb::NodeInfo], array: &str) -> anyhow::Result<CopyClient<Channel>> {
+    let addr = node_of_kind(nodes, array, "array")?;
+    Ok(CopyClient::new(channel(addr).await?))
+}
+
+async fn array_lus(nodes: &[pb::NodeInfo], array: &str) -> anyhow::Result<Vec<pb::LuInfo>> {
+    let addr = node_of_kind(nodes, array, "array")?;
+    let r = ArrayClient::new(channel(addr).await?)
+        .list_lus(pb::ListLusRequest {})
+        .await?;
+    Ok(r.into_inner().lus)
+}
+
+/// LU `lun` of `array`, from its `Array/ListLus`.
+async fn array_lu(
+    nodes: &[pb::NodeInfo],
+    field: &str,
+    array: &str,
+    lun: u32,
+) -> anyhow::Result<pb::LuInfo> {
+    let lus = array_lus(nodes, array).await?;
+    let luns: Vec<String> = lus.iter().map(|l| l.lun.to_string()).collect();
+    lus.into_iter().find(|l| l.lun == lun).ok_or_else(|| {
+        anyhow!(
+            "{field}: {array} has no LU {lun} (LUNs: {})",
+            luns.join(", ")
+        )
+    })
+}
+
+/// An NAA as the Copy service takes it: 16 hex digits.
+fn naa_digits(naa: Wwn) -> String {
+    format!("{:016x}", naa.0)
+}
+
+/// A remote secondary: `ARRAY:LUN` resolved through that array's `ListLus`, or an NAA.
+async fn remote_naa(nodes: &[pb::NodeInfo], secondary: &str) -> anyhow::Result<String> {
+    if let Ok(w) = secondary.parse::<Wwn>() {
+        return Ok(naa_digits(w));
+    }
+    let (array, lun) = parse_lu("secondary", secondary)?;
+    let lu = array_lu(nodes, "secondary", array, lun).await?;
+    let w: Wwn = lu
+        .naa
+        .parse()
+        .map_err(|_| anyhow!("secondary: {array} reports LU {lun}'s NAA as `{}`", lu.naa))?;
+    Ok(naa_digits(w))
+}
+
+/// Every array LU's NAA → `ARRAY:LUN`, to show remote secondaries by name. Arrays that
+/// do not answer are left out (their LUs show as NAAs).
+async fn lu_names(nodes: &[pb::NodeInfo]) -> BTreeMap<Wwn, String> {
+    let mut out = BTreeMap::new();
+    for n in nodes.iter().filter(|n| n.kind == "array" && n.alive) {
+        let Ok(lus) = array_lus(nodes, &n.name).await else {
+            continue;
+        };
+        for l in lus {
+            if let Ok(w) = l.naa.parse::<Wwn>() {
+                out.insert(w, format!("{}:{}", n.name, l.lun));
+            }
+        }
+    }
+    out
+}
+
+/// `an array`, `a host`.
+fn a(noun: &str) -> String {
+    let article = if noun.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        "an"
+    } else {
+        "a"
+    };
+    format!("{article} {noun}")
+}
+
+fn plural<'a>(n: usize, one: &'a str, many: &'a str) -> &'a str {
+    if n == 1 { one } else { many }
+}
+
+/// The secondary as the engine reports it (`lun 1` or an NAA), named `ARRAY:LUN` when
+/// known.
+fn secondary_name(primary_array: &str, secondary: &str, names: &BTreeMap<Wwn, String>) -> String {
+    if let Some(lun) = secondary.strip_prefix("lun ") {
+        return format!("{primary_array}:{lun}");
+    }
+    match secondary.parse::<Wwn>() {
+        Ok(w) => names
+            .get(&w)
+            .cloned()
+            .unwrap_or_else(|| secondary.to_string()),
+        Err(_) => secondary.to_string(),
+    }
+}
+
+/// `[########............] 40%`: `done` of `total`.
+fn progress_bar(done: u64, total: u64) -> String {
+    let done = done.min(total);
+    let (filled, pct) = match total {
+        0 => (BAR_WIDTH, 100),
+        t => (done * BAR_WIDTH / t, done * 100 / t),
+    };
+    let filled = usize::try_from(filled).unwrap_or(0);
+    let width = usize::try_from(BAR_WIDTH).unwrap_or(0);
+    format!(
+        "[{}{}] {pct}%",
+        "#".repeat(filled),
+        ".".repeat(width.saturating_sub(filled))
+    )
+}
+
+/// `part` as a percentage of `whole`, one decimal.
+fn percent(part: u64, whole: u64) -> String {
+    if whole == 0 {
+        return "0.0%".to_string();
+    }
+    let tenths = u128::from(part) * 1000 / u128::from(whole);
+    format!("{}.{}%", tenths / 10, tenths % 10)
+}
+
+/// Blocks already on the secondary.
+fn copied(p: &pb::PairInfo) -> u64 {
+    p.blocks.saturating_sub(p.diff_blocks)
+}
+
+/// Left-aligned columns two spaces apart, the header underlined with `=` (the
+/// FOS-style views of `fcsim ctl`). Widths count characters, not bytes.
+fn table(head: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = head.iter().map(|h| h.chars().count()).collect();
+    for r in rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let line = |cells: &mut dyn Iterator<Item = &str>| {
+        let mut s = String::new();
+        for (c, w) in cells.zip(&widths) {
+            let pad = w.saturating_sub(c.chars().count());
+            let _ = write!(s, "{c}{}  ", " ".repeat(pad));
+        }
+        s.trim_end().to_string() + "\n"
+    };
+    let mut s = line(&mut head.iter().copied());
+    let total = widths.iter().sum::<usize>() + 2 * widths.len().saturating_sub(1);
+    s.push_str(&"=".repeat(total));
+    s.push('\n');
+    for r in rows {
+        s.push_str(&line(&mut r.iter().map(String::as_str)));
+    }
+    s
+}
+
+/// The status view: one row per pair, a progress line per pair still copying, then
+/// the secondary roles `array` holds. `names` maps LU NAAs to `ARRAY:LUN`.
+pub fn status_table(
+    r: &pb::PairStatusResponse,
+    array: &str,
+    names: &BTreeMap<Wwn, String>,
+) -> String {
+    let mut s = String::new();
+    let rows: Vec<Vec<String>> = r
+        .pairs
+        .iter()
+        .map(|p| {
+            let journal = if p.mode == "async" {
+                format!("{} / {} B", p.journal_entries, p.journal_bytes)
+            } else {
+                "-".to_string()
+            };
+            let secondary = secondary_name(array, &p.secondary, names);
+            vec![
+                p.name.clone(),
+                p.mode.clone(),
+                p.group.clone(),
+                format!("{array}:{} → {secondary}", p.primary_lun),
+                p.state.clone(),
+                p.primary_status.clone(),
+                p.secondary_status.clone(),
+                format!("{} ({})", p.diff_blocks, percent(p.diff_blocks, p.blocks)),
+                journal,
+                if p.suspend_reason.is_empty() {
+                    "-".to_string()
+                } else {
+                    p.suspend_reason.clone()
+                },
+            ]
+        })
+        .collect();
+    if r.pairs.is_empty() {
+        s.push_str("(no pairs)\n");
+    } else {
+        s.push_str(&table(
+            &[
+                "Pair",
+                "Mode",
+                "Group",
+                "Primary → Secondary",
+                "State",
+                "P status",
+                "S status",
+                "Diff blocks",
+                "Journal",
+                "Suspend reason",
+            ],
+            &rows,
+        ));
+        for p in r
+            .pairs
+            .iter()
+            .filter(|p| COPYING.contains(&p.state.as_str()))
+        {
+            let _ = writeln!(
+                s,
+                "{} {}: {} {}/{} blocks copied",
+                p.name,
+                p.state,
+                progress_bar(copied(p), p.blocks),
+                copied(p),
+                p.blocks
+            );
+        }
+    }
+    if !r.secondaries.is_empty() {
+        s.push_str("\nSecondary roles of this array:\n");
+        let rows: Vec<Vec<String>> = r
+            .secondaries
+            .iter()
+            .map(|x| {
+                vec![
+                    x.lun.to_string(),
+                    x.pair.clone(),
+                    x.group.clone(),
+                    if x.state.is_empty() {
+                        "released".to_string()
+                    } else {
+                        x.state.clone()
+                    },
+                    x.applied_seq.to_string(),
+                ]
+            })
+            .collect();
+        s.push_str(&table(
+            &["LUN", "Pair", "Group", "State", "Applied seq"],
+            &rows,
+        ));
+    }
+    s
+}
+
+/// Polls until no pair of the answer is copying, showing progress: indicatif bars on a
+/// terminal, else a line whenever a pair's state or percentage changes. Returns the
+/// last answer.
+async fn watch_copies(
+    client: &mut CopyClient<Channel>,
+    req: pb::PairRequest,
+    mut r: pb::PairStatusResponse,
+) -> anyhow::Result<pb::PairStatusResponse> {
+    let multi = std::io::stdout()
+        .is_terminal()
+        .then(indicatif::MultiProgress::new);
+    let style = indicatif::ProgressStyle::with_template(
+        "{prefix:12} [{bar:30}] {percent:>3}% {pos}/{len} blocks {msg}",
+    )
+    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+    .progress_chars("#>.");
+    let mut bars: BTreeMap<String, indicatif::ProgressBar> = BTreeMap::new();
+    let mut shown: BTreeMap<String, (String, String)> = BTreeMap::new();
+    loop {
+        for p in &r.pairs {
+            let line = progress_bar(copied(p), p.blocks);
+            match &multi {
+                Some(m) => {
+                    let b = bars.entry(p.name.clone()).or_insert_with(|| {
+                        let b = m.add(indicatif::ProgressBar::new(p.blocks));
+                        b.set_style(style.clone());
+                        b.set_prefix(p.name.clone());
+                        b
+                    });
+                    b.set_length(p.blocks);
+                    b.set_position(copied(p));
+                    b.set_message(p.state.clone());
+                }
+                None => {
+                    // A line per change while copying, and one when the copy ends.
+                    let now = (p.state.clone(), line);
+                    let before = shown.insert(p.name.clone(), now.clone());
+                    let copying = COPYING.contains(&p.state.as_str());
+                    let left = before.as_ref().is_some_and(|(s, _)| *s != p.state);
+                    if before.as_ref() != Some(&now) && (copying || left) {
+                        println!("{} {}: {}", p.name, p.state, now.1);
+                    }
+                }
+            }
+        }
+        if !r.pairs.iter().any(|p| COPYING.contains(&p.state.as_str())) {
+            break;
+        }
+        tokio::time::sleep(WATCH_EVERY).await;
+        r = client.pair_status(req.clone()).await?.into_inner();
+    }
+    for b in bars.values() {
+        b.finish();
+    }
+    if !bars.is_empty() {
+        // indicatif leaves the cursor at the end of the last bar.
+        eprintln!();
+    }
+    Ok(r)
+}
+
+/// The host's device for tape `tape` (`tape1` or `tape1:0`).
+fn tape_device<'a>(
+    devices: &'a [pb::Device],
+    host: &str,
+    tape: &str,
+) -> anyhow::Result<&'a pb::Device> {
+    let want = if tape.contains(':') {
+        tape.to_string()
+    } else {
+        format!("{tape}:0")
+    };
+    devices
+        .iter()
+        .find(|d| d.name == want || d.name == tape)
+        .ok_or_else(|| {
+            let seen: Vec<&str> = devices.iter().map(|d| d.name.as_str()).collect();
+            anyhow!(
+                "tape: {host} does not see `{tape}` (devices: {})",
+                seen.join(", ")
+            )
+        })
+}
+
+async fn host_client(nodes: &[pb::NodeInfo], host: &str) -> anyhow::Result<HostClient<Channel>> {
+    let addr = node_of_kind(nodes, host, "host")?;
+    Ok(HostClient::new(channel(addr).await?))
+}
+
+/// The EXTENDED COPY (LID1) parameter list of a backup: the source LU and the tape as
+/// identification descriptors, block → stream segments of at most 65535 blocks.
+fn backup_parameter_list(
+    list_id: u8,
+    source: Wwn,
+    block_bytes: u32,
+    tape: Wwn,
+    lba: u64,
+    blocks: u64,
+) -> ParameterList {
+    let targets = vec![
+        TargetDescriptor {
+            naa: NaaId::Short(source),
+            relative_initiator_port: 0,
+            params: DeviceParams::Block {
+                pad: false,
+                block_bytes,
+            },
+        },
+        TargetDescriptor {
+            naa: NaaId::Short(tape),
+            relative_initiator_port: 0,
+            params: DeviceParams::Stream {
+                pad: false,
+                fixed: false,
+                block_bytes: 0,
+            },
+        },
+    ];
+    let mut segments = Vec::new();
+    let mut done = 0u64;
+    while done < blocks {
+        let n = (blocks - done).min(u64::from(u16::MAX));
+        segments.push(Segment::BlockToStream {
+            cat: false,
+            src: 0,
+            dst: 1,
+            stream_transfer_length: 0,
+            blocks: u16::try_from(n).unwrap_or(u16::MAX),
+            lba: lba + done,
+        });
+        done += n;
+    }
+    ParameterList {
+        list_id,
+        str_bit: false,
+        list_id_usage: 0,
+        priority: 0,
+        targets,
+        segments,
+        inline_data: Default::default(),
+    }
+}
+
+/// A SCSI result for people: GOOD with latency, a status and its sense, or a
+/// transport error.
+fn scsi_line(r: &pb::ScsiResult) -> String {
+    if !r.transport_error.is_empty() {
+        return format!("transport error: {} (port {})", r.transport_error, r.port);
+    }
+    match r.status {
+        0 => format!("GOOD, {} µs via port {}", r.latency_us, r.port),
+        s => format!(
+            "status {s:#04x} {}, {} µs via port {}",
+            r.sense_text, r.latency_us, r.port
+        ),
+    }
+}
+
+async fn backup(
+    nodes: &[pb::NodeInfo],
+    host: &str,
+    source: &str,
+    tape: &str,
+    lba: u64,
+    blocks: Option<u64>,
+    list_id: u8,
+) -> anyhow::Result<ExitCode> {
+    let (array, lun) = parse_lu("source", source)?;
+    let lu = array_lu(nodes, "source", array, lun).await?;
+    let source_naa: Wwn = lu
+        .naa
+        .parse()
+        .map_err(|_| anyhow!("source: {array} reports LU {lun}'s NAA as `{}`", lu.naa))?;
+    if lba >= lu.blocks {
+        bail!(
+            "lba: {lba} is past the end of {source} ({} blocks)",
+            lu.blocks
+        );
+    }
+    let blocks = blocks.unwrap_or(lu.blocks - lba);
+    if blocks == 0 || lba.saturating_add(blocks) > lu.blocks {
+        bail!(
+            "blocks: {blocks} blocks from {lba} do not fit {source} ({} blocks)",
+            lu.blocks
+        );
+    }
+    let mut h = host_client(nodes, host).await?;
+    let devices = h
+        .list_devices(pb::ListDevicesRequest {})
+        .await?
+        .into_inner()
+        .devices;
+    let t = tape_device(&devices, host, tape)?;
+    let tape_naa: Wwn = t
+        .naa
+        .parse()
+        .map_err(|_| anyhow!("tape: {host} reports {}'s NAA as `{}`", t.name, t.naa))?;
+    let list = backup_parameter_list(list_id, source_naa, lu.block_bytes, tape_naa, lba, blocks);
+    let segments = list.segments.len();
+    let r = h
+        .extended_copy(pb::ExtendedCopyRequest {
+            device: source.to_string(),
+            parameter_list: list.encode(),
+        })
+        .await?
+        .into_inner();
+    println!(
+        "EXTENDED COPY list {list_id}: {source}@{lba}+{blocks} → {} ({segments} {}) by {host}: {}",
+        t.name,
+        plural(segments, "segment", "segments"),
+        scsi_line(&r)
+    );
+    Ok(if r.status == 0 && r.transport_error.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+async fn results(
+    nodes: &[pb::NodeInfo],
+    host: &str,
+    manager: &str,
+    list_id: u8,
+) -> anyhow::Result<ExitCode> {
+    parse_lu("manager", manager)?;
+    let mut h = host_client(nodes, host).await?;
+    let cdb = ReceiveCopyResults {
+        service_action: RcrServiceAction::CopyStatus,
+        list_id,
+        allocation_length: 12,
+    };
+    let r = h
+        .scsi_passthrough(pb::PassthroughRequest {
+            device: manager.to_string(),
+            cdb: cdb.encode(),
+            data_out: Default::default(),
+            data_in_len: 12,
+        })
+        .await?
+        .into_inner();
+    if r.status != 0 || !r.transport_error.is_empty() {
+        println!(
+            "RECEIVE COPY RESULTS list {list_id} at {manager}: {}",
+            scsi_line(&r)
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    let s = CopyStatus::decode(&r.data)
+        .map_err(|e| anyhow!("{manager} answered COPY STATUS that does not decode: {e:?}"))?;
+    let status = match s.status {
+        CopyManagerStatus::InProgress => "in progress".to_string(),
+        CopyManagerStatus::CompletedGood => "completed good".to_string(),
+        CopyManagerStatus::CompletedWithError => "completed with error".to_string(),
+        CopyManagerStatus::Unsupported(c) => format!("status {c:#04x}"),
+    };
+    println!(
+        "list {list_id} at {manager}: {status}, {} {} processed, {} bytes{}",
+        s.segments_processed,
+        plural(usize::from(s.segments_processed), "segment", "segments"),
+        s.transfer_bytes(),
+        if s.held_data_discarded {
+            " (held data discarded)"
+        } else {
+            ""
+        }
+    );
+    Ok(
+        if matches!(s.status, CopyManagerStatus::CompletedWithError) {
+            ExitCode::FAILURE
+        } else {
+            ExitCode::SUCCESS
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bars_and_percentages() {
+        assert_eq!(progress_bar(0, 100), "[....................] 0%");
+        assert_eq!(progress_bar(52, 100), "[##########..........] 52%");
+        assert_eq!(progress_bar(2048, 2048), "[####################] 100%");
+        assert_eq!(progress_bar(0, 0), "[####################] 100%");
+        assert_eq!(percent(1, 3), "33.3%");
+        assert_eq!(percent(0, 0), "0.0%");
+    }
+
+    #[test]
+    fn lus_parse() {
+        assert_eq!(parse_lu("primary", "arr1:0").unwrap(), ("arr1", 0));
+        for bad in ["arr1", ":0", "arr1:x", "arr1:"] {
+            let e = parse_lu("primary", bad).unwrap_err().to_string();
+            assert!(e.starts_with("primary:"), "{e}");
+        }
+    }
+
+    #[test]
+    fn backup_list_round_trips() {
+        use fcsim_devices::scsi::xcopy::OperatingParameters;
+        let src = Wwn(0x5000_60e8_0180_0001);
+        let tape = Wwn(0x5000_5076_0140_0000);
+        let list = backup_parameter_list(7, src, 512, tape, 10, 70_000);
+        assert_eq!(list.segments.len(), 2);
+        let parsed = ParameterList::parse(&list.encode(), &OperatingParameters::default());
+        assert_eq!(parsed.as_ref(), Ok(&list));
+    }
+
+    #[test]
+    fn status_view_names_columns_and_shows_progress() {
+        let r = pb::PairStatusResponse {
+            pairs: vec![pb::PairInfo {
+                name: "p1".into(),
+                group: "p1".into(),
+                mode: "local".into(),
+                primary_lun: 0,
+                secondary: "lun 1".into(),
+                state: "copy".into(),
+                primary_status: "copy".into(),
+                secondary_status: "copy".into(),
+                diff_blocks: 1024,
+                blocks: 2048,
+                ..Default::default()
+            }],
+            secondaries: vec![],
+        };
+        let out = status_table(&r, "arr1", &BTreeMap::new());
+        assert!(
+            out.starts_with("Pair  Mode   Group  Primary → Secondary"),
+            "{out}"
+        );
+        assert!(out.contains("1024 (50.0%)"), "{out}");
+        assert!(
+            out.contains("p1 copy: [##########..........] 50% 1024/2048 blocks copied"),
+            "{out}"
+        );
+    }
+}

@@ -1,0 +1,364 @@
+//! `fcsim copy` as a user runs it against `fcsim up` (DESIGN.md §7, seed 004): a local
+//! pair through copy → pair → split → resync → delete with its progress shown, a
+//! server-free backup of the split secondary to tape and its RECEIVE COPY RESULTS, a
+//! synchronous remote pair reaching pair and taken over at the secondary array, and
+//! refusals (a bad mode, a mode the array does not run, a duplicate name) exiting
+//! non-zero with the field named.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[allow(dead_code)]
+mod common;
+
+/// The fabric: arr1 (two LUs) and arr2 (one LU) run every pair mode and direct backup,
+/// arr3 runs none; h1, the arrays and tape1 share one zone.
+const FIXTURE: &str = r#"{
+  "name": "copy-cli",
+  "description": "fcsim copy: local and remote pairs, backup to tape",
+  "seed": 4,
+  "topology": {
+    "sites": [{"name": "dc1"}],
+    "switches": [{"name": "sw1", "site": "dc1", "domain": 1, "ports": 8}],
+    "arrays": [
+      {"name": "arr1", "site": "dc1", "ports": 1,
+       "functions": ["xcopy", "local-pair", "remote-sync", "remote-async", "direct-backup"],
+       "lus": [{"lun": 0, "blocks": 2048, "block_bytes": 512}, {"lun": 1, "blocks": 2048, "block_bytes": 512}]},
+      {"name": "arr2", "site": "dc1", "ports": 1,
+       "functions": ["xcopy", "local-pair", "remote-sync", "remote-async", "direct-backup"],
+       "lus": [{"lun": 0, "blocks": 2048, "block_bytes": 512}]},
+      {"name": "arr3", "site": "dc1", "ports": 1,
+       "lus": [{"lun": 0, "blocks": 2048, "block_bytes": 512}]}
+    ],
+    "hosts": [{"name": "h1", "site": "dc1", "ports": 1}],
+    "tapes": [{"name": "tape1", "site": "dc1"}],
+    "links": [
+      {"a": "h1/0", "b": "sw1/0"},
+      {"a": "arr1/0", "b": "sw1/1"},
+      {"a": "arr2/0", "b": "sw1/2"},
+      {"a": "arr3/0", "b": "sw1/3"},
+      {"a": "tape1/0", "b": "sw1/4"}
+    ],
+    "zones": [{"name": "z_copy", "members": ["h1/0", "arr1/0", "arr2/0", "arr3/0", "tape1/0"]}]
+  },
+  "setup": [{"op": "wait", "until": {"fabric": "converged"}}],
+  "steps": []
+}
+"#;
+
+/// The fixture written to a file of its own, removed when dropped.
+struct Fixture(PathBuf);
+
+impl Fixture {
+    fn write() -> Fixture {
+        let path = std::env::temp_dir().join(format!("fcsim-copy-cli-{}.json", std::process::id()));
+        std::fs::write(&path, FIXTURE).expect("write the fixture");
+        Fixture(path)
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// How long one command may take (a `--watch` that never ends fails the test instead of
+/// hanging it).
+const COMMAND_DEADLINE: Duration = Duration::from_secs(20);
+
+/// Runs `fcsim SUB --control ADDR ARGS…` and returns (success, stdout, stderr).
+fn fcsim(addr: &str, sub: &str, args: &[&str]) -> (bool, String, String) {
+    use std::io::Read;
+    use std::process::Stdio;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_fcsim"))
+        .args([sub, "--control", addr])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run fcsim");
+    let drain = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut b = Vec::new();
+            let _ = r.read_to_end(&mut b);
+            String::from_utf8_lossy(&b).into_owned()
+        })
+    };
+    let out = drain(Box::new(child.stdout.take().expect("stdout")));
+    let err = drain(Box::new(child.stderr.take().expect("stderr")));
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("poll fcsim") {
+            break s;
+        }
+        if start.elapsed() > COMMAND_DEADLINE {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "`fcsim {sub} {}` still running after {COMMAND_DEADLINE:?}; it printed:\n{}",
+                args.join(" "),
+                out.join().unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let (out, err) = (
+        out.join().unwrap_or_default(),
+        err.join().unwrap_or_default(),
+    );
+    (status.success(), out, err)
+}
+
+/// `fcsim copy ARGS…`, which must succeed; its stdout.
+fn copy(addr: &str, args: &[&str]) -> String {
+    let (ok, out, err) = fcsim(addr, "copy", args);
+    assert!(ok, "`fcsim copy {}` failed:\n{out}{err}", args.join(" "));
+    assert!(!err.contains("panicked"), "{err}");
+    out
+}
+
+/// Runs `fcsim copy ARGS…` until it succeeds (at most `tries` × 50 ms): for what waits
+/// on discovery (an array or host finding the LUs behind the fabric).
+fn copy_until_ok(addr: &str, args: &[&str], tries: u32) -> String {
+    let mut last = String::new();
+    for _ in 0..tries {
+        let (ok, out, err) = fcsim(addr, "copy", args);
+        if ok {
+            return out;
+        }
+        last = format!("{out}{err}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("`fcsim copy {}` never succeeded:\n{last}", args.join(" "));
+}
+
+/// The words of the status row of `pair`: name, mode, group, primary, `→`, secondary,
+/// state, P status, S status, diff blocks, (diff %), journal, suspend reason.
+fn row<'a>(out: &'a str, pair: &str) -> Vec<&'a str> {
+    let rows: Vec<Vec<&str>> = out
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        // Progress lines read `p1 copy: [...]`.
+        .filter(|w| w.first() == Some(&pair) && !w.get(1).is_some_and(|c| c.ends_with(':')))
+        .collect();
+    assert_eq!(rows.len(), 1, "one row for {pair}:\n{out}");
+    rows.into_iter().next().unwrap_or_default()
+}
+
+/// (state, P status, S status) of `pair`'s row.
+fn states<'a>(out: &'a str, pair: &str) -> (&'a str, &'a str, &'a str) {
+    let r = row(out, pair);
+    (r[6], r[7], r[8])
+}
+
+#[test]
+fn copy_cli_pairs_backup_and_refusals() {
+    let fixture = Fixture::write();
+    let mut up = common::Up::start_path(&fixture.0);
+    let addr = up.addr.clone();
+    let addr = addr.as_str();
+    let mut ready = false;
+    for _ in 0..200 {
+        if let Some(status) = up.child.try_wait().expect("poll fcsim up") {
+            panic!("fcsim up exited: {status}");
+        }
+        if fcsim(addr, "copy", &["status", "--array", "arr1"]).0 {
+            ready = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(ready, "fcsim up never served {addr}");
+    assert!(copy(addr, &["status", "--array", "arr1"]).contains("(no pairs)"));
+
+    // A local pair, copied slowly (2 blocks/ms: about a second) so its progress shows.
+    let out = copy(
+        addr,
+        &[
+            "create",
+            "p1",
+            "--primary",
+            "arr1:0",
+            "--secondary",
+            "arr1:1",
+            "--mode",
+            "local",
+            "--copy-rate",
+            "2",
+        ],
+    );
+    let r = row(&out, "p1");
+    assert_eq!(
+        r[..6],
+        ["p1", "local", "p1", "arr1:0", "→", "arr1:1"],
+        "{out}"
+    );
+    match r[6] {
+        "copy" => assert!(out.contains("p1 copy: ["), "no progress bar:\n{out}"),
+        "pair" => {}
+        s => panic!("a new pair in state {s}:\n{out}"),
+    }
+    let out = copy(addr, &["status", "p1", "--array", "arr1", "--watch"]);
+    assert_eq!(states(&out, "p1"), ("pair", "pair", "pair"), "{out}");
+    assert_eq!(row(&out, "p1")[9..11], ["0", "(0.0%)"], "{out}");
+    if out.contains("p1 copy: [") {
+        assert!(
+            out.contains("p1 pair: [####################] 100%"),
+            "{out}"
+        );
+    }
+
+    // Split: the secondary keeps the image; back it up to tape, server-free.
+    let out = copy(addr, &["split", "p1", "--array", "arr1"]);
+    assert!(
+        ["split", "split_pending"].contains(&states(&out, "p1").0),
+        "{out}"
+    );
+    let out = copy(addr, &["status", "p1", "--array", "arr1", "--watch"]);
+    assert_eq!(states(&out, "p1"), ("split", "split", "split"), "{out}");
+    let out = copy_until_ok(
+        addr,
+        &[
+            "backup",
+            "--host",
+            "h1",
+            "--source",
+            "arr1:1",
+            "--tape",
+            "tape1",
+            "--list-id",
+            "3",
+        ],
+        100,
+    );
+    assert!(
+        out.contains("EXTENDED COPY list 3: arr1:1@0+2048 → tape1:0") && out.contains("GOOD"),
+        "{out}"
+    );
+    let out = copy(
+        addr,
+        &[
+            "results",
+            "--host",
+            "h1",
+            "--manager",
+            "arr1:1",
+            "--list-id",
+            "3",
+        ],
+    );
+    assert!(
+        out.contains("list 3 at arr1:1: completed good, 1 segment processed, 1048576 bytes"),
+        "{out}"
+    );
+
+    // Writes after the split are copied back by the resync.
+    let (ok, out, err) = fcsim(
+        addr,
+        "host",
+        &["--host", "h1", "write", "arr1:0", "0", "--blocks", "8"],
+    );
+    assert!(ok && out.contains("GOOD"), "{out}{err}");
+    let out = copy(addr, &["resync", "p1", "--array", "arr1"]);
+    assert!(["resync", "pair"].contains(&states(&out, "p1").0), "{out}");
+    let out = copy(addr, &["status", "p1", "--array", "arr1", "--watch"]);
+    assert_eq!(states(&out, "p1"), ("pair", "pair", "pair"), "{out}");
+    let out = copy(addr, &["delete", "p1", "--array", "arr1"]);
+    assert!(
+        out.contains("deleted `p1` on arr1") && out.contains("(no pairs)"),
+        "{out}"
+    );
+
+    // A synchronous remote pair: the secondary named by array and LUN, resolved to its
+    // NAA; arr1 may need a moment to discover arr2's LU.
+    let out = copy_until_ok(
+        addr,
+        &[
+            "create",
+            "r1",
+            "--primary",
+            "arr1:0",
+            "--secondary",
+            "arr2:0",
+            "--mode",
+            "sync",
+        ],
+        100,
+    );
+    assert_eq!(
+        row(&out, "r1")[..6],
+        ["r1", "sync", "r1", "arr1:0", "→", "arr2:0"],
+        "{out}"
+    );
+    let out = copy(addr, &["status", "r1", "--array", "arr1", "--watch"]);
+    assert_eq!(states(&out, "r1"), ("pair", "pair", "pair"), "{out}");
+    let out = copy(addr, &["status", "--array", "arr2"]);
+    assert!(out.contains("Secondary roles of this array:"), "{out}");
+    let role = out
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|w| w.first() == Some(&"0"))
+        .unwrap_or_else(|| panic!("no role for LUN 0:\n{out}"));
+    assert_eq!(role[..4], ["0", "r1", "r1", "pair"], "{out}");
+    let out = copy(addr, &["takeover", "r1", "--array", "arr2"]);
+    assert!(
+        out.contains("takeover of `r1` at arr2: arr2:0 is now writable simplex"),
+        "{out}"
+    );
+
+    // Refusals exit non-zero and name the field.
+    let (ok, _, err) = fcsim(
+        addr,
+        "copy",
+        &[
+            "create",
+            "bad",
+            "--primary",
+            "arr1:0",
+            "--secondary",
+            "arr1:1",
+            "--mode",
+            "mirror",
+        ],
+    );
+    assert!(
+        !ok && err.contains("--mode") && err.contains("'mirror'"),
+        "{err}"
+    );
+    let (ok, _, err) = fcsim(
+        addr,
+        "copy",
+        &[
+            "create",
+            "bad",
+            "--primary",
+            "arr3:0",
+            "--secondary",
+            "arr2:0",
+            "--mode",
+            "sync",
+        ],
+    );
+    assert!(!ok, "arr3 created a sync pair");
+    assert!(err.contains("FailedPrecondition: mode:"), "{err}");
+    assert!(err.contains("remote-sync"), "{err}");
+    let (ok, _, err) = fcsim(
+        addr,
+        "copy",
+        &[
+            "create",
+            "r1",
+            "--primary",
+            "arr1:1",
+            "--secondary",
+            "arr2:0",
+            "--mode",
+            "async",
+        ],
+    );
+    assert!(!ok && err.contains("FailedPrecondition: name:"), "{err}");
+    let (ok, _, err) = fcsim(addr, "copy", &["split", "nosuch", "--array", "arr1"]);
+    assert!(!ok && err.contains("NotFound: pair:"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
