@@ -4,6 +4,7 @@
 mod bench;
 mod bench_io;
 mod bench_offload;
+mod bench_sim;
 mod capture_cli;
 mod client;
 mod host_cli;
@@ -182,6 +183,27 @@ enum BenchCmd {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
+    /// Simulation speed: simulated 4 KiB random I/Os per wall second (host → switch →
+    /// array in the deterministic simulation, per op and QD and with several workloads
+    /// at once), and property-style cases (the schedule of tests/properties.rs) per
+    /// minute.
+    Sim {
+        /// I/Os per workload.
+        #[arg(long, default_value_t = 20_000)]
+        count: u64,
+        /// Queue depths to measure.
+        #[arg(long, value_delimiter = ',', default_value = "1,16,64")]
+        qd: Vec<u32>,
+        /// Property-style cases to run (0: none).
+        #[arg(long, default_value_t = 20)]
+        cases: u32,
+        /// Root seed of the scenarios and the case schedules.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Also write the results as JSON here.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -352,6 +374,29 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let r = bench::fabric(&b)?;
             print!("{}", r.table());
             if let Some(path) = &b.json {
+                std::fs::write(path, serde_json::to_string_pretty(&r)? + "\n")?;
+                println!("results written to {}", path.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Bench {
+            what:
+                BenchCmd::Sim {
+                    count,
+                    qd,
+                    cases,
+                    seed,
+                    json,
+                },
+        } => {
+            let r = bench_sim::sim(&bench_sim::SimBench {
+                count,
+                qds: qd,
+                cases,
+                seed,
+            })?;
+            print!("{}", r.table());
+            if let Some(path) = &json {
                 std::fs::write(path, serde_json::to_string_pretty(&r)? + "\n")?;
                 println!("results written to {}", path.display());
             }
