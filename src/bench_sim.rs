@@ -35,6 +35,12 @@ pub struct SimBench {
     pub count: u64,
     /// Queue depths of the single-workload points.
     pub qds: Vec<u32>,
+    /// Ops of the single-workload points (`read`, `write`).
+    pub ops: Vec<String>,
+    /// Blocks of 4 KiB per array LU.
+    pub lu_blocks: u64,
+    /// Also run the point with several workloads at once.
+    pub mixed: bool,
     /// Property-style cases to run (0: none).
     pub cases: u32,
     /// Root seed: scenarios and the property schedules derive from it.
@@ -84,6 +90,7 @@ pub struct CaseRate {
 pub struct SimReport {
     pub seed: u64,
     pub count: u64,
+    pub lu_blocks: u64,
     pub target_ios_per_wall_s: f64,
     pub points: Vec<SimPoint>,
     pub cases: Option<CaseRate>,
@@ -92,8 +99,8 @@ pub struct SimReport {
 /// One workload of a generated scenario: (host, target LU, mix, qd).
 type Load<'a> = (&'a str, &'a str, &'a str, u32);
 
-/// Host → switch → array with `hosts` hosts and `arrays` arrays (one 4 KiB LU each, a
-/// GiB of sparse blocks), every workload started at 1 ms with `count` I/Os and checked
+/// Host → switch → array with `hosts` hosts and `arrays` arrays (one LU of `lu_blocks`
+/// 4 KiB blocks each, sparse memory), every workload started at 1 ms with `count` I/Os and checked
 /// at 2 ms (the check waits for the workload).
 fn io_scenario(
     name: &str,
@@ -101,6 +108,7 @@ fn io_scenario(
     arrays: u32,
     loads: &[Load<'_>],
     count: u64,
+    lu_blocks: u64,
     seed: u64,
 ) -> anyhow::Result<Scenario> {
     let ports = hosts + arrays;
@@ -111,7 +119,7 @@ fn io_scenario(
         .map(|a| {
             format!(
                 r#"{{"name": "arr{a}", "site": "lab", "ports": 1,
-                     "lus": [{{"lun": 0, "blocks": 262144, "block_bytes": 4096}}]}}"#
+                     "lus": [{{"lun": 0, "blocks": {lu_blocks}, "block_bytes": 4096}}]}}"#
             )
         })
         .collect();
@@ -202,9 +210,10 @@ fn io_point(
     arrays: u32,
     loads: &[Load<'_>],
     count: u64,
-    seed: u64,
+    b: &SimBench,
 ) -> anyhow::Result<SimPoint> {
-    let s = io_scenario(name, hosts, arrays, loads, count, seed)?;
+    let seed = b.seed;
+    let s = io_scenario(name, hosts, arrays, loads, count, b.lu_blocks, seed)?;
     let (report, stamps, run_wall) = run_stamped(&s, seed)?;
     let first = stamps
         .iter()
@@ -357,7 +366,7 @@ fn run_cases(n: u32, seed: u64) -> anyhow::Result<CaseRate> {
 /// Runs the points and the cases.
 pub fn sim(b: &SimBench) -> anyhow::Result<SimReport> {
     let mut points = Vec::new();
-    for op in ["read", "write"] {
+    for op in &b.ops {
         for &qd in &b.qds {
             let name = format!("{op} qd {qd}");
             points.push(io_point(
@@ -366,7 +375,7 @@ pub fn sim(b: &SimBench) -> anyhow::Result<SimReport> {
                 1,
                 &[("h1", "arr1:0", op, qd)],
                 b.count,
-                b.seed,
+                b,
             )?);
         }
     }
@@ -376,14 +385,16 @@ pub fn sim(b: &SimBench) -> anyhow::Result<SimReport> {
         ("h2", "arr1:0", "write", 1),
         ("h2", "arr2:0", "read", 1),
     ];
-    points.push(io_point(
-        "mixed: 4 workloads",
-        2,
-        2,
-        &mixed,
-        b.count / 4,
-        b.seed,
-    )?);
+    if b.mixed {
+        points.push(io_point(
+            "mixed: 4 workloads",
+            2,
+            2,
+            &mixed,
+            b.count / 4,
+            b,
+        )?);
+    }
     let cases = if b.cases > 0 {
         Some(run_cases(b.cases, b.seed)?)
     } else {
@@ -392,6 +403,7 @@ pub fn sim(b: &SimBench) -> anyhow::Result<SimReport> {
     Ok(SimReport {
         seed: b.seed,
         count: b.count,
+        lu_blocks: b.lu_blocks,
         target_ios_per_wall_s: IOS_PER_WALL_S_TARGET,
         points,
         cases,
@@ -404,8 +416,9 @@ impl SimReport {
         let mut s = String::new();
         let _ = writeln!(
             s,
-            "simulated 4 KiB random I/O, host → switch → array (deterministic simulation, seed {})",
-            self.seed
+            "simulated 4 KiB random I/O, host → switch → array LU of {} × 4 KiB \
+             (deterministic simulation, seed {})",
+            self.lu_blocks, self.seed
         );
         let _ = writeln!(
             s,
@@ -482,7 +495,7 @@ mod tests {
 
     #[test]
     fn generated_scenarios_are_valid() {
-        io_scenario("x", 2, 2, &[("h1", "arr2:0", "read", 4)], 10, 1).unwrap();
+        io_scenario("x", 2, 2, &[("h1", "arr2:0", "read", 4)], 10, 64, 1).unwrap();
         let mut st = 7;
         for _ in 0..20 {
             case_scenario(&mut st).unwrap();

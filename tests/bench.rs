@@ -159,3 +159,31 @@ fn bench_sim_runs_points_and_cases() {
     assert_eq!(v["cases"]["passed"], 2, "{v}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `fcsim bench io --tgt` at a tiny size, when `tgtd` is installed and we are root
+/// (it starts a private tgtd); skipped, with a note on stderr, otherwise. The three
+/// paths are measured at every point and the fcsim ÷ tgt ratios printed.
+#[test]
+fn bench_io_tgt_runs_three_paths_when_tgt_is_installed() {
+    let has_tgtd = ["/usr/sbin/tgtd", "/sbin/tgtd", "/usr/local/sbin/tgtd"]
+        .iter()
+        .any(|p| std::path::Path::new(p).is_file());
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    if !has_tgtd || !root {
+        eprintln!("skipped: tgtd not installed or not root (scripts/bench-tgt.sh installs tgt)");
+        return;
+    }
+    let stdout = run_bench(&["bench", "io", "--tgt", "--count", "30", "--qd", "1,4"]);
+    for row in [
+        "direct   arr1:0",
+        "virtual  sw1:0",
+        "tgt      tgt:1",
+        "fcsim / tgt over iSCSI",
+        "virtual read   qd   4: p50",
+    ] {
+        assert!(stdout.contains(row), "no `{row}` in:\n{stdout}");
+    }
+}
