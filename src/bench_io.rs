@@ -5,7 +5,10 @@
 //! - default: host → switch → array LU in embedded live mode and in processes mode;
 //! - `--virtual`: in embedded live mode, a virtual LU through an intelligent switch
 //!   (host → switch → engine → switch → array) against the direct path (host → plain
-//!   switch → array LU), with the overhead ratios.
+//!   switch → array LU), with the overhead ratios;
+//! - `--tgt`: the same two paths and, as the outside reference, `tgt` serving a sparse
+//!   file LU over iSCSI on loopback ([`crate::bench_iscsi`]), all three measured in
+//!   turns, with fcsim ÷ tgt ratios.
 //!
 //! A benchmark, not a test: nothing here asserts a speed.
 
@@ -20,10 +23,10 @@ use tokio_stream::StreamExt;
 /// One measured point.
 #[derive(Debug, Clone, Serialize)]
 pub struct IoPoint {
-    /// `live` or `processes`.
+    /// `live`, `processes`, or `iscsi` (tgt).
     pub mode: String,
-    /// `direct` (host → switch → array LU) or `virtual` (a virtual LU of an intelligent
-    /// switch).
+    /// `direct` (host → switch → array LU), `virtual` (a virtual LU of an intelligent
+    /// switch) or `tgt` (tgt over iSCSI on loopback).
     pub path: String,
     /// The device the workload ran against (`arr1:0`, `sw1:0`).
     pub device: String,
@@ -54,6 +57,8 @@ pub struct Overhead {
 pub struct VirtualReport {
     pub points: Vec<IoPoint>,
     pub overhead: Vec<Overhead>,
+    /// With `--tgt`: each fcsim path against tgt.
+    pub vs_tgt: Vec<VsTgt>,
 }
 
 /// The issue's target for 4 KiB random reads through a virtual LU: reported next to
@@ -97,7 +102,8 @@ const VIRTUAL_TOPOLOGY: &str = r#"{
   "setup": [{"op": "wait", "until": {"fabric": "converged"}}]
 }"#;
 
-/// Where a series of points runs: a started fabric's host and the device it uses.
+/// Where a series of points runs: a started fabric's host and the device it uses, or
+/// (path `tgt`) the iSCSI portal of a `tgtd`.
 struct Target {
     mode: &'static str,
     path: &'static str,
@@ -105,7 +111,33 @@ struct Target {
     device: &'static str,
 }
 
+/// One point against `tgt` over iSCSI: a fresh session, the same op, QD and count.
+async fn run_tgt_point(t: &Target, op: &str, qd: u32, count: u64) -> anyhow::Result<IoPoint> {
+    let portal = t.host.clone();
+    let write = op == "write";
+    let p = tokio::task::spawn_blocking(move || {
+        let mut s = crate::bench_iscsi::Session::login(&portal)?;
+        s.workload(write, qd, count, u64::from(qd))
+    })
+    .await??;
+    Ok(IoPoint {
+        mode: t.mode.into(),
+        path: t.path.into(),
+        device: t.device.into(),
+        op: op.into(),
+        qd,
+        ios: p.ios,
+        iops: p.iops,
+        p50_us: p.p50_us,
+        p99_us: p.p99_us,
+        errors: p.errors,
+    })
+}
+
 async fn run_point(t: &Target, op: &str, qd: u32, count: u64) -> anyhow::Result<IoPoint> {
+    if t.path == "tgt" {
+        return run_tgt_point(t, op, qd, count).await;
+    }
     let ch = fcsim_fabric::runtime::Net::Tokio.channel(&t.host).await?;
     let mut h = pb::host_client::HostClient::new(ch);
     let req = pb::WorkloadRequest {
@@ -187,6 +219,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 /// neither always goes first), and stops the fabrics.
 async fn measure(
     fabrics: Vec<(Scenario, Mode, &'static str, &'static str, &'static str)>,
+    tgt: Option<&str>,
     count: u64,
     qds: &[u32],
 ) -> anyhow::Result<Vec<IoPoint>> {
@@ -219,6 +252,14 @@ async fn measure(
                 break;
             }
         }
+    }
+    if let Some(portal) = tgt {
+        targets.push(Target {
+            mode: "iscsi",
+            path: "tgt",
+            host: portal.to_string(),
+            device: "tgt:1",
+        });
     }
     let mut out = Vec::new();
     if result.is_ok() {
@@ -266,7 +307,7 @@ pub fn io(count: u64, qds: &[u32], json: Option<&std::path::Path>) -> anyhow::Re
     let mut points = Vec::new();
     for (mode, name) in [(Mode::Live, "live"), (Mode::Processes { exe }, "processes")] {
         let fabrics = vec![(scenario.clone(), mode, name, "direct", "arr1:0")];
-        points.extend(rt.block_on(measure(fabrics, count, qds))?);
+        points.extend(rt.block_on(measure(fabrics, None, count, qds))?);
     }
     print_points(&points);
     println!("\nprocesses / live IOPS ratio:");
@@ -290,9 +331,31 @@ pub fn io(count: u64, qds: &[u32], json: Option<&std::path::Path>) -> anyhow::Re
     Ok(())
 }
 
+/// fcsim ÷ tgt at one (op, QD) for one fcsim path.
+#[derive(Debug, Clone, Serialize)]
+pub struct VsTgt {
+    /// `direct` or `virtual`.
+    pub path: String,
+    pub op: String,
+    pub qd: u32,
+    /// fcsim p50 latency ÷ tgt p50 latency.
+    pub p50_ratio: f64,
+    /// fcsim p99 latency ÷ tgt p99 latency.
+    pub p99_ratio: f64,
+    /// fcsim IOPS ÷ tgt IOPS.
+    pub iops_ratio: f64,
+}
+
 /// `--virtual`: {direct, virtual} × {read, write} × `qds` in embedded live mode, both
-/// fabrics up at once and measured in turns, then the overhead ratios.
-pub fn io_virtual(count: u64, qds: &[u32], json: Option<&std::path::Path>) -> anyhow::Result<()> {
+/// fabrics up at once and measured in turns, then the overhead ratios. With `tgt`, a
+/// private `tgtd` serving a sparse file LU over iSCSI on loopback is the third path,
+/// measured in the same turns, and fcsim ÷ tgt ratios follow.
+pub fn io_virtual(
+    count: u64,
+    qds: &[u32],
+    tgt: bool,
+    json: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
     let direct = parse(TOPOLOGY, "bench-io")?;
     let virt = parse(VIRTUAL_TOPOLOGY, "bench-io-virtual")?;
     let rt = runtime()?;
@@ -300,7 +363,31 @@ pub fn io_virtual(count: u64, qds: &[u32], json: Option<&std::path::Path>) -> an
         (direct, Mode::Live, "live", "direct", "arr1:0"),
         (virt, Mode::Live, "live", "virtual", "sw1:0"),
     ];
-    let points = rt.block_on(measure(fabrics, count, qds))?;
+    // The same size as the fabric's array LU: 262,144 × 4 KiB.
+    let tgtd = if tgt {
+        Some(crate::bench_iscsi::Tgtd::start(262_144 * 4096)?)
+    } else {
+        None
+    };
+    let portal = tgtd.as_ref().map(|t| t.portal.clone());
+    let points = rt.block_on(measure(fabrics, portal.as_deref(), count, qds))?;
+    drop(tgtd);
+    let mut vs_tgt = Vec::new();
+    for p in points.iter().filter(|p| p.path != "tgt") {
+        if let Some(t) = points
+            .iter()
+            .find(|t| t.path == "tgt" && t.op == p.op && t.qd == p.qd)
+        {
+            vs_tgt.push(VsTgt {
+                path: p.path.clone(),
+                op: p.op.clone(),
+                qd: p.qd,
+                p50_ratio: ratio(p.p50_us as f64, t.p50_us as f64),
+                p99_ratio: ratio(p.p99_us as f64, t.p99_us as f64),
+                iops_ratio: ratio(p.iops, t.iops),
+            });
+        }
+    }
     let mut overhead = Vec::new();
     for v in points.iter().filter(|p| p.path == "virtual") {
         if let Some(d) = points
@@ -327,7 +414,20 @@ pub fn io_virtual(count: u64, qds: &[u32], json: Option<&std::path::Path>) -> an
             o.op, o.qd, o.p50_ratio, o.p99_ratio, o.iops_ratio
         );
     }
-    let report = VirtualReport { points, overhead };
+    if !vs_tgt.is_empty() {
+        println!("\nfcsim / tgt over iSCSI on loopback (latency: fcsim ÷ tgt; IOPS: fcsim ÷ tgt):");
+        for v in &vs_tgt {
+            println!(
+                "  {:<7} {:<6} qd {:>3}: p50 {:.2}×  p99 {:.2}×  IOPS {:.2}×",
+                v.path, v.op, v.qd, v.p50_ratio, v.p99_ratio, v.iops_ratio
+            );
+        }
+    }
+    let report = VirtualReport {
+        points,
+        overhead,
+        vs_tgt,
+    };
     if let Some(path) = json {
         std::fs::write(path, serde_json::to_string_pretty(&report)? + "\n")?;
         println!("JSON written to {}", path.display());

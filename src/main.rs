@@ -3,7 +3,9 @@
 
 mod bench;
 mod bench_io;
+mod bench_iscsi;
 mod bench_offload;
+mod bench_sim;
 mod capture_cli;
 mod client;
 mod copy_cli;
@@ -152,6 +154,12 @@ enum BenchCmd {
         /// processes.
         #[arg(long = "virtual")]
         virtual_lu: bool,
+        /// Add `tgt` serving a file over iSCSI on loopback as a third path (implies
+        /// `--virtual`): a private `tgtd` is started (root and the `tgt` package needed;
+        /// scripts/bench-tgt.sh installs it) and measured in turns with both fcsim paths,
+        /// with fcsim ÷ tgt ratios.
+        #[arg(long)]
+        tgt: bool,
         /// Also write the results as JSON here.
         #[arg(long)]
         json: Option<PathBuf>,
@@ -191,6 +199,37 @@ enum BenchCmd {
         /// Seed of the simulation.
         #[arg(long, default_value_t = 1)]
         seed: u64,
+    },
+    /// Simulation speed: simulated 4 KiB random I/Os per wall second (host → switch →
+    /// array in the deterministic simulation, per op and QD and with several workloads
+    /// at once), and property-style cases (the schedule of tests/properties.rs) per
+    /// minute.
+    Sim {
+        /// I/Os per workload.
+        #[arg(long, default_value_t = 20_000)]
+        count: u64,
+        /// Queue depths to measure.
+        #[arg(long, value_delimiter = ',', default_value = "1,16,64")]
+        qd: Vec<u32>,
+        /// Ops of the single-workload points.
+        #[arg(long, value_delimiter = ',', default_value = "read,write")]
+        ops: Vec<String>,
+        /// Blocks of 4 KiB per array LU (sparse memory: a random write to a 64 KiB
+        /// chunk not yet written allocates it).
+        #[arg(long, default_value_t = 16_384)]
+        lu_blocks: u64,
+        /// Leave out the point with several workloads at once.
+        #[arg(long)]
+        no_mixed: bool,
+        /// Property-style cases to run (0: none).
+        #[arg(long, default_value_t = 20)]
+        cases: u32,
+        /// Root seed of the scenarios and the case schedules.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Also write the results as JSON here.
+        #[arg(long)]
+        json: Option<PathBuf>,
     },
 }
 
@@ -316,11 +355,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     count,
                     qd,
                     virtual_lu,
+                    tgt,
                     json,
                 },
         } => {
-            if virtual_lu {
-                bench_io::io_virtual(count, &qd, json.as_deref())?;
+            if virtual_lu || tgt {
+                bench_io::io_virtual(count, &qd, tgt, json.as_deref())?;
             } else {
                 bench_io::io(count, &qd, json.as_deref())?;
             }
@@ -363,6 +403,41 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let r = bench::fabric(&b)?;
             print!("{}", r.table());
             if let Some(path) = &b.json {
+                std::fs::write(path, serde_json::to_string_pretty(&r)? + "\n")?;
+                println!("results written to {}", path.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Bench {
+            what:
+                BenchCmd::Sim {
+                    count,
+                    qd,
+                    ops,
+                    lu_blocks,
+                    no_mixed,
+                    cases,
+                    seed,
+                    json,
+                },
+        } => {
+            if let Some(op) = ops
+                .iter()
+                .find(|o| !["read", "write"].contains(&o.as_str()))
+            {
+                return Err(anyhow::anyhow!("--ops: `{op}` is not read or write"));
+            }
+            let r = bench_sim::sim(&bench_sim::SimBench {
+                count,
+                qds: qd,
+                ops,
+                lu_blocks,
+                mixed: !no_mixed,
+                cases,
+                seed,
+            })?;
+            print!("{}", r.table());
+            if let Some(path) = &json {
                 std::fs::write(path, serde_json::to_string_pretty(&r)? + "\n")?;
                 println!("results written to {}", path.display());
             }

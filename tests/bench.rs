@@ -117,3 +117,73 @@ fn bench_offload_runs_both_cases() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `fcsim bench sim` at a tiny size: every point completed all its I/Os without errors,
+/// and the property-style cases ran and passed their oracle.
+#[test]
+fn bench_sim_runs_points_and_cases() {
+    let dir = std::env::temp_dir().join(format!("fcsim-bench-sim-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let json = dir.join("sim.json");
+    let stdout = run_bench(&[
+        "bench",
+        "sim",
+        "--count",
+        "40",
+        "--qd",
+        "1,4",
+        "--cases",
+        "2",
+        "--json",
+        json.to_str().expect("utf-8 path"),
+    ]);
+    for row in [
+        "read qd 1",
+        "write qd 4",
+        "mixed: 4 workloads",
+        "I/O per wall s",
+        "cases/minute",
+    ] {
+        assert!(stdout.contains(row), "no `{row}` in:\n{stdout}");
+    }
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("json written"))
+            .expect("valid JSON");
+    let points = v["points"].as_array().expect("points");
+    assert_eq!(points.len(), 5, "{v}");
+    for p in points {
+        assert_eq!(p["ios"], 40, "{p}");
+        assert_eq!(p["errors"], 0, "{p}");
+    }
+    assert_eq!(v["cases"]["cases"], 2, "{v}");
+    assert_eq!(v["cases"]["passed"], 2, "{v}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `fcsim bench io --tgt` at a tiny size, when `tgtd` is installed and we are root
+/// (it starts a private tgtd); skipped, with a note on stderr, otherwise. The three
+/// paths are measured at every point and the fcsim ÷ tgt ratios printed.
+#[test]
+fn bench_io_tgt_runs_three_paths_when_tgt_is_installed() {
+    let has_tgtd = ["/usr/sbin/tgtd", "/sbin/tgtd", "/usr/local/sbin/tgtd"]
+        .iter()
+        .any(|p| std::path::Path::new(p).is_file());
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    if !has_tgtd || !root {
+        eprintln!("skipped: tgtd not installed or not root (scripts/bench-tgt.sh installs tgt)");
+        return;
+    }
+    let stdout = run_bench(&["bench", "io", "--tgt", "--count", "30", "--qd", "1,4"]);
+    for row in [
+        "direct   arr1:0",
+        "virtual  sw1:0",
+        "tgt      tgt:1",
+        "fcsim / tgt over iSCSI",
+        "virtual read   qd   4: p50",
+    ] {
+        assert!(stdout.contains(row), "no `{row}` in:\n{stdout}");
+    }
+}

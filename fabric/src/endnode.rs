@@ -841,6 +841,7 @@ mod tests {
             distance_km: 0.0,
             gfc: 32,
             capture: false,
+            local_key: None,
         };
         let back = PeerSpec {
             name: "a/0".into(),

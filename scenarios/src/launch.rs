@@ -76,7 +76,10 @@ impl NodeSpec {
             },
         };
         match self.role {
-            NodeRole::Switch(cfg) => run_switch(cfg, net, clock).await,
+            NodeRole::Switch(cfg) => {
+                let _chassis = (net == Net::Tokio).then(|| chassis::enter(&self.address));
+                run_switch(cfg, net, clock).await;
+            }
             NodeRole::EndNode(cfg) => {
                 let name = cfg.name.clone();
                 if let Err(e) = run_end_node(cfg, net, clock).await {
@@ -103,10 +106,100 @@ impl NodeSpec {
             }
             NodeRole::Engine(cfg) => {
                 let name = cfg.node.name.clone();
-                if let Err(e) = run_engine(cfg, net, clock).await {
-                    tracing::error!(node = %name, "virtualization engine stopped: {e}");
+                let switch = cfg.node.peers.values().next().map(|p| p.addr.clone());
+                let engine = async move {
+                    if let Err(e) = run_engine(cfg, net, clock).await {
+                        tracing::error!(node = %name, "virtualization engine stopped: {e}");
+                    }
+                };
+                let chassis = match (net, &switch) {
+                    (Net::Tokio, Some(addr)) => chassis::runtime_of(addr).await,
+                    _ => None,
+                };
+                match chassis {
+                    // Live, with its switch in this process: the engine runs on the
+                    // switch's runtime (one chassis, one thread), its task ending with
+                    // this node (crash) or with the switch's runtime.
+                    Some(rt) => {
+                        let task = rt.spawn(engine);
+                        let _stop = chassis::AbortOnDrop(task.abort_handle());
+                        let _ = task.await;
+                    }
+                    None => engine.await,
                 }
             }
+        }
+    }
+}
+
+/// Embedded live mode: an intelligent switch and its engine share one runtime.
+///
+/// A switch running live enters its runtime here under its address while it runs; an
+/// engine started live in the same process looks its switch up and runs its whole
+/// node (actor, ports, gRPC server) on that runtime, so frames between the two never
+/// cross threads. In processes mode (or in simulation) nothing is found and every
+/// node keeps its own runtime.
+mod chassis {
+    use std::collections::BTreeMap;
+    use std::sync::{LazyLock, Mutex, MutexGuard};
+    use std::time::{Duration, Instant};
+
+    use tokio::runtime::Handle;
+
+    /// Live switch runtimes of this process by switch address.
+    static SWITCHES: LazyLock<Mutex<BTreeMap<String, Handle>>> =
+        LazyLock::new(|| Mutex::new(BTreeMap::new()));
+
+    /// How long an engine waits for its switch to enter, when this process runs other
+    /// switches live (embedded mode starts the switch thread first; this covers the
+    /// race between the two threads' first steps).
+    const WAIT: Duration = Duration::from_secs(2);
+
+    fn switches() -> MutexGuard<'static, BTreeMap<String, Handle>> {
+        SWITCHES
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The switch at `address` is running on the current runtime until this is dropped.
+    pub(super) struct Entered(String);
+
+    impl Drop for Entered {
+        fn drop(&mut self) {
+            switches().remove(&self.0);
+        }
+    }
+
+    pub(super) fn enter(address: &str) -> Option<Entered> {
+        let rt = Handle::try_current().ok()?;
+        switches().insert(address.to_string(), rt);
+        Some(Entered(address.to_string()))
+    }
+
+    /// The runtime of the switch at `address`, if it runs live in this process. Waits
+    /// up to [`WAIT`] for it only while other switches of this process are running.
+    pub(super) async fn runtime_of(address: &str) -> Option<Handle> {
+        let started = Instant::now();
+        loop {
+            {
+                let s = switches();
+                if let Some(rt) = s.get(address) {
+                    return Some(rt.clone());
+                }
+                if s.is_empty() || started.elapsed() > WAIT {
+                    return None;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+
+    /// Aborts a task when dropped.
+    pub(super) struct AbortOnDrop(pub(super) tokio::task::AbortHandle);
+
+    impl Drop for AbortOnDrop {
+        fn drop(&mut self) {
+            self.0.abort();
         }
     }
 }
@@ -439,10 +532,17 @@ pub fn plan(
     }
     // Every cable, seen from both ends.
     let mut peers: BTreeMap<String, BTreeMap<u32, PeerSpec>> = BTreeMap::new();
-    // The engines' internal cables: engine port p ↔ switch port first + p.
+    // The engines' internal cables: engine port p ↔ switch port first + p. Inside one
+    // chassis: when the engine and its switch share a process (embedded live mode),
+    // the cable is an in-process channel (`local_key`, named after the engine's
+    // address and port, which no other cable of the process has).
     for (i, name, first, ports) in &engines {
         let sw = &topo.switches[*i].name;
         for p in 0..*ports {
+            let local_key = match addressing {
+                Addressing::Loopback => addresses.get(name).map(|a| format!("{a}/{p}")),
+                Addressing::Sim => None,
+            };
             let end = |node: &str, port: u32, dial: bool| PeerSpec {
                 name: format!("{node}/{port}"),
                 port,
@@ -451,6 +551,7 @@ pub fn plan(
                 distance_km: 0.0,
                 gfc: 32,
                 capture: false,
+                local_key: local_key.clone(),
             };
             peers
                 .entry(name.clone())
@@ -472,6 +573,7 @@ pub fn plan(
                 distance_km: l.km,
                 gfc: l.gfc,
                 capture: false,
+                local_key: None,
             };
             peers
                 .entry(me.node.clone())

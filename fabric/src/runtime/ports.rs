@@ -59,6 +59,13 @@ pub struct PeerSpec {
     /// the capture.
     #[serde(default)]
     pub capture: bool,
+    /// Names this cable the same at both ends when the two ends may run in one process
+    /// (an intelligent switch's internal cables to its engine). Live, when the far end
+    /// is in this process, the cable is an in-process channel instead of a loopback
+    /// gRPC stream; elsewhere (another process, simulation) it is the usual stream.
+    /// Unique among the cables of one process (it holds the dialing end's address).
+    #[serde(default)]
+    pub local_key: Option<String>,
 }
 
 /// What the cables tell the node's actor.
@@ -92,6 +99,49 @@ struct Cable {
     tx: mpsc::UnboundedSender<pb::Frame>,
     model: LinkModel,
     reader: tokio::task::AbortHandle,
+}
+
+/// Where a cable's incoming frames come from.
+enum Inbound {
+    /// A `Link/Attach` gRPC stream (boxed: it is large, and moved once per cable).
+    Grpc(Box<Streaming<pb::Frame>>),
+    /// An in-process channel from a co-located peer ([`PeerSpec::local_key`]).
+    Local(mpsc::UnboundedReceiver<pb::Frame>),
+}
+
+impl Inbound {
+    /// The next frame; `None` when the cable is gone (or the stream failed).
+    async fn next(&mut self) -> Option<pb::Frame> {
+        match self {
+            Inbound::Grpc(s) => s.next().await.and_then(Result::ok),
+            Inbound::Local(rx) => rx.recv().await,
+        }
+    }
+}
+
+/// The accepting end of a co-locatable cable, as the process-wide registry holds it:
+/// enough to rebuild the node's `PortHub` while the node lives, nothing that keeps it
+/// alive.
+struct LocalEnd {
+    node: Arc<str>,
+    clock: FabricClock,
+    net: Net,
+    state: std::sync::Weak<Mutex<HubState>>,
+    events: mpsc::WeakUnboundedSender<PortEvent>,
+    /// The node's runtime: the cable's reader must run there, not on the dialer's.
+    rt: tokio::runtime::Handle,
+    port: u32,
+}
+
+/// Accepting ends of co-locatable cables by [`PeerSpec::local_key`], for every node of
+/// this process that runs live (a process-wide table: live nodes are threads).
+static LOCAL_ENDS: std::sync::LazyLock<Mutex<BTreeMap<String, LocalEnd>>> =
+    std::sync::LazyLock::new(|| Mutex::new(BTreeMap::new()));
+
+fn local_ends() -> MutexGuard<'static, BTreeMap<String, LocalEnd>> {
+    LOCAL_ENDS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 struct PortState {
@@ -225,7 +275,53 @@ impl PortHub {
             })),
             events,
         };
+        hub.register_local_ends(&peers);
         (hub, rx)
+    }
+
+    /// Live only: enters this node's accepting ends of co-locatable cables in the
+    /// process-wide registry (replacing a dead node's entry for the same key) and drops
+    /// the entries of nodes that are gone.
+    fn register_local_ends(&self, peers: &BTreeMap<u32, PeerSpec>) {
+        if self.net != Net::Tokio {
+            return;
+        }
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let mut ends = local_ends();
+        ends.retain(|_, e| e.state.strong_count() > 0);
+        for (port, p) in peers {
+            if let (Some(key), false) = (&p.local_key, p.dial) {
+                ends.insert(
+                    key.clone(),
+                    LocalEnd {
+                        node: self.node.clone(),
+                        clock: self.clock,
+                        net: self.net,
+                        state: Arc::downgrade(&self.state),
+                        events: self.events.downgrade(),
+                        rt: rt.clone(),
+                        port: *port,
+                    },
+                );
+            }
+        }
+    }
+
+    /// The live accepting end registered under `key`, if its node is in this process
+    /// and alive, as its hub and port.
+    fn local_end(key: &str) -> Option<(PortHub, u32, tokio::runtime::Handle)> {
+        let ends = local_ends();
+        let e = ends.get(key)?;
+        let hub = PortHub {
+            node: e.node.clone(),
+            clock: e.clock,
+            net: e.net,
+            state: e.state.upgrade()?,
+            events: e.events.upgrade()?,
+        };
+        Some((hub, e.port, e.rt.clone()))
     }
 
     fn lock(&self) -> MutexGuard<'_, HubState> {
@@ -293,6 +389,12 @@ impl PortHub {
     }
 
     async fn open_cable(&self, port: u32, peer: &PeerSpec) -> Result<(), String> {
+        if self.net == Net::Tokio
+            && let Some(key) = &peer.local_key
+            && let Some((far, far_port, rt)) = Self::local_end(key)
+        {
+            return self.open_local_cable(port, far, far_port, &rt).await;
+        }
         let channel = self
             .net
             .channel(&peer.addr)
@@ -320,7 +422,77 @@ impl PortHub {
             .await
             .map_err(|s| s.message().to_string())?
             .into_inner();
-        self.install_cable(port, peer.name.clone(), tx, inbound);
+        self.install_cable(
+            port,
+            peer.name.clone(),
+            tx,
+            Inbound::Grpc(Box::new(inbound)),
+        );
+        Ok(())
+    }
+
+    /// Opens the cable on `port` as a pair of in-process channels to `far`, a node of
+    /// this process whose port `far_port` accepts it, the way `Link/Attach` would (a
+    /// disabled far port refuses). Each end's reader runs on its own node's runtime.
+    async fn open_local_cable(
+        &self,
+        port: u32,
+        far: PortHub,
+        far_port: u32,
+        far_rt: &tokio::runtime::Handle,
+    ) -> Result<(), String> {
+        let (to_far, far_in) = mpsc::unbounded_channel();
+        let (to_me, my_in) = mpsc::unbounded_channel();
+        let me = format!("{}/{port}", self.node);
+        let (done, accepted) = oneshot::channel();
+        far_rt.spawn(async move {
+            let r = far.accept_local(far_port, me, to_me, far_in);
+            let _ = done.send(r);
+        });
+        accepted
+            .await
+            .map_err(|_| "the far node stopped".to_string())?
+            .map_err(|s| s.message().to_string())?;
+        let far_name = {
+            let st = self.lock();
+            st.ports
+                .get(&port)
+                .and_then(|p| p.peer.as_ref())
+                .map(|p| p.name.clone())
+                .unwrap_or_default()
+        };
+        self.install_cable(port, far_name, to_far, Inbound::Local(my_in));
+        Ok(())
+    }
+
+    /// The accepting half of [`PortHub::open_local_cable`], on this node's runtime.
+    fn accept_local(
+        &self,
+        port: u32,
+        peer: String,
+        tx: mpsc::UnboundedSender<pb::Frame>,
+        inbound: mpsc::UnboundedReceiver<pb::Frame>,
+    ) -> Result<(), Status> {
+        self.check_accept(port)?;
+        self.install_cable(port, peer, tx, Inbound::Local(inbound));
+        Ok(())
+    }
+
+    /// Refuses a cable on a port this node does not have or has disabled.
+    fn check_accept(&self, port: u32) -> Result<(), Status> {
+        let st = self.lock();
+        let ps = st.ports.get(&port).ok_or_else(|| {
+            Status::invalid_argument(format!(
+                "{PORT_HEADER}: {port} is not a port of {}",
+                self.node
+            ))
+        })?;
+        if !ps.enabled {
+            return Err(Status::failed_precondition(format!(
+                "port {}/{port} is disabled",
+                self.node
+            )));
+        }
         Ok(())
     }
 
@@ -330,7 +502,7 @@ impl PortHub {
         port: u32,
         peer: String,
         tx: mpsc::UnboundedSender<pb::Frame>,
-        inbound: Streaming<pb::Frame>,
+        inbound: Inbound,
     ) {
         let mut st = self.lock();
         st.next_cable += 1;
@@ -360,8 +532,8 @@ impl PortHub {
         let _ = self.events.send(PortEvent::Up { port, peer });
     }
 
-    async fn read_cable(self, port: u32, id: u64, mut inbound: Streaming<pb::Frame>) {
-        while let Some(Ok(frame)) = inbound.next().await {
+    async fn read_cable(self, port: u32, id: u64, mut inbound: Inbound) {
+        while let Some(frame) = inbound.next().await {
             let arrive = Duration::from_nanos(frame.arrive_ns);
             // Live, modelled delays under the timer's 1 ms granularity are not slept
             // (DESIGN.md §2): loopback TCP already costs about that much.
@@ -553,21 +725,7 @@ impl PortHub {
             .and_then(|v| v.to_str().ok())
             .map(str::to_string)
             .ok_or_else(|| Status::invalid_argument(format!("{PEER_HEADER}: missing")))?;
-        {
-            let st = self.lock();
-            let ps = st.ports.get(&port).ok_or_else(|| {
-                Status::invalid_argument(format!(
-                    "{PORT_HEADER}: {port} is not a port of {}",
-                    self.node
-                ))
-            })?;
-            if !ps.enabled {
-                return Err(Status::failed_precondition(format!(
-                    "port {}/{port} is disabled",
-                    self.node
-                )));
-            }
-        }
+        self.check_accept(port)?;
         let (tx, rx) = mpsc::unbounded_channel::<pb::Frame>();
         let (out_tx, out_rx) = mpsc::unbounded_channel::<Result<pb::Frame, Status>>();
         // Adapt the frame channel to tonic's Result items.
@@ -579,7 +737,7 @@ impl PortHub {
                 }
             }
         });
-        self.install_cable(port, peer, tx, req.into_inner());
+        self.install_cable(port, peer, tx, Inbound::Grpc(Box::new(req.into_inner())));
         Ok(tokio_stream::wrappers::UnboundedReceiverStream::new(out_rx))
     }
 }
@@ -720,6 +878,7 @@ mod tests {
             distance_km: 0.0,
             gfc: 32,
             capture,
+            local_key: None,
         }
     }
 
