@@ -118,7 +118,7 @@ pub enum CopyCmd {
         #[arg(long)]
         array: String,
     },
-    /// Change a pair's settings. Settings not given return to their defaults.
+    /// Change some of a pair's settings; those not given keep their values.
     Options {
         /// A pair.
         pair: String,
@@ -179,24 +179,26 @@ pub struct OptionArgs {
     /// transfer unit.
     #[arg(long, value_parser = ["whole_range", "per_transfer_unit"])]
     granularity: Option<String>,
-    /// Range-priority copy for a waiting backup (on when no strategy is given).
-    #[arg(long)]
-    priority: bool,
+    /// Range-priority copy for a waiting backup (default on); `--priority false` turns
+    /// it off.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    priority: Option<bool>,
     /// A backup of the unsplit secondary splits the pair and answers at once.
-    #[arg(long)]
-    backup_implies_split: bool,
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    backup_implies_split: Option<bool>,
     /// Sync pairs: fail host writes when the secondary cannot be written (instead of
     /// suspending the pair).
-    #[arg(long)]
-    fence: bool,
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    fence: Option<bool>,
 }
 
 impl OptionArgs {
+    /// Only the settings given on the command line; the array keeps the rest.
     fn to_pb(&self) -> pb::PairOptions {
         pb::PairOptions {
-            copy_rate: self.copy_rate.unwrap_or(0),
-            strategy: self.strategy.clone().unwrap_or_default(),
-            granularity: self.granularity.clone().unwrap_or_default(),
+            copy_rate: self.copy_rate,
+            strategy: self.strategy.clone(),
+            granularity: self.granularity.clone(),
             priority: self.priority,
             backup_implies_split: self.backup_implies_split,
             fence: self.fence,

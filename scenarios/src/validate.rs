@@ -2338,7 +2338,67 @@ mod tests {
         let d = diags(&step(r#""op": "wait", "until": {"fabric": "molten"}"#));
         assert!(d[0].message.contains("unknown variant `molten`"), "{d:?}");
         let d = diags(&step(r#""op": "wait", "until": {"pair": "p0"}"#));
+        assert!(d[0].message.contains("missing field `state`"), "{d:?}");
+        let d = diags(&step(r#""op": "wait", "until": {"disk": "p0"}"#));
         assert!(d[0].message.contains("unknown wait condition"), "{d:?}");
+    }
+
+    #[test]
+    fn pairs_are_checked() {
+        // arr1 runs no copy function, has one LU; arr2 is added with two.
+        let two = with(
+            r#"{"name": "arr1", "site": "osaka", "ports": 1, "lus": [{"lun": 0, "blocks": 100, "block_bytes": 512}]}"#,
+            r#"{"name": "arr1", "site": "osaka", "ports": 1, "lus": [{"lun": 0, "blocks": 100, "block_bytes": 512}]},
+      {"name": "arr2", "site": "osaka", "ports": 1, "functions": ["local-pair"], "lus": [{"lun": 0, "blocks": 100, "block_bytes": 512}, {"lun": 1, "blocks": 50, "block_bytes": 512}]}"#,
+        )
+        .replace(
+            r#"{"a": "arr1/0", "b": "sw2/0"},"#,
+            r#"{"a": "arr1/0", "b": "sw2/0"}, {"a": "arr2/0", "b": "sw2/1"},"#,
+        );
+        let steps = |s: &str| {
+            two.replace(
+                r#"{"at": "1ms", "op": "check", "check": "logged_in", "port": "h1/0"}"#,
+                s,
+            )
+        };
+        let d = diags(&steps(
+            r#"{"at": "1ms", "op": "pair_create", "name": "p", "primary": "arr1:0", "secondary": "arr2:0", "mode": "sync"}"#,
+        ));
+        assert!(
+            d.len() == 1 && d[0].message.contains("does not run `remote-sync`"),
+            "{d:?}"
+        );
+        let d = diags(&steps(
+            r#"{"at": "1ms", "op": "pair_create", "name": "p", "primary": "arr2:0", "secondary": "arr2:1", "mode": "local"}"#,
+        ));
+        assert!(
+            d.len() == 1 && d[0].message.contains("differs from arr2:0"),
+            "{d:?}"
+        );
+        let d = diags(&steps(
+            r#"{"at": "1ms", "op": "pair_create", "name": "p", "primary": "arr2:0", "secondary": "arr1:0", "mode": "local"}"#,
+        ));
+        assert!(d[0].message.contains("must be on arr2"), "{d:?}");
+        let d = diags(&steps(
+            r#"{"at": "1ms", "op": "pair_split", "pair": "p"}, {"at": "2ms", "op": "pair_create", "name": "p", "primary": "arr2:0", "secondary": "arr2:1", "mode": "local"}"#,
+        ));
+        assert!(
+            d.iter()
+                .any(|x| x.message.contains("created by a later step")),
+            "{d:?}"
+        );
+        let d = diags(&steps(
+            r#"{"at": "1ms", "op": "check", "check": "pair_state", "pair": "nope", "state": "gone"}"#,
+        ));
+        assert!(
+            d.iter()
+                .any(|x| x.message.contains("no pair or group named \"nope\"")),
+            "{d:?}"
+        );
+        assert!(
+            d.iter().any(|x| x.message.contains("pair state \"gone\"")),
+            "{d:?}"
+        );
     }
 
     #[test]
