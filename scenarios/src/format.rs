@@ -1001,6 +1001,14 @@ pub enum Check {
         /// Minimum count of zoning drops.
         at_least: u64,
     },
+    /// An end-node port has carried at most `at_most` bytes (in plus out) since it came
+    /// up: a server-free backup moves its data without the backup server's port.
+    PortBytesAtMost {
+        /// End-node port.
+        port: PortRef,
+        /// Largest acceptable byte count.
+        at_most: u64,
+    },
     /// An end-node port has received at least `at_least` RSCNs (default 1).
     RscnSeen {
         /// End-node port.
@@ -1191,6 +1199,7 @@ impl Check {
             Check::RoutePath { .. } => "route_path",
             Check::FramesDropped { .. } => "frames_dropped",
             Check::RscnSeen { .. } => "rscn_seen",
+            Check::PortBytesAtMost { .. } => "port_bytes_at_most",
             Check::LoggedIn { .. } => "logged_in",
             Check::NoAckedWriteLost { .. } => "no_acked_write_lost",
             Check::VolumesEqual { .. } => "volumes_equal",

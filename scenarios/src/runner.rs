@@ -1160,6 +1160,20 @@ impl Orchestrator {
             | Check::PrefixConsistent { .. }
             | Check::RpoAtMost { .. }
             | Check::CopyResults { .. } => self.copy_check(c).await,
+            Check::PortBytesAtMost { port, at_most } => {
+                let p = self.port_info(port).await?;
+                let c = p.counters.unwrap_or_default();
+                let bytes = c.bytes_in + c.bytes_out;
+                let text = format!(
+                    "{port} carried {bytes} bytes ({} in, {} out; at most {at_most} expected)",
+                    c.bytes_in, c.bytes_out
+                );
+                if bytes <= *at_most {
+                    Ok(text)
+                } else {
+                    Err(text)
+                }
+            }
             Check::RscnSeen { port, at_least } => {
                 let p = self.port_info(port).await?;
                 let seen = p

@@ -1466,6 +1466,9 @@ impl<'a> Validator<'a> {
         let at = |field: &str| format!("{ptr}/{field}");
         let name = c.name();
         match c {
+            Check::PortBytesAtMost { port, .. } => {
+                self.port_ref(&at("port"), name, port);
+            }
             Check::PairState { pair, state, .. } => {
                 self.pair_ref(&at("pair"), name, pair);
                 self.pair_state_name(&at("state"), state);
