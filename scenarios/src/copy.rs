@@ -184,9 +184,9 @@ impl Orchestrator {
                     r.pairs.first().map(describe).unwrap_or_default()
                 ))
             }
-            Step::PairSplit { pair, at } => {
+            Step::PairSplit { pair, split_at } => {
                 let def = self.pair_def(pair)?;
-                let at_fabric = at.map(|a| self.t0() + a.to_std());
+                let at_fabric = split_at.map(|a| self.t0() + a.to_std());
                 let issued = self.now();
                 let mut c = self.copy_client(&def.primary.node).await?;
                 let r = c
@@ -206,7 +206,7 @@ impl Orchestrator {
                     self.splits.insert(m, window);
                 }
                 let states: Vec<String> = r.pairs.iter().map(describe).collect();
-                Ok(match at {
+                Ok(match split_at {
                     Some(a) => format!("split of {pair} scheduled at {a}: {}", states.join("; ")),
                     None => format!("split {pair}: {}", states.join("; ")),
                 })

@@ -667,12 +667,13 @@ pub enum Step {
     },
     /// Split a pair (and its whole consistency group): acknowledged at once, the
     /// secondary `split_pending` until the split-time differences are copied. With
-    /// `at`, the split happens at that timeline time.
+    /// `split_at`, the split happens at that timeline time.
     PairSplit {
         /// Pair or consistency group.
         pair: String,
+        /// Timeline time at which the split happens; default now.
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        at: Option<SimDuration>,
+        split_at: Option<SimDuration>,
     },
     /// Resynchronise a split or suspended pair (or group).
     PairResync {

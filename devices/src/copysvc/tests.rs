@@ -533,3 +533,40 @@ proptest::proptest! {
         }
     }
 }
+
+#[test]
+fn one_primary_fans_out_to_several_secondaries() {
+    let (mut e, mut v, mut now) = (
+        CopyEngine::new(vec![]),
+        Vols::new(&[0, 1, 2]),
+        Duration::ZERO,
+    );
+    local(&mut e, &mut v, PairOptions::default());
+    e.create(
+        PairSpec {
+            name: "p2".into(),
+            primary: 0,
+            secondary: Secondary::Local(2),
+            mode: PairMode::Local,
+            group: None,
+            options: PairOptions::default(),
+        },
+        &v,
+    )
+    .unwrap();
+    remote(&mut e, &mut v, "r", 0, PairMode::Sync);
+    run(&mut e, &mut v, &mut now, true);
+    assert!(
+        v.host_write(&mut e, 0, 9, 4, 1),
+        "held for the sync secondary"
+    );
+    let sent: Vec<Action> = std::iter::from_fn(|| e.poll_action()).collect();
+    assert!(matches!(sent.as_slice(), [Action::Write { lba: 9, .. }]));
+    run(&mut e, &mut v, &mut now, true);
+    assert_eq!((v.block(1, 9), v.block(2, 9)), (4, 4));
+    // Splitting one local pair leaves the others mirroring.
+    e.split("p", None, now).unwrap();
+    v.host_write(&mut e, 0, 9, 5, 2);
+    run(&mut e, &mut v, &mut now, true);
+    assert_eq!((v.block(1, 9), v.block(2, 9)), (4, 5));
+}
