@@ -31,6 +31,7 @@ use pb::host_client::HostClient;
 use tonic::transport::Channel;
 
 use crate::client::{channel, names};
+use crate::virt_cli::table;
 
 /// How often `status --watch` polls the array.
 const WATCH_EVERY: Duration = Duration::from_millis(200);
@@ -492,33 +493,6 @@ fn percent(part: u64, whole: u64) -> String {
 /// Blocks already on the secondary.
 fn copied(p: &pb::PairInfo) -> u64 {
     p.blocks.saturating_sub(p.diff_blocks)
-}
-
-/// Left-aligned columns two spaces apart, the header underlined with `=` (the
-/// FOS-style views of `fcsim ctl`). Widths count characters, not bytes.
-fn table(head: &[&str], rows: &[Vec<String>]) -> String {
-    let mut widths: Vec<usize> = head.iter().map(|h| h.chars().count()).collect();
-    for r in rows {
-        for (w, c) in widths.iter_mut().zip(r) {
-            *w = (*w).max(c.chars().count());
-        }
-    }
-    let line = |cells: &mut dyn Iterator<Item = &str>| {
-        let mut s = String::new();
-        for (c, w) in cells.zip(&widths) {
-            let pad = w.saturating_sub(c.chars().count());
-            let _ = write!(s, "{c}{}  ", " ".repeat(pad));
-        }
-        s.trim_end().to_string() + "\n"
-    };
-    let mut s = line(&mut head.iter().copied());
-    let total = widths.iter().sum::<usize>() + 2 * widths.len().saturating_sub(1);
-    s.push_str(&"=".repeat(total));
-    s.push('\n');
-    for r in rows {
-        s.push_str(&line(&mut r.iter().map(String::as_str)));
-    }
-    s
 }
 
 /// The status view: one row per pair, a progress line per pair still copying, then

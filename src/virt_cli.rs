@@ -240,7 +240,7 @@ fn parse_extent(text: &str) -> anyhow::Result<pb::ExtentInfo> {
 
 /// Left-aligned columns two spaces apart, the header underlined with `=` as in the
 /// FOS-style views. Widths count characters, not bytes (`→`, `—`).
-fn table(head: &[&str], rows: &[Vec<String>]) -> String {
+pub(crate) fn table(head: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = head.iter().map(|h| h.chars().count()).collect();
     for r in rows {
         for (w, c) in widths.iter_mut().zip(r) {

@@ -79,10 +79,17 @@ fn core_files() -> Result<Vec<PathBuf>, String> {
         "devices/src/store.rs",
         "devices/src/workload.rs",
         "devices/src/history.rs",
+        "devices/src/bitmap.rs",
     ];
-    /// Whole directories: the FC-2 codec, the SCSI target core, the tape drive core.
+    /// Whole directories: the FC-2 codec, the SCSI target core, the tape drive core, the
+    /// copy-services engine.
     /// Only these directories: `devices/src/tapenode.rs` is node glue, not a core.
-    const DIRS: &[&str] = &["fabric/src/frame", "devices/src/scsi", "devices/src/tape"];
+    const DIRS: &[&str] = &[
+        "fabric/src/frame",
+        "devices/src/scsi",
+        "devices/src/tape",
+        "devices/src/copysvc",
+    ];
     let root = root();
     let mut out = Vec::new();
     let mut missing = Vec::new();
@@ -821,6 +828,8 @@ fn core_file_list_covers_the_fabric_and_devices_cores_and_no_node_glue() {
         "devices/src/scsi/target.rs",
         "devices/src/scsi/xcopy.rs",
         "devices/src/tape/mod.rs",
+        "devices/src/copysvc/mod.rs",
+        "devices/src/copysvc/journal.rs",
     ] {
         assert!(
             files.iter().any(|f| f == Path::new(must)),

@@ -412,28 +412,17 @@ impl ArrayLayer {
         if self.engine.is_idle() {
             return Ok(None);
         }
-        let src_of = |op: &CopyOp| match *op {
-            CopyOp::BlockToBlock {
-                src,
-                src_lba,
-                blocks,
-                ..
-            } => (src, src_lba, blocks),
-            CopyOp::BlockToStream {
-                src, lba, blocks, ..
-            } => (src, lba, blocks),
-        };
         let Some((naa, lun)) = job
             .ops
             .iter()
-            .find_map(|op| self.local_lun(src_of(op).0).map(|l| (src_of(op).0, l)))
+            .find_map(|op| self.local_lun(op.source().0).map(|l| (op.source().0, l)))
         else {
             return Ok(None);
         };
         let ranges: Vec<(u64, u64)> = job
             .ops
             .iter()
-            .map(src_of)
+            .map(CopyOp::source)
             .filter(|(n, _, _)| *n == naa)
             .map(|(_, l, b)| (l, b))
             .collect();
@@ -731,17 +720,7 @@ impl ArrayLayer {
         let Some(op) = run.job.ops.get(run.op).copied() else {
             return self.finish_copy(id);
         };
-        let (src, lba, blocks) = match op {
-            CopyOp::BlockToBlock {
-                src,
-                src_lba,
-                blocks,
-                ..
-            } => (src, src_lba, blocks),
-            CopyOp::BlockToStream {
-                src, lba, blocks, ..
-            } => (src, lba, blocks),
-        };
+        let (src, lba, blocks) = op.source();
         if run.done >= blocks {
             run.op += 1;
             run.done = 0;

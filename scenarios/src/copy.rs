@@ -436,52 +436,38 @@ impl Orchestrator {
                     .topology
                     .lu_block_bytes(&def.primary)
                     .unwrap_or(512);
-                let mut tc = pb::tape_client::TapeClient::new(self.channel(tape).await?);
-                let t = tc
-                    .tape_status(pb::TapeStatusRequest {
-                        digest_block_bytes: bb,
-                    })
-                    .await
-                    .map_err(|s| s.message().to_string())?
-                    .into_inner();
+                let t = self.tape_digests(tape, bb).await?;
                 if t.digests.len() as u64 != *blocks {
                     return Err(format!(
                         "{tape} holds {} blocks, the backup range has {blocks}",
                         t.digests.len()
                     ));
                 }
-                let touched = model
-                    .blocks
-                    .keys()
-                    .filter(|b| (*lba..lba + blocks).contains(b))
-                    .count();
-                match model.check(|b| {
-                    b.checked_sub(*lba)
-                        .and_then(|i| usize::try_from(i).ok())
-                        .and_then(|i| t.digests.get(i).copied())
-                }) {
-                    Ok(_) => Ok(format!(
+                let range = *lba..lba + blocks;
+                let touched = model.blocks.keys().filter(|b| range.contains(b)).count();
+                // Blocks outside the range are not on the tape: only the range counts.
+                let bad: Vec<u64> = model
+                    .check(|b| {
+                        b.checked_sub(*lba)
+                            .and_then(|i| usize::try_from(i).ok())
+                            .and_then(|i| t.digests.get(i).copied())
+                    })
+                    .err()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|m| m.lba)
+                    .filter(|b| range.contains(b))
+                    .collect();
+                match bad.first() {
+                    None => Ok(format!(
                         "{tape} holds {} at the split of {pair} exactly: {blocks} blocks, {touched} written by {workload}",
                         def.primary
                     )),
-                    Err(bad) => {
-                        let inside: Vec<_> = bad
-                            .iter()
-                            .filter(|m| (*lba..lba + blocks).contains(&m.lba))
-                            .collect();
-                        if inside.is_empty() {
-                            return Ok(format!(
-                                "{tape} holds {} at the split of {pair} exactly: {blocks} blocks, {touched} written by {workload}",
-                                def.primary
-                            ));
-                        }
-                        Err(format!(
-                            "{tape} differs from {} at the split of {pair} in {} blocks (first: LBA {})",
-                            def.primary,
-                            inside.len(),
-                            inside[0].lba
-                        ))
-                    }
+                    Some(first) => Err(format!(
+                        "{tape} differs from {} at the split of {pair} in {} blocks (first: LBA {first})",
+                        def.primary,
+                        bad.len()
+                    )),
                 }
             }
             Check::SecondaryEqualsSplitImage { pair, workload } => {

@@ -291,6 +291,23 @@ impl Orchestrator {
         ))
     }
 
+    /// A tape's status with per-block digests of its medium, read back in blocks of
+    /// `block_bytes`.
+    pub(crate) async fn tape_digests(
+        &mut self,
+        tape: &str,
+        block_bytes: u32,
+    ) -> Result<pb::TapeStatusResponse, String> {
+        let mut tc = pb::tape_client::TapeClient::new(self.channel(tape).await?);
+        Ok(tc
+            .tape_status(pb::TapeStatusRequest {
+                digest_block_bytes: block_bytes,
+            })
+            .await
+            .map_err(|s| s.message().to_string())?
+            .into_inner())
+    }
+
     pub(crate) async fn host(
         &mut self,
         node: &str,
@@ -479,14 +496,7 @@ impl Orchestrator {
                 blocks,
             } => {
                 let bb = self.scenario.topology.lu_block_bytes(volume).unwrap_or(512);
-                let mut tc = pb::tape_client::TapeClient::new(self.channel(tape).await?);
-                let t = tc
-                    .tape_status(pb::TapeStatusRequest {
-                        digest_block_bytes: bb,
-                    })
-                    .await
-                    .map_err(|s| s.message().to_string())?
-                    .into_inner();
+                let t = self.tape_digests(tape, bb).await?;
                 let vol = self.lu_digests(volume).await?;
                 let want = vol
                     .get(*lba as usize..(*lba + *blocks) as usize)

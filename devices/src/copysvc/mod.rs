@@ -371,6 +371,28 @@ impl CopyEngine {
         Ok(())
     }
 
+    /// The pairs `target` names, refused unless every one is in one of `states`.
+    fn all_in(
+        &self,
+        target: &str,
+        states: &[PairState],
+        what: &'static str,
+    ) -> Result<Vec<String>, CopyError> {
+        let members = self.members(target)?;
+        if let Some(p) = members
+            .iter()
+            .map(|m| &self.pairs[m])
+            .find(|p| !states.contains(&p.state))
+        {
+            return Err(CopyError::WrongState {
+                pair: p.name.clone(),
+                state: p.state.name(),
+                what,
+            });
+        }
+        Ok(members)
+    }
+
     /// The pairs `target` names: a pair, or every pair of a group.
     fn members(&self, target: &str) -> Result<Vec<String>, CopyError> {
         if self.pairs.contains_key(target) {
@@ -395,17 +417,11 @@ impl CopyEngine {
             None if self.groups.contains_key(target) => target.to_string(),
             None => return Err(CopyError::NoSuchPair(target.to_string())),
         };
-        let members = self.members(&group)?;
-        for m in &members {
-            let p = &self.pairs[m];
-            if !matches!(p.state, PairState::Copy | PairState::Pair) {
-                return Err(CopyError::WrongState {
-                    pair: m.clone(),
-                    state: p.state.name(),
-                    what: "only a pair in copy or pair state can be split",
-                });
-            }
-        }
+        self.all_in(
+            &group,
+            &[PairState::Copy, PairState::Pair],
+            "only a pair in copy or pair state can be split",
+        )?;
         match at {
             Some(at) if at < now => Err(CopyError::TooLate { at, now }),
             Some(at) if at > now => {
@@ -440,17 +456,11 @@ impl CopyEngine {
 
     /// Resynchronises a split or suspended pair (or group).
     pub fn resync(&mut self, target: &str) -> Result<(), CopyError> {
-        let members = self.members(target)?;
-        for m in &members {
-            let p = &self.pairs[m];
-            if !matches!(p.state, PairState::Split | PairState::Suspended) {
-                return Err(CopyError::WrongState {
-                    pair: m.clone(),
-                    state: p.state.name(),
-                    what: "only a split or suspended pair can be resynchronised",
-                });
-            }
-        }
+        let members = self.all_in(
+            target,
+            &[PairState::Split, PairState::Suspended],
+            "only a split or suspended pair can be resynchronised",
+        )?;
         for m in &members {
             if let Some(p) = self.pairs.get_mut(m) {
                 p.resync();

@@ -849,6 +849,21 @@ pub enum CopyOp {
 }
 
 impl CopyOp {
+    /// The source LU, its first block and the source blocks.
+    pub fn source(&self) -> (NaaId, u64, u64) {
+        match *self {
+            CopyOp::BlockToBlock {
+                src,
+                src_lba,
+                blocks,
+                ..
+            } => (src, src_lba, blocks),
+            CopyOp::BlockToStream {
+                src, lba, blocks, ..
+            } => (src, lba, blocks),
+        }
+    }
+
     /// Every LU the operation touches (source first).
     pub fn lus(&self) -> [NaaId; 2] {
         match *self {
