@@ -85,6 +85,8 @@ pub enum ArrayAdmin {
     },
     /// A copy-services request (`fcsim.v1.Copy`).
     Copy(crate::copy_service::CopyAdmin),
+    /// The copy-manager worker restarts: running EXTENDED COPYs are aborted.
+    RestartCopyManager(oneshot::Sender<u32>),
 }
 
 /// How long the copy manager waits for a path to a copy target that has none.
@@ -676,6 +678,22 @@ impl ArrayLayer {
         })
     }
 
+    /// The copy-manager worker restarts: every running copy ends in COPY ABORTED
+    /// (answered, or recorded for RECEIVE COPY RESULTS if it was answered early); the
+    /// commands it had in flight are forgotten. Pairs are not touched.
+    fn restart_copy_manager(&mut self) -> u32 {
+        let ids: Vec<u64> = self.copies.keys().copied().collect();
+        warn!(running = ids.len(), "copy manager restarts");
+        self.copy_ios.clear();
+        for id in &ids {
+            if let Some(r) = self.copies.get_mut(id) {
+                r.pending = None;
+            }
+            self.fail_copy(*id, asc::THIRD_PARTY_DEVICE_FAILURE);
+        }
+        u32::try_from(ids.len()).unwrap_or(u32::MAX)
+    }
+
     /// Whether the array's functions include what `job` needs.
     fn may_run(&self, job: &CopyJob) -> bool {
         let backup = job
@@ -1106,6 +1124,10 @@ impl Fc4Layer for ArrayLayer {
                 self.set_functions(functions);
                 let _ = reply.send(self.list());
             }
+            ArrayAdmin::RestartCopyManager(reply) => {
+                let _ = reply.send(self.restart_copy_manager());
+                self.flush(ctx);
+            }
             ArrayAdmin::Copy(req) => {
                 self.now = ctx.now;
                 self.copy_admin(req);
@@ -1178,6 +1200,19 @@ impl pb::array_server::Array for ArrayService {
             })
             .await?;
         Ok(Response::new(pb::LuDigestsResponse { digests }))
+    }
+
+    async fn restart_copy_manager(
+        &self,
+        _r: Request<pb::RestartCopyManagerRequest>,
+    ) -> Result<Response<pb::RestartCopyManagerResponse>, Status> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(ArrayAdmin::RestartCopyManager(reply))
+            .map_err(|_| Status::unavailable("array is shutting down"))?;
+        rx.await
+            .map(|aborted| Response::new(pb::RestartCopyManagerResponse { aborted }))
+            .map_err(|_| Status::unavailable("array is shutting down"))
     }
 
     async fn set_functions(

@@ -268,6 +268,18 @@ impl Orchestrator {
                         .unwrap_or_default()
                 ))
             }
+            Step::CopyManagerRestart { array } => {
+                let mut c = pb::array_client::ArrayClient::new(self.channel(array).await?);
+                let r = c
+                    .restart_copy_manager(pb::RestartCopyManagerRequest {})
+                    .await
+                    .map_err(err)?
+                    .into_inner();
+                Ok(format!(
+                    "{array}: copy manager restarted, {} running copies aborted",
+                    r.aborted
+                ))
+            }
             _ => Err(format!("{} is not a copy step", step.op())),
         }
     }

@@ -701,6 +701,12 @@ pub enum Step {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         host: Option<String>,
     },
+    /// A fault: an array's copy-manager worker restarts. Running EXTENDED COPYs end in
+    /// COPY ABORTED; copy pairs are kept.
+    CopyManagerRestart {
+        /// Array name.
+        array: String,
+    },
     /// Evaluate a check; a failed check fails the run.
     Check(Check),
 }
@@ -798,6 +804,7 @@ impl Step {
             Step::PairDelete { .. } => "pair_delete",
             Step::PairOptions { .. } => "pair_options",
             Step::Takeover { .. } => "takeover",
+            Step::CopyManagerRestart { .. } => "copy_manager_restart",
             Step::Check(_) => "check",
         }
     }

@@ -900,7 +900,8 @@ impl Orchestrator {
             | Step::PairResync { .. }
             | Step::PairDelete { .. }
             | Step::PairOptions { .. }
-            | Step::Takeover { .. } => self.copy_step(step).await,
+            | Step::Takeover { .. }
+            | Step::CopyManagerRestart { .. } => self.copy_step(step).await,
             Step::ZoneDeactivate {} => {
                 let sw = self.any_switch()?;
                 let mut c = self.switch(&sw).await?;

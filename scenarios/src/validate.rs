@@ -1259,6 +1259,14 @@ impl<'a> Validator<'a> {
                     self.host_named(&at("host"), "takeover host", h);
                 }
             }
+            Step::CopyManagerRestart { array } => {
+                self.kind_named(
+                    &at("array"),
+                    "copy_manager_restart array",
+                    array,
+                    NodeKind::Array,
+                );
+            }
             Step::PairOptions { pair, .. } => {
                 self.pair_ref(&at("pair"), "pair_options pair", pair);
             }
