@@ -153,6 +153,14 @@ pub struct JournalApplier {
 }
 
 impl JournalApplier {
+    /// An applier whose next entry is `seq + 1`.
+    pub fn after(seq: u64) -> JournalApplier {
+        JournalApplier {
+            applied: seq,
+            pending: BTreeMap::new(),
+        }
+    }
+
     /// Receives entry `seq` for LU `lun`; returns the writes now applicable, in order.
     /// Duplicates (a retransmission) are ignored.
     pub fn receive(

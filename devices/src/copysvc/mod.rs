@@ -170,7 +170,13 @@ struct QueuedSync {
     pair: String,
     host: u64,
     lba: u64,
+    blocks: u64,
     data: Bytes,
+}
+
+/// Whether block ranges `(lba, n)` and `(l, m)` share a block.
+fn overlap(lba: u64, n: u64, l: u64, m: u64) -> bool {
+    lba < l.saturating_add(m) && l < lba.saturating_add(n)
 }
 
 /// A backup's view of the pair whose secondary it reads (seed 004).
@@ -491,6 +497,7 @@ impl CopyEngine {
                         group: p.group.clone(),
                         state: None,
                         writers: Vec::new(),
+                        journal_seq: 0,
                     },
                 });
             }
@@ -552,6 +559,7 @@ impl CopyEngine {
             group: p.group.clone(),
             state: Some(p.state),
             writers: self.ports.iter().map(|w| w.0.0).collect(),
+            journal_seq: self.groups.get(&p.group).map_or(0, |g| g.journal.last_seq),
         };
         let token = self.token(Pending::Notify);
         self.actions
@@ -656,19 +664,19 @@ impl CopyEngine {
             match p.on_primary_write(lba, blocks) {
                 Propagate::None => {}
                 Propagate::Sync => {
-                    let overlapping = self.pending.values().any(|q| {
-                        matches!(q, Pending::Sync { pair, lba: l, blocks: b, .. }
-                            if *pair == n && *l < lba + blocks && lba < l + b)
-                    }) || self
-                        .queued
-                        .iter()
-                        .any(|q| q.pair == n && q.lba < lba + blocks && lba < q.lba + blocks);
+                    // Overlapping writes reach the secondary in the order they landed.
+                    let overlapping = self.sync_in_flight(&n, lba, blocks)
+                        || self
+                            .queued
+                            .iter()
+                            .any(|q| q.pair == n && overlap(q.lba, q.blocks, lba, blocks));
                     self.held.entry(host).or_insert((0, None)).0 += 1;
                     if overlapping {
                         self.queued.push(QueuedSync {
                             pair: n.clone(),
                             host,
                             lba,
+                            blocks,
                             data: data.clone(),
                         });
                     } else {
@@ -697,6 +705,14 @@ impl CopyEngine {
         self.ship_journals();
         self.settle_all();
         self.held.contains_key(&host)
+    }
+
+    /// Whether a synchronous write overlapping `(lba, n)` of `pair` is in flight.
+    fn sync_in_flight(&self, pair: &str, lba: u64, n: u64) -> bool {
+        self.pending.values().any(|x| {
+            matches!(x, Pending::Sync { pair: p, lba: l, blocks: m, .. }
+                if p == pair && overlap(*l, *m, lba, n))
+        })
     }
 
     fn send_sync(&mut self, pair: &str, host: u64, lba: u64, data: Bytes) {
@@ -795,32 +811,25 @@ impl CopyEngine {
                     }
                 }
                 self.release(host, sense);
-                // Writes queued behind this one.
-                let ready: Vec<QueuedSync> = {
-                    let mut out = Vec::new();
-                    let mut i = 0;
-                    while i < self.queued.len() {
-                        let q = &self.queued[i];
-                        let busy = self.pending.values().any(|x| {
-                            matches!(x, Pending::Sync { pair: pp, lba: l, blocks: b, .. }
-                                if *pp == q.pair && *l < q.lba + blocks.max(1) && q.lba < l + b)
-                        });
-                        if busy || out.iter().any(|o: &QueuedSync| o.pair == q.pair) {
-                            i += 1;
-                        } else {
-                            out.push(self.queued.remove(i));
-                        }
+                // Writes queued behind this one: each goes once nothing overlapping
+                // is in flight or queued ahead of it.
+                let mut i = 0;
+                while i < self.queued.len() {
+                    let q = &self.queued[i];
+                    let blocked = self.sync_in_flight(&q.pair, q.lba, q.blocks)
+                        || self.queued[..i]
+                            .iter()
+                            .any(|a| a.pair == q.pair && overlap(a.lba, a.blocks, q.lba, q.blocks));
+                    if blocked {
+                        i += 1;
+                        continue;
                     }
-                    out
-                };
-                for q in ready {
-                    let state = self.pairs.get(&q.pair).map(|p| p.state);
-                    if state == Some(PairState::Pair) {
+                    let q = self.queued.remove(i);
+                    if self.pairs.get(&q.pair).map(|p| p.state) == Some(PairState::Pair) {
                         self.send_sync(&q.pair, q.host, q.lba, q.data);
                     } else {
                         if let Some(p) = self.pairs.get_mut(&q.pair) {
-                            let n = q.data.len() as u64 / u64::from(p.block_bytes.max(1));
-                            p.mark_stale(q.lba, n);
+                            p.mark_stale(q.lba, q.blocks);
                         }
                         self.release(q.host, None);
                     }
@@ -1199,9 +1208,12 @@ impl CopyEngine {
                 }
                 self.appliers.entry(notice.group.clone()).or_default();
                 if s == PairState::Copy || s == PairState::Resync {
-                    // A new formation or resync: the journal restarts after it.
-                    self.appliers
-                        .insert(notice.group.clone(), JournalApplier::default());
+                    // A formation or resync copy: the journal goes on after it from the
+                    // primary's current sequence number.
+                    self.appliers.insert(
+                        notice.group.clone(),
+                        JournalApplier::after(notice.journal_seq),
+                    );
                 }
                 self.roles.insert(lun, SecondaryRole { notice });
             }

@@ -237,6 +237,7 @@ fn async_journal_is_applied_as_a_prefix() {
             group: "g".into(),
             state: Some(PairState::Pair),
             writers: vec![],
+            journal_seq: 0,
         },
     );
     for (i, val) in [1u8, 2, 3].into_iter().enumerate() {

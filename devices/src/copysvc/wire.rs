@@ -27,6 +27,10 @@ pub struct PairNotice {
     pub state: Option<PairState>,
     /// Initiator WWPNs (the primary array's ports) allowed to write the LU.
     pub writers: Vec<u64>,
+    /// The group journal's last sequence number when the notice was sent: after a
+    /// formation or resync copy the next journalled write is the one after it.
+    #[serde(default)]
+    pub journal_seq: u64,
 }
 
 fn put48(b: &mut [u8], v: u64) {
