@@ -2,6 +2,7 @@
 //! library, print. The user-facing timeline and tables go to stdout.
 
 mod bench;
+mod bench_copy;
 mod bench_io;
 mod bench_iscsi;
 mod bench_offload;
@@ -231,6 +232,29 @@ enum BenchCmd {
         #[arg(long)]
         json: Option<PathBuf>,
     },
+    /// Copy services in simulation: host write latency with sync against async remote
+    /// copy at several distances (IOPS, p50/p99, the async journal's RPO at a disaster),
+    /// and backup time per strategy (R, W, M, H, combined) under a write storm.
+    Copy {
+        /// ISL lengths of the remote-copy table, km.
+        #[arg(long, value_delimiter = ',', default_value = "0,100,1000")]
+        km: Vec<f64>,
+        /// Blocks (512 bytes) of each LU of the local pair of the backup table.
+        #[arg(long, default_value_t = 2048)]
+        blocks: u64,
+        /// The local pair's background copier during the backup, blocks per ms.
+        #[arg(long, default_value_t = 8)]
+        copy_rate: u64,
+        /// Blocks backed up to tape, from LBA 0 of the secondary.
+        #[arg(long, default_value_t = 1024)]
+        range: u64,
+        /// Seed of every scenario.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Also write the results as JSON here.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -434,6 +458,31 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 lu_blocks,
                 mixed: !no_mixed,
                 cases,
+                seed,
+            })?;
+            print!("{}", r.table());
+            if let Some(path) = &json {
+                std::fs::write(path, serde_json::to_string_pretty(&r)? + "\n")?;
+                println!("results written to {}", path.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Bench {
+            what:
+                BenchCmd::Copy {
+                    km,
+                    blocks,
+                    copy_rate,
+                    range,
+                    seed,
+                    json,
+                },
+        } => {
+            let r = bench_copy::copy(&bench_copy::CopyBench {
+                kms: km,
+                blocks,
+                copy_rate,
+                range,
                 seed,
             })?;
             print!("{}", r.table());

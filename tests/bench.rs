@@ -187,3 +187,61 @@ fn bench_io_tgt_runs_three_paths_when_tgt_is_installed() {
         assert!(stdout.contains(row), "no `{row}` in:\n{stdout}");
     }
 }
+
+/// `fcsim bench copy` at a tiny size: the latency table has a row per QD at each
+/// distance with sync and async side by side, the backup table a row per strategy, and
+/// the JSON holds every point and case.
+#[test]
+fn bench_copy_runs_both_tables() {
+    let dir = std::env::temp_dir().join(format!("fcsim-bench-copy-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let json = dir.join("copy.json");
+    let stdout = run_bench(&[
+        "bench",
+        "copy",
+        "--km",
+        "10",
+        "--blocks",
+        "256",
+        "--range",
+        "64",
+        "--copy-rate",
+        "16",
+        "--json",
+        json.to_str().expect("utf-8 path"),
+    ]);
+    for row in [
+        "sync IOPS",
+        "sync÷async",
+        "async lost",
+        "diffs at split",
+        "whole bench:",
+    ] {
+        assert!(stdout.contains(row), "no `{row}` in:\n{stdout}");
+    }
+    for (km, qd) in [(10, 1), (10, 8)] {
+        let row = format!("{km:>6} {qd:>3} ");
+        assert!(
+            stdout.lines().any(|l| l.starts_with(&row)),
+            "no `{row}` row in:\n{stdout}"
+        );
+    }
+    for strategy in ["M ", "R ", "W ", "H ", "combined "] {
+        assert!(
+            stdout.lines().any(|l| l.starts_with(strategy)),
+            "no `{strategy}` row in:\n{stdout}"
+        );
+    }
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("json written"))
+            .expect("valid JSON");
+    assert_eq!(v["remote"].as_array().map(Vec::len), Some(4), "{v}");
+    let strategies: Vec<&str> = v["backup"]
+        .as_array()
+        .expect("backup")
+        .iter()
+        .filter_map(|c| c["strategy"].as_str())
+        .collect();
+    assert_eq!(strategies, ["M", "R", "W", "H", "combined"], "{v}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
