@@ -1,5 +1,6 @@
-//! `fcsim bench fabric`, `bench io --virtual` and `bench offload` run at tiny sizes and
-//! print their tables. Smoke tests only: nothing here looks at how fast anything was.
+//! `fcsim bench fabric`, `bench io --virtual` (and `--tgt` where tgt is installed),
+//! `bench sim`, `bench offload` and `bench copy` run at tiny sizes and print their
+//! tables. Smoke tests only: nothing here looks at how fast anything was.
 
 use std::process::Command;
 

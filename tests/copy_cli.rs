@@ -5,63 +5,10 @@
 //! refusals (a bad mode, a mode the array does not run, a duplicate name) exiting
 //! non-zero with the field named.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 #[allow(dead_code)]
 mod common;
-
-/// The fabric: arr1 (two LUs) and arr2 (one LU) run every pair mode and direct backup,
-/// arr3 runs none; h1, the arrays and tape1 share one zone.
-const FIXTURE: &str = r#"{
-  "name": "copy-cli",
-  "description": "fcsim copy: local and remote pairs, backup to tape",
-  "seed": 4,
-  "topology": {
-    "sites": [{"name": "dc1"}],
-    "switches": [{"name": "sw1", "site": "dc1", "domain": 1, "ports": 8}],
-    "arrays": [
-      {"name": "arr1", "site": "dc1", "ports": 1,
-       "functions": ["xcopy", "local-pair", "remote-sync", "remote-async", "direct-backup"],
-       "lus": [{"lun": 0, "blocks": 2048, "block_bytes": 512}, {"lun": 1, "blocks": 2048, "block_bytes": 512}]},
-      {"name": "arr2", "site": "dc1", "ports": 1,
-       "functions": ["xcopy", "local-pair", "remote-sync", "remote-async", "direct-backup"],
-       "lus": [{"lun": 0, "blocks": 2048, "block_bytes": 512}]},
-      {"name": "arr3", "site": "dc1", "ports": 1,
-       "lus": [{"lun": 0, "blocks": 2048, "block_bytes": 512}]}
-    ],
-    "hosts": [{"name": "h1", "site": "dc1", "ports": 1}],
-    "tapes": [{"name": "tape1", "site": "dc1"}],
-    "links": [
-      {"a": "h1/0", "b": "sw1/0"},
-      {"a": "arr1/0", "b": "sw1/1"},
-      {"a": "arr2/0", "b": "sw1/2"},
-      {"a": "arr3/0", "b": "sw1/3"},
-      {"a": "tape1/0", "b": "sw1/4"}
-    ],
-    "zones": [{"name": "z_copy", "members": ["h1/0", "arr1/0", "arr2/0", "arr3/0", "tape1/0"]}]
-  },
-  "setup": [{"op": "wait", "until": {"fabric": "converged"}}],
-  "steps": []
-}
-"#;
-
-/// The fixture written to a file of its own, removed when dropped.
-struct Fixture(PathBuf);
-
-impl Fixture {
-    fn write() -> Fixture {
-        let path = std::env::temp_dir().join(format!("fcsim-copy-cli-{}.json", std::process::id()));
-        std::fs::write(&path, FIXTURE).expect("write the fixture");
-        Fixture(path)
-    }
-}
-
-impl Drop for Fixture {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
 
 /// How long one command may take (a `--watch` that never ends fails the test instead of
 /// hanging it).
@@ -154,8 +101,8 @@ fn states<'a>(out: &'a str, pair: &str) -> (&'a str, &'a str, &'a str) {
 
 #[test]
 fn copy_cli_pairs_backup_and_refusals() {
-    let fixture = Fixture::write();
-    let mut up = common::Up::start_path(&fixture.0);
+    // arr1 (two LUs) and arr2 run every pair mode, arr3 none; h1 and tape1 share a zone.
+    let mut up = common::Up::start("copy-basics.json");
     let addr = up.addr.clone();
     let addr = addr.as_str();
     let mut ready = false;
