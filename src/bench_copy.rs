@@ -38,11 +38,10 @@
 //! asserts a speed.
 
 use std::fmt::Write as _;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{Context, anyhow, bail};
-use fcsim_scenarios::{Report, RunOptions, Scenario, TimelineEntry};
+use fcsim_scenarios::{Report, Scenario, TimelineEntry};
 use serde::Serialize;
 
 /// One-way latency of a cable per km (docs/scenario-format.md, `km`), µs.
@@ -158,33 +157,6 @@ pub struct CopyReport {
     pub backup: Vec<BackupCase>,
     /// Wall time of the whole bench, s.
     pub wall_s: f64,
-}
-
-/// Timeline entries with the wall time since the run started.
-type Stamps = Vec<(TimelineEntry, Duration)>;
-
-/// Runs `s` in simulation; returns the report, the stamped timeline and the wall time.
-fn run_stamped(s: &Scenario, seed: u64) -> anyhow::Result<(Report, Stamps, Duration)> {
-    let stamps: Arc<Mutex<Stamps>> = Arc::default();
-    let start = Instant::now();
-    let sink = stamps.clone();
-    let observer: fcsim_scenarios::TimelineObserver = Box::new(move |e: &TimelineEntry| {
-        if let Ok(mut v) = sink.lock() {
-            v.push((e.clone(), start.elapsed()));
-        }
-    });
-    let report = fcsim_scenarios::run_scenario_observed(
-        s,
-        &RunOptions {
-            seed: Some(seed),
-            ..Default::default()
-        },
-        Some(observer),
-    )
-    .with_context(|| format!("simulated run of {}", s.name))?;
-    let wall = start.elapsed();
-    let stamps = stamps.lock().map(|v| v.clone()).unwrap_or_default();
-    Ok((report, stamps, wall))
 }
 
 /// Failed checks and step errors of a run.
@@ -374,7 +346,7 @@ fn remote_scenario(
 fn remote_point(km: f64, mode: &str, qd: u32, seed: u64) -> anyhow::Result<RemotePoint> {
     let window = window_us(km);
     let s = remote_scenario(km, mode, qd, window, seed)?;
-    let (r, _, wall) = run_stamped(&s, seed)?;
+    let (r, _, wall) = crate::bench_sim::run_stamped(&s, seed)?;
     let name = &s.name;
     let w = check_detail(&r, "workload_errors")
         .with_context(|| format!("{name}: no workload check: {:?}", r.errors))?;
@@ -530,7 +502,7 @@ fn backup_scenario(strategy: &str, b: &CopyBench) -> anyhow::Result<Scenario> {
 
 fn backup_case(strategy: &str, b: &CopyBench) -> anyhow::Result<BackupCase> {
     let s = backup_scenario(strategy, b)?;
-    let (r, _, wall) = run_stamped(&s, b.seed)?;
+    let (r, _, wall) = crate::bench_sim::run_stamped(&s, b.seed)?;
     let name = &s.name;
     let last_xcopy = r
         .timeline

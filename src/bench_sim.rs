@@ -174,11 +174,11 @@ fn parse_workload(detail: &str) -> Option<(u64, u64)> {
 }
 
 /// Timeline entries with the wall time since the run started.
-type Stamps = Vec<(TimelineEntry, Duration)>;
+pub(crate) type Stamps = Vec<(TimelineEntry, Duration)>;
 
 /// Runs `s` in simulation with a wall-clock stamp on every timeline entry; also
 /// returns the run's wall time.
-fn run_stamped(
+pub(crate) fn run_stamped(
     s: &Scenario,
     seed: u64,
 ) -> anyhow::Result<(fcsim_scenarios::Report, Stamps, Duration)> {

@@ -568,6 +568,15 @@ impl CopyEngine {
 
     // ---- host writes --------------------------------------------------------------
 
+    /// The pairs whose primary is LU `lun`.
+    fn pairs_of(&self, lun: u16) -> Vec<String> {
+        self.pairs
+            .values()
+            .filter(|p| p.primary == lun)
+            .map(|p| p.name.clone())
+            .collect()
+    }
+
     fn is_secondary(&self, lun: u16) -> bool {
         self.roles.contains_key(&lun)
             || self
@@ -603,12 +612,7 @@ impl CopyEngine {
                 p.s_changed.set_range(lba, blocks);
             }
         }
-        let names: Vec<String> = self
-            .pairs
-            .values()
-            .filter(|p| p.primary == lun)
-            .map(|p| p.name.clone())
-            .collect();
+        let names = self.pairs_of(lun);
         for n in names {
             let p = self.pairs.get(&n).expect("listed");
             if p.state == PairState::Suspended && p.options.fence {
@@ -650,12 +654,7 @@ impl CopyEngine {
     /// A host write of `data` at `lba` of LU `lun` landed on the primary. Returns
     /// whether the host's answer must wait for an [`Action::Release`] of `host`.
     pub fn after_write(&mut self, lun: u16, lba: u64, data: Bytes, host: u64) -> bool {
-        let names: Vec<String> = self
-            .pairs
-            .values()
-            .filter(|p| p.primary == lun)
-            .map(|p| p.name.clone())
-            .collect();
+        let names = self.pairs_of(lun);
         for n in names {
             let Some(p) = self.pairs.get_mut(&n) else {
                 continue;
