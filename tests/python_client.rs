@@ -1,6 +1,7 @@
 //! The gRPC API from outside Rust: `tests/python/host_client.py` drives a live fabric's
 //! `fcsim.v1.Host` service with Python grpcio (stubs generated from `proto/` at run
-//! time), and checks health and reflection without the .proto files.
+//! time), and checks health and reflection without the .proto files;
+//! `tests/python/copy_client.py` manages a copy pair through an array's `fcsim.v1.Copy`.
 //!
 //! Needs `python3` with `pip install -r tests/python/requirements.txt` (`.ci/run` does
 //! it). Skipped only when there is no `python3` at all.
@@ -88,17 +89,16 @@ fn run_with_limit(mut cmd: Command, limit: Duration) -> (bool, String, String) {
     (ok, stdout, stderr)
 }
 
-#[test]
-fn python_grpcio_drives_the_host_service() {
-    // (a) python3, or skip: CI installs it, so only a machine without any python3 skips.
+/// Whether python3 with the pinned packages is there: `false` (skip) only when there is
+/// no python3 at all; missing packages fail (CI installs them).
+fn python_ready() -> bool {
     match Command::new("python3").arg("--version").output() {
         Err(e) => {
             println!("skipped: no python3 on PATH ({e})");
-            return;
+            return false;
         }
         Ok(o) => assert!(o.status.success(), "python3 --version failed: {o:?}"),
     }
-    // (b) the pinned packages.
     let probe = Command::new("python3")
         .args(["-c", "import grpc, grpc_tools, grpc_reflection"])
         .output()
@@ -109,14 +109,21 @@ fn python_grpcio_drives_the_host_service() {
          run: pip install -r tests/python/requirements.txt\n{}",
         String::from_utf8_lossy(&probe.stderr)
     );
+    true
+}
 
-    // (c) a live fabric, as a user starts it.
-    let mut up = Up::start("host-io-basics.json");
+/// Starts `fcsim up` on library scenario `scenario` and runs `tests/python/<script>`
+/// against its Control endpoint.
+fn run_python_client(scenario: &str, script: &str) {
+    if !python_ready() {
+        return;
+    }
+    let mut up = Up::start(scenario);
     let addr = up.addr.clone();
     wait_for_control(&mut up, &addr);
 
     let mut py = Command::new("python3");
-    py.arg(Path::new(REPO).join("tests/python/host_client.py"))
+    py.arg(Path::new(REPO).join("tests/python").join(script))
         .arg(&addr)
         .current_dir(REPO)
         .env("PYTHONDONTWRITEBYTECODE", "1")
@@ -125,7 +132,17 @@ fn python_grpcio_drives_the_host_service() {
     print!("{stdout}");
     assert!(
         ok,
-        "tests/python/host_client.py {addr} failed\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}"
+        "tests/python/{script} {addr} failed\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}"
     );
     drop(up);
+}
+
+#[test]
+fn python_grpcio_drives_the_host_service() {
+    run_python_client("host-io-basics.json", "host_client.py");
+}
+
+#[test]
+fn python_grpcio_manages_a_copy_pair() {
+    run_python_client("copy-basics.json", "copy_client.py");
 }

@@ -62,7 +62,7 @@ def generate_stubs(out_dir):
     check(rc == 0, f"grpc_tools.protoc failed (exit {rc}) on {' '.join(rel)}")
     sys.path.insert(0, out_dir)
     mods = {}
-    for name in ("control", "host"):
+    for name in ("control", "host", "copy"):
         mods[name] = importlib.import_module(f"fcsim.v1.{name}_pb2")
         mods[name + "_grpc"] = importlib.import_module(f"fcsim.v1.{name}_pb2_grpc")
     step(f"generated Python stubs from {len(rel)} .proto files")
