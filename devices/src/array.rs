@@ -28,7 +28,7 @@ use crate::history::digest;
 use crate::initiator::{IoId, ScsiInitiator, cdb};
 use crate::scsi::cdb::Command;
 use crate::scsi::inquiry::{CopyFunction, NaaId};
-use crate::scsi::sense::{Sense, asc};
+use crate::scsi::sense::{Sense, Status as ScsiStatus, asc};
 use crate::scsi::target::{LogicalUnit, LuConfig, Nexus, ScsiTarget};
 use crate::scsi::xcopy::{CopyJob, CopyOp, CopyOutcome};
 use crate::store::{BlockStore, FileStore, MemStore};
@@ -247,10 +247,10 @@ impl ArrayLayer {
             ctx.hub.count_discard(cmd.port);
             return;
         };
-        if cmd.cdb.first() == Some(&copysvc::wire::OPCODE) {
-            return self.copy_services_command(ctx, cmd);
-        }
         let visible = self.visible_luns(initiator);
+        if cmd.cdb.first() == Some(&copysvc::wire::OPCODE) {
+            return self.copy_services_command(cmd, initiator, &visible);
+        }
         let naas: BTreeMap<NaaId, u16> = self
             .cfg
             .lus
@@ -306,7 +306,7 @@ impl ArrayLayer {
         {
             return self.fcp.complete(
                 cmd,
-                crate::scsi::sense::Status::CHECK_CONDITION.0,
+                ScsiStatus::CHECK_CONDITION.0,
                 sense.encode(),
                 Bytes::new(),
             );
@@ -432,19 +432,21 @@ impl ArrayLayer {
         self.engine.backup_begin(lun, &ranges, now)
     }
 
-    /// A COPY SERVICES (D6h) command from a primary array's copy port.
-    fn copy_services_command(&mut self, ctx: &mut Fc4Ctx<'_>, cmd: &TargetCommand) {
-        let _ = ctx;
-        let lun = cmd.lun.and_then(|l| u16::try_from(l).ok());
+    /// A COPY SERVICES (D6h) command from a primary array's copy port, to an LU the
+    /// initiator may see (LUN masking applies as to any command).
+    fn copy_services_command(&mut self, cmd: &TargetCommand, initiator: Wwpn, visible: &[u16]) {
+        let lun = cmd
+            .lun
+            .and_then(|l| u16::try_from(l).ok())
+            .filter(|l| visible.contains(l) && self.scsi.lu(*l).is_some());
         let result = match (copysvc::wire::parse(&cmd.cdb), lun) {
             (Err(byte), _) => Err(Sense::invalid_field_in_cdb(byte, None)),
-            (Ok(_), l) if l.is_none_or(|l| self.scsi.lu(l).is_none()) => {
-                Err(Sense::lu_not_supported())
-            }
+            (Ok(_), None) => Err(Sense::lu_not_supported()),
             (Ok(copysvc::wire::Command::JournalWrite { seq, lba, .. }), Some(l)) => {
                 self.engine.on_journal_write(
                     &mut LuStores(&mut self.scsi),
                     l,
+                    initiator,
                     seq,
                     lba,
                     cmd.data_out.clone(),
@@ -459,13 +461,12 @@ impl ArrayLayer {
                     Err(_) => Err(Sense::invalid_field_in_param(0, None)),
                 }
             }
-            (Ok(_), None) => Err(Sense::lu_not_supported()),
         };
         match result {
             Ok(()) => self.fcp.complete(cmd, 0, Bytes::new(), Bytes::new()),
             Err(sense) => self.fcp.complete(
                 cmd,
-                crate::scsi::sense::Status::CHECK_CONDITION.0,
+                ScsiStatus::CHECK_CONDITION.0,
                 sense.encode(),
                 Bytes::new(),
             ),
@@ -482,7 +483,7 @@ impl ArrayLayer {
                         match sense {
                             Some(s) => self.fcp.complete(
                                 &cmd,
-                                crate::scsi::sense::Status::CHECK_CONDITION.0,
+                                ScsiStatus::CHECK_CONDITION.0,
                                 s.encode(),
                                 Bytes::new(),
                             ),

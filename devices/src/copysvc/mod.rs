@@ -1219,12 +1219,13 @@ impl CopyEngine {
         }
     }
 
-    /// A JOURNAL WRITE for LU `lun`: buffered, and applied in sequence order with the
-    /// rest of its group.
+    /// A JOURNAL WRITE for LU `lun` from port `from`: buffered, and applied in sequence
+    /// order with the rest of its group.
     pub fn on_journal_write(
         &mut self,
         vols: &mut dyn Volumes,
         lun: u16,
+        from: Wwpn,
         seq: u64,
         lba: u64,
         data: Bytes,
@@ -1235,6 +1236,10 @@ impl CopyEngine {
                 asc::COMMAND_SEQUENCE_ERROR,
             ));
         };
+        // Only the primary array's ports feed a secondary's journal.
+        if !role.notice.writers.contains(&from.0.0) {
+            return Err(Sense::new(SenseKey::DATA_PROTECT, asc::WRITE_PROTECTED));
+        }
         let group = role.notice.group.clone();
         let applier = self.appliers.entry(group).or_default();
         for (_, l, at, d) in applier.receive(seq, lun, lba, data) {

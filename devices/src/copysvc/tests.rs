@@ -236,7 +236,7 @@ fn async_journal_is_applied_as_a_prefix() {
             pair: "a".into(),
             group: "g".into(),
             state: Some(PairState::Pair),
-            writers: vec![],
+            writers: vec![7],
             journal_seq: 0,
         },
     );
@@ -251,13 +251,16 @@ fn async_journal_is_applied_as_a_prefix() {
         _ => panic!(),
     };
     let (s3, l3, d3) = get(2);
-    sec.on_journal_write(&mut sv, 0, s3, l3, d3).unwrap();
+    sec.on_journal_write(&mut sv, 0, Wwpn(Wwn(7)), s3, l3, d3)
+        .unwrap();
     assert_eq!(sv.block(0, 2), 0, "not applied past a gap");
     let (s1, l1, d1) = get(0);
-    sec.on_journal_write(&mut sv, 0, s1, l1, d1).unwrap();
+    sec.on_journal_write(&mut sv, 0, Wwpn(Wwn(7)), s1, l1, d1)
+        .unwrap();
     assert_eq!((sv.block(0, 0), sv.block(0, 2)), (1, 0));
     let (s2, l2, d2) = get(1);
-    sec.on_journal_write(&mut sv, 0, s2, l2, d2).unwrap();
+    sec.on_journal_write(&mut sv, 0, Wwpn(Wwn(7)), s2, l2, d2)
+        .unwrap();
     assert_eq!(sv.block(0, 2), 3);
 }
 
