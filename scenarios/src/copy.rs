@@ -116,21 +116,14 @@ impl Orchestrator {
         Ok(pb::copy_client::CopyClient::new(self.channel(array).await?))
     }
 
-    /// The members of a pair's group as the scenario defines them.
+    /// The members of a pair's group (or of group `target`) as the scenario defines them.
     fn group_members(&self, target: &str) -> Vec<String> {
         let defs = pair_defs(&self.scenario);
-        match defs.get(target) {
-            Some(d) => defs
-                .values()
-                .filter(|x| x.group == d.group)
-                .map(|x| x.name.clone())
-                .collect(),
-            None => defs
-                .values()
-                .filter(|x| x.group == target)
-                .map(|x| x.name.clone())
-                .collect(),
-        }
+        let group = defs.get(target).map_or(target, |d| d.group.as_str());
+        defs.values()
+            .filter(|x| x.group == group)
+            .map(|x| x.name.clone())
+            .collect()
     }
 
     pub(crate) async fn copy_step(&mut self, step: &Step) -> StepResult {

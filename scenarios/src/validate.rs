@@ -915,22 +915,29 @@ impl<'a> Validator<'a> {
                 ),
             );
         }
-        if let Some(other) = self
+        // A group lives in one array (its primary's) and holds pairs of one mode.
+        let first = self
             .pairs
             .iter()
             .find(|(_, g)| **g == group)
-            .map(|(n, _)| n.to_string())
-            && let Some(o) = crate::copy::pair_defs(self.s).get(&other)
-            && o.mode != mode
-        {
-            self.err(
-                &at("group"),
-                format!(
-                    "pair_create: group \"{group}\" holds {} pairs (\"{other}\"); this one is {}",
-                    o.mode.name(),
-                    mode.name()
-                ),
-            );
+            .and_then(|(n, _)| crate::copy::pair_defs(self.s).get(*n).cloned());
+        if let Some(o) = first {
+            if o.primary.node != primary.node {
+                self.err(
+                    &at("group"),
+                    format!("pair_create: group \"{group}\" is run by {} (pair \"{}\"); all its primaries must be on that array", o.primary.node, o.name),
+                );
+            } else if o.mode != mode {
+                self.err(
+                    &at("group"),
+                    format!(
+                        "pair_create: group \"{group}\" holds {} pairs (\"{}\"); this one is {}",
+                        o.mode.name(),
+                        o.name,
+                        mode.name()
+                    ),
+                );
+            }
         }
         self.pairs.insert(name, group);
     }
