@@ -246,3 +246,34 @@ fn bench_copy_runs_both_tables() {
     assert_eq!(strategies, ["M", "R", "W", "H", "combined"], "{v}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `fcsim bench recovery` at a tiny size: a row per mode (local, sync, the sync
+/// suspension variant, async) and the JSON holds them.
+#[test]
+fn bench_recovery_runs_every_mode() {
+    let dir = std::env::temp_dir().join(format!("fcsim-bench-recovery-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let json = dir.join("recovery.json");
+    let stdout = run_bench(&[
+        "bench",
+        "recovery",
+        "--blocks",
+        "1024",
+        "--changed",
+        "10",
+        "--json",
+        json.to_str().expect("utf-8 path"),
+    ]);
+    for mode in ["local ", "sync ", "sync-suspend ", "async "] {
+        assert!(
+            stdout.lines().any(|l| l.starts_with(mode)),
+            "no `{mode}` row in:\n{stdout}"
+        );
+    }
+    assert!(stdout.contains("whole bench:"), "{stdout}");
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("json written"))
+            .expect("valid JSON");
+    assert_eq!(v["rows"].as_array().map(Vec::len), Some(4), "{v}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
