@@ -160,7 +160,7 @@ pub struct CopyReport {
 }
 
 /// Failed checks and step errors of a run.
-fn problems(r: &Report) -> Vec<String> {
+pub(crate) fn problems(r: &Report) -> Vec<String> {
     r.checks
         .iter()
         .filter(|c| !c.passed)
@@ -272,7 +272,8 @@ fn window_us(km: f64) -> u64 {
     MIN_WINDOW_US.max(by_rtt).div_ceil(1000) * 1000
 }
 
-fn fmt_km(km: f64) -> String {
+/// A distance without a needless `.0`.
+pub(crate) fn fmt_km(km: f64) -> String {
     if km.fract() == 0.0 {
         format!("{km:.0}")
     } else {
@@ -629,7 +630,8 @@ pub fn copy(b: &CopyBench) -> anyhow::Result<CopyReport> {
     })
 }
 
-fn fmt_ms(us: u64) -> String {
+/// Microseconds as milliseconds with three decimals.
+pub(crate) fn fmt_ms(us: u64) -> String {
     format!("{:.3}", us as f64 / 1000.0)
 }
 

@@ -24,6 +24,7 @@
 //! count, "N of M blocks to copy" (the full copy: the whole volume). A benchmark, not a
 //! test: nothing here asserts a speed.
 
+use crate::bench_copy::{fmt_km, fmt_ms, problems};
 use std::fmt::Write as _;
 use std::time::Instant;
 
@@ -100,16 +101,6 @@ pub struct RecoveryReport {
     pub wall_s: f64,
 }
 
-/// Failed checks and step errors of a run.
-fn problems(r: &Report) -> Vec<String> {
-    r.checks
-        .iter()
-        .filter(|c| !c.passed)
-        .map(|c| format!("check {} failed: {}", c.check, c.detail))
-        .chain(r.errors.iter().cloned())
-        .collect()
-}
-
 /// The blocks to copy in a pair description, `…, 1640 of 16384 blocks to copy`.
 fn parse_to_copy(text: &str) -> Option<u64> {
     let (head, _) = text.split_once(" blocks to copy")?;
@@ -132,14 +123,6 @@ fn phase(r: &Report, command: &str, nth: usize) -> Option<(u64, u64)> {
         .iter()
         .find(|e| e.text.contains("): pair [") && e.text.contains(" after "))?;
     Some((parse_to_copy(&cmd.text)?, done.at_us.saturating_sub(start)))
-}
-
-fn fmt_km(km: f64) -> String {
-    if km.fract() == 0.0 {
-        format!("{km:.0}")
-    } else {
-        format!("{km}")
-    }
 }
 
 /// Distinct blocks written for `pct` % of `blocks`: whole 4 KiB writes, at least one.
@@ -331,10 +314,6 @@ pub fn recovery(b: &RecoveryBench) -> anyhow::Result<RecoveryReport> {
         rows: rows_out,
         wall_s: start.elapsed().as_secs_f64(),
     })
-}
-
-fn fmt_ms(us: u64) -> String {
-    format!("{:.3}", us as f64 / 1000.0)
 }
 
 impl RecoveryReport {
