@@ -418,12 +418,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             what: BenchCmd::Offload { gib, json, seed },
         } => {
             let r = bench_offload::offload(&bench_offload::OffloadBench { gib, seed })?;
-            print!("{}", r.table());
-            if let Some(path) = &json {
-                std::fs::write(path, serde_json::to_string_pretty(&r)? + "\n")?;
-                println!("results written to {}", path.display());
-            }
-            Ok(ExitCode::SUCCESS)
+            bench_output(&r.table(), &r, json.as_deref())
         }
         Cmd::Ctl { control, view } => client::ctl(&control, view),
         Cmd::Host { control, host, cmd } => host_cli::host(&control, &host, cmd),
@@ -449,12 +444,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 seed,
             };
             let r = bench::fabric(&b)?;
-            print!("{}", r.table());
-            if let Some(path) = &b.json {
-                std::fs::write(path, serde_json::to_string_pretty(&r)? + "\n")?;
-                println!("results written to {}", path.display());
-            }
-            Ok(ExitCode::SUCCESS)
+            bench_output(&r.table(), &r, b.json.as_deref())
         }
         Cmd::Bench {
             what:
@@ -484,12 +474,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 cases,
                 seed,
             })?;
-            print!("{}", r.table());
-            if let Some(path) = &json {
-                std::fs::write(path, serde_json::to_string_pretty(&r)? + "\n")?;
-                println!("results written to {}", path.display());
-            }
-            Ok(ExitCode::SUCCESS)
+            bench_output(&r.table(), &r, json.as_deref())
         }
         Cmd::Bench {
             what:
@@ -509,12 +494,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 range,
                 seed,
             })?;
-            print!("{}", r.table());
-            if let Some(path) = &json {
-                std::fs::write(path, serde_json::to_string_pretty(&r)? + "\n")?;
-                println!("results written to {}", path.display());
-            }
-            Ok(ExitCode::SUCCESS)
+            bench_output(&r.table(), &r, json.as_deref())
         }
         Cmd::Bench {
             what:
@@ -534,12 +514,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 copy_rate,
                 seed,
             })?;
-            print!("{}", r.table());
-            if let Some(path) = &json {
-                std::fs::write(path, serde_json::to_string_pretty(&r)? + "\n")?;
-                println!("results written to {}", path.display());
-            }
-            Ok(ExitCode::SUCCESS)
+            bench_output(&r.table(), &r, json.as_deref())
         }
         Cmd::Topo { file } => {
             let scenario = load(&file)?;
@@ -547,4 +522,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Prints a bench's table and writes its JSON to `json` if asked.
+fn bench_output(
+    table: &str,
+    r: &impl serde::Serialize,
+    json: Option<&std::path::Path>,
+) -> anyhow::Result<ExitCode> {
+    print!("{table}");
+    if let Some(path) = json {
+        std::fs::write(path, serde_json::to_string_pretty(r)? + "\n")?;
+        println!("results written to {}", path.display());
+    }
+    Ok(ExitCode::SUCCESS)
 }
