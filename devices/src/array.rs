@@ -148,11 +148,15 @@ pub struct ArrayLayer {
 /// The array's LUs as the copy engine sees them.
 struct LuStores<'a>(&'a mut ScsiTarget);
 
+/// (blocks, block bytes) of LU `lun`.
+fn lu_geometry(scsi: &ScsiTarget, lun: u16) -> Option<(u64, u32)> {
+    scsi.lu(lun)
+        .map(|l| (l.store().blocks(), l.store().block_bytes()))
+}
+
 impl Volumes for LuStores<'_> {
     fn geometry(&self, lun: u16) -> Option<(u64, u32)> {
-        self.0
-            .lu(lun)
-            .map(|l| (l.store().blocks(), l.store().block_bytes()))
+        lu_geometry(self.0, lun)
     }
 
     fn read(&self, lun: u16, lba: u64, blocks: u64) -> Option<Bytes> {
@@ -477,68 +481,33 @@ impl ArrayLayer {
     /// backups that were waiting for differences.
     fn pump_engine(&mut self, ctx: &mut Fc4Ctx<'_>) {
         while let Some(a) = self.engine.poll_action() {
-            let (token, naa, req) = match a {
-                copysvc::Action::Release { host, sense } => {
-                    if let Some((cmd, status, held_sense)) = self.held.remove(&host) {
-                        match sense {
-                            Some(s) => self.fcp.complete(
-                                &cmd,
-                                ScsiStatus::CHECK_CONDITION.0,
-                                s.encode(),
-                                Bytes::new(),
-                            ),
-                            None => self.fcp.complete(&cmd, status, held_sense, Bytes::new()),
-                        }
+            if let copysvc::Action::Release { host, sense } = a {
+                if let Some((cmd, status, held_sense)) = self.held.remove(&host) {
+                    match sense {
+                        Some(s) => self.fcp.complete(
+                            &cmd,
+                            ScsiStatus::CHECK_CONDITION.0,
+                            s.encode(),
+                            Bytes::new(),
+                        ),
+                        None => self.fcp.complete(&cmd, status, held_sense, Bytes::new()),
                     }
-                    continue;
                 }
-                copysvc::Action::Write {
-                    token,
-                    naa,
-                    lba,
-                    data,
-                } => {
-                    let bb = self.init.device(naa).map_or(512, |d| d.block_bytes).max(1);
-                    let blocks = u32::try_from(data.len() / bb as usize).unwrap_or(u32::MAX);
-                    let req = IoRequest {
-                        lun: 0,
-                        cdb: cdb::write16(lba, blocks, false),
-                        data_out: data,
-                        data_in_len: 0,
-                    };
-                    (token, naa, req)
-                }
-                copysvc::Action::JournalWrite {
-                    token,
-                    naa,
-                    seq,
-                    lba,
-                    data,
-                } => {
-                    let bb = self.init.device(naa).map_or(512, |d| d.block_bytes).max(1);
-                    let blocks = u16::try_from(data.len() / bb as usize).unwrap_or(u16::MAX);
-                    let req = IoRequest {
-                        lun: 0,
-                        cdb: Bytes::copy_from_slice(&copysvc::wire::journal_write(
-                            seq, lba, blocks,
-                        )),
-                        data_out: data,
-                        data_in_len: 0,
-                    };
-                    (token, naa, req)
-                }
-                copysvc::Action::Notify { token, naa, notice } => {
-                    let body = Bytes::from(serde_json::to_vec(&notice).unwrap_or_default());
-                    let req = IoRequest {
-                        lun: 0,
-                        cdb: Bytes::copy_from_slice(&copysvc::wire::notify(
-                            u32::try_from(body.len()).unwrap_or(u32::MAX),
-                        )),
-                        data_out: body,
-                        data_in_len: 0,
-                    };
-                    (token, naa, req)
-                }
+                continue;
+            }
+            let init = &self.init;
+            // The array runs the engine in direct mode: every other action is a command.
+            let Some(out) =
+                copysvc::wire::outgoing(a, |naa| init.device(naa).map_or(512, |d| d.block_bytes))
+            else {
+                continue;
+            };
+            let (token, naa) = (out.token, out.naa);
+            let req = IoRequest {
+                lun: 0,
+                cdb: out.cdb,
+                data_out: out.data_out,
+                data_in_len: 0,
             };
             if self.init.device(naa).is_none() {
                 self.engine.completed(token, false);
@@ -628,8 +597,9 @@ impl ArrayLayer {
         }
         let name = spec.name.clone();
         let group = spec.group.clone().unwrap_or_else(|| name.clone());
+        let scsi = &self.scsi;
         self.engine
-            .create(spec, &LuStores(&mut self.scsi))
+            .create(spec, &|l| lu_geometry(scsi, l))
             .map_err(crate::copy_service::status_of)?;
         if journal_bytes > 0 {
             let _ = self.engine.set_journal_capacity(&group, journal_bytes);

@@ -7,11 +7,20 @@
 //! Sans-IO: the node hands it host writes ([`CopyEngine::before_write`],
 //! [`CopyEngine::after_write`]), the completions of the commands it asked for
 //! ([`CopyEngine::completed`]) and timer ticks ([`CopyEngine::tick`]); it answers with
-//! [`Action`]s (commands to send through the fabric, held host writes to release) and
-//! reads or writes the array's own LUs through [`Volumes`], synchronously.
+//! [`Action`]s (commands to send through the fabric, held host writes to release).
 //!
-//! The split is linearised at the call to [`CopyEngine::split`]: host writes are applied
-//! one at a time by the node, so every write is wholly before or wholly after it.
+//! Two ways to reach the LUs:
+//! - **direct** (an array): the engine reads and writes the array's own LUs through
+//!   [`Volumes`], synchronously. Host writes are applied one at a time by the node, so
+//!   the split, linearised at the call to [`CopyEngine::split`], falls wholly before or
+//!   wholly after each write.
+//! - **deferred** (the intelligent switch, whose virtual LUs live on other arrays): the
+//!   node admits each host write with [`CopyEngine::admit_deferred`], the copier asks
+//!   for copies with [`Action::Copy`] (the node reads the primary when it sends them),
+//!   and a post-split write to a still-different block waits ([`Action::Proceed`])
+//!   until that block's split-time data reached the secondary: the literal
+//!   copy-before-write. A split waits for the writes admitted before it to land, and
+//!   holds later ones meanwhile, so every write is again wholly before or after it.
 
 pub mod journal;
 pub mod pair;
@@ -67,6 +76,18 @@ pub enum Action {
     },
     /// The host write held as `host` may now be answered: GOOD, or this sense.
     Release { host: u64, sense: Option<Sense> },
+    /// Deferred mode: copy `blocks` at `lba` of LU `lun` to the same blocks of `to`,
+    /// reading the LU when the command is sent; report with `token`.
+    Copy {
+        token: u64,
+        lun: u16,
+        lba: u64,
+        blocks: u64,
+        to: Secondary,
+    },
+    /// Deferred mode: the host write `host` that [`CopyEngine::admit_deferred`] held may
+    /// land now.
+    Proceed { host: u64 },
 }
 
 /// Refusals of management requests; nothing changed.
@@ -135,6 +156,9 @@ struct Group {
     journal: Journal,
     /// A split scheduled at this fabric time.
     split_at: Option<Duration>,
+    /// Deferred mode: a split asked for at this time, waiting for the host writes
+    /// admitted before it to land.
+    draining: Option<Duration>,
 }
 
 /// A secondary LU of this array, as told by its primary.
@@ -172,6 +196,15 @@ struct QueuedSync {
     lba: u64,
     blocks: u64,
     data: Bytes,
+}
+
+/// Deferred mode: a host write waiting for copy-before-write or a draining split.
+#[derive(Debug, Clone)]
+struct Gated {
+    host: u64,
+    lun: u16,
+    lba: u64,
+    blocks: u64,
 }
 
 /// Whether block ranges `(lba, n)` and `(l, m)` share a block.
@@ -235,6 +268,10 @@ pub struct CopyEngine {
     ports: Vec<Wwpn>,
     /// Copier commands in flight per pair.
     copy_flight: BTreeMap<String, u32>,
+    /// Deferred mode: admitted host writes not yet landed (host id → LU).
+    landing: BTreeMap<u64, u16>,
+    /// Deferred mode: host writes waiting to be admitted.
+    gated: Vec<Gated>,
 }
 
 impl CopyEngine {
@@ -271,14 +308,17 @@ impl CopyEngine {
 
     // ---- management -------------------------------------------------------------
 
-    /// Creates a pair and starts its formation copy.
-    pub fn create(&mut self, spec: PairSpec, vols: &dyn Volumes) -> Result<(), CopyError> {
+    /// Creates a pair and starts its formation copy. `geometry` gives (blocks, block
+    /// bytes) of the node's LUs.
+    pub fn create(
+        &mut self,
+        spec: PairSpec,
+        geometry: &dyn Fn(u16) -> Option<(u64, u32)>,
+    ) -> Result<(), CopyError> {
         if self.pairs.contains_key(&spec.name) {
             return Err(CopyError::Exists(spec.name));
         }
-        let (blocks, bb) = vols
-            .geometry(spec.primary)
-            .ok_or(CopyError::NoSuchLu(spec.primary))?;
+        let (blocks, bb) = geometry(spec.primary).ok_or(CopyError::NoSuchLu(spec.primary))?;
         match (spec.mode, spec.secondary) {
             (PairMode::Local, Secondary::Local(s)) => {
                 if s == spec.primary {
@@ -286,7 +326,7 @@ impl CopyEngine {
                         "the secondary must be another volume than the primary".into(),
                     ));
                 }
-                let Some(g) = vols.geometry(s) else {
+                let Some(g) = geometry(s) else {
                     return Err(CopyError::BadSecondary(format!(
                         "LU {s} does not exist on this array"
                     )));
@@ -349,6 +389,7 @@ impl CopyEngine {
                 pairs: Vec::new(),
                 journal: Journal::new(DEFAULT_JOURNAL_BYTES),
                 split_at: None,
+                draining: None,
             })
             .pairs
             .push(spec.name.clone());
@@ -445,10 +486,17 @@ impl CopyEngine {
     }
 
     fn split_now(&mut self, group: &str, now: Duration) {
+        let landing = self.landing_in(group);
         let Some(g) = self.groups.get_mut(group) else {
             return;
         };
         g.split_at = None;
+        if landing {
+            g.draining.get_or_insert(now);
+            info!(group = %group, "split: waiting for admitted host writes to land");
+            return;
+        }
+        g.draining = None;
         let last_seq = g.journal.last_seq;
         let members = g.pairs.clone();
         for m in &members {
@@ -509,6 +557,8 @@ impl CopyEngine {
             }
             self.budget.remove(m);
         }
+        self.finish_drains();
+        self.release_gates();
         Ok(())
     }
 
@@ -598,6 +648,131 @@ impl CopyEngine {
         initiator: Wwpn,
         now: Duration,
     ) -> Result<(), Sense> {
+        self.admit(lun, lba, blocks, initiator, now)?;
+        self.copy_before_write(vols, lun, lba, blocks);
+        Ok(())
+    }
+
+    /// Deferred mode's [`CopyEngine::before_write`] for host write `host`: `Ok(true)`
+    /// when the write must wait for an [`Action::Proceed`] (copy-before-write of
+    /// split-time differences in its range, or a split draining); `Ok(false)`: it may
+    /// land now. Either way the node reports its landing with
+    /// [`CopyEngine::after_write`].
+    pub fn admit_deferred(
+        &mut self,
+        lun: u16,
+        lba: u64,
+        blocks: u64,
+        initiator: Wwpn,
+        now: Duration,
+        host: u64,
+    ) -> Result<bool, Sense> {
+        self.admit(lun, lba, blocks, initiator, now)?;
+        if self.must_wait(lun, lba, blocks) {
+            self.gated.push(Gated {
+                host,
+                lun,
+                lba,
+                blocks,
+            });
+            return Ok(true);
+        }
+        self.landing.insert(host, lun);
+        Ok(false)
+    }
+
+    /// Deferred mode: whether a host write must wait; starts the copies of split-time
+    /// differences in its range that are not in flight yet.
+    fn must_wait(&mut self, lun: u16, lba: u64, blocks: u64) -> bool {
+        let mut wait = false;
+        for n in self.pairs_of(lun) {
+            let p = &self.pairs[&n];
+            if self
+                .groups
+                .get(&p.group)
+                .is_some_and(|g| g.draining.is_some())
+            {
+                wait = true;
+                continue;
+            }
+            if p.state != PairState::SplitPending || !p.range_dirty(lba, blocks) {
+                continue;
+            }
+            wait = true;
+            let end = lba.saturating_add(blocks).min(p.blocks);
+            while let Some((s, c)) = self.pairs[&n].next_copy_in(lba, end, COPY_CHUNK) {
+                self.send_copy(&n, s, c);
+            }
+        }
+        wait
+    }
+
+    /// Deferred mode: lets every held host write whose wait is over proceed.
+    fn release_gates(&mut self) {
+        for g in std::mem::take(&mut self.gated) {
+            if self.must_wait(g.lun, g.lba, g.blocks) {
+                self.gated.push(g);
+            } else {
+                self.landing.insert(g.host, g.lun);
+                self.actions.push_back(Action::Proceed { host: g.host });
+            }
+        }
+    }
+
+    /// Whether admitted host writes to a primary of `group` have yet to land.
+    fn landing_in(&self, group: &str) -> bool {
+        self.landing.values().any(|lun| {
+            self.pairs
+                .values()
+                .any(|p| p.group == group && p.primary == *lun)
+        })
+    }
+
+    /// Runs the splits that waited for admitted host writes to land.
+    fn finish_drains(&mut self) {
+        let ready: Vec<(String, Duration)> = self
+            .groups
+            .iter()
+            .filter_map(|(n, g)| g.draining.map(|at| (n.clone(), at)))
+            .filter(|(n, _)| !self.landing_in(n))
+            .collect();
+        for (g, at) in ready {
+            self.split_now(&g, at);
+        }
+    }
+
+    /// Deferred mode: asks the node to copy `cnt` blocks at `lba` of pair `n`.
+    fn send_copy(&mut self, n: &str, lba: u64, cnt: u64) {
+        let Some(p) = self.pairs.get_mut(n) else {
+            return;
+        };
+        p.copy_started(lba, cnt);
+        let (lun, to) = (p.primary, p.secondary);
+        *self.copy_flight.entry(n.to_string()).or_insert(0) += 1;
+        let token = self.token(Pending::Copy {
+            pair: n.to_string(),
+            lba,
+            blocks: cnt,
+        });
+        self.actions.push_back(Action::Copy {
+            token,
+            lun,
+            lba,
+            blocks: cnt,
+            to,
+        });
+    }
+
+    /// The checks every host write passes before it lands: protected secondaries, a
+    /// fenced suspended primary; due splits run first.
+    fn admit(
+        &mut self,
+        lun: u16,
+        lba: u64,
+        blocks: u64,
+        initiator: Wwpn,
+        now: Duration,
+    ) -> Result<(), Sense> {
         self.run_due_splits(now);
         if let Some(r) = self.roles.get(&lun)
             && !r.notice.writers.contains(&initiator.0.0)
@@ -612,15 +787,22 @@ impl CopyEngine {
                 p.s_changed.set_range(lba, blocks);
             }
         }
-        let names = self.pairs_of(lun);
-        for n in names {
-            let p = self.pairs.get(&n).expect("listed");
+        for p in self.pairs.values().filter(|p| p.primary == lun) {
             if p.state == PairState::Suspended && p.options.fence {
                 return Err(Sense::new(
                     SenseKey::ABORTED_COMMAND,
                     asc::LU_COMMUNICATION_FAILURE,
                 ));
             }
+        }
+        Ok(())
+    }
+
+    /// Direct mode: saves the split-time data of still-different blocks a host write
+    /// is about to overwrite.
+    fn copy_before_write(&mut self, vols: &mut dyn Volumes, lun: u16, lba: u64, blocks: u64) {
+        for n in self.pairs_of(lun) {
+            let p = self.pairs.get(&n).expect("listed");
             let cbw: Vec<u64> = (lba..lba.saturating_add(blocks).min(p.blocks))
                 .filter(|b| p.needs_cbw(*b))
                 .collect();
@@ -648,12 +830,13 @@ impl CopyEngine {
                 }
             }
         }
-        Ok(())
     }
 
     /// A host write of `data` at `lba` of LU `lun` landed on the primary. Returns
     /// whether the host's answer must wait for an [`Action::Release`] of `host`.
     pub fn after_write(&mut self, lun: u16, lba: u64, data: Bytes, host: u64) -> bool {
+        // Deferred mode: a write admitted before a draining split is wholly before it.
+        let landed = self.landing.remove(&host).is_some();
         let names = self.pairs_of(lun);
         for n in names {
             let Some(p) = self.pairs.get_mut(&n) else {
@@ -702,6 +885,9 @@ impl CopyEngine {
             }
         }
         self.ship_journals();
+        if landed {
+            self.finish_drains();
+        }
         self.settle_all();
         self.held.contains_key(&host)
     }
@@ -908,7 +1094,8 @@ impl CopyEngine {
         }
     }
 
-    /// Moves pairs whose copying finished to their next state.
+    /// Moves pairs whose copying finished to their next state; held host writes whose
+    /// wait is over proceed.
     fn settle_all(&mut self) {
         let names: Vec<String> = self.pairs.keys().cloned().collect();
         for n in names {
@@ -921,6 +1108,9 @@ impl CopyEngine {
                 info!(pair = %n, state = s.name(), "pair state");
                 self.notify(&n);
             }
+        }
+        if !self.gated.is_empty() {
+            self.release_gates();
         }
     }
 
@@ -947,6 +1137,15 @@ impl CopyEngine {
 
     /// Runs due splits and the background copier.
     pub fn tick(&mut self, vols: &mut dyn Volumes, now: Duration) {
+        self.tick_with(Some(vols), now);
+    }
+
+    /// Deferred mode's [`CopyEngine::tick`]: the copier asks for [`Action::Copy`].
+    pub fn tick_deferred(&mut self, now: Duration) {
+        self.tick_with(None, now);
+    }
+
+    fn tick_with<'v>(&mut self, mut vols: Option<&mut (dyn Volumes + 'v)>, now: Duration) {
         self.run_due_splits(now);
         let elapsed = now.saturating_sub(self.last_tick).as_nanos();
         self.last_tick = now;
@@ -969,14 +1168,15 @@ impl CopyEngine {
             let cap = u128::from((rate * 2).max(COPY_CHUNK)) * BUDGET_UNIT;
             let b = self.budget.entry(n.clone()).or_insert(0);
             *b = (*b + u128::from(rate) * elapsed).min(cap);
-            self.copy_some(&n, vols);
+            self.copy_some(&n, vols.as_deref_mut());
         }
         self.ship_journals();
         self.settle_all();
     }
 
-    /// Copies stale blocks of pair `n` within its budget.
-    fn copy_some(&mut self, n: &str, vols: &mut dyn Volumes) {
+    /// Copies stale blocks of pair `n` within its budget (deferred mode: without
+    /// `vols`, asks the node to).
+    fn copy_some<'v>(&mut self, n: &str, mut vols: Option<&mut (dyn Volumes + 'v)>) {
         loop {
             let blocks = self.budget.get(n).copied().unwrap_or(0) / BUDGET_UNIT;
             if blocks == 0 {
@@ -991,6 +1191,11 @@ impl CopyEngine {
             let max = u64::try_from(blocks).unwrap_or(u64::MAX).min(COPY_CHUNK);
             let Some((lba, cnt)) = p.next_copy(max) else {
                 return;
+            };
+            let Some(vols) = vols.as_deref_mut() else {
+                *self.budget.get_mut(n).expect("budget") -= u128::from(cnt) * BUDGET_UNIT;
+                self.send_copy(n, lba, cnt);
+                continue;
             };
             let Some(data) = self.source_blocks(n, vols, lba, cnt) else {
                 if let Some(p) = self.pairs.get_mut(n) {

@@ -348,35 +348,35 @@ impl CopyPair {
     /// The next run of stale blocks to copy (not already in flight), priority ranges
     /// first; at most `max` blocks.
     pub fn next_copy(&self, max: u64) -> Option<(u64, u64)> {
-        let free_run = |from: u64, end: u64| -> Option<(u64, u64)> {
-            let mut at = from;
-            while let Some((s, n)) = self.diff.next_run(at, max) {
-                if s >= end {
-                    return None;
-                }
-                let n = n.min(end - s);
-                // Trim to the part not already in flight.
-                let mut start = s;
-                while start < s + n && self.inflight.get(start) {
-                    start += 1;
-                }
-                let mut stop = start;
-                while stop < s + n && !self.inflight.get(stop) {
-                    stop += 1;
-                }
-                if stop > start {
-                    return Some((start, stop - start));
-                }
-                at = s + n;
+        self.priority_ranges
+            .iter()
+            .find_map(|&(lba, n)| self.next_copy_in(lba, lba + n, max))
+            .or_else(|| self.next_copy_in(0, self.blocks, max))
+    }
+
+    /// The first run of stale blocks not in flight within `from..end`; at most `max`.
+    pub fn next_copy_in(&self, from: u64, end: u64, max: u64) -> Option<(u64, u64)> {
+        let mut at = from;
+        while let Some((s, n)) = self.diff.next_run(at, max) {
+            if s >= end {
+                return None;
             }
-            None
-        };
-        for &(lba, n) in &self.priority_ranges {
-            if let Some(r) = free_run(lba, lba + n) {
-                return Some(r);
+            let n = n.min(end - s);
+            // Trim to the part not already in flight.
+            let mut start = s;
+            while start < s + n && self.inflight.get(start) {
+                start += 1;
             }
+            let mut stop = start;
+            while stop < s + n && !self.inflight.get(stop) {
+                stop += 1;
+            }
+            if stop > start {
+                return Some((start, stop - start));
+            }
+            at = s + n;
         }
-        free_run(0, self.blocks)
+        None
     }
 
     /// A copy of `n` blocks at `lba` to the secondary started.

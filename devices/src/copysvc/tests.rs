@@ -59,7 +59,7 @@ fn local(e: &mut CopyEngine, v: &mut Vols, opts: PairOptions) {
             group: None,
             options: opts,
         },
-        v,
+        &|l| v.geometry(l),
     )
     .unwrap();
 }
@@ -74,7 +74,7 @@ fn remote(e: &mut CopyEngine, v: &mut Vols, name: &str, lun: u16, mode: PairMode
             group: Some("g".into()),
             options: PairOptions::default(),
         },
-        v,
+        &|l| v.geometry(l),
     )
     .unwrap();
 }
@@ -94,6 +94,7 @@ fn run(e: &mut CopyEngine, v: &mut Vols, now: &mut Duration, ok: bool) -> Vec<Ac
                 }
                 Action::Notify { token, .. } => e.completed(*token, true),
                 Action::Release { .. } => {}
+                Action::Copy { .. } | Action::Proceed { .. } => unreachable!("direct mode"),
             }
             seen.push(a);
         }
@@ -555,7 +556,7 @@ fn one_primary_fans_out_to_several_secondaries() {
             group: None,
             options: PairOptions::default(),
         },
-        &v,
+        &|l| v.geometry(l),
     )
     .unwrap();
     remote(&mut e, &mut v, "r", 0, PairMode::Sync);
@@ -573,4 +574,105 @@ fn one_primary_fans_out_to_several_secondaries() {
     v.host_write(&mut e, 0, 9, 5, 2);
     run(&mut e, &mut v, &mut now, true);
     assert_eq!((v.block(1, 9), v.block(2, 9)), (4, 5));
+}
+
+// ---- deferred mode (the switch) -----------------------------------------------------
+
+/// Runs the [`Action::Copy`]s queued so far on the vectors (reading the primary now)
+/// and reports them; returns the hosts told to proceed.
+fn serve_copies(e: &mut CopyEngine, v: &mut Vols) -> Vec<u64> {
+    let mut proceed = Vec::new();
+    while let Some(a) = e.poll_action() {
+        match a {
+            Action::Copy {
+                token,
+                lun,
+                lba,
+                blocks,
+                to: Secondary::Local(s),
+            } => {
+                let data = v.read(lun, lba, blocks).unwrap();
+                let ok = v.write(s, lba, &data);
+                e.completed(token, ok);
+            }
+            Action::Proceed { host } => proceed.push(host),
+            Action::Notify { token, .. } => e.completed(token, true),
+            a => panic!("unexpected {a:?}"),
+        }
+    }
+    proceed
+}
+
+/// A deferred local pair 0 → 1 in pair state, its copier stopped.
+fn deferred_pair() -> (CopyEngine, Vols) {
+    let (mut e, mut v) = (CopyEngine::new(vec![]), Vols::new(&[0, 1]));
+    local(&mut e, &mut v, PairOptions::default());
+    let mut now = Duration::ZERO;
+    while state(&e, "p") != PairState::Pair {
+        now += Duration::from_millis(1);
+        e.tick_deferred(now);
+        serve_copies(&mut e, &mut v);
+    }
+    e.pairs.get_mut("p").unwrap().options.copy_rate = 0;
+    (e, v)
+}
+
+/// Lands host write `host` (value `x` at block `b` of LU 0) that was admitted.
+fn land(e: &mut CopyEngine, v: &mut Vols, b: u64, x: u8, host: u64) {
+    let data = Bytes::from(vec![x; BB]);
+    v.write(0, b, &data);
+    e.after_write(0, b, data, host);
+}
+
+#[test]
+fn deferred_copy_before_write_holds_the_host_write_until_the_old_block_is_copied() {
+    let (mut e, mut v) = deferred_pair();
+    let w = Wwpn(Wwn(9));
+    assert_eq!(e.admit_deferred(0, 2, 1, w, Duration::ZERO, 1), Ok(false));
+    land(&mut e, &mut v, 2, 1, 1);
+    e.split("p", None, Duration::ZERO).unwrap();
+    assert_eq!(state(&e, "p"), PairState::SplitPending);
+    // A post-split write to the still-different block waits for its copy.
+    assert_eq!(e.admit_deferred(0, 2, 1, w, Duration::ZERO, 2), Ok(true));
+    assert_eq!(
+        serve_copies(&mut e, &mut v),
+        vec![2],
+        "proceeds once copied"
+    );
+    land(&mut e, &mut v, 2, 2, 2);
+    assert_eq!((v.block(1, 2), v.block(0, 2)), (1, 2), "split image kept");
+    assert_eq!(state(&e, "p"), PairState::Split);
+    // A write to a block without split-time differences lands at once.
+    assert_eq!(e.admit_deferred(0, 9, 1, w, Duration::ZERO, 3), Ok(false));
+}
+
+#[test]
+fn deferred_split_waits_for_admitted_writes_and_holds_later_ones() {
+    let (mut e, mut v) = deferred_pair();
+    let w = Wwpn(Wwn(9));
+    assert_eq!(e.admit_deferred(0, 3, 1, w, Duration::ZERO, 1), Ok(false));
+    e.split("p", None, Duration::ZERO).unwrap();
+    assert_eq!(
+        state(&e, "p"),
+        PairState::Pair,
+        "draining the admitted write"
+    );
+    assert_eq!(e.admit_deferred(0, 4, 1, w, Duration::ZERO, 2), Ok(true));
+    land(&mut e, &mut v, 3, 7, 1);
+    assert_eq!(state(&e, "p"), PairState::SplitPending);
+    assert_eq!(serve_copies(&mut e, &mut v), vec![2]);
+    land(&mut e, &mut v, 4, 8, 2);
+    let mut now = Duration::ZERO;
+    e.pairs.get_mut("p").unwrap().options.copy_rate = 1024;
+    while state(&e, "p") != PairState::Split {
+        now += Duration::from_millis(1);
+        e.tick_deferred(now);
+        serve_copies(&mut e, &mut v);
+    }
+    assert_eq!(
+        v.block(1, 3),
+        7,
+        "the write admitted before the split is in its image"
+    );
+    assert_eq!(v.block(1, 4), 0, "the one held behind it is not");
 }

@@ -10,9 +10,13 @@
 //!   byte 0 D6h   byte 1 01h   bytes 10-13 PARAMETER LIST LENGTH
 //! ```
 
+use bytes::Bytes;
+use fcsim_fabric::Wwn;
 use serde::{Deserialize, Serialize};
 
+use super::Action;
 use super::pair::PairState;
+use crate::scsi::cdb::Write16;
 
 pub const OPCODE: u8 = 0xD6;
 pub const SA_NOTIFY: u8 = 0x01;
@@ -61,6 +65,61 @@ pub fn notify(len: u32) -> [u8; 16] {
     c[1] = SA_NOTIFY;
     c[10..14].copy_from_slice(&len.to_be_bytes());
     c
+}
+
+/// An engine action as the SCSI command that carries it to the remote LU `naa`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outgoing {
+    pub token: u64,
+    pub naa: Wwn,
+    pub cdb: Bytes,
+    pub data_out: Bytes,
+}
+
+/// The command for a remote-LU action (WRITE(16), JOURNAL WRITE, PAIR NOTIFY), given
+/// the block size of each remote LU; `None` for the node-local actions.
+pub fn outgoing(a: Action, block_bytes: impl Fn(Wwn) -> u32) -> Option<Outgoing> {
+    let blocks = |naa, data: &Bytes| data.len() as u64 / u64::from(block_bytes(naa).max(1));
+    let (token, naa, cdb, data_out) = match a {
+        Action::Write {
+            token,
+            naa,
+            lba,
+            data,
+        } => {
+            let cdb = Write16 {
+                lba,
+                blocks: u32::try_from(blocks(naa, &data)).unwrap_or(u32::MAX),
+                dpo: false,
+                fua: false,
+            }
+            .encode();
+            (token, naa, cdb, data)
+        }
+        Action::JournalWrite {
+            token,
+            naa,
+            seq,
+            lba,
+            data,
+        } => {
+            let n = u16::try_from(blocks(naa, &data)).unwrap_or(u16::MAX);
+            let cdb = Bytes::copy_from_slice(&journal_write(seq, lba, n));
+            (token, naa, cdb, data)
+        }
+        Action::Notify { token, naa, notice } => {
+            let body = Bytes::from(serde_json::to_vec(&notice).unwrap_or_default());
+            let len = u32::try_from(body.len()).unwrap_or(u32::MAX);
+            (token, naa, Bytes::copy_from_slice(&notify(len)), body)
+        }
+        Action::Release { .. } | Action::Copy { .. } | Action::Proceed { .. } => return None,
+    };
+    Some(Outgoing {
+        token,
+        naa,
+        cdb,
+        data_out,
+    })
 }
 
 /// A parsed COPY SERVICES command.
