@@ -15,7 +15,7 @@ use bytes::Bytes;
 use fcsim_fabric::endnode::{EndNodeConfig, EndNodeError, Fc4Ctx, Fc4Layer, run_end_node_with};
 use fcsim_fabric::frame::Frame;
 use fcsim_fabric::runtime::{FabricClock, Net};
-use fcsim_fabric::{Wwn, Wwpn};
+use fcsim_fabric::{Wwn, Wwnn, Wwpn};
 use fcsim_proto::v1 as pb;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
@@ -100,6 +100,8 @@ const COPY_EXCHANGE_TIMEOUT: std::time::Duration = std::time::Duration::from_mil
 
 /// Blocks moved per read/write step of a copy through the fabric.
 const COPY_CHUNK_BLOCKS: u64 = 256;
+/// In-band PAIR MANAGE answers kept for RECEIVE PAIR RESULTS.
+const MANAGE_RESULTS_KEPT: usize = 64;
 
 /// An EXTENDED COPY the copy manager is running through the fabric: one chunk at a
 /// time, read from the source then written to the destination.
@@ -141,6 +143,10 @@ pub struct ArrayLayer {
     /// Host writes whose answer waits for the secondary: status, sense, data-in.
     held: BTreeMap<u64, (TargetCommand, u8, Bytes)>,
     next_held: u64,
+    /// Answers of in-band PAIR MANAGE requests not yet read back, by (initiator node,
+    /// request identifier): the read-back may take another path of the same node.
+    /// The lowest goes first when full.
+    manage_results: BTreeMap<(Wwnn, u32), copysvc::wire::ManageReply>,
     /// Fabric time of the last input.
     now: std::time::Duration,
 }
@@ -225,6 +231,7 @@ impl ArrayLayer {
             engine_ios: BTreeMap::new(),
             held: BTreeMap::new(),
             next_held: 0,
+            manage_results: BTreeMap::new(),
             now: std::time::Duration::ZERO,
             cfg,
         })
@@ -242,10 +249,10 @@ impl ArrayLayer {
 
     fn execute(&mut self, ctx: &mut Fc4Ctx<'_>, cmd: &TargetCommand) {
         // FCP needs PLOGI/PRLI first; the login table names the initiator.
-        let Some(initiator) = ctx
+        let Some((initiator, node)) = ctx
             .ports
             .get(&cmd.port)
-            .and_then(|np| np.logged_in().get(&cmd.initiator).map(|r| r.wwpn))
+            .and_then(|np| np.logged_in().get(&cmd.initiator).map(|r| (r.wwpn, r.wwnn)))
         else {
             debug!(port = cmd.port, initiator = %cmd.initiator, "FCP command from a port not logged in: dropped");
             ctx.hub.count_discard(cmd.port);
@@ -253,7 +260,7 @@ impl ArrayLayer {
         };
         let visible = self.visible_luns(initiator);
         if cmd.cdb.first() == Some(&copysvc::wire::OPCODE) {
-            return self.copy_services_command(cmd, initiator, &visible);
+            return self.copy_services_command(cmd, (initiator, node), &visible);
         }
         let naas: BTreeMap<NaaId, u16> = self
             .cfg
@@ -436,9 +443,15 @@ impl ArrayLayer {
         self.engine.backup_begin(lun, &ranges, now)
     }
 
-    /// A COPY SERVICES (D6h) command from a primary array's copy port, to an LU the
-    /// initiator may see (LUN masking applies as to any command).
-    fn copy_services_command(&mut self, cmd: &TargetCommand, initiator: Wwpn, visible: &[u16]) {
+    /// A COPY SERVICES (D6h) command from a primary array's copy port (or from a
+    /// switch managing a pair it delegated here), to an LU the initiator may see (LUN
+    /// masking applies as to any command).
+    fn copy_services_command(
+        &mut self,
+        cmd: &TargetCommand,
+        (initiator, node): (Wwpn, Wwnn),
+        visible: &[u16],
+    ) {
         let lun = cmd
             .lun
             .and_then(|l| u16::try_from(l).ok())
@@ -446,8 +459,9 @@ impl ArrayLayer {
         let result = match (copysvc::wire::parse(&cmd.cdb), lun) {
             (Err(byte), _) => Err(Sense::invalid_field_in_cdb(byte, None)),
             (Ok(_), None) => Err(Sense::lu_not_supported()),
-            (Ok(copysvc::wire::Command::JournalWrite { seq, lba, .. }), Some(l)) => {
-                self.engine.on_journal_write(
+            (Ok(copysvc::wire::Command::JournalWrite { seq, lba, .. }), Some(l)) => self
+                .engine
+                .on_journal_write(
                     &mut LuStores(&mut self.scsi),
                     l,
                     initiator,
@@ -455,19 +469,37 @@ impl ArrayLayer {
                     lba,
                     cmd.data_out.clone(),
                 )
-            }
+                .map(|()| Bytes::new()),
             (Ok(copysvc::wire::Command::Notify { .. }), Some(l)) => {
                 match serde_json::from_slice::<copysvc::wire::PairNotice>(&cmd.data_out) {
                     Ok(n) => {
                         self.engine.on_notice(l, n);
-                        Ok(())
+                        Ok(Bytes::new())
                     }
                     Err(_) => Err(Sense::invalid_field_in_param(0, None)),
                 }
             }
+            (Ok(copysvc::wire::Command::PairManage { id, .. }), Some(l)) => {
+                match serde_json::from_slice::<copysvc::wire::PairRequest>(&cmd.data_out) {
+                    Ok(req) => {
+                        let reply = self.manage_in_band(l, req, visible);
+                        if self.manage_results.len() >= MANAGE_RESULTS_KEPT {
+                            self.manage_results.pop_first();
+                        }
+                        self.manage_results.insert((node, id), reply);
+                        Ok(Bytes::new())
+                    }
+                    Err(_) => Err(Sense::invalid_field_in_param(0, None)),
+                }
+            }
+            (Ok(copysvc::wire::Command::ReceivePairResults { id, .. }), Some(_)) => self
+                .manage_results
+                .remove(&(node, id))
+                .map(|r| Bytes::from(serde_json::to_vec(&r).unwrap_or_default()))
+                .ok_or_else(|| Sense::invalid_field_in_cdb(2, None)),
         };
         match result {
-            Ok(()) => self.fcp.complete(cmd, 0, Bytes::new(), Bytes::new()),
+            Ok(data) => self.fcp.complete(cmd, 0, Bytes::new(), data),
             Err(sense) => self.fcp.complete(
                 cmd,
                 ScsiStatus::CHECK_CONDITION.0,
@@ -568,6 +600,94 @@ impl ArrayLayer {
         }
     }
 
+    /// An in-band PAIR MANAGE request addressed to LU `lun`: a pair it creates has that
+    /// LU as its primary, and a pair it names must have primaries the initiator sees.
+    fn manage_in_band(
+        &mut self,
+        lun: u16,
+        req: copysvc::wire::PairRequest,
+        visible: &[u16],
+    ) -> copysvc::wire::ManageReply {
+        use crate::copy_service::status_of;
+        use copysvc::wire::PairRequest as R;
+        let now = self.now;
+        let named = match &req {
+            R::Create { .. } | R::Status { pair: None } => None,
+            R::Split { pair, .. }
+            | R::Resync { pair }
+            | R::Delete { pair }
+            | R::Options { pair, .. }
+            | R::Status { pair: Some(pair) } => Some(pair.clone()),
+        };
+        let hidden = named.as_deref().and_then(|p| {
+            let pairs = self.engine.status(Some(p)).ok()?;
+            pairs
+                .into_iter()
+                .find(|s| !visible.contains(&s.primary))
+                .map(|s| s.name)
+        });
+        let r: Result<Option<String>, Status> = match (hidden, req) {
+            (Some(h), _) => Err(Status::permission_denied(format!(
+                "pair: the primary of `{h}` is not an LU this initiator may see"
+            ))),
+            (
+                None,
+                R::Create {
+                    name,
+                    secondary,
+                    mode,
+                    group,
+                    options,
+                    journal_bytes,
+                },
+            ) => {
+                let secondary = match self.local_lun(NaaId::Short(secondary)) {
+                    Some(s) => copysvc::Secondary::Local(s),
+                    None => copysvc::Secondary::Remote(secondary),
+                };
+                let spec = copysvc::PairSpec {
+                    name,
+                    primary: lun,
+                    secondary,
+                    mode,
+                    group,
+                    options,
+                };
+                self.create_pair(spec, journal_bytes).map(Some)
+            }
+            (None, R::Split { pair, at }) => self
+                .engine
+                .split(&pair, at, now)
+                .map(|()| Some(pair))
+                .map_err(status_of),
+            (None, R::Resync { pair }) => self
+                .engine
+                .resync(&pair)
+                .map(|()| Some(pair))
+                .map_err(status_of),
+            (None, R::Options { pair, patch }) => self
+                .engine
+                .set_options(&pair, &patch)
+                .map(|()| Some(pair))
+                .map_err(status_of),
+            (None, R::Status { pair }) => Ok(pair),
+            (None, R::Delete { pair }) => {
+                let r = self.engine.delete(&pair).map_err(status_of);
+                return copysvc::wire::ManageReply {
+                    pairs: Vec::new(),
+                    error: r.err().map(|s| s.message().to_string()),
+                };
+            }
+        };
+        match r.and_then(|t| self.engine.status(t.as_deref()).map_err(status_of)) {
+            Ok(pairs) => copysvc::wire::ManageReply { pairs, error: None },
+            Err(s) => copysvc::wire::ManageReply {
+                pairs: Vec::new(),
+                error: Some(s.message().to_string()),
+            },
+        }
+    }
+
     /// Creates a pair: the array must run the mode's function, and a remote secondary
     /// must be reachable from its copy ports.
     fn create_pair(
@@ -643,7 +763,7 @@ impl ArrayLayer {
         Ok(pb::PairStatusResponse {
             pairs: pairs
                 .into_iter()
-                .map(crate::copy_service::pair_info)
+                .map(|p| crate::copy_service::pair_info(p, &self.cfg.node.name))
                 .collect(),
             secondaries,
         })
@@ -1222,7 +1342,9 @@ pub async fn run_array(cfg: ArrayConfig, net: Net, clock: FabricClock) -> Result
     let routes = tonic::service::Routes::new(pb::array_server::ArrayServer::new(ArrayService {
         tx: tx.clone(),
     }))
-    .add_service(crate::copy_service::routes(tx));
+    .add_service(crate::copy_service::routes(move |req| {
+        tx.send(ArrayAdmin::Copy(req)).is_ok()
+    }));
     run_end_node_with(
         cfg.node,
         net,

@@ -1,13 +1,12 @@
-//! `fcsim.v1.Copy` on an array (DESIGN.md §10): validates requests (INVALID_ARGUMENT
-//! naming the field) and hands them to the array's copy engine
-//! ([`crate::copysvc::CopyEngine`]) through the node's admin channel.
+//! `fcsim.v1.Copy` (DESIGN.md §10) on an array or an intelligent switch's engine:
+//! validates requests (INVALID_ARGUMENT naming the field) and hands them to the node's
+//! copy engine ([`crate::copysvc::CopyEngine`]) through its admin channel.
 
 use fcsim_fabric::Wwn;
 use fcsim_proto::v1 as pb;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tonic::{Request, Response, Status};
 
-use crate::array::ArrayAdmin;
 use crate::copysvc::{
     BackupStrategy, CopyError, Granularity, OptionsPatch, PairMode, PairOptions, PairSpec,
     PairStatus, Secondary,
@@ -62,17 +61,17 @@ pub fn status_of(e: CopyError) -> Status {
     }
 }
 
-/// A pair's status as the API shows it.
-pub fn pair_info(p: PairStatus) -> pb::PairInfo {
+/// A pair's status as the API shows it; `executor` runs it.
+pub fn pair_info(p: PairStatus, executor: &str) -> pb::PairInfo {
     pb::PairInfo {
         name: p.name,
         group: p.group,
-        mode: p.mode.into(),
+        mode: p.mode,
         primary_lun: u32::from(p.primary),
         secondary: p.secondary,
-        state: p.state.into(),
-        primary_status: p.primary_status.into(),
-        secondary_status: p.secondary_status.into(),
+        state: p.state,
+        primary_status: p.primary_status,
+        secondary_status: p.secondary_status,
         diff_blocks: p.diff_blocks,
         changed_blocks: p.changed_blocks,
         blocks: p.blocks,
@@ -80,6 +79,7 @@ pub fn pair_info(p: PairStatus) -> pb::PairInfo {
         journal_entries: p.journal_entries,
         journal_bytes: p.journal_bytes,
         suspend_reason: p.suspend_reason.unwrap_or_default(),
+        executor: executor.to_string(),
     }
 }
 
@@ -114,18 +114,21 @@ pub fn options_patch(o: Option<pb::PairOptions>) -> Result<OptionsPatch, Status>
     })
 }
 
+/// Hands a request to the node's actor; `false` when the node is gone.
+type Handoff = Box<dyn Fn(CopyAdmin) -> bool + Send + Sync>;
+
 struct CopyService {
-    tx: mpsc::UnboundedSender<ArrayAdmin>,
+    send: Handoff,
 }
 
 impl CopyService {
     async fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> CopyAdmin) -> Result<T, Status> {
         let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(ArrayAdmin::Copy(make(reply)))
-            .map_err(|_| Status::unavailable("array is shutting down"))?;
+        if !(self.send)(make(reply)) {
+            return Err(Status::unavailable("node is shutting down"));
+        }
         rx.await
-            .map_err(|_| Status::unavailable("array is shutting down"))?
+            .map_err(|_| Status::unavailable("node is shutting down"))?
     }
 }
 
@@ -272,9 +275,11 @@ impl pb::copy_server::Copy for CopyService {
     }
 }
 
-/// The Copy service's routes for the array node.
+/// The Copy service's routes for a node; `send` hands a request to its actor.
 pub fn routes(
-    tx: mpsc::UnboundedSender<ArrayAdmin>,
+    send: impl Fn(CopyAdmin) -> bool + Send + Sync + 'static,
 ) -> pb::copy_server::CopyServer<impl pb::copy_server::Copy> {
-    pb::copy_server::CopyServer::new(CopyService { tx })
+    pb::copy_server::CopyServer::new(CopyService {
+        send: Box::new(send),
+    })
 }

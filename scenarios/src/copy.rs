@@ -109,11 +109,24 @@ impl Orchestrator {
             .ok_or_else(|| format!("no pair or group `{name}`"))
     }
 
+    /// The `Copy` service of the node running `node`'s pairs: an array, or the
+    /// virtualization engine of an intelligent switch.
     async fn copy_client(
         &mut self,
-        array: &str,
+        node: &str,
     ) -> Result<pb::copy_client::CopyClient<tonic::transport::Channel>, String> {
-        Ok(pb::copy_client::CopyClient::new(self.channel(array).await?))
+        let intelligent = self
+            .scenario
+            .topology
+            .switches
+            .iter()
+            .any(|s| s.name == node && s.intelligent);
+        let node = if intelligent {
+            crate::launch::engine_name(node)
+        } else {
+            node.to_string()
+        };
+        Ok(pb::copy_client::CopyClient::new(self.channel(&node).await?))
     }
 
     /// The members of a pair's group (or of group `target`) as the scenario defines them.
@@ -417,15 +430,17 @@ impl Orchestrator {
                 pair,
                 state,
                 diff_blocks_at_most,
+                executor,
             } => {
                 let p = self.pair_info(pair).await?;
-                let text = describe(&p);
-                let ok =
-                    p.state == *state && diff_blocks_at_most.is_none_or(|m| p.diff_blocks <= m);
-                if ok {
-                    Ok(text)
-                } else {
-                    Err(format!("{text}; expected {state}"))
+                let text = format!("{}, run by {}", describe(&p), p.executor);
+                let ok = p.state == *state
+                    && diff_blocks_at_most.is_none_or(|m| p.diff_blocks <= m)
+                    && executor.as_ref().is_none_or(|e| *e == p.executor);
+                match (ok, executor) {
+                    (true, _) => Ok(text),
+                    (false, Some(e)) => Err(format!("{text}; expected {state}, run by {e}")),
+                    (false, None) => Err(format!("{text}; expected {state}")),
                 }
             }
             Check::BackupEqualsSplitImage {

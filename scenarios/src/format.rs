@@ -1132,6 +1132,9 @@ pub enum Check {
         state: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         diff_blocks_at_most: Option<u64>,
+        /// Who must run the pair: `array:NAME` or `switch` (virtual LUs).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        executor: Option<String>,
     },
     /// The tape holds exactly the primary's image at the pair's split (seed 004 INV-1):
     /// block by block, the last write to the primary acknowledged before the split, or

@@ -864,14 +864,16 @@ impl<'a> Validator<'a> {
         }
         let group = group.unwrap_or(name).to_string();
         let t = &self.s.topology;
-        for (field, r) in [("primary", primary), ("secondary", secondary)] {
-            if t.virtual_lu(r).is_some() {
-                self.err(
-                    &at(field),
-                    format!("pair_create {field} \"{r}\": copy pairs are between array LUs; a virtual LU is mirrored with mirror_start"),
-                );
-                return;
-            }
+        // The intelligent switch runs pairs of its virtual LUs (or gives them to the
+        // array holding both volumes); the engine at a secondary is an array's.
+        if t.virtual_lu(secondary).is_some()
+            && !(t.virtual_lu(primary).is_some() && mode == PairModeSpec::Local)
+        {
+            self.err(
+                &at("secondary"),
+                format!("pair_create secondary \"{secondary}\": a virtual LU is the secondary only of a local pair of its switch's virtual LUs; a remote secondary is an array LU"),
+            );
+            return;
         }
         let a = self.lu_ref(&at("primary"), "pair_create primary", primary);
         let b = self.lu_ref(&at("secondary"), "pair_create secondary", secondary);

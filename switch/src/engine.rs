@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use fcsim_devices::bitmap::DiffBitmap;
+use fcsim_devices::copysvc::CopyEngine;
 use fcsim_devices::fcp::{FcpTarget, IoRequest, IoResult, TargetCommand};
 use fcsim_devices::initiator::{Completion, InitiatorEvent, IoId, ScsiInitiator, cdb, parse};
 use fcsim_devices::scsi::cdb::Command;
@@ -118,6 +119,10 @@ pub(crate) enum Waiter {
     Op { op: u64, io: OpIo },
     /// A VPD C0h probe refreshing TF for a device.
     Probe { device: String },
+    /// A command the copy engine asked for (token of the engine's action).
+    Pair { token: u64 },
+    /// A step of an in-band pair request to an array (`results`: the read-back).
+    Manage { id: u64, results: bool },
 }
 
 /// Who asked for a virtual read or write.
@@ -125,6 +130,16 @@ pub(crate) enum Waiter {
 pub(crate) enum Owner {
     Host(TargetCommand),
     Op(u64),
+    /// A host write admitted by the copy engine (its id in `paired`).
+    Paired(u64),
+    /// The primary read of the copy engine's copy `token`.
+    PairCopy {
+        token: u64,
+        lba: u64,
+        to: fcsim_devices::copysvc::Secondary,
+    },
+    /// The local-secondary write of the copy engine's copy `token`.
+    PairCopyWrite(u64),
 }
 
 /// A virtual read or write in progress: one part per TM piece.
@@ -177,6 +192,16 @@ pub struct Engine {
     destage_retry_at: Option<Duration>,
     /// Tables fetched from peer switches, by the remote virtual LU they present.
     pub(crate) peers: BTreeMap<Wwn, crate::peer::PeerTables>,
+    /// Copy pairs of virtual LUs the switch runs itself ([`crate::pairs`]).
+    pub(crate) pairs: CopyEngine,
+    /// Pairs the offload rule gave to arrays, by name.
+    pub(crate) delegated: BTreeMap<String, crate::pairs::Delegated>,
+    /// Host writes under the copy engine, from admission to their answer.
+    pub(crate) paired: BTreeMap<u64, crate::pairs::PairedWrite>,
+    /// In-band pair requests to arrays in progress.
+    pub(crate) manages: BTreeMap<u64, crate::pairs::Manage>,
+    /// Fabric time of the last input.
+    now: Duration,
 }
 
 fn sense_of(r: &IoResult) -> Sense {
@@ -197,6 +222,8 @@ impl Engine {
     pub fn new(cfg: EngineConfig) -> Result<Self, String> {
         let mut e = Engine {
             cache: SwitchCache::new(cfg.cache_blocks),
+            // The engine's ports are the writers a remote secondary admits.
+            pairs: CopyEngine::new(cfg.node.port_wwpns.clone()),
             cfg,
             fcp: FcpTarget::new(),
             scsi: ScsiTarget::default(),
@@ -215,6 +242,10 @@ impl Engine {
             backend_commands: BTreeMap::new(),
             destage_retry_at: None,
             peers: BTreeMap::new(),
+            delegated: BTreeMap::new(),
+            paired: BTreeMap::new(),
+            manages: BTreeMap::new(),
+            now: Duration::ZERO,
         };
         for (device, f, can) in e.cfg.overrides.clone() {
             e.tf.set_override(&device, f, Some(can), Duration::ZERO);
@@ -335,6 +366,9 @@ impl Engine {
         if self.ops.values().any(|o| o.uses(lun)) {
             return Err(format!("virtual LU {lun} is in use by an operation"));
         }
+        if self.lu_paired(lun) {
+            return Err(format!("virtual LU {lun} is a volume of a copy pair"));
+        }
         if self.cache.any_dirty(lun, 0, u64::MAX) {
             return Err(format!(
                 "virtual LU {lun} has dirty blocks not yet destaged"
@@ -370,15 +404,19 @@ impl Engine {
         }
         if let Some(lu) = &vlu {
             match Command::parse(&cmd.cdb) {
-                Ok(Command::Read10(c)) => return self.host_rw(ctx, cmd, lu, c.range(), None),
-                Ok(Command::Read16(c)) => return self.host_rw(ctx, cmd, lu, c.range(), None),
+                Ok(Command::Read10(c)) => {
+                    return self.host_rw(ctx, cmd, initiator, lu, c.range(), None);
+                }
+                Ok(Command::Read16(c)) => {
+                    return self.host_rw(ctx, cmd, initiator, lu, c.range(), None);
+                }
                 Ok(Command::Write10(c)) => {
                     let data = cmd.data_out.clone();
-                    return self.host_rw(ctx, cmd, lu, c.range(), Some(data));
+                    return self.host_rw(ctx, cmd, initiator, lu, c.range(), Some(data));
                 }
                 Ok(Command::Write16(c)) => {
                     let data = cmd.data_out.clone();
-                    return self.host_rw(ctx, cmd, lu, c.range(), Some(data));
+                    return self.host_rw(ctx, cmd, initiator, lu, c.range(), Some(data));
                 }
                 Ok(Command::SynchronizeCache10(c)) => {
                     return self.host_sync(ctx, cmd, lu, c.range());
@@ -428,6 +466,7 @@ impl Engine {
         &mut self,
         ctx: &mut Fc4Ctx<'_>,
         cmd: TargetCommand,
+        initiator: Wwpn,
         lu: &VirtualLu,
         r: fcsim_devices::scsi::cdb::BlockRange,
         data: Option<Bytes>,
@@ -460,10 +499,10 @@ impl Engine {
             self.held.push(cmd);
             return self.destage(ctx);
         }
-        let owner = Owner::Host(cmd);
         match data {
-            None => self.vread(ctx, owner, lu.lun, r.lba, r.blocks),
-            Some(d) => self.vwrite(ctx, owner, lu.lun, r.lba, d),
+            None => self.vread(ctx, Owner::Host(cmd), lu.lun, r.lba, r.blocks),
+            Some(d) if self.pairs.is_idle() => self.vwrite(ctx, Owner::Host(cmd), lu.lun, r.lba, d),
+            Some(d) => self.paired_write(ctx, cmd, initiator, (lu.lun, r.lba), d),
         }
     }
 
@@ -678,7 +717,7 @@ impl Engine {
     fn written(&mut self, ctx: &mut Fc4Ctx<'_>, owner: &Owner, lun: u16, lba: u64, blocks: u64) {
         let from_op = match owner {
             Owner::Op(op) => Some(*op),
-            Owner::Host(_) => None,
+            _ => None,
         };
         for op in self.ops.values_mut() {
             if Some(op.id) != from_op {
@@ -809,6 +848,9 @@ impl Engine {
         match owner {
             Owner::Host(cmd) => self.answer(&cmd, r),
             Owner::Op(op) => self.op_io_done(ctx, op, r),
+            Owner::Paired(host) => self.paired_landed(host, r),
+            Owner::PairCopy { token, lba, to } => self.pair_copy_read(ctx, token, lba, to, r),
+            Owner::PairCopyWrite(token) => self.pairs.completed(token, r.is_ok()),
         }
     }
 
@@ -1053,15 +1095,25 @@ impl Engine {
             Waiter::Destage { run } => self.destage_done(ctx, run, Some(ok(&c.result))),
             Waiter::Op { op, io } => self.op_backend_done(ctx, op, io, c),
             Waiter::Probe { device } => self.probe_done(ctx.now, device, &c.result),
+            Waiter::Pair { token } => self.pairs.completed(token, ok(&c.result)),
+            Waiter::Manage { id, results } => self.manage_done(ctx, id, results, c),
         }
     }
 
     fn flush(&mut self, ctx: &mut Fc4Ctx<'_>) {
-        self.drain_initiator(ctx);
-        while let Some(cmd) = self.fcp.poll_command() {
-            self.host_command(ctx, cmd);
+        self.now = ctx.now;
+        loop {
+            self.drain_initiator(ctx);
+            let mut progressed = false;
+            while let Some(cmd) = self.fcp.poll_command() {
+                progressed = true;
+                self.host_command(ctx, cmd);
+            }
+            progressed |= self.pump_pairs(ctx);
+            if !progressed {
+                break;
+            }
         }
-        self.drain_initiator(ctx);
         while let Some((port, f)) = self.fcp.poll_transmit() {
             if !ctx.send(port, &f) {
                 debug!(port, "FCP reply not sent: no cable");
@@ -1158,14 +1210,21 @@ impl Fc4Layer for Engine {
             self.destage_retry_at = None;
             self.destage(ctx);
         }
+        if !self.pairs.is_idle() {
+            self.pairs.tick_deferred(ctx.now);
+        }
         self.flush(ctx);
     }
 
     fn poll_timeout(&self) -> Option<Duration> {
-        [self.init.poll_timeout(), self.destage_retry_at]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            self.init.poll_timeout(),
+            self.destage_retry_at,
+            self.pairs.poll_timeout(self.now),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     fn on_admin(&mut self, ctx: &mut Fc4Ctx<'_>, req: EngineAdmin) {

@@ -15,6 +15,7 @@
 pub mod cache;
 pub mod engine;
 pub mod ops;
+pub mod pairs;
 pub mod peer;
 pub mod service;
 pub mod tf;

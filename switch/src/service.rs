@@ -378,9 +378,15 @@ pub async fn run_engine(
         }
     };
     let (tx, rx) = mpsc::unbounded_channel();
+    let copy_tx = tx.clone();
     let routes = tonic::service::Routes::new(pb::virtualization_server::VirtualizationServer::new(
         VirtualizationService { tx },
-    ));
+    ))
+    .add_service(fcsim_devices::copy_service::routes(move |req| {
+        copy_tx
+            .send(EngineAdmin(Box::new(move |e, ctx| e.copy_admin(ctx, req))))
+            .is_ok()
+    }));
     run_end_node_with(
         node,
         net,
@@ -388,7 +394,7 @@ pub async fn run_engine(
         engine,
         Some(routes),
         rx,
-        &["fcsim.v1.Virtualization"],
+        &["fcsim.v1.Virtualization", "fcsim.v1.Copy"],
     )
     .await
 }

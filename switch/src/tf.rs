@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
+use fcsim_devices::copysvc::PairMode;
 use fcsim_fabric::{Wwnn, Wwpn};
 use serde::{Deserialize, Serialize};
 
@@ -24,22 +25,35 @@ pub enum SupportFunction {
     VolumeCopy,
     /// Mirroring two virtual LUs (embodiment 3, Fig. 22).
     Mirroring,
+    /// Copy pairs (DESIGN.md §7): a local pair of two LUs of the array,
+    LocalPair,
+    /// a synchronous remote pair from an LU of the array,
+    RemoteSync,
+    /// an asynchronous remote pair from an LU of the array.
+    RemoteAsync,
 }
 
 impl SupportFunction {
-    pub const ALL: [SupportFunction; 3] = [
+    pub const ALL: [SupportFunction; 6] = [
         SupportFunction::DirectBackup,
         SupportFunction::VolumeCopy,
         SupportFunction::Mirroring,
+        SupportFunction::LocalPair,
+        SupportFunction::RemoteSync,
+        SupportFunction::RemoteAsync,
     ];
 
-    /// The array functions (VPD C0h names) the array must advertise. EXTENDED COPY is
-    /// the command every delegation sends, so `xcopy` is always one of them.
+    /// The array functions (VPD C0h names) the array must advertise. Support functions
+    /// are delegated as EXTENDED COPY, so they need `xcopy`; pairs are created in band
+    /// with the copy services' own command.
     pub fn requires(self) -> &'static [&'static str] {
         match self {
             SupportFunction::DirectBackup => &["xcopy", "direct-backup"],
             SupportFunction::VolumeCopy => &["xcopy"],
             SupportFunction::Mirroring => &["xcopy", "local-pair"],
+            SupportFunction::LocalPair => &["local-pair"],
+            SupportFunction::RemoteSync => &["remote-sync"],
+            SupportFunction::RemoteAsync => &["remote-async"],
         }
     }
 
@@ -48,6 +62,18 @@ impl SupportFunction {
             SupportFunction::DirectBackup => "direct-backup",
             SupportFunction::VolumeCopy => "volume-copy",
             SupportFunction::Mirroring => "mirroring",
+            SupportFunction::LocalPair => "local-pair",
+            SupportFunction::RemoteSync => "remote-sync",
+            SupportFunction::RemoteAsync => "remote-async",
+        }
+    }
+
+    /// The function a pair of `mode` needs.
+    pub fn pair(mode: PairMode) -> SupportFunction {
+        match mode {
+            PairMode::Local => SupportFunction::LocalPair,
+            PairMode::Sync => SupportFunction::RemoteSync,
+            PairMode::Async => SupportFunction::RemoteAsync,
         }
     }
 }

@@ -31,7 +31,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use fcsim_fabric::{Wwn, Wwpn};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use tracing::{info, warn};
 
@@ -128,16 +128,16 @@ pub struct PairSpec {
 }
 
 /// The status a management client sees.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct PairStatus {
     pub name: String,
     pub group: String,
-    pub mode: &'static str,
+    pub mode: String,
     pub primary: u16,
     pub secondary: String,
-    pub state: &'static str,
-    pub primary_status: &'static str,
-    pub secondary_status: &'static str,
+    pub state: String,
+    pub primary_status: String,
+    pub secondary_status: String,
     /// Blocks still to copy to the secondary (split-time differences after a split).
     pub diff_blocks: u64,
     /// Blocks changed on the primary since the split or suspension.
@@ -575,15 +575,15 @@ impl CopyEngine {
                 PairStatus {
                     name: p.name.clone(),
                     group: p.group.clone(),
-                    mode: p.mode.name(),
+                    mode: p.mode.name().into(),
                     primary: p.primary,
                     secondary: match p.secondary {
                         Secondary::Local(l) => format!("lun {l}"),
                         Secondary::Remote(w) => w.to_string(),
                     },
-                    state: p.state.name(),
-                    primary_status: p.state.primary_status().name(),
-                    secondary_status: p.state.secondary_status().name(),
+                    state: p.state.name().into(),
+                    primary_status: p.state.primary_status().name().into(),
+                    secondary_status: p.state.secondary_status().name().into(),
                     diff_blocks: p.diff.count(),
                     changed_blocks: p.post.count(),
                     blocks: p.blocks,
@@ -679,6 +679,25 @@ impl CopyEngine {
         }
         self.landing.insert(host, lun);
         Ok(false)
+    }
+
+    /// Deferred mode: an admitted host write failed to land (part of its range may
+    /// have): every pair of the LU treats the range as changed.
+    pub fn write_failed(&mut self, lun: u16, lba: u64, blocks: u64, host: u64) {
+        let landed = self.landing.remove(&host).is_some();
+        for n in self.pairs_of(lun) {
+            if let Some(p) = self.pairs.get_mut(&n) {
+                if p.state.is_split() {
+                    p.post.set_range(lba, blocks);
+                } else {
+                    p.mark_stale(lba, blocks);
+                }
+            }
+        }
+        if landed {
+            self.finish_drains();
+        }
+        self.settle_all();
     }
 
     /// Deferred mode: whether a host write must wait; starts the copies of split-time

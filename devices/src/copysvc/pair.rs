@@ -186,7 +186,7 @@ impl Default for PairOptions {
 }
 
 /// A change of some of a pair's settings; `None` keeps the current value.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OptionsPatch {
     pub copy_rate: Option<u64>,
     pub strategy: Option<BackupStrategy>,

@@ -8,19 +8,74 @@
 //!   bytes 8-13 LBA (48 bits)  bytes 14-15 NUMBER OF BLOCKS
 //! PAIR NOTIFY (service action 01h), data-out = JSON [`PairNotice`]
 //!   byte 0 D6h   byte 1 01h   bytes 10-13 PARAMETER LIST LENGTH
+//! PAIR MANAGE (service action 03h), data-out = JSON [`PairRequest`]
+//!   byte 0 D6h   byte 1 03h   bytes 2-5 REQUEST IDENTIFIER   bytes 10-13 PARAMETER LIST LENGTH
+//! RECEIVE PAIR RESULTS (service action 04h), data-in = JSON [`ManageReply`]
+//!   byte 0 D6h   byte 1 04h   bytes 2-5 REQUEST IDENTIFIER   bytes 10-13 ALLOCATION LENGTH
 //! ```
+//!
+//! PAIR MANAGE and RECEIVE PAIR RESULTS are how an intelligent switch that delegated a
+//! pair to an array (the offload rule) manages it in band, addressed to the pair's
+//! primary LU like a command device: the request goes out as data, and its answer is
+//! read back under the same request identifier, as RECEIVE COPY RESULTS does for
+//! EXTENDED COPY.
 
 use bytes::Bytes;
 use fcsim_fabric::Wwn;
 use serde::{Deserialize, Serialize};
 
 use super::Action;
-use super::pair::PairState;
+use super::pair::{OptionsPatch, PairMode, PairOptions, PairState};
 use crate::scsi::cdb::Write16;
 
 pub const OPCODE: u8 = 0xD6;
 pub const SA_NOTIFY: u8 = 0x01;
 pub const SA_JOURNAL_WRITE: u8 = 0x02;
+pub const SA_PAIR_MANAGE: u8 = 0x03;
+pub const SA_RECEIVE_PAIR_RESULTS: u8 = 0x04;
+/// What RECEIVE PAIR RESULTS allocates for the answer.
+pub const RESULTS_ALLOCATION: u32 = 1 << 20;
+
+/// A management request for a pair whose primary is the addressed LU.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum PairRequest {
+    /// A new pair with the addressed LU as its primary; `secondary` is another LU of the
+    /// same array (a local pair) or of another array.
+    Create {
+        name: String,
+        secondary: Wwn,
+        mode: PairMode,
+        group: Option<String>,
+        options: PairOptions,
+        journal_bytes: u64,
+    },
+    Split {
+        pair: String,
+        at: Option<std::time::Duration>,
+    },
+    Resync {
+        pair: String,
+    },
+    Delete {
+        pair: String,
+    },
+    Status {
+        pair: Option<String>,
+    },
+    Options {
+        pair: String,
+        patch: OptionsPatch,
+    },
+}
+
+/// The answer to a [`PairRequest`]: the pairs it names afterwards, or why it was
+/// refused (nothing changed).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManageReply {
+    pub pairs: Vec<super::PairStatus>,
+    pub error: Option<String>,
+}
 
 /// What the primary tells the secondary array about one of its LUs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -47,6 +102,10 @@ fn get48(b: &[u8]) -> u64 {
     u64::from_be_bytes(x)
 }
 
+fn get32(b: &[u8]) -> u32 {
+    u32::from_be_bytes([b[0], b[1], b[2], b[3]])
+}
+
 /// A JOURNAL WRITE CDB.
 pub fn journal_write(seq: u64, lba: u64, blocks: u16) -> [u8; 16] {
     let mut c = [0u8; 16];
@@ -64,6 +123,26 @@ pub fn notify(len: u32) -> [u8; 16] {
     c[0] = OPCODE;
     c[1] = SA_NOTIFY;
     c[10..14].copy_from_slice(&len.to_be_bytes());
+    c
+}
+
+/// A PAIR MANAGE CDB for request `id` with a parameter list of `len` bytes.
+pub fn pair_manage(id: u32, len: u32) -> [u8; 16] {
+    let mut c = [0u8; 16];
+    c[0] = OPCODE;
+    c[1] = SA_PAIR_MANAGE;
+    c[2..6].copy_from_slice(&id.to_be_bytes());
+    c[10..14].copy_from_slice(&len.to_be_bytes());
+    c
+}
+
+/// A RECEIVE PAIR RESULTS CDB for request `id`.
+pub fn receive_pair_results(id: u32) -> [u8; 16] {
+    let mut c = [0u8; 16];
+    c[0] = OPCODE;
+    c[1] = SA_RECEIVE_PAIR_RESULTS;
+    c[2..6].copy_from_slice(&id.to_be_bytes());
+    c[10..14].copy_from_slice(&RESULTS_ALLOCATION.to_be_bytes());
     c
 }
 
@@ -127,6 +206,8 @@ pub fn outgoing(a: Action, block_bytes: impl Fn(Wwn) -> u32) -> Option<Outgoing>
 pub enum Command {
     JournalWrite { seq: u64, lba: u64, blocks: u16 },
     Notify { len: u32 },
+    PairManage { id: u32, len: u32 },
+    ReceivePairResults { id: u32, allocation: u32 },
 }
 
 /// Parses a D6h CDB; `Err(byte)` names the invalid field.
@@ -141,7 +222,15 @@ pub fn parse(cdb: &[u8]) -> Result<Command, u16> {
             blocks: u16::from_be_bytes([cdb[14], cdb[15]]),
         }),
         SA_NOTIFY => Ok(Command::Notify {
-            len: u32::from_be_bytes([cdb[10], cdb[11], cdb[12], cdb[13]]),
+            len: get32(&cdb[10..14]),
+        }),
+        SA_PAIR_MANAGE => Ok(Command::PairManage {
+            id: get32(&cdb[2..6]),
+            len: get32(&cdb[10..14]),
+        }),
+        SA_RECEIVE_PAIR_RESULTS => Ok(Command::ReceivePairResults {
+            id: get32(&cdb[2..6]),
+            allocation: get32(&cdb[10..14]),
         }),
         _ => Err(1),
     }
@@ -163,6 +252,17 @@ mod tests {
             })
         );
         assert_eq!(parse(&notify(40)), Ok(Command::Notify { len: 40 }));
+        assert_eq!(
+            parse(&pair_manage(7, 90)),
+            Ok(Command::PairManage { id: 7, len: 90 })
+        );
+        assert_eq!(
+            parse(&receive_pair_results(7)),
+            Ok(Command::ReceivePairResults {
+                id: 7,
+                allocation: RESULTS_ALLOCATION
+            })
+        );
         let mut bad = notify(1);
         bad[1] = 9;
         assert_eq!(parse(&bad), Err(1));
