@@ -13,6 +13,7 @@
 //! The split is linearised at the call to [`CopyEngine::split`]: host writes are applied
 //! one at a time by the node, so every write is wholly before or wholly after it.
 
+pub mod generations;
 pub mod journal;
 pub mod pair;
 pub mod wire;
