@@ -22,6 +22,7 @@
 //!   copy-before-write. A split waits for the writes admitted before it to land, and
 //!   holds later ones meanwhile, so every write is again wholly before or after it.
 
+pub mod generations;
 pub mod journal;
 pub mod pair;
 pub mod wire;
