@@ -15,6 +15,7 @@
 
 pub mod journal;
 pub mod pair;
+pub mod recovery;
 pub mod wire;
 
 use std::collections::{BTreeMap, VecDeque};
