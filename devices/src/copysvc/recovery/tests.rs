@@ -1289,15 +1289,15 @@ fn setup() -> impl Strategy<Value = Setup> {
                 ),
                 (
                     1u32..8,
-                    0u64..4,
+                    0u64..10,
                     proptest::collection::vec(
-                        (any::<bool>(), 0u64..4, proptest::bool::weighted(0.8)),
+                        (any::<bool>(), 0u64..6, proptest::bool::weighted(0.8)),
                         0..4,
                     ),
                     any::<(bool, bool)>(),
                 ),
                 (
-                    proptest::option::weighted(0.6, 0usize..40),
+                    proptest::option::weighted(0.6, 0usize..30),
                     proptest::option::weighted(0.3, (any::<bool>(), 0usize..25)),
                     proptest::bool::weighted(0.15),
                     10u64..300,
@@ -1326,7 +1326,7 @@ fn setup() -> impl Strategy<Value = Setup> {
                 remote: RemoteConfig {
                     logical_devices: ldevs,
                     disks: 8,
-                    cache_tracks: 3,
+                    cache_tracks: 6,
                     save_rows: rows
                         .into_iter()
                         .map(|(spare, tracks, usable)| SaveRow {
@@ -1438,6 +1438,8 @@ fn an_unprotected_address_order_copy_is_found_inconsistent() {
     eprintln!("mixed image found: {why}\n{s:#?}");
     Sim::new(Setup {
         unprotected: false,
+        remote: example_config(),
+        conditions: UserConditions::default(),
         ..s
     })
     .run()
