@@ -184,7 +184,7 @@ impl Sim {
             for t in 0..s.tracks {
                 mvols.insert(
                     (d, t),
-                    b(&s.init[usize::from(d) * s.tracks as usize + t as usize]),
+                    b(&s.init[usize::try_from(u64::from(d) * s.tracks + t).unwrap()]),
                 );
             }
         }
@@ -428,7 +428,7 @@ impl Sim {
 
     /// Delivers to the remote; checks invariants 1 and 10 on a rollback, and that a
     /// refused completion changes nothing.
-    fn to_remote(&mut self, msg: RecoveryMessage) -> Result<(), String> {
+    fn deliver_to_remote(&mut self, msg: RecoveryMessage) -> Result<(), String> {
         if self.s.unprotected {
             if let Some(answer) = self.unprotected(msg) {
                 self.send(Dir::ToMaster, answer)?;
@@ -512,7 +512,7 @@ impl Sim {
         Ok(())
     }
 
-    fn to_master(&mut self, msg: RecoveryMessage) {
+    fn deliver_to_master(&mut self, msg: RecoveryMessage) {
         if let RecoveryMessage::WriteEnd { session, seq } = &msg {
             self.ends.insert((*session, *seq));
         }
@@ -548,8 +548,8 @@ impl Sim {
         {
             let w = self.wire.remove(i);
             match w.dir {
-                Dir::ToRemote => self.to_remote(w.msg)?,
-                Dir::ToMaster => self.to_master(w.msg),
+                Dir::ToRemote => self.deliver_to_remote(w.msg)?,
+                Dir::ToMaster => self.deliver_to_master(w.msg),
             }
         } else if host == Some(at) {
             let (_, d, t, up) = self.host.pop_front().unwrap();
@@ -1281,7 +1281,7 @@ fn setup() -> impl Strategy<Value = Setup> {
                     Just((devs, tracks)),
                     proptest::collection::vec(
                         any::<[u8; 2]>(),
-                        usize::from(devs) * tracks as usize,
+                        usize::try_from(u64::from(devs) * tracks).unwrap(),
                     ),
                     proptest::collection::vec(write(), 0..12),
                     proptest::collection::vec((0u64..60, write()), 0..6),
@@ -1384,8 +1384,8 @@ proptest! {
         let mut bsim = Sim::new(Setup { protection: Protection::HoldNew, ..s });
         bsim.run().map_err(|e| TestCaseError::fail(format!("B: {e}")))?;
         prop_assert_eq!(&a.rvols, &bsim.rvols, "inv 4: A and B differ");
-        prop_assert_eq!(a.remote.last_outcome(), bsim.remote.last_outcome());
-        prop_assert_eq!(a.master.map(|m| m.phase().clone()), bsim.master.map(|m| m.phase().clone()));
+        prop_assert_eq!(a.remote.last_outcome(), bsim.remote.last_outcome(), "inv 4: outcomes differ");
+        prop_assert_eq!(a.master.map(|m| m.phase().clone()), bsim.master.map(|m| m.phase().clone()), "inv 4");
     }
 
     /// Invariant 14: coalescing format writes changes no final image (the skipped nodes
