@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
 use thiserror::Error;
+use tracing::{info, warn};
 
 use super::{
     PairDef, RecoveryMessage, RollbackCause, RollbackReport, StartRefusal, TimeSeriesQueue, Tracks,
@@ -58,6 +59,7 @@ impl Default for RecoveryConfig {
 /// What was agreed at step 404.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Plan {
+    /// The user conditions both sides hold for the session.
     pub conditions: UserConditions,
     /// n: the most pairs whose units are being recovered at once.
     pub concurrency: usize,
@@ -155,6 +157,7 @@ pub enum RecoveryError {
 
 #[derive(Debug, Clone)]
 struct Pair {
+    /// M-DEV, R-DEV and consistency unit, as given.
     dev: u16,
     r_dev: u16,
     unit: u16,
@@ -163,6 +166,7 @@ struct Pair {
     diff: DiffBitmap,
     /// Tracks written to the remote in this attempt: marked again if it rolls back.
     sent: DiffBitmap,
+    /// Waiting → Copying → Reached; back to Waiting for a retry.
     phase: PairPhase,
 }
 
@@ -175,12 +179,15 @@ struct Unit {
     queue: TimeSeriesQueue,
     /// Copied oldest-first from `queue` rather than in address order.
     ordered: bool,
+    /// Step 412 let it in; it stays in until the attempt ends.
     admitted: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
 struct InFlight {
+    /// The write's sequence number, echoed by its write-end.
     seq: u64,
+    /// Index into `pairs`, and the track written.
     pair: usize,
     track: u64,
 }
@@ -203,23 +210,30 @@ struct InFlight {
 /// flight; the completion follows the last pair and the last queued write.
 #[derive(Debug, Clone)]
 pub struct RecoveryCopy {
+    /// As given; `conditions` is this side's own setting, not the agreed one.
     config: RecoveryConfig,
     /// The current attempt's session number; each retry takes the next.
     session: u64,
     /// Attempts made, the current one included.
     attempt: u32,
     phase: Phase,
+    /// Set by the remote's configuration answer, cleared by a retry.
     plan: Option<Plan>,
     /// Ascending (unit, M-DEV).
     pairs: Vec<Pair>,
+    /// M-DEV → index into `pairs`.
     by_dev: BTreeMap<u16, usize>,
+    /// By unit number: the admission order.
     units: BTreeMap<u16, Unit>,
     /// Writes sent in this attempt.
     seq: u64,
+    /// The one write awaiting its write-end (steps 408–409).
     in_flight: Option<InFlight>,
     /// The request awaiting its answer and when it was last sent.
     outstanding: Option<(RecoveryMessage, Duration)>,
+    /// To send to the remote, in order.
     messages: VecDeque<RecoveryMessage>,
+    /// Not yet polled by the node.
     events: VecDeque<RecoveryEvent>,
 }
 
@@ -532,6 +546,12 @@ impl RecoveryCopy {
     }
 
     fn end(&mut self, outcome: Outcome) {
+        info!(
+            session = self.session,
+            attempt = self.attempt,
+            ?outcome,
+            "recovery copy ended"
+        );
         self.outstanding = None;
         self.in_flight = None;
         self.phase = Phase::Ended(outcome.clone());
@@ -676,6 +696,11 @@ impl RecoveryCopy {
             self.pairs[f.pair].diff.set_range(f.track, 1);
         }
         let cause = report.cause;
+        warn!(
+            session = self.session,
+            ?report,
+            "recovery copy rolled back by the remote"
+        );
         self.events.push_back(RecoveryEvent::RolledBack {
             session: self.session,
             report,

@@ -216,8 +216,9 @@ pub enum SaveRowKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SaveRow {
+    /// Parity group or spare disk.
     pub kind: SaveRowKind,
-    /// Tracks it can hold.
+    /// Tracks it can hold (the bitmap row's columns).
     pub tracks: u64,
     /// The per-row usable flag (801), set by the user.
     pub usable: bool,
@@ -299,6 +300,7 @@ pub enum RollbackCause {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RollbackReport {
+    /// Why the session was rolled back.
     pub cause: RollbackCause,
     /// R-DEVs returned to their image at the start instruction, ascending.
     pub rolled_back: Vec<u16>,
@@ -403,7 +405,9 @@ impl RecoveryMessage {
 pub struct QueueNode {
     /// The M-DEV.
     pub dev: u16,
+    /// The logical track (1103).
     pub track: u64,
+    /// The update's kind and data (1102a, 1105).
     pub update: Update,
 }
 
@@ -411,6 +415,7 @@ pub struct QueueNode {
 /// updates, oldest first.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TimeSeriesQueue {
+    /// Oldest first; an unlinked node is gone (its valid flag 1102b off).
     nodes: VecDeque<QueueNode>,
     /// Whether a format write unlinks the track's earlier nodes (§7.6 items 8–9).
     coalesce: bool,

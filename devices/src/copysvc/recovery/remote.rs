@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
 use bytes::Bytes;
+use tracing::{info, warn};
 
 use super::{
     PairDef, RecoveryMessage, RemoteConfig, RollbackCause, RollbackReport, SaveRowKind,
@@ -48,6 +49,7 @@ struct Active {
     session: u64,
     /// Watchdog expiry: start + T (502).
     deadline: Duration,
+    /// Agreed at the start instruction.
     conditions: UserConditions,
     /// R-DEV → consistency unit.
     unit_of: BTreeMap<u16, u16>,
@@ -92,13 +94,17 @@ enum State {
 /// the usable parity rows, then of the usable spare rows.
 #[derive(Debug, Clone)]
 pub struct RecoveryTarget {
+    /// Variant A or B, fixed for the array.
     protection: Protection,
+    /// What the master is told at step 403; `save_rows` index the bitmap 118 rows.
     config: RemoteConfig,
     /// User conditions set on this array, if any.
     conditions: Option<UserConditions>,
     /// Row indices in the order they are tried: parity rows, then spare rows.
     row_order: Vec<usize>,
+    /// Idle, one session active, or the last one ended.
     state: State,
+    /// To send to the master, in order.
     messages: VecDeque<RecoveryMessage>,
 }
 
@@ -404,6 +410,7 @@ impl RecoveryTarget {
                     session,
                     outcome: TargetOutcome::Completed,
                 };
+                info!(session, "recovery copy complete");
                 self.messages
                     .push_back(RecoveryMessage::CompleteAck { session });
             }
@@ -446,6 +453,7 @@ impl RecoveryTarget {
             .collect();
         let report = RollbackReport { cause, rolled_back };
         let session = a.session;
+        warn!(session, ?report, "recovery copy rolled back");
         self.messages.push_back(RecoveryMessage::RolledBack {
             session,
             report: report.clone(),
