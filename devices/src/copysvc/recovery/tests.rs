@@ -1376,7 +1376,14 @@ proptest! {
     /// image the master's unit had, never a mixture), 2 (kept units), 3 (after a
     /// completion the remote equals the master), liveness; and 4: variants A and B
     /// leave identical remote images and outcomes.
-    /// Broken cores it failed on: see the module report in the commit message.
+    /// Broken cores it failed on: variant A saving the new data of track 0 (inv 6; inv
+    /// 1 with the audit off); a rollback restoring only even R-DEVs (inv 1); variant B
+    /// applying held data at a rollback (inv 1) or dropping it at release (inv 3); a
+    /// late completion acknowledged (refusal check); an exhausted save area written
+    /// unprotected (inv 7); reached reports sent before the last write-end (inv 16); no
+    /// re-marking after a rollback (inv 3); admission ignoring n (inv 11); time-series
+    /// queues ignored (inv 12); coalescing on partial writes (inv 3); variant B's
+    /// cache unbounded with the audit off (inv 4).
     #[test]
     fn every_unit_ends_before_or_after_the_recovery(s in setup()) {
         let mut a = Sim::new(s.clone());
@@ -1389,7 +1396,8 @@ proptest! {
     }
 
     /// Invariant 14: coalescing format writes changes no final image (the skipped nodes
-    /// are wholly overwritten), and never sends more.
+    /// are wholly overwritten), and never sends more. Failed on coalescing on partial
+    /// writes (Fig. 13 read literally).
     #[test]
     fn coalescing_changes_no_final_image(s in setup()) {
         let s = Setup { ordered: true, during: Vec::new(), faults: Faults::default(), ..s };
