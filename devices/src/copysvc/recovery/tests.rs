@@ -197,7 +197,13 @@ impl Sim {
             units.entry(s.unit(d)).or_default().push(d);
         }
         let mut diffs: Vec<DiffBitmap> = (0..s.devs).map(|_| DiffBitmap::new(s.tracks)).collect();
-        let mut queues = BTreeMap::new();
+        // The node keeps a queue per unit from the suspension on (empty if no write came).
+        let mut queues: BTreeMap<u16, TimeSeriesQueue> = BTreeMap::new();
+        if s.ordered {
+            for d in 0..s.devs {
+                queues.insert(s.unit(d), TimeSeriesQueue::new(s.coalesce));
+            }
+        }
         let mut sim = Sim {
             master: None,
             remote: RecoveryTarget::new(
@@ -238,10 +244,7 @@ impl Sim {
             sim.host_apply(d, t, &up);
             diffs[usize::from(d)].set_range(t, 1);
             if sim.s.ordered {
-                queues
-                    .entry(sim.s.unit(d))
-                    .or_insert_with(|| TimeSeriesQueue::new(sim.s.coalesce))
-                    .record(d, t, up);
+                queues.get_mut(&sim.s.unit(d)).unwrap().record(d, t, up);
             }
         }
         let pairs = diffs
