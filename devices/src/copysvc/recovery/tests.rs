@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use proptest::prelude::*;
-use proptest::test_runner::{Config, TestError, TestRunner};
+use proptest::test_runner::{Config, TestError, TestRng, TestRunner};
 
 use super::*;
 use crate::bitmap::DiffBitmap;
@@ -1434,11 +1434,13 @@ fn an_unprotected_address_order_copy_is_found_inconsistent() {
         unprotected: true,
         ..s
     });
-    let mut runner = TestRunner::new(Config {
+    let config = Config {
         cases: 512,
         failure_persistence: None,
         ..Config::default()
-    });
+    };
+    let rng = TestRng::deterministic_rng(config.rng_algorithm);
+    let mut runner = TestRunner::new_with_rng(config, rng);
     let found = runner.run(&strategy, |s| {
         Sim::new(s).run().map_err(TestCaseError::fail)
     });
