@@ -25,6 +25,7 @@
 pub mod generations;
 pub mod journal;
 pub mod pair;
+pub mod recovery;
 pub mod wire;
 
 use std::collections::{BTreeMap, VecDeque};
