@@ -10,6 +10,13 @@
 //! duplicate, where every relay gets every record and the first acknowledgement counts.
 //! With no relay at all (emb 5–8, direct) give the standby as the one "relay".
 //!
+//! Host requests complete in sequence order: a request completes only once every record
+//! up to its own has reached a relay, so a request the host saw complete never depends
+//! on an earlier record that the primary site could still take with it (the standby
+//! applies each source as a prefix: without this, an acknowledged record behind a lost
+//! unacknowledged one could never be applied, R2). Sending is not held back, only the
+//! completion.
+//!
 //! A relay's acknowledgement is final (the patent's rule; seed §7.6 E2): the primary
 //! keeps no copy for the standby. A record that a relay refused (BUSY), or that was in
 //! flight to a relay that went down, is sent again, to another relay where there is one,
@@ -59,14 +66,13 @@ pub enum PrimaryAction {
 struct HostOp {
     /// The local media write is not done yet (writes only).
     local_pending: bool,
-    /// Its records not yet acknowledged by any relay.
-    waiting: BTreeSet<u64>,
+    /// Its last record's sequence number.
+    last: u64,
 }
 
 /// A record not yet acknowledged by any relay.
 #[derive(Debug, Clone)]
 struct Outstanding {
-    host: u64,
     record: Record,
     /// The relays it is in flight to.
     at: BTreeSet<RelayId>,
@@ -198,7 +204,6 @@ impl Primary {
         if self.hosts.contains_key(&host) {
             return Err(RelayError::TagInUse(host));
         }
-        let mut waiting = BTreeSet::new();
         for (kind, data) in records {
             self.last_seq += 1;
             let id = RecordId {
@@ -209,19 +214,17 @@ impl Primary {
             self.outstanding.insert(
                 id.seq,
                 Outstanding {
-                    host,
                     record,
                     at: BTreeSet::new(),
                 },
             );
-            waiting.insert(id.seq);
             self.queue.push_back(id.seq);
         }
         self.hosts.insert(
             host,
             HostOp {
                 local_pending: local,
-                waiting,
+                last: self.last_seq,
             },
         );
         self.pump();
@@ -232,21 +235,18 @@ impl Primary {
     pub fn local_done(&mut self, host: u64) {
         if let Some(op) = self.hosts.get_mut(&host) {
             op.local_pending = false;
-            self.maybe_complete(host);
+            self.complete_ready();
         }
     }
 
     /// `relay` holds record `seq` (its good status). Later acknowledgements of the same
     /// record (duplicate mode, resends) are ignored.
     pub fn relay_acked(&mut self, _relay: RelayId, seq: u64) {
-        let Some(o) = self.outstanding.remove(&seq) else {
+        if self.outstanding.remove(&seq).is_none() {
             return;
-        };
-        self.queue.retain(|s| *s != seq);
-        if let Some(op) = self.hosts.get_mut(&o.host) {
-            op.waiting.remove(&seq);
         }
-        self.maybe_complete(o.host);
+        self.queue.retain(|s| *s != seq);
+        self.complete_ready();
         self.pump();
     }
 
@@ -288,12 +288,18 @@ impl Primary {
         self.pump();
     }
 
-    fn maybe_complete(&mut self, host: u64) {
-        if self
+    /// Completes, in sequence order, the requests whose local write is done and whose
+    /// records, and all before them, have reached a relay.
+    fn complete_ready(&mut self) {
+        let held = self.outstanding.keys().next().map_or(u64::MAX, |s| *s);
+        let mut ready: Vec<(u64, u64)> = self
             .hosts
-            .get(&host)
-            .is_some_and(|op| !op.local_pending && op.waiting.is_empty())
-        {
+            .iter()
+            .filter(|(_, op)| !op.local_pending && op.last < held)
+            .map(|(host, op)| (op.last, *host))
+            .collect();
+        ready.sort_unstable();
+        for (_, host) in ready {
             self.hosts.remove(&host);
             self.actions.push_back(PrimaryAction::Complete { host });
         }
@@ -417,6 +423,29 @@ mod tests {
         assert_eq!(actions(&mut p).len(), 1, "only the send");
         p.relay_acked(R[1], 2);
         assert_eq!(actions(&mut p), vec![PrimaryAction::Complete { host: 11 }]);
+    }
+
+    #[test]
+    fn requests_complete_in_sequence_order() {
+        let mut p = primary(Selection::RoundRobin);
+        p.write(1, 0, 0, data(1)).unwrap();
+        p.write(2, 0, 1, data(1)).unwrap();
+        p.local_done(1);
+        p.local_done(2);
+        actions(&mut p);
+        p.relay_acked(R[1], 2);
+        assert!(
+            actions(&mut p).is_empty(),
+            "record 1 has not reached a relay"
+        );
+        p.relay_acked(R[0], 1);
+        assert_eq!(
+            actions(&mut p),
+            vec![
+                PrimaryAction::Complete { host: 1 },
+                PrimaryAction::Complete { host: 2 }
+            ]
+        );
     }
 
     #[test]

@@ -54,6 +54,9 @@ pub enum Consistency {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StandbyConfig {
     pub consistency: Consistency,
+    /// The sources replicating here: each is fenced and resumed at takeover, even one
+    /// never heard from.
+    pub sources: Vec<SourceId>,
     /// Every relay that may send here: all are fenced at takeover.
     pub relays: Vec<RelayId>,
     /// The longest a takeover waits for the reachable relays to drain.
@@ -77,7 +80,7 @@ pub enum StandbyAction {
     /// Write `data` at block `lba` of LU `lun` (through the snapshot table under
     /// [`Consistency::Snapshots`]).
     Write {
-        source: SourceId,
+        id: RecordId,
         lun: u16,
         lba: u64,
         data: bytes::Bytes,
@@ -134,8 +137,12 @@ pub struct Standby {
 impl Standby {
     pub fn new(config: StandbyConfig) -> Standby {
         Standby {
+            streams: config
+                .sources
+                .iter()
+                .map(|s| (*s, Stream::default()))
+                .collect(),
             config,
-            streams: BTreeMap::new(),
             phase: Phase::Replicating,
             actions: VecDeque::new(),
         }
@@ -175,15 +182,13 @@ impl Standby {
                     if consistency == Consistency::Epochs {
                         stream.epoch.hold(r);
                     } else {
-                        self.actions
-                            .push_back(write(r.id().source, lun, lba, r.data));
+                        self.actions.push_back(write(r.id(), lun, lba, r.data));
                     }
                 }
                 Kind::RestartPoint { point } => {
                     for w in stream.epoch.commit() {
                         if let Kind::Write { lun, lba } = w.header.kind {
-                            self.actions
-                                .push_back(write(w.id().source, lun, lba, w.data));
+                            self.actions.push_back(write(w.id(), lun, lba, w.data));
                         }
                     }
                     stream.point = Some(RestartPoint {
@@ -273,13 +278,8 @@ impl Standby {
     }
 }
 
-fn write(source: SourceId, lun: u16, lba: u64, data: bytes::Bytes) -> StandbyAction {
-    StandbyAction::Write {
-        source,
-        lun,
-        lba,
-        data,
-    }
+fn write(id: RecordId, lun: u16, lba: u64, data: bytes::Bytes) -> StandbyAction {
+    StandbyAction::Write { id, lun, lba, data }
 }
 
 #[cfg(test)]
@@ -309,6 +309,7 @@ mod tests {
     fn standby(consistency: Consistency) -> Standby {
         Standby::new(StandbyConfig {
             consistency,
+            sources: vec![S],
             relays: vec![RelayId(1), RelayId(2)],
             drain_timeout: Duration::from_secs(1),
         })
