@@ -28,9 +28,13 @@
 //! the duplicate-send identifier of emb 4 *is* that sequence number, so the standby's
 //! watermark makes duplicates exactly-once with no unbounded "seen" set and no
 //! wrap-around (E6); a relay acknowledgement is final, the primary keeps no copy for
-//! the standby (E2, as the patent). A relay lost with acknowledged records leaves a gap;
-//! the standby holds what follows it and drops it at takeover, so its image stays a
-//! prefix of the source's order.
+//! the standby (E2, as the patent); host requests complete in sequence order, so an
+//! acknowledged record never sits behind one the primary site could still take with it.
+//! A volatile relay lost with acknowledged records leaves a gap; the standby holds what
+//! follows and drops it at takeover, so its image stays a prefix of the source's order.
+//! The relay's upstream acknowledgement does not wait for the standby (E5); a full relay
+//! answers BUSY (E13); deferred and hybrid forwarding need the non-volatile log (E1,
+//! E7); placement checks the primary's zone only (E21).
 //!
 //! **Architecture Invariant:** this directory imports no tokio or tonic, reads no clock,
 //! draws no OS randomness (random relay selection takes a seed), iterates no

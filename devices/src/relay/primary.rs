@@ -239,9 +239,9 @@ impl Primary {
         }
     }
 
-    /// `relay` holds record `seq` (its good status). Later acknowledgements of the same
-    /// record (duplicate mode, resends) are ignored.
-    pub fn relay_acked(&mut self, _relay: RelayId, seq: u64) {
+    /// A relay holds record `seq` (its good status): any relay's counts. Later
+    /// acknowledgements of the same record (duplicate mode, resends) are ignored.
+    pub fn relay_acked(&mut self, seq: u64) {
         if self.outstanding.remove(&seq).is_none() {
             return;
         }
@@ -413,7 +413,7 @@ mod tests {
         let mut p = primary(Selection::RoundRobin);
         p.write(10, 0, 0, data(1)).unwrap();
         assert_eq!(sends(&actions(&mut p)), vec![(1, 1, 0, 1)]);
-        p.relay_acked(R[0], 1);
+        p.relay_acked(1);
         assert!(actions(&mut p).is_empty(), "the local write is not done");
         p.local_done(10);
         assert_eq!(actions(&mut p), vec![PrimaryAction::Complete { host: 10 }]);
@@ -421,7 +421,7 @@ mod tests {
         p.write(11, 0, 0, data(1)).unwrap();
         p.local_done(11);
         assert_eq!(actions(&mut p).len(), 1, "only the send");
-        p.relay_acked(R[1], 2);
+        p.relay_acked(2);
         assert_eq!(actions(&mut p), vec![PrimaryAction::Complete { host: 11 }]);
     }
 
@@ -433,12 +433,12 @@ mod tests {
         p.local_done(1);
         p.local_done(2);
         actions(&mut p);
-        p.relay_acked(R[1], 2);
+        p.relay_acked(2);
         assert!(
             actions(&mut p).is_empty(),
             "record 1 has not reached a relay"
         );
-        p.relay_acked(R[0], 1);
+        p.relay_acked(1);
         assert_eq!(
             actions(&mut p),
             vec![
@@ -472,7 +472,7 @@ mod tests {
                 .collect::<Vec<_>>(),
             vec![1, 2, 3]
         );
-        p.relay_acked(R[1], 2);
+        p.relay_acked(2);
         p.write(3, 0, 3, data(1)).unwrap();
         assert_eq!(sends(&actions(&mut p))[0].0, 2);
     }
@@ -502,17 +502,17 @@ mod tests {
             sends(&actions(&mut p)),
             vec![(1, 1, 100, 1), (2, 2, 101, 1), (3, 3, 102, 1)]
         );
-        p.relay_acked(R[1], 2);
-        p.relay_acked(R[2], 3);
+        p.relay_acked(2);
+        p.relay_acked(3);
         assert_eq!(
             sends(&actions(&mut p)),
             vec![(2, 4, 103, 1), (3, 5, 104, 1)]
         );
         p.local_done(1);
-        p.relay_acked(R[1], 4);
-        p.relay_acked(R[2], 5);
+        p.relay_acked(4);
+        p.relay_acked(5);
         assert!(actions(&mut p).is_empty(), "relay 1 has not acknowledged");
-        p.relay_acked(R[0], 1);
+        p.relay_acked(1);
         assert_eq!(actions(&mut p), vec![PrimaryAction::Complete { host: 1 }]);
     }
 
@@ -522,7 +522,7 @@ mod tests {
         p.write(1, 0, 10, data(7)).unwrap();
         let mut a = actions(&mut p);
         for seq in 1..=3 {
-            p.relay_acked(R[0], seq);
+            p.relay_acked(seq);
             a.extend(actions(&mut p));
         }
         let s = sends(&a);
@@ -544,9 +544,9 @@ mod tests {
                 .collect::<Vec<_>>(),
             vec![(1, 1), (2, 1), (3, 1)]
         );
-        p.relay_acked(R[2], 1);
-        p.relay_acked(R[0], 1);
-        p.relay_acked(R[1], 1);
+        p.relay_acked(1);
+        p.relay_acked(1);
+        p.relay_acked(1);
         assert_eq!(actions(&mut p), vec![PrimaryAction::Complete { host: 1 }]);
     }
 
@@ -572,7 +572,7 @@ mod tests {
         let mut p = primary(Selection::RoundRobin);
         assert_eq!(p.restart_point(1, Bytes::from_static(b"img")).unwrap(), 1);
         assert_eq!(sends(&actions(&mut p)), vec![(1, 1, 0, 0)]);
-        p.relay_acked(R[0], 1);
+        p.relay_acked(1);
         assert_eq!(actions(&mut p), vec![PrimaryAction::Complete { host: 1 }]);
         assert_eq!(p.restart_point(2, Bytes::new()).unwrap(), 2);
     }

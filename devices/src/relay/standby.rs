@@ -18,8 +18,9 @@
 //!
 //! A restart point carries the application's state (emb 9). The standby remembers the
 //! last one its image is at, and resumes the application from exactly that one, so image
-//! and state always match (E19: the state travels inside the ordered stream, before
-//! nothing of the next epoch).
+//! and state always match (E19: the state travels in the ordered stream as the restart
+//! point itself, so it is never ahead of the image nor behind it; one snapshot
+//! generation is enough, E18).
 //!
 //! Takeover (E4, E20): `take_over` asks every reachable relay to forward all it holds
 //! and waits until each has answered that it is drained, or until `drain_timeout`; then

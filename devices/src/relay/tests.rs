@@ -14,17 +14,22 @@
 //!
 //! Cases: `FCSIM_PROP_CASES` (default 64). A failure prints the schedule.
 //!
-//! Breakages confirmed to fail, one at a time, then restored: the relay acknowledging on
-//! the command (R4, R1, R2); cut-through sending the whole region, unstored bytes
-//! included (R6); the relay freeing a region when it opens the downstream exchange (R5);
-//! a volatile crash dropping the non-volatile log too (R3); the applier landing records
-//! on arrival, out of order (R13, D1, D4); the standby applying a duplicate again (R12);
-//! split-by-speed cutting the last portion one block short (R11); the epoch buffer
-//! committing in arrival order (D6); the standby resuming from the latest restart point
-//! instead of the one its image is at (H2); receiving after the fence (H3); the
-//! snapshot table taking the free list's block without the copy (S2, S4) and creating
-//! the snapshot without freeing (S2); the FEC receiver restoring with one unit too few
-//! (F1).
+//! Breakages confirmed to fail, one at a time, then restored:
+//! - relay acknowledges on the command, before the data: R4, R1, R2, R3, R5, R12, R13;
+//! - cut-through sends to the record's end, unstored bytes as zeros: R6;
+//! - relay frees a region once its data is sent, before the standby's ack: R5, R1, R2;
+//! - a crash drops the non-volatile log too: R3;
+//! - the applier lands records on arrival, out of order: R13, D1, D4, D6, H2, R12;
+//! - the standby applies a duplicate again: R12;
+//! - split-by-speed drops the remainder blocks: R11;
+//! - host completion ignores the relay acks: R11, R1, R2;
+//! - host completion waits for its own records only, not for every earlier one: R2;
+//! - the epoch commits in reverse order (first writer wins): D6, D1;
+//! - takeover without the snapshot rollback, or applying the open epoch: H2 (and H3);
+//! - no refusal after the fence: H3;
+//! - the snapshot's first write without the copy: S4/S9; create without freeing the
+//!   old block: S2; block 0 overwritten in place: S3;
+//! - a per-piece replica restored with a piece missing: F1, F2.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
@@ -231,6 +236,9 @@ impl Down {
     }
 }
 
+/// A downstream exchange being reassembled: its command and the bytes so far.
+type Partial = (Header, Vec<Option<u8>>);
+
 /// What the host asked for.
 #[derive(Debug, Clone)]
 struct HostOp {
@@ -253,7 +261,7 @@ struct World {
     up: Vec<VecDeque<Up>>,
     down: Vec<Down>,
     /// The standby node's reassembly of each open downstream exchange.
-    assembly: BTreeMap<(usize, RecordId), (Header, Vec<Option<u8>>)>,
+    assembly: BTreeMap<(usize, RecordId), Partial>,
     local_pending: Vec<u64>,
     next_host: u64,
 
@@ -744,7 +752,7 @@ impl World {
                 self.custody[r].insert(id);
                 if self.alive {
                     self.relay_acked.insert(id);
-                    self.primaries[id.source.0 as usize].relay_acked(rid(r), id.seq);
+                    self.primaries[id.source.0 as usize].relay_acked(id.seq);
                 }
             }
             RelayAction::OpenDownstream { header } => self.down.push(Down::Open(r, header)),
