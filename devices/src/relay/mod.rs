@@ -56,7 +56,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use thiserror::Error;
 
-pub use buffer::{Admit, Durability, Forwarding, Relay, RelayAction, RelayConfig, Schedule};
+pub use buffer::{
+    Admit, ClockTime, Durability, Forwarding, Relay, RelayAction, RelayConfig, Schedule, Triggers,
+};
 pub use fec::{FecReceiver, Network, Receipt, Redundancy, Retransmit, Unit};
 pub use placement::{RelayPlacement, validate_placement};
 pub use primary::{Primary, PrimaryAction, Selection};

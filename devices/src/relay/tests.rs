@@ -37,7 +37,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use proptest::prelude::*;
 
-use super::buffer::{ClockTime, Triggers};
 use super::fec::encode;
 use super::*;
 
