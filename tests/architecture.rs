@@ -82,13 +82,14 @@ fn core_files() -> Result<Vec<PathBuf>, String> {
         "devices/src/bitmap.rs",
     ];
     /// Whole directories: the FC-2 codec, the SCSI target core, the tape drive core, the
-    /// copy-services engine.
+    /// copy-services engine, the relay-replication cores.
     /// Only these directories: `devices/src/tapenode.rs` is node glue, not a core.
     const DIRS: &[&str] = &[
         "fabric/src/frame",
         "devices/src/scsi",
         "devices/src/tape",
         "devices/src/copysvc",
+        "devices/src/relay",
     ];
     let root = root();
     let mut out = Vec::new();
@@ -830,6 +831,8 @@ fn core_file_list_covers_the_fabric_and_devices_cores_and_no_node_glue() {
         "devices/src/tape/mod.rs",
         "devices/src/copysvc/mod.rs",
         "devices/src/copysvc/journal.rs",
+        "devices/src/relay/buffer.rs",
+        "devices/src/relay/standby.rs",
     ] {
         assert!(
             files.iter().any(|f| f == Path::new(must)),

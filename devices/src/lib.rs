@@ -15,9 +15,12 @@
 //! - [`store`] — the `BlockStore` seam: sparse in-memory and file-backed stores.
 //! - [`tape`] — the SSC-4 tape drive core.
 //! - [`workload`] — the I/O generator; [`history`] — every host write, the scenario oracle.
+//! - [`relay`] — relay-based replication (seed 002), all sans-IO: the primary's relay
+//!   selection and mirroring rule, the relay device, the standby's ordered applier and
+//!   takeover, delayed-write epochs, snapshots, forward error correction, placement.
 //! - [`fcp`], [`initiator`], [`host`] — the node side (FC-4 layers over the fabric's N_Ports).
 //!
-//! **Architecture Invariant:** `scsi`, `store`, `tape`, `workload` and `history` import
+//! **Architecture Invariant:** `scsi`, `store`, `tape`, `workload`, `history` and `relay` import
 //! no tokio or tonic, read no clock and draw no random numbers; bad input from the wire is
 //! answered with sense data, never a panic.
 
@@ -29,6 +32,7 @@ pub mod fcp;
 pub mod history;
 pub mod host;
 pub mod initiator;
+pub mod relay;
 pub mod scsi;
 pub mod store;
 pub mod tape;

@@ -143,43 +143,50 @@ impl Journal {
     }
 }
 
-/// The secondary side of a group: entries received, applied in sequence order.
-#[derive(Debug, Clone, Default)]
-pub struct JournalApplier {
+/// The secondary side of a group: entries received, applied in sequence order. The
+/// payload `T` is whatever one entry carries: `(lun, lba, data)` for a journal, a whole
+/// record for the relay standby (`crate::relay::Standby`).
+#[derive(Debug, Clone)]
+pub struct JournalApplier<T = (u16, u64, Bytes)> {
     /// Last sequence number applied.
     pub applied: u64,
     /// Received ahead of a gap.
-    pending: BTreeMap<u64, (u16, u64, Bytes)>,
+    pending: BTreeMap<u64, T>,
 }
 
-impl JournalApplier {
+impl<T> Default for JournalApplier<T> {
+    fn default() -> Self {
+        Self::after(0)
+    }
+}
+
+impl<T> JournalApplier<T> {
     /// An applier whose next entry is `seq + 1`.
-    pub fn after(seq: u64) -> JournalApplier {
+    pub fn after(seq: u64) -> Self {
         JournalApplier {
             applied: seq,
             pending: BTreeMap::new(),
         }
     }
 
-    /// Receives entry `seq` for LU `lun`; returns the writes now applicable, in order.
-    /// Duplicates (a retransmission) are ignored.
-    pub fn receive(
-        &mut self,
-        seq: u64,
-        lun: u16,
-        lba: u64,
-        data: Bytes,
-    ) -> Vec<(u64, u16, u64, Bytes)> {
+    /// Receives entry `seq`; returns the entries now applicable, in order. Duplicates (a
+    /// retransmission) are ignored.
+    pub fn receive(&mut self, seq: u64, entry: T) -> Vec<(u64, T)> {
         if seq <= self.applied {
             return Vec::new();
         }
-        self.pending.insert(seq, (lun, lba, data));
+        self.pending.insert(seq, entry);
         let mut out = Vec::new();
-        while let Some((lun, lba, data)) = self.pending.remove(&(self.applied + 1)) {
+        while let Some(entry) = self.pending.remove(&(self.applied + 1)) {
             self.applied += 1;
-            out.push((self.applied, lun, lba, data));
+            out.push((self.applied, entry));
         }
         out
+    }
+
+    /// Whether entry `seq` was received: applied, or held behind a gap.
+    pub fn has(&self, seq: u64) -> bool {
+        seq <= self.applied || self.pending.contains_key(&seq)
     }
 
     /// Entries held behind a gap (dropped at takeover: they are not part of a prefix).
@@ -254,12 +261,13 @@ mod tests {
 
     #[test]
     fn applier_applies_in_order_and_ignores_duplicates() {
-        let mut a = JournalApplier::default();
-        assert!(a.receive(2, 0, 2, Bytes::new()).is_empty());
-        let out = a.receive(1, 0, 1, Bytes::new());
+        let mut a: JournalApplier = JournalApplier::default();
+        assert!(a.receive(2, (0, 2, Bytes::new())).is_empty());
+        let out = a.receive(1, (0, 1, Bytes::new()));
         assert_eq!(out.iter().map(|o| o.0).collect::<Vec<_>>(), vec![1, 2]);
-        assert!(a.receive(1, 0, 1, Bytes::new()).is_empty());
-        a.receive(4, 0, 4, Bytes::new());
+        assert!(a.receive(1, (0, 1, Bytes::new())).is_empty());
+        a.receive(4, (0, 4, Bytes::new()));
+        assert!(a.has(2) && a.has(4) && !a.has(3));
         assert_eq!(a.takeover(), 1);
         assert_eq!(a.applied, 2);
     }

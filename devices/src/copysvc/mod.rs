@@ -1468,7 +1468,7 @@ impl CopyEngine {
         }
         let group = role.notice.group.clone();
         let applier = self.appliers.entry(group).or_default();
-        for (_, l, at, d) in applier.receive(seq, lun, lba, data) {
+        for (_, (l, at, d)) in applier.receive(seq, (lun, lba, data)) {
             if !vols.write(l, at, &d) {
                 return Err(Sense::new(SenseKey::MEDIUM_ERROR, asc::WRITE_ERROR));
             }
