@@ -1,6 +1,8 @@
 //! `fcsim copy create|split|resync|delete|status|takeover|options|backup|results`: the
-//! copy services of the arrays (DESIGN.md §7, seed 004), reached through the Control
-//! endpoint. A pair is managed at its primary array (`--array`), takeover is asked of the
+//! copy services of the arrays and intelligent switches (DESIGN.md §7, seed 004),
+//! reached through the Control endpoint. A pair is managed at its primary's array, or at
+//! the intelligent switch presenting its virtual LUs (`--array sw1`: the switch runs the
+//! pair or gives it to the array holding both volumes); takeover is asked of the
 //! secondary array; each serves `fcsim.v1.Copy`. `backup` and `results` are SCSI
 //! commands a host sends: a server-free EXTENDED COPY from a (secondary) LU to a tape,
 //! and RECEIVE COPY RESULTS about it. Server refusals (INVALID_ARGUMENT /
@@ -370,8 +372,14 @@ fn node_of_kind<'a>(nodes: &'a [pb::NodeInfo], name: &str, kind: &str) -> anyhow
     Ok(&n.address)
 }
 
-async fn copy_client(nodes: &[pb::NodeInfo], array: &str) -> anyhow::Result<CopyClient<Channel>> {
-    let addr = node_of_kind(nodes, array, "array")?;
+/// The `Copy` service of `node`: an array, or an intelligent switch, whose engine node
+/// (`NODE.ve`) runs the pairs of its virtual LUs or hands them to an array.
+async fn copy_client(nodes: &[pb::NodeInfo], node: &str) -> anyhow::Result<CopyClient<Channel>> {
+    let engine = fcsim_scenarios::launch::engine_name(node);
+    let addr = match nodes.iter().find(|n| n.name == engine && n.alive) {
+        Some(n) => n.address.as_str(),
+        None => node_of_kind(nodes, node, "array")?,
+    };
     Ok(CopyClient::new(channel(addr).await?))
 }
 
@@ -523,6 +531,11 @@ pub fn status_table(
                 p.secondary_status.clone(),
                 format!("{} ({})", p.diff_blocks, percent(p.diff_blocks, p.blocks)),
                 journal,
+                if p.executor.is_empty() {
+                    "-".to_string()
+                } else {
+                    p.executor.clone()
+                },
                 if p.suspend_reason.is_empty() {
                     "-".to_string()
                 } else {
@@ -545,6 +558,7 @@ pub fn status_table(
                 "S status",
                 "Diff blocks",
                 "Journal",
+                "Run by",
                 "Suspend reason",
             ],
             &rows,
