@@ -309,3 +309,88 @@ fn copy_cli_pairs_backup_and_refusals() {
     assert!(!ok && err.contains("NotFound: pair:"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
 }
+
+/// Pairs of virtual LUs at an intelligent switch (vsw-pairs.json's fabric): the offload
+/// rule gives alpha → beta to arr1 (it runs local pairs) and leaves gamma → delta to the
+/// switch; `status --array sw1` shows who runs each, and split and delete reach both
+/// kinds through the switch.
+#[test]
+fn copy_cli_at_an_intelligent_switch() {
+    let mut up = common::Up::start("vsw-pairs.json");
+    let addr = up.addr.clone();
+    let addr = addr.as_str();
+    // TF must hold arr1's row (its functions) before the offload rule can choose arr1.
+    let mut learned = false;
+    for _ in 0..400 {
+        if let Some(status) = up.child.try_wait().expect("poll fcsim up") {
+            panic!("fcsim up exited: {status}");
+        }
+        let (ok, out, _) = fcsim(addr, "ctl", &["tf", "sw1"]);
+        if ok
+            && out
+                .lines()
+                .any(|l| l.starts_with("arr1") && l.contains("discovered"))
+        {
+            learned = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(learned, "sw1 never learned arr1's functions");
+    let create = |name: &str, p: &str, s: &str| {
+        copy_until_ok(
+            addr,
+            &[
+                "create",
+                name,
+                "--primary",
+                p,
+                "--secondary",
+                s,
+                "--mode",
+                "local",
+            ],
+            100,
+        )
+    };
+    let out = create("va", "sw1:0", "sw1:1");
+    assert!(
+        row(&out, "va").contains(&"array:arr1"),
+        "delegated to arr1:\n{out}"
+    );
+    let out = create("vg", "sw1:2", "sw1:3");
+    assert!(
+        row(&out, "vg").contains(&"switch"),
+        "run by the switch:\n{out}"
+    );
+    let out = copy(addr, &["status", "--array", "sw1", "--watch"]);
+    for p in ["va", "vg"] {
+        let r = row(&out, p);
+        assert!(r.contains(&"sw1:0") || r.contains(&"sw1:2"), "{out}");
+        assert_eq!(states(&out, p).0, "pair", "{out}");
+    }
+    for p in ["va", "vg"] {
+        let out = copy(addr, &["split", p, "--array", "sw1"]);
+        assert!(states(&out, p).0.starts_with("split"), "{out}");
+    }
+    let out = copy(addr, &["delete", "va", "--array", "sw1"]);
+    assert!(out.contains("deleted `va` on sw1"), "{out}");
+    let out = copy(addr, &["status", "--array", "sw1"]);
+    assert!(!out.contains("va "), "va is gone:\n{out}");
+    // A second pair named like one that exists is refused with the field named.
+    let (ok, _, err) = fcsim(
+        addr,
+        "copy",
+        &[
+            "create",
+            "vg",
+            "--primary",
+            "sw1:4",
+            "--secondary",
+            "sw1:3",
+            "--mode",
+            "local",
+        ],
+    );
+    assert!(!ok && err.contains("name"), "{err}");
+}

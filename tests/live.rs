@@ -200,12 +200,15 @@ fn ctl_shows_tm_tf_and_maps_virtual_lus() {
             "direct-backup",
             "volume-copy",
             "mirroring",
+            "local-pair",
+            "remote-sync",
+            "remote-async",
             "Provenance",
             "Learned",
             "(ms)"
         ]
     );
-    assert_eq!(rows(&tf, "arr1")[0][5], "discovered", "{tf}");
+    assert_eq!(rows(&tf, "arr1")[0][8], "discovered", "{tf}");
 
     let (ok, tm, err) = ctl(addr, &["tm", "sw1"]);
     assert!(ok, "{err}");

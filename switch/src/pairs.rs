@@ -47,7 +47,7 @@ pub(crate) struct Delegated {
     pub group: String,
     /// The virtual LU the user named as the primary.
     pub primary: u16,
-    /// The secondary as the user named it.
+    /// The secondary as the user named it (`lun N`: a virtual LU of this switch).
     pub secondary: String,
 }
 
@@ -398,16 +398,7 @@ impl Engine {
     fn switch_status(&self, target: Option<&str>) -> Result<pb::PairStatusResponse, Status> {
         let pairs = self.pairs.status(target).map_err(status_of)?;
         Ok(pb::PairStatusResponse {
-            pairs: pairs
-                .into_iter()
-                .map(|p| {
-                    let secondary = p.secondary.replace("lun ", "virtual LU ");
-                    pb::PairInfo {
-                        secondary,
-                        ..pair_info(p, SWITCH)
-                    }
-                })
-                .collect(),
+            pairs: pairs.into_iter().map(|p| pair_info(p, SWITCH)).collect(),
             secondaries: Vec::new(),
         })
     }
@@ -467,7 +458,7 @@ impl Engine {
             group: spec.group.clone().unwrap_or_else(|| spec.name.clone()),
             primary: spec.primary,
             secondary: match spec.secondary {
-                Secondary::Local(s) => format!("virtual LU {s}"),
+                Secondary::Local(s) => format!("lun {s}"),
                 Secondary::Remote(w) => w.to_string(),
             },
         };
