@@ -318,6 +318,17 @@ impl Engine {
             }) else {
                 return self.refuse_copy(&cmd, &job);
             };
+            // Pairs the switch runs: a backup reads only a split image, and nothing but
+            // host writes (admitted by the copy engine) changes a paired volume.
+            if let Err(s) = self.pairs.split_image_ready(src_lun) {
+                return self.answer(&cmd, Err(s));
+            }
+            if let Dest::Virtual(d) = dest
+                && self.pairs.is_paired(d)
+            {
+                let s = Sense::new(SenseKey::DATA_PROTECT, asc::WRITE_PROTECTED);
+                return self.answer(&cmd, Err(s));
+            }
             let Some(plan) = self.plan(src_lun, src_lba, blocks, dest, dst_lba) else {
                 return self.refuse_copy(&cmd, &job);
             };
@@ -360,6 +371,11 @@ impl Engine {
             .ok_or(format!("dst_lun: virtual LU {dst} does not exist"))?;
         if src == dst {
             return Err("dst_lun: a virtual LU cannot mirror onto itself".into());
+        }
+        if self.pairs.is_paired(dst) {
+            return Err(format!(
+                "dst_lun: virtual LU {dst} is a volume of a copy pair"
+            ));
         }
         if d.blocks() < s.blocks() || d.block_bytes != s.block_bytes {
             return Err(format!(

@@ -1276,6 +1276,37 @@ impl CopyEngine {
 
     // ---- backup (seed 004) ----------------------------------------------------------
 
+    /// Deferred mode's guard for a copy reading LU `lun`: a volume that is no pair's
+    /// secondary, or a split one, may be read; while SplitPending the reader polls
+    /// (NOT READY, OPERATION IN PROGRESS: strategy H, the only one a node that cannot
+    /// read the volumes itself can offer); a secondary holding no split image is a
+    /// COMMAND SEQUENCE ERROR.
+    pub fn split_image_ready(&self, lun: u16) -> Result<(), Sense> {
+        match self
+            .pairs
+            .values()
+            .find(|p| p.secondary == Secondary::Local(lun))
+            .map(|p| p.state)
+        {
+            None | Some(PairState::Split) => Ok(()),
+            Some(PairState::SplitPending) => Err(Sense::new(
+                SenseKey::NOT_READY,
+                asc::LU_NOT_READY_OPERATION_IN_PROGRESS,
+            )),
+            Some(_) => Err(Sense::new(
+                SenseKey::ILLEGAL_REQUEST,
+                asc::COMMAND_SEQUENCE_ERROR,
+            )),
+        }
+    }
+
+    /// Whether LU `lun` is the primary or the local secondary of a pair.
+    pub fn is_paired(&self, lun: u16) -> bool {
+        self.pairs
+            .values()
+            .any(|p| p.primary == lun || p.secondary == Secondary::Local(lun))
+    }
+
     /// A backup (EXTENDED COPY) reading LU `lun` of this array over `ranges` begins.
     /// `Ok(None)`: the LU is no pair's secondary, a plain copy. Refusals: a secondary
     /// that holds no split image (COMMAND SEQUENCE ERROR, unless the pair splits on a

@@ -676,3 +676,32 @@ fn deferred_split_waits_for_admitted_writes_and_holds_later_ones() {
     );
     assert_eq!(v.block(1, 4), 0, "the one held behind it is not");
 }
+
+#[test]
+fn deferred_backup_reads_only_a_split_image() {
+    let (mut e, mut v) = deferred_pair();
+    let w = Wwpn(Wwn(9));
+    assert_eq!(
+        e.split_image_ready(1),
+        Err(Sense::new(
+            SenseKey::ILLEGAL_REQUEST,
+            asc::COMMAND_SEQUENCE_ERROR
+        )),
+        "a secondary in pair state holds no split image"
+    );
+    assert_eq!(e.admit_deferred(0, 2, 1, w, Duration::ZERO, 1), Ok(false));
+    land(&mut e, &mut v, 2, 1, 1);
+    e.split("p", None, Duration::ZERO).unwrap();
+    assert_eq!(
+        e.split_image_ready(1).unwrap_err().key,
+        SenseKey::NOT_READY,
+        "polls"
+    );
+    assert!(e.is_paired(0) && e.is_paired(1) && !e.is_paired(2));
+    e.pairs.get_mut("p").unwrap().options.copy_rate = 1024;
+    e.tick_deferred(Duration::from_millis(1));
+    serve_copies(&mut e, &mut v);
+    assert_eq!(state(&e, "p"), PairState::Split);
+    assert_eq!(e.split_image_ready(1), Ok(()));
+    assert_eq!(e.split_image_ready(0), Ok(()), "a primary is no secondary");
+}
