@@ -100,8 +100,6 @@ pub struct WriteRecord {
     pub blocks: u32,
     /// Size of one logical block of the volume, in bytes.
     pub block_bytes: u32,
-    /// [`digest`] of the whole written buffer.
-    pub digest: u64,
     /// [`digest`] of each block, `block_digests[i]` for block `lba + i`; `blocks` long.
     pub block_digests: Vec<u64>,
     /// The written bytes, kept only when the history was created with `keep_data`.
@@ -379,7 +377,6 @@ impl History {
             lba,
             blocks,
             block_bytes,
-            digest: digest(data),
             block_digests,
             data: self.keep_data.then(|| data.clone()),
             issued_at: now,

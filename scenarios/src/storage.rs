@@ -637,7 +637,6 @@ fn record_from_pb(w: pb::WriteRecord) -> WriteRecord {
         lba: w.lba,
         blocks: w.blocks,
         block_bytes: w.block_bytes,
-        digest: 0,
         block_digests: w.block_digests,
         data: None,
         issued_at: us(w.issued_us),
