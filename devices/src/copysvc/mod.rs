@@ -762,6 +762,16 @@ impl CopyEngine {
         }
     }
 
+    /// A copier command of pair `n` goes out: it counts against the pair's window.
+    fn copy_token(&mut self, n: &str, lba: u64, cnt: u64) -> u64 {
+        *self.copy_flight.entry(n.to_string()).or_insert(0) += 1;
+        self.token(Pending::Copy {
+            pair: n.to_string(),
+            lba,
+            blocks: cnt,
+        })
+    }
+
     /// Deferred mode: asks the node to copy `cnt` blocks at `lba` of pair `n`.
     fn send_copy(&mut self, n: &str, lba: u64, cnt: u64) {
         let Some(p) = self.pairs.get_mut(n) else {
@@ -769,12 +779,7 @@ impl CopyEngine {
         };
         p.copy_started(lba, cnt);
         let (lun, to) = (p.primary, p.secondary);
-        *self.copy_flight.entry(n.to_string()).or_insert(0) += 1;
-        let token = self.token(Pending::Copy {
-            pair: n.to_string(),
-            lba,
-            blocks: cnt,
-        });
+        let token = self.copy_token(n, lba, cnt);
         self.actions.push_back(Action::Copy {
             token,
             lun,
@@ -1238,12 +1243,7 @@ impl CopyEngine {
                     }
                 }
                 Secondary::Remote(naa) => {
-                    *self.copy_flight.entry(n.to_string()).or_insert(0) += 1;
-                    let token = self.token(Pending::Copy {
-                        pair: n.to_string(),
-                        lba,
-                        blocks: cnt,
-                    });
+                    let token = self.copy_token(n, lba, cnt);
                     self.actions.push_back(Action::Write {
                         token,
                         naa,
