@@ -501,7 +501,8 @@ impl Engine {
         }
         match data {
             None => self.vread(ctx, Owner::Host(cmd), lu.lun, r.lba, r.blocks),
-            Some(d) if self.pairs.is_idle() => self.vwrite(ctx, Owner::Host(cmd), lu.lun, r.lba, d),
+            // Every write is admitted by the copy engine, so a pair created while it is
+            // in flight still sees it land.
             Some(d) => self.paired_write(ctx, cmd, initiator, (lu.lun, r.lba), d),
         }
     }

@@ -106,8 +106,8 @@ struct Plan {
 impl Engine {
     // ---- host writes and engine actions ---------------------------------------------------
 
-    /// A host write to virtual LU `lun` while the switch runs pairs: admitted by the
-    /// engine (write protection, copy-before-write, a draining split), then written.
+    /// A host write to virtual LU `lun`: admitted by the copy engine (write protection,
+    /// copy-before-write, a draining split), then written.
     pub(crate) fn paired_write(
         &mut self,
         ctx: &mut Fc4Ctx<'_>,
@@ -384,10 +384,15 @@ impl Engine {
             lu,
             req,
             Box::new(move |e, ctx, r| {
-                let acc = acc.and_then(|mut acc| {
-                    let pairs = r.map_err(Unanswered::status)?;
-                    acc.pairs.extend(e.delegated_status(pairs).pairs);
-                    Ok(acc)
+                let acc = acc.map(|mut acc| {
+                    match r {
+                        Ok(pairs) => acc.pairs.extend(e.delegated_status(pairs).pairs),
+                        // The array's pairs are still listed, their state unknown.
+                        Err(Unanswered::Refused(why) | Unanswered::Lost(why)) => {
+                            acc.pairs.extend(e.unknown_status(lu, &why));
+                        }
+                    }
+                    acc
                 });
                 e.status_all(ctx, lus, acc, reply);
             }),
@@ -420,6 +425,24 @@ impl Engine {
                 .collect(),
             secondaries: Vec::new(),
         }
+    }
+
+    /// The pairs delegated through LU `lu` when its array cannot be asked.
+    fn unknown_status(&self, lu: Wwn, why: &str) -> Vec<pb::PairInfo> {
+        self.delegated
+            .iter()
+            .filter(|(_, d)| d.lu == lu)
+            .map(|(name, d)| pb::PairInfo {
+                name: name.clone(),
+                group: d.group.clone(),
+                primary_lun: u32::from(d.primary),
+                secondary: d.secondary.clone(),
+                state: "unknown".into(),
+                suspend_reason: why.to_string(),
+                executor: format!("array:{}", d.array),
+                ..pb::PairInfo::default()
+            })
+            .collect()
     }
 
     /// A new pair of virtual LUs: delegated to an array when the offload rule allows,
