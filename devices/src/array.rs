@@ -339,7 +339,7 @@ impl ArrayLayer {
             };
             self.next_held += 1;
             let token = self.next_held;
-            if self.engine.after_write(lun, lba, data, token) {
+            if self.engine.after_write(lun, lba, data, token, self.now) {
                 let sense = r.sense.map(|s| s.encode()).unwrap_or_default();
                 self.held.insert(token, (cmd.clone(), r.status.0, sense));
                 return;
@@ -470,10 +470,22 @@ impl ArrayLayer {
                     cmd.data_out.clone(),
                 )
                 .map(|()| Bytes::new()),
+            (Ok(copysvc::wire::Command::TimestampedWrite { ts, lba }), Some(l)) => self
+                .engine
+                .on_timestamped_write(
+                    &mut LuStores(&mut self.scsi),
+                    l,
+                    initiator,
+                    ts,
+                    lba,
+                    &cmd.data_out,
+                )
+                .map(|()| Bytes::new()),
             (Ok(copysvc::wire::Command::Notify { .. }), Some(l)) => {
                 match serde_json::from_slice::<copysvc::wire::PairNotice>(&cmd.data_out) {
                     Ok(n) => {
-                        self.engine.on_notice(l, n);
+                        let now = self.now;
+                        self.engine.on_notice(&LuStores(&mut self.scsi), l, n, now);
                         Ok(Bytes::new())
                     }
                     Err(_) => Err(Sense::invalid_field_in_param(0, None)),
@@ -652,6 +664,7 @@ impl ArrayLayer {
                     mode,
                     group,
                     options,
+                    initial: None,
                 };
                 self.create_pair(spec, journal_bytes).map(Some)
             }

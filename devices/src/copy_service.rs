@@ -198,6 +198,7 @@ impl pb::copy_server::Copy for CopyService {
                 o.apply(&options_patch(r.options)?);
                 o
             },
+            initial: None,
         };
         let journal_bytes = r.journal_bytes;
         self.ask(|reply| CopyAdmin::Create {

@@ -156,7 +156,9 @@ impl Engine {
             return;
         };
         let held = match r {
-            Ok(_) => self.pairs.after_write(w.lun, w.lba, w.data.clone(), host),
+            Ok(_) => self
+                .pairs
+                .after_write(w.lun, w.lba, w.data.clone(), host, self.now),
             Err(s) => {
                 let blocks = w.data.len() as u64 / u64::from(self.block_bytes_of(w.lun));
                 self.pairs.write_failed(w.lun, w.lba, blocks, host);
