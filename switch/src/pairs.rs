@@ -312,6 +312,14 @@ impl Engine {
                     luns: luns.into_iter().map(u32::from).collect(),
                 }));
             }
+            // Difference tables live at an array holding sync secondaries (site 3).
+            CopyAdmin::ClearDifference { reply, .. }
+            | CopyAdmin::DifferenceStatus { reply, .. } => {
+                let _ = reply.send(Err(three_site_unsupported()));
+            }
+            CopyAdmin::Failover { reply, .. } => {
+                let _ = reply.send(Err(three_site_unsupported()));
+            }
         }
     }
 
@@ -676,4 +684,11 @@ impl Engine {
         };
         (m.then)(self, ctx, r);
     }
+}
+
+/// Three-site requests go to the array holding the sync secondaries (site 3).
+fn three_site_unsupported() -> tonic::Status {
+    tonic::Status::unimplemented(
+        "group: difference tables and failover pairs are kept by arrays (site 3), not by an intelligent switch",
+    )
 }

@@ -405,7 +405,9 @@ impl CopyEngine {
             }
             (_, Secondary::Remote(_)) => {}
         }
-        if self.is_secondary(spec.primary) {
+        // A cascade: a local pair's secondary may feed a remote pair (seed 000: S1v → V2).
+        let cascade = spec.mode != PairMode::Local && !self.roles.contains_key(&spec.primary);
+        if self.is_secondary(spec.primary) && !cascade {
             return Err(CopyError::BadSecondary(format!(
                 "LU {} is a secondary and cannot be a primary",
                 spec.primary
@@ -892,6 +894,18 @@ impl CopyEngine {
         Ok(())
     }
 
+    /// The engine wrote blocks of local secondary `lun`: the pairs it is the primary of
+    /// (a cascade) track them, for their next resync or copy.
+    fn cascade_changed(&mut self, lun: u16, lba: u64, blocks: u64) {
+        for p in self.pairs.values_mut().filter(|p| p.primary == lun) {
+            if p.state.is_split() {
+                p.post.set_range(lba, blocks);
+            } else {
+                p.mark_stale(lba, blocks);
+            }
+        }
+    }
+
     /// Direct mode: saves the split-time data of still-different blocks a host write
     /// is about to overwrite.
     fn copy_before_write(&mut self, vols: &mut dyn Volumes, lun: u16, lba: u64, blocks: u64) {
@@ -915,6 +929,7 @@ impl CopyEngine {
                     (PairMode::Local, Secondary::Local(s)) if vols.write(s, b, &old) => {
                         p.copy_started(b, 1);
                         p.copy_done(b, 1, true);
+                        self.cascade_changed(s, b, 1);
                     }
                     // Remote (or the write failed): keep the split-time version; the
                     // copier sends it.
@@ -1359,6 +1374,7 @@ impl CopyEngine {
             match p.secondary {
                 Secondary::Local(s) => {
                     let ok = vols.write(s, lba, &data);
+                    self.cascade_changed(s, lba, cnt);
                     let p = self.pairs.get_mut(n).expect("present");
                     p.copy_done(lba, cnt, ok);
                     if !ok {
