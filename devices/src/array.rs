@@ -339,7 +339,7 @@ impl ArrayLayer {
             };
             self.next_held += 1;
             let token = self.next_held;
-            if self.engine.after_write(lun, lba, data, token) {
+            if self.engine.after_write(lun, lba, data, token, self.now) {
                 let sense = r.sense.map(|s| s.encode()).unwrap_or_default();
                 self.held.insert(token, (cmd.clone(), r.status.0, sense));
                 return;
@@ -470,10 +470,22 @@ impl ArrayLayer {
                     cmd.data_out.clone(),
                 )
                 .map(|()| Bytes::new()),
+            (Ok(copysvc::wire::Command::TimestampedWrite { ts, lba }), Some(l)) => self
+                .engine
+                .on_timestamped_write(
+                    &mut LuStores(&mut self.scsi),
+                    l,
+                    initiator,
+                    ts,
+                    lba,
+                    &cmd.data_out,
+                )
+                .map(|()| Bytes::new()),
             (Ok(copysvc::wire::Command::Notify { .. }), Some(l)) => {
                 match serde_json::from_slice::<copysvc::wire::PairNotice>(&cmd.data_out) {
                     Ok(n) => {
-                        self.engine.on_notice(l, n);
+                        let now = self.now;
+                        self.engine.on_notice(&LuStores(&mut self.scsi), l, n, now);
                         Ok(Bytes::new())
                     }
                     Err(_) => Err(Sense::invalid_field_in_param(0, None)),
@@ -561,7 +573,7 @@ impl ArrayLayer {
 
     /// A `fcsim.v1.Copy` request.
     fn copy_admin(&mut self, req: crate::copy_service::CopyAdmin) {
-        use crate::copy_service::{CopyAdmin, status_of};
+        use crate::copy_service::{CopyAdmin, difference_status, status_of};
         let now = self.now;
         match req {
             CopyAdmin::Create {
@@ -596,6 +608,19 @@ impl ArrayLayer {
             CopyAdmin::Options { pair, patch, reply } => {
                 let r = self.engine.set_options(&pair, &patch).map_err(status_of);
                 let _ = reply.send(r.and_then(|()| self.pair_status(Some(&pair))));
+            }
+            CopyAdmin::ClearDifference { group, at, reply } => {
+                let r = self.engine.clear_difference(&group, at, now);
+                let _ = reply.send(
+                    r.map_err(status_of)
+                        .and_then(|()| difference_status(&self.engine, Some(&group))),
+                );
+            }
+            CopyAdmin::DifferenceStatus { group, reply } => {
+                let _ = reply.send(difference_status(&self.engine, group.as_deref()));
+            }
+            CopyAdmin::Failover { request, reply } => {
+                let _ = reply.send(self.failover(request));
             }
         }
     }
@@ -652,6 +677,7 @@ impl ArrayLayer {
                     mode,
                     group,
                     options,
+                    initial: None,
                 };
                 self.create_pair(spec, journal_bytes).map(Some)
             }
@@ -727,6 +753,60 @@ impl ArrayLayer {
         Ok(name)
     }
 
+    /// Site 3's differential failover (seed 000 §4.6): the far LUs must be reachable.
+    fn failover(
+        &mut self,
+        r: crate::copy_service::FailoverRequest,
+    ) -> Result<pb::FailoverPairsResponse, Status> {
+        use crate::copy_service::status_of;
+        let function = match r.mode {
+            copysvc::PairMode::Async => "remote-async",
+            _ => "remote-sync",
+        };
+        if !self.cfg.functions.iter().any(|f| f == function) {
+            return Err(Status::failed_precondition(format!(
+                "mode: {} does not run `{function}`",
+                self.cfg.node.name
+            )));
+        }
+        for (i, p) in r.pairs.iter().enumerate() {
+            if self.init.device(p.v2).is_none() {
+                return Err(Status::failed_precondition(format!(
+                    "pairs[{i}].v2_naa: LU {} is not reachable from {}'s ports",
+                    p.v2, self.cfg.node.name
+                )));
+            }
+        }
+        let scsi = &self.scsi;
+        let copies = self
+            .engine
+            .failover(
+                &r.group,
+                &r.pairs,
+                r.mode,
+                r.rule,
+                &r.report,
+                &r.options,
+                &|l| lu_geometry(scsi, l),
+            )
+            .map_err(status_of)?;
+        let ns = |d: std::time::Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        Ok(pb::FailoverPairsResponse {
+            copies: copies
+                .into_iter()
+                .map(|c| pb::FailoverCopy {
+                    pair: c.pair,
+                    v3_lun: u32::from(c.v3_lun),
+                    generation: c.generation.to_string(),
+                    base_ns: ns(c.base),
+                    blocks: c.blocks,
+                    total_blocks: c.total,
+                })
+                .collect(),
+            status: Some(self.pair_status(Some(&r.group))?),
+        })
+    }
+
     fn pair_status(&self, pair: Option<&str>) -> Result<pb::PairStatusResponse, Status> {
         let pairs = match pair {
             // A pair asked for by name that this array only holds as a secondary.
@@ -744,6 +824,10 @@ impl ArrayLayer {
             .into_iter()
             .filter(|(_, p, g, _, _)| pair.is_none_or(|x| x == p || x == g))
             .map(|(lun, pair, group, state, applied)| pb::SecondaryRole {
+                image_time_ns: self
+                    .engine
+                    .role_image_time(lun)
+                    .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)),
                 lun: u32::from(lun),
                 pair,
                 group,

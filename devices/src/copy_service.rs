@@ -7,9 +7,10 @@ use fcsim_proto::v1 as pb;
 use tokio::sync::oneshot;
 use tonic::{Request, Response, Status};
 
+use crate::copysvc::generations::{Generation, GenerationsError};
 use crate::copysvc::{
-    BackupStrategy, CopyError, Granularity, OptionsPatch, PairMode, PairOptions, PairSpec,
-    PairStatus, Secondary,
+    BackupStrategy, CopyError, FailoverPair, Granularity, OptionsPatch, PairMode, PairOptions,
+    PairSpec, PairStatus, RemoteReport, Secondary, SelectionRule,
 };
 
 type Reply<T> = oneshot::Sender<Result<T, Status>>;
@@ -47,6 +48,91 @@ pub enum CopyAdmin {
         patch: OptionsPatch,
         reply: Reply<pb::PairStatusResponse>,
     },
+    ClearDifference {
+        group: String,
+        at: std::time::Duration,
+        reply: Reply<pb::DifferenceStatusResponse>,
+    },
+    DifferenceStatus {
+        group: Option<String>,
+        reply: Reply<pb::DifferenceStatusResponse>,
+    },
+    Failover {
+        request: FailoverRequest,
+        reply: Reply<pb::FailoverPairsResponse>,
+    },
+}
+
+/// A validated `FailoverPairs` request.
+pub struct FailoverRequest {
+    pub group: String,
+    pub pairs: Vec<FailoverPair>,
+    pub mode: PairMode,
+    pub rule: SelectionRule,
+    pub report: RemoteReport,
+    pub options: PairOptions,
+}
+
+/// An NAA of 16 hex digits (colons allowed) in field `field`.
+fn parse_naa(field: &str, s: &str) -> Result<Wwn, Status> {
+    let hex: String = s
+        .trim_start_matches("0x")
+        .chars()
+        .filter(|c| *c != ':')
+        .collect();
+    u64::from_str_radix(&hex, 16)
+        .ok()
+        .filter(|_| hex.len() == 16)
+        .map(Wwn)
+        .ok_or_else(|| {
+            Status::invalid_argument(format!(
+                "{field}: `{s}` is not an NAA of 16 hex digits (colons allowed)"
+            ))
+        })
+}
+
+/// Site 3's difference tables as the API shows them.
+pub fn difference_status(
+    e: &crate::copysvc::CopyEngine,
+    group: Option<&str>,
+) -> Result<pb::DifferenceStatusResponse, Status> {
+    let ns = |d: std::time::Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+    let g = e.generations();
+    let groups: Vec<pb::DifferenceGroup> = g
+        .groups()
+        .filter(|(n, _)| group.is_none_or(|x| x == *n))
+        .map(|(n, pending)| pb::DifferenceGroup {
+            group: n.to_string(),
+            pending_clear_ns: pending.map(ns),
+            last_clear_ns: e.last_clear(n).map(ns),
+        })
+        .collect();
+    if let Some(x) = group
+        && groups.is_empty()
+    {
+        return Err(Status::not_found(format!(
+            "group: no sync group `{x}` with difference tables here"
+        )));
+    }
+    let volumes = g
+        .volumes()
+        .filter(|(_, v)| group.is_none_or(|x| x == v.group()))
+        .map(|(lun, v)| {
+            let older = v.table(Generation::Older);
+            let newer = v.table(Generation::Newer);
+            pb::DifferenceVolume {
+                lun: u32::from(lun),
+                group: v.group().to_string(),
+                blocks: older.bits.blocks(),
+                older_base_ns: ns(older.base),
+                older_blocks: older.bits.count(),
+                newer_base_ns: ns(newer.base),
+                newer_blocks: newer.bits.count(),
+                cleared: v.cleared(),
+            }
+        })
+        .collect();
+    Ok(pb::DifferenceStatusResponse { groups, volumes })
 }
 
 /// An engine refusal as a gRPC status: a bad name is NOT_FOUND, a state conflict is
@@ -56,6 +142,18 @@ pub fn status_of(e: CopyError) -> Status {
         CopyError::NoSuchPair(_) => Status::not_found(e.to_string()),
         CopyError::WrongState { .. } | CopyError::TooLate { .. } | CopyError::Exists(_) => {
             Status::failed_precondition(e.to_string())
+        }
+        CopyError::Generations(GenerationsError::UnknownGroup { .. }) => {
+            Status::not_found(format!("group: {e}"))
+        }
+        CopyError::Generations(GenerationsError::ClearTooLate { .. }) => {
+            Status::failed_precondition(format!("at_ns: {e}"))
+        }
+        CopyError::Generations(
+            GenerationsError::ClearPending { .. } | GenerationsError::NotAfterLastSplit { .. },
+        ) => Status::failed_precondition(format!("at_ns: {e}")),
+        CopyError::Generations(GenerationsError::NoCoveringTable { .. }) => {
+            Status::failed_precondition(format!("image_time_ns: {e}"))
         }
         _ => Status::invalid_argument(e.to_string()),
     }
@@ -170,22 +268,7 @@ impl pb::copy_server::Copy for CopyService {
                     .map_err(|_| Status::invalid_argument("secondary_lun: above 65535"))?,
             )
         } else {
-            let hex: String = r
-                .secondary_naa
-                .trim_start_matches("0x")
-                .chars()
-                .filter(|c| *c != ':')
-                .collect();
-            let naa = u64::from_str_radix(&hex, 16)
-                .ok()
-                .filter(|_| hex.len() == 16)
-                .ok_or_else(|| {
-                    Status::invalid_argument(format!(
-                        "secondary_naa: `{}` is not an NAA of 16 hex digits (colons allowed)",
-                        r.secondary_naa
-                    ))
-                })?;
-            Secondary::Remote(Wwn(naa))
+            Secondary::Remote(parse_naa("secondary_naa", &r.secondary_naa)?)
         };
         let spec = PairSpec {
             name: r.name,
@@ -198,6 +281,7 @@ impl pb::copy_server::Copy for CopyService {
                 o.apply(&options_patch(r.options)?);
                 o
             },
+            initial: None,
         };
         let journal_bytes = r.journal_bytes;
         self.ask(|reply| CopyAdmin::Create {
@@ -258,6 +342,100 @@ impl pb::copy_server::Copy for CopyService {
     ) -> Result<Response<pb::TakeoverResponse>, Status> {
         let pair = named(r.into_inner().pair)?;
         self.ask(|reply| CopyAdmin::Takeover { pair, reply })
+            .await
+            .map(Response::new)
+    }
+
+    async fn clear_difference(
+        &self,
+        r: Request<pb::ClearDifferenceRequest>,
+    ) -> Result<Response<pb::DifferenceStatusResponse>, Status> {
+        let r = r.into_inner();
+        if r.group.is_empty() {
+            return Err(Status::invalid_argument("group: a sync group is required"));
+        }
+        if r.at_ns == 0 {
+            return Err(Status::invalid_argument(
+                "at_ns: a clear start time is required",
+            ));
+        }
+        let (group, at) = (r.group, std::time::Duration::from_nanos(r.at_ns));
+        self.ask(|reply| CopyAdmin::ClearDifference { group, at, reply })
+            .await
+            .map(Response::new)
+    }
+
+    async fn difference_status(
+        &self,
+        r: Request<pb::PairRequest>,
+    ) -> Result<Response<pb::DifferenceStatusResponse>, Status> {
+        let g = r.into_inner().pair;
+        let group = (!g.is_empty()).then_some(g);
+        self.ask(|reply| CopyAdmin::DifferenceStatus { group, reply })
+            .await
+            .map(Response::new)
+    }
+
+    async fn failover_pairs(
+        &self,
+        r: Request<pb::FailoverPairsRequest>,
+    ) -> Result<Response<pb::FailoverPairsResponse>, Status> {
+        let r = r.into_inner();
+        if r.group.is_empty() {
+            return Err(Status::invalid_argument("group: a sync group is required"));
+        }
+        if r.pairs.is_empty() {
+            return Err(Status::invalid_argument(
+                "pairs: at least one pair V3 -> V2",
+            ));
+        }
+        let mut pairs = Vec::new();
+        for (i, p) in r.pairs.into_iter().enumerate() {
+            if p.name.is_empty() {
+                return Err(Status::invalid_argument(format!(
+                    "pairs[{i}].name: a pair needs a name"
+                )));
+            }
+            pairs.push(FailoverPair {
+                name: p.name,
+                v3_lun: u16::try_from(p.v3_lun).map_err(|_| {
+                    Status::invalid_argument(format!("pairs[{i}].v3_lun: above 65535"))
+                })?,
+                v2: parse_naa(&format!("pairs[{i}].v2_naa"), &p.v2_naa)?,
+            });
+        }
+        let mode = match r.mode.as_str() {
+            "" | "sync" => PairMode::Sync,
+            "async" => PairMode::Async,
+            m => {
+                return Err(Status::invalid_argument(format!(
+                    "mode: `{m}` is not sync or async"
+                )));
+            }
+        };
+        let rule = match r.rule.as_str() {
+            "" | "safe" => SelectionRule::Safe,
+            "literal" => SelectionRule::Literal,
+            x => {
+                return Err(Status::invalid_argument(format!(
+                    "rule: `{x}` is not safe or literal"
+                )));
+            }
+        };
+        let mut options = PairOptions::default();
+        options.apply(&options_patch(r.options)?);
+        let request = FailoverRequest {
+            group: r.group,
+            pairs,
+            mode,
+            rule,
+            report: RemoteReport {
+                resync: r.remote_resync,
+                image_time: std::time::Duration::from_nanos(r.image_time_ns),
+            },
+            options,
+        };
+        self.ask(|reply| CopyAdmin::Failover { request, reply })
             .await
             .map(Response::new)
     }

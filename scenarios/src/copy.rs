@@ -9,11 +9,12 @@ use std::time::Duration;
 use fcsim_proto::v1 as pb;
 
 use crate::format::{
-    BackupStrategySpec, Check, CopyResultsSpec, GranularitySpec, LuRef, PairModeSpec, PairSettings,
-    Step,
+    BackupStrategySpec, Check, CopyResultsSpec, CyclePhase, GranularitySpec, LuRef, PairModeSpec,
+    PairSettings, SelectionRuleSpec, Step,
 };
 use crate::launch::lu_naa;
 use crate::runner::{Orchestrator, StepResult};
+use fcsim_fabric::runtime::clock::fmt_time;
 
 /// A pair as the scenario created it.
 #[derive(Debug, Clone)]
@@ -50,7 +51,36 @@ pub(crate) fn pair_defs(s: &crate::format::Scenario) -> BTreeMap<String, PairDef
             )),
             _ => None,
         })
+        .chain(
+            s.setup
+                .iter()
+                .chain(s.steps.iter().map(|t| &t.step))
+                .filter_map(|st| match st {
+                    Step::Failover3dc {
+                        sync, pairs, mode, ..
+                    } => Some((sync, pairs, *mode)),
+                    _ => None,
+                })
+                .flat_map(|(sync, pairs, mode)| {
+                    pairs.iter().map(move |p| {
+                        (
+                            p.name.clone(),
+                            PairDef {
+                                name: p.name.clone(),
+                                primary: p.primary.clone(),
+                                secondary: p.secondary.clone(),
+                                mode,
+                                group: sync.clone(),
+                            },
+                        )
+                    })
+                }),
+        )
         .collect()
+}
+
+fn ns(t: Duration) -> u64 {
+    u64::try_from(t.as_nanos()).unwrap_or(u64::MAX)
 }
 
 /// The API form of scenario pair settings: only what the scenario gives.
@@ -286,8 +316,374 @@ impl Orchestrator {
                     r.aborted
                 ))
             }
+            Step::ClearDifference {
+                group,
+                clear_at: at,
+                refused,
+            } => {
+                let node = self.site3_of(group)?;
+                let at = self.t0() + at.to_std();
+                let mut c = self.copy_client(&node).await?;
+                let r = c
+                    .clear_difference(pb::ClearDifferenceRequest {
+                        group: group.clone(),
+                        at_ns: ns(at),
+                    })
+                    .await;
+                match (r, refused) {
+                    (Ok(_), false) => Ok(format!(
+                        "clear of {group}'s older difference tables at {node} scheduled at {}",
+                        fmt_time(at)
+                    )),
+                    (Ok(_), true) => Err(format!(
+                        "{node} accepted the clear of {group} at {}; expected a refusal",
+                        fmt_time(at)
+                    )),
+                    (Err(s), true) if s.code() == tonic::Code::FailedPrecondition => Ok(format!(
+                        "{node} refused the clear of {group} at {}: {}",
+                        fmt_time(at),
+                        s.message()
+                    )),
+                    (Err(s), _) => Err(err(s)),
+                }
+            }
+            Step::ThreeDcCycle {
+                local,
+                remote,
+                sync,
+                split_at,
+                stop_after,
+            } => {
+                self.three_dc_cycle(
+                    local,
+                    remote,
+                    sync,
+                    self.t0() + split_at.to_std(),
+                    *stop_after,
+                )
+                .await
+            }
+            Step::Failover3dc {
+                sync,
+                remote,
+                pairs,
+                rule,
+                mode,
+            } => self.failover_3dc(sync, remote, pairs, *rule, *mode).await,
             _ => Err(format!("{} is not a copy step", step.op())),
         }
+    }
+
+    /// Site 3: the array holding the sync group's secondaries (and, after failover,
+    /// the primaries of the pairs V3 → V2 in a group of the same name).
+    fn site3_of(&self, sync: &str) -> Result<String, String> {
+        let failover: Vec<&str> = self
+            .scenario
+            .steps
+            .iter()
+            .filter_map(|t| match &t.step {
+                Step::Failover3dc { pairs, .. } => Some(pairs),
+                _ => None,
+            })
+            .flatten()
+            .map(|p| p.name.as_str())
+            .collect();
+        pair_defs(&self.scenario)
+            .values()
+            .filter(|d| d.group == sync || d.name == sync)
+            .map(|d| {
+                if failover.contains(&d.name.as_str()) {
+                    d.primary.node.clone()
+                } else {
+                    d.secondary.node.clone()
+                }
+            })
+            .next()
+            .ok_or_else(|| format!("no pair or group `{sync}`"))
+    }
+
+    /// The pairs of `group` at `node`.
+    async fn group_pairs(
+        &mut self,
+        node: &str,
+        group: &str,
+    ) -> Result<pb::PairStatusResponse, String> {
+        let mut c = self.copy_client(node).await?;
+        Ok(c.pair_status(pb::PairRequest {
+            pair: group.to_string(),
+        })
+        .await
+        .map_err(|s| s.message().to_string())?
+        .into_inner())
+    }
+
+    /// Polls until every pair of `group` (at its primary array) is in `state`.
+    async fn wait_group(
+        &mut self,
+        group: &str,
+        state: &str,
+        limit: Duration,
+    ) -> Result<(), String> {
+        let node = self.pair_def(group)?.primary.node;
+        let pause = self.poll_pause().1;
+        let start = self.now();
+        loop {
+            let r = self.group_pairs(&node, group).await?;
+            if !r.pairs.is_empty() && r.pairs.iter().all(|p| p.state == state) {
+                return Ok(());
+            }
+            if self.now() - start > limit {
+                return Err(format!(
+                    "{group} not {state} after {}: {}",
+                    fmt_time(limit),
+                    r.pairs.iter().map(describe).collect::<Vec<_>>().join("; ")
+                ));
+            }
+            self.clock.sleep(pause).await;
+        }
+    }
+
+    /// One turn of site 1's host loop (seed 000 §4.4, S911–S918).
+    async fn three_dc_cycle(
+        &mut self,
+        local: &str,
+        remote: &str,
+        sync: &str,
+        t: Duration,
+        stop: Option<CyclePhase>,
+    ) -> StepResult {
+        let err = |s: tonic::Status| s.message().to_string();
+        let site1 = self.pair_def(local)?.primary.node;
+        let site3 = self.site3_of(sync)?;
+        let (limit, pause) = self.poll_pause();
+        let mut log = Vec::new();
+        let done = |log: Vec<String>, phase: &str| {
+            Ok(format!("{} (stopped after {phase})", log.join("; ")))
+        };
+        // S911 and S912.
+        self.copy_client(&site1)
+            .await?
+            .split_pair(pb::SplitPairRequest {
+                pair: local.to_string(),
+                at_ns: ns(t),
+            })
+            .await
+            .map_err(err)?;
+        for m in self.group_members(local) {
+            self.splits.insert(m, (t, t));
+        }
+        self.copy_client(&site3)
+            .await?
+            .clear_difference(pb::ClearDifferenceRequest {
+                group: sync.to_string(),
+                at_ns: ns(t),
+            })
+            .await
+            .map_err(|s| format!("S912 clear of {sync} at {site3}: {}", s.message()))?;
+        log.push(format!(
+            "S911/S912 split {local} and clear {sync} at {}",
+            fmt_time(t)
+        ));
+        if stop == Some(CyclePhase::Requested) {
+            return done(log, "requested");
+        }
+        // S913.
+        let now = self.now();
+        if now <= t {
+            self.clock.sleep(t - now + pause).await;
+        }
+        if stop == Some(CyclePhase::TimePassed) {
+            return done(log, "time_passed");
+        }
+        // S914: split complete and clear complete, or never past S915.
+        let start = self.now();
+        loop {
+            let split = self.group_pairs(&site1, local).await?;
+            let split_done =
+                !split.pairs.is_empty() && split.pairs.iter().all(|p| p.state == "split");
+            let mut c = self.copy_client(&site3).await?;
+            let d = c
+                .difference_status(pb::PairRequest {
+                    pair: sync.to_string(),
+                })
+                .await
+                .map_err(err)?
+                .into_inner();
+            let cleared = d
+                .groups
+                .iter()
+                .any(|g| g.pending_clear_ns.is_none() && g.last_clear_ns == Some(ns(t)));
+            if split_done && cleared {
+                break;
+            }
+            if self.now() - start > limit {
+                return Err(format!(
+                    "S914: split of {local} {}, clear of {sync} at {site3} {}: not proceeding to S915",
+                    if split_done {
+                        "complete"
+                    } else {
+                        "not complete"
+                    },
+                    if cleared {
+                        "complete"
+                    } else {
+                        "never completed"
+                    }
+                ));
+            }
+            self.clock.sleep(pause).await;
+        }
+        log.push(format!(
+            "S914 split and clear complete after {}",
+            fmt_time(self.now() - start)
+        ));
+        if stop == Some(CyclePhase::SplitDone) {
+            return done(log, "split_done");
+        }
+        // S915–S917.
+        self.copy_client(&site1)
+            .await?
+            .resync_pair(pb::PairRequest {
+                pair: remote.to_string(),
+            })
+            .await
+            .map_err(err)?;
+        for m in self.group_members(remote) {
+            self.splits.remove(&m);
+        }
+        log.push(format!("S915 resync {remote}"));
+        if stop == Some(CyclePhase::RemoteResync) {
+            return done(log, "remote_resync");
+        }
+        self.wait_group(remote, "pair", limit).await?;
+        log.push(format!("S916 {remote} pair"));
+        if stop == Some(CyclePhase::RemotePair) {
+            return done(log, "remote_pair");
+        }
+        let issued = self.now();
+        self.copy_client(&site1)
+            .await?
+            .split_pair(pb::SplitPairRequest {
+                pair: remote.to_string(),
+                at_ns: 0,
+            })
+            .await
+            .map_err(err)?;
+        for m in self.group_members(remote) {
+            self.splits.insert(m, (issued, self.now()));
+        }
+        self.wait_group(remote, "split", limit).await?;
+        log.push(format!("S917 {remote} split"));
+        if stop == Some(CyclePhase::RemoteSplit) {
+            return done(log, "remote_split");
+        }
+        // S918.
+        self.copy_client(&site1)
+            .await?
+            .resync_pair(pb::PairRequest {
+                pair: local.to_string(),
+            })
+            .await
+            .map_err(err)?;
+        for m in self.group_members(local) {
+            self.splits.remove(&m);
+        }
+        log.push(format!("S918 resync {local}"));
+        if stop == Some(CyclePhase::LocalResync) {
+            return done(log, "local_resync");
+        }
+        self.wait_group(local, "pair", limit).await?;
+        log.push(format!("{local} pair"));
+        Ok(log.join("; "))
+    }
+
+    /// Seed 000 §4.6: site 2's report, takeover there, failover pairs at site 3.
+    async fn failover_3dc(
+        &mut self,
+        sync: &str,
+        remote: &str,
+        pairs: &[crate::format::FailoverPairSpec],
+        rule: SelectionRuleSpec,
+        mode: PairModeSpec,
+    ) -> StepResult {
+        let err = |s: tonic::Status| s.message().to_string();
+        let site2 = self.pair_def(remote)?.secondary.node;
+        let site3 = self.site3_of(sync)?;
+        let roles = self.group_pairs(&site2, remote).await?.secondaries;
+        let resync = roles.iter().any(|r| r.state == "resync");
+        let image_time = roles
+            .iter()
+            .map(|r| r.image_time_ns.unwrap_or(0))
+            .min()
+            .unwrap_or(0);
+        let states: Vec<String> = roles
+            .iter()
+            .map(|r| format!("{} {}", r.pair, r.state))
+            .collect();
+        self.copy_client(&site2)
+            .await?
+            .takeover(pb::PairRequest {
+                pair: remote.to_string(),
+            })
+            .await
+            .map_err(err)?;
+        let mut req_pairs = Vec::new();
+        for p in pairs {
+            let naa = lu_naa(&self.scenario.topology, &p.secondary.node, p.secondary.lun)
+                .ok_or_else(|| format!("{}: no such LU", p.secondary))?;
+            req_pairs.push(pb::FailoverPair {
+                name: p.name.clone(),
+                v3_lun: p.primary.lun,
+                v2_naa: naa.to_string(),
+            });
+        }
+        let rule_name = match rule {
+            SelectionRuleSpec::Safe => "safe",
+            SelectionRuleSpec::Literal => "literal",
+        };
+        let r = self
+            .copy_client(&site3)
+            .await?
+            .failover_pairs(pb::FailoverPairsRequest {
+                group: sync.to_string(),
+                pairs: req_pairs,
+                mode: mode.name().to_string(),
+                rule: rule_name.to_string(),
+                remote_resync: resync,
+                image_time_ns: image_time,
+                options: None,
+            })
+            .await
+            .map_err(err)?
+            .into_inner();
+        let blocks: u64 = r.copies.iter().map(|c| c.blocks).sum();
+        let full: u64 = r.copies.iter().map(|c| c.total_blocks).sum();
+        let bb = pairs
+            .first()
+            .and_then(|p| self.scenario.topology.lu_block_bytes(&p.primary))
+            .map_or(512, u64::from);
+        let tables: Vec<String> = r
+            .copies
+            .iter()
+            .map(|c| {
+                format!(
+                    "{} LU {} {} table (base {})",
+                    c.pair,
+                    c.v3_lun,
+                    c.generation,
+                    fmt_time(Duration::from_nanos(c.base_ns))
+                )
+            })
+            .collect();
+        Ok(format!(
+            "failover of {sync} ({rule_name} rule; at {site2}: {}, V2 image at {}): {} copies {blocks} of {full} blocks ({} of {} bytes); {}",
+            states.join(", "),
+            fmt_time(Duration::from_nanos(image_time)),
+            site3,
+            blocks * bb,
+            full * bb,
+            tables.join(", ")
+        ))
     }
 
     /// The pair's status at its primary array.
@@ -583,6 +979,26 @@ impl Orchestrator {
                 } else {
                     Err(format!("{text}; expected {want}"))
                 }
+            }
+            Check::FailoverCopied {
+                sync,
+                blocks_at_least,
+                blocks_at_most,
+                below_full,
+            } => {
+                let node = self.site3_of(sync)?;
+                let r = self.group_pairs(&node, sync).await?;
+                let copied: u64 = r.pairs.iter().map(|p| p.copied_blocks).sum();
+                let full: u64 = r.pairs.iter().map(|p| p.blocks).sum();
+                let text = format!(
+                    "failover pairs of {sync} at {node} copied {copied} of {full} blocks: {}",
+                    r.pairs.iter().map(describe).collect::<Vec<_>>().join("; ")
+                );
+                let ok = !r.pairs.is_empty()
+                    && blocks_at_least.is_none_or(|m| copied >= m)
+                    && blocks_at_most.is_none_or(|m| copied <= m)
+                    && (!below_full || copied < full);
+                if ok { Ok(text) } else { Err(text) }
             }
             _ => Err(format!("{} is not a copy check", c.name())),
         }

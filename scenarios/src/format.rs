@@ -707,8 +707,104 @@ pub enum Step {
         /// Array name.
         array: String,
     },
+    /// Three sites (seed 000), at site 3 (the sync secondaries' array): clear the older
+    /// difference table of every volume of sync group `group` at timeline time `at`.
+    ClearDifference {
+        /// The sync pairs' consistency group.
+        group: String,
+        /// The clear start time (the split time at site 1).
+        clear_at: SimDuration,
+        /// The step expects site 3 to refuse the clear (its time has passed there).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        refused: bool,
+    },
+    /// Three sites: one turn of site 1's host cycle (seed 000 §4.4, S911–S918): split
+    /// the local group at `split_at` and clear the sync group's tables at the same time;
+    /// wait until that time passed, the split completed and the clear completed (never
+    /// past S915 otherwise); resync the remote group, wait for `pair`, split it; resync
+    /// the local group. `stop_after` ends the step early at a phase, so that a
+    /// following step (a `disaster`) falls in that window of seed 000 §7.4.
+    ThreeDcCycle {
+        /// The local pairs' group (P1 → S1v) at site 1.
+        local: String,
+        /// The remote pairs' group (S1v → V2).
+        remote: String,
+        /// The sync pairs' group (P1 → V3).
+        sync: String,
+        /// Timeline time of the split and of the clear.
+        split_at: SimDuration,
+        /// End the step after this phase; default: the whole cycle.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        stop_after: Option<CyclePhase>,
+    },
+    /// Three sites, after a site-1 disaster (seed 000 §4.6): read the remote pairs'
+    /// state and V2's image time at site 2, take V2 over there, then at site 3 create
+    /// pairs V3 → V2 that copy only the blocks of the selected difference table.
+    #[serde(rename = "failover_3dc")]
+    Failover3dc {
+        /// The sync pairs' group (P1 → V3): its volumes fail over together.
+        sync: String,
+        /// The remote pairs' group (S1v → V2).
+        remote: String,
+        /// The new pairs, one per volume of the sync group.
+        pairs: Vec<FailoverPairSpec>,
+        /// `safe` (default) or `literal` (the patent's rule).
+        #[serde(default)]
+        rule: SelectionRuleSpec,
+        /// The new pairs' mode, `sync` (default) or `async`.
+        #[serde(default = "sync_mode")]
+        mode: PairModeSpec,
+    },
     /// Evaluate a check; a failed check fails the run.
     Check(Check),
+}
+
+/// A pair V3 → V2 of a `failover_3dc` step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FailoverPairSpec {
+    /// The new pair's name.
+    pub name: String,
+    /// V3: a sync secondary at site 3.
+    pub primary: LuRef,
+    /// V2: the far site's volume.
+    pub secondary: LuRef,
+}
+
+/// How site 3 chooses the difference table at failover.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SelectionRuleSpec {
+    /// The newest table whose base is at or before V2's image time (DESIGN.md §7).
+    #[default]
+    Safe,
+    /// The patent's rule: the older table if the remote pair was resyncing, else the
+    /// newer one (misses blocks in windows b and c).
+    Literal,
+}
+
+/// Where a `three_dc_cycle` step may stop (the windows of seed 000 §7.4 item 1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CyclePhase {
+    /// S911/S912 issued, the split time not reached (window a).
+    Requested,
+    /// The split time passed (window b).
+    TimePassed,
+    /// Split and clear complete, remote pair still split (window c).
+    SplitDone,
+    /// Remote resync issued (window d).
+    RemoteResync,
+    /// Remote pair back to `pair` (window e).
+    RemotePair,
+    /// Remote pair split again: V2 holds the image at the split time (window f).
+    RemoteSplit,
+    /// Local resync issued (window g).
+    LocalResync,
+}
+
+fn sync_mode() -> PairModeSpec {
+    PairModeSpec::Sync
 }
 
 /// How a pair copies.
@@ -805,6 +901,9 @@ impl Step {
             Step::PairOptions { .. } => "pair_options",
             Step::Takeover { .. } => "takeover",
             Step::CopyManagerRestart { .. } => "copy_manager_restart",
+            Step::ClearDifference { .. } => "clear_difference",
+            Step::ThreeDcCycle { .. } => "three_dc_cycle",
+            Step::Failover3dc { .. } => "failover_3dc",
             Step::Check(_) => "check",
         }
     }
@@ -1191,6 +1290,20 @@ pub enum Check {
         /// Expected status.
         status: String,
     },
+    /// Three sites: the failover pairs of sync group `sync` (at site 3) copied between
+    /// `blocks_at_least` and `blocks_at_most` blocks in all, and (default) fewer than a
+    /// full copy of the group's volumes.
+    FailoverCopied {
+        /// The sync group that failed over.
+        sync: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        blocks_at_least: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        blocks_at_most: Option<u64>,
+        /// Require fewer blocks than a full copy; default true.
+        #[serde(default = "yes")]
+        below_full: bool,
+    },
     /// The workload saw at most `at_most` failed I/Os (default 0). Waits for it to finish.
     WorkloadErrors {
         /// Workload name.
@@ -1223,6 +1336,7 @@ impl Check {
             Check::PrefixConsistent { .. } => "prefix_consistent",
             Check::RpoAtMost { .. } => "rpo_at_most",
             Check::CopyResults { .. } => "copy_results",
+            Check::FailoverCopied { .. } => "failover_copied",
             Check::TapeMatches { .. } => "tape_matches",
             Check::Operation { .. } => "operation",
             Check::FunctionTable { .. } => "function_table",

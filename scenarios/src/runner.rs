@@ -901,7 +901,10 @@ impl Orchestrator {
             | Step::PairDelete { .. }
             | Step::PairOptions { .. }
             | Step::Takeover { .. }
-            | Step::CopyManagerRestart { .. } => self.copy_step(step).await,
+            | Step::CopyManagerRestart { .. }
+            | Step::ClearDifference { .. }
+            | Step::ThreeDcCycle { .. }
+            | Step::Failover3dc { .. } => self.copy_step(step).await,
             Step::ZoneDeactivate {} => {
                 let sw = self.any_switch()?;
                 let mut c = self.switch(&sw).await?;
@@ -1160,7 +1163,8 @@ impl Orchestrator {
             | Check::SecondaryEqualsSplitImage { .. }
             | Check::PrefixConsistent { .. }
             | Check::RpoAtMost { .. }
-            | Check::CopyResults { .. } => self.copy_check(c).await,
+            | Check::CopyResults { .. }
+            | Check::FailoverCopied { .. } => self.copy_check(c).await,
             Check::PortBytesAtMost { port, at_most } => {
                 let p = self.port_info(port).await?;
                 let c = p.counters.unwrap_or_default();

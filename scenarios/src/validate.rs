@@ -962,6 +962,30 @@ impl<'a> Validator<'a> {
         }
     }
 
+    /// A consistency group named by a three-site step: created by an earlier step, its
+    /// pairs of one of the modes `want`.
+    fn group_of(&mut self, ptr: &str, what: &str, name: &str, want: &[PairModeSpec]) {
+        if !self.pairs.values().any(|g| g == name) {
+            return self.pair_ref(ptr, what, name);
+        }
+        let defs = crate::copy::pair_defs(self.s);
+        if let Some(d) = defs
+            .values()
+            .find(|d| d.group == name && !want.contains(&d.mode))
+        {
+            let want: Vec<&str> = want.iter().map(|m| m.name()).collect();
+            self.err(
+                ptr,
+                format!(
+                    "{what} \"{name}\": pair \"{}\" is {}, expected {}",
+                    d.name,
+                    d.mode.name(),
+                    want.join(" or ")
+                ),
+            );
+        }
+    }
+
     fn pair_state_name(&mut self, ptr: &str, state: &str) {
         if fcsim_devices::copysvc::PairState::from_name(state).is_none() {
             self.err(
@@ -1279,6 +1303,103 @@ impl<'a> Validator<'a> {
             Step::PairOptions { pair, .. } => {
                 self.pair_ref(&at("pair"), "pair_options pair", pair);
             }
+            Step::ClearDifference { group, .. } => {
+                self.group_of(
+                    &at("group"),
+                    "clear_difference group",
+                    group,
+                    &[PairModeSpec::Sync],
+                );
+            }
+            Step::ThreeDcCycle {
+                local,
+                remote,
+                sync,
+                ..
+            } => {
+                self.group_of(
+                    &at("local"),
+                    "three_dc_cycle local",
+                    local,
+                    &[PairModeSpec::Local],
+                );
+                self.group_of(
+                    &at("remote"),
+                    "three_dc_cycle remote",
+                    remote,
+                    &[PairModeSpec::Async, PairModeSpec::Sync],
+                );
+                self.group_of(
+                    &at("sync"),
+                    "three_dc_cycle sync",
+                    sync,
+                    &[PairModeSpec::Sync],
+                );
+            }
+            Step::Failover3dc {
+                sync,
+                remote,
+                pairs,
+                mode,
+                ..
+            } => {
+                self.group_of(
+                    &at("sync"),
+                    "failover_3dc sync",
+                    sync,
+                    &[PairModeSpec::Sync],
+                );
+                self.group_of(
+                    &at("remote"),
+                    "failover_3dc remote",
+                    remote,
+                    &[PairModeSpec::Async, PairModeSpec::Sync],
+                );
+                if *mode == PairModeSpec::Local {
+                    self.err(&at("mode"), "failover_3dc: the new pairs are sync or async");
+                }
+                if pairs.is_empty() {
+                    self.err(
+                        &at("pairs"),
+                        "failover_3dc: give one pair per volume of the sync group",
+                    );
+                }
+                let defs = crate::copy::pair_defs(self.s);
+                for (i, p) in pairs.iter().enumerate() {
+                    let ptr = format!("{ptr}/pairs/{i}");
+                    if self.pairs.contains_key(p.name.as_str()) {
+                        self.err(
+                            &format!("{ptr}/name"),
+                            format!("failover_3dc: pair \"{}\" already exists", p.name),
+                        );
+                    }
+                    if !defs
+                        .values()
+                        .any(|d| &d.group == sync && d.secondary == p.primary)
+                    {
+                        self.err(
+                            &format!("{ptr}/primary"),
+                            format!(
+                                "failover_3dc: {} is no secondary of group \"{sync}\"",
+                                p.primary
+                            ),
+                        );
+                    }
+                    if !defs
+                        .values()
+                        .any(|d| &d.group == remote && d.secondary == p.secondary)
+                    {
+                        self.err(
+                            &format!("{ptr}/secondary"),
+                            format!(
+                                "failover_3dc: {} is no secondary of group \"{remote}\"",
+                                p.secondary
+                            ),
+                        );
+                    }
+                    self.pairs.insert(p.name.as_str(), sync.clone());
+                }
+            }
             Step::TapeFault {
                 tape,
                 offline,
@@ -1485,6 +1606,22 @@ impl<'a> Validator<'a> {
         match c {
             Check::PortBytesAtMost { port, .. } => {
                 self.port_ref(&at("port"), name, port);
+            }
+            Check::FailoverCopied {
+                sync,
+                blocks_at_least,
+                blocks_at_most,
+                ..
+            } => {
+                self.group_of(&at("sync"), name, sync, &[PairModeSpec::Sync]);
+                if let (Some(a), Some(b)) = (blocks_at_least, blocks_at_most)
+                    && a > b
+                {
+                    self.err(
+                        &at("blocks_at_least"),
+                        format!("{name}: blocks_at_least {a} is above blocks_at_most {b}"),
+                    );
+                }
             }
             Check::PairState { pair, state, .. } => {
                 self.pair_ref(&at("pair"), name, pair);

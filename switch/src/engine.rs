@@ -201,7 +201,7 @@ pub struct Engine {
     /// In-band pair requests to arrays in progress.
     pub(crate) manages: BTreeMap<u64, crate::pairs::Manage>,
     /// Fabric time of the last input.
-    now: Duration,
+    pub(crate) now: Duration,
 }
 
 fn sense_of(r: &IoResult) -> Sense {

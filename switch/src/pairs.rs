@@ -156,7 +156,9 @@ impl Engine {
             return;
         };
         let held = match r {
-            Ok(_) => self.pairs.after_write(w.lun, w.lba, w.data.clone(), host),
+            Ok(_) => self
+                .pairs
+                .after_write(w.lun, w.lba, w.data.clone(), host, self.now),
             Err(s) => {
                 let blocks = w.data.len() as u64 / u64::from(self.block_bytes_of(w.lun));
                 self.pairs.write_failed(w.lun, w.lba, blocks, host);
@@ -309,6 +311,14 @@ impl Engine {
                 let _ = reply.send(r.map(|luns| pb::TakeoverResponse {
                     luns: luns.into_iter().map(u32::from).collect(),
                 }));
+            }
+            // Difference tables live at an array holding sync secondaries (site 3).
+            CopyAdmin::ClearDifference { reply, .. }
+            | CopyAdmin::DifferenceStatus { reply, .. } => {
+                let _ = reply.send(Err(three_site_unsupported()));
+            }
+            CopyAdmin::Failover { reply, .. } => {
+                let _ = reply.send(Err(three_site_unsupported()));
             }
         }
     }
@@ -688,4 +698,11 @@ impl Engine {
         };
         (m.then)(self, ctx, r);
     }
+}
+
+/// Three-site requests go to the array holding the sync secondaries (site 3).
+fn three_site_unsupported() -> tonic::Status {
+    tonic::Status::unimplemented(
+        "group: difference tables and failover pairs are kept by arrays (site 3), not by an intelligent switch",
+    )
 }

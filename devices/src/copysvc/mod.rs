@@ -37,7 +37,9 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use tracing::{info, warn};
 
+use crate::bitmap::DiffBitmap;
 use crate::scsi::sense::{Sense, SenseKey, asc};
+pub use generations::{DiffGenerations, RemoteReport, SelectionRule};
 pub use journal::{Journal, JournalApplier};
 pub use pair::{
     BackupStrategy, CopyPair, Granularity, OptionsPatch, PairMode, PairOptions, PairState,
@@ -55,12 +57,15 @@ pub trait Volumes {
 /// What the node must do for the engine.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
-    /// WRITE(16) `data` at `lba` of the remote LU `naa`; report with `token`.
+    /// WRITE(16) `data` at `lba` of the remote LU `naa`; report with `token`. A sync
+    /// pair's propagation carries `stamp`, the fabric time the host write landed on the
+    /// primary (TIMESTAMPED WRITE, seed 000 §3.5); copier copies have none.
     Write {
         token: u64,
         naa: Wwn,
         lba: u64,
         data: Bytes,
+        stamp: Option<Duration>,
     },
     /// JOURNAL WRITE (D6h/02h) of entry `seq` to the remote LU `naa`.
     JournalWrite {
@@ -115,6 +120,10 @@ pub enum CopyError {
     },
     #[error("at: the split time {at:?} has already passed (now {now:?})")]
     TooLate { at: Duration, now: Duration },
+    #[error("{0}")]
+    Generations(#[from] generations::GenerationsError),
+    #[error("pairs: {0}")]
+    Failover(String),
 }
 
 /// A new pair.
@@ -127,6 +136,32 @@ pub struct PairSpec {
     /// Consistency group; `None`: a group of its own, named after the pair.
     pub group: Option<String>,
     pub options: PairOptions,
+    /// The blocks the formation copy copies; `None`: all of them. A failover pair of
+    /// seed 000 starts from site 3's selected difference table.
+    pub initial: Option<DiffBitmap>,
+}
+
+/// One pair of a three-site failover (seed 000 §4.6): V3 (this array's LU, a sync
+/// secondary) to V2 (the far array's LU, taken over there).
+#[derive(Debug, Clone)]
+pub struct FailoverPair {
+    pub name: String,
+    pub v3_lun: u16,
+    pub v2: Wwn,
+}
+
+/// What a failover pair copies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailoverCopy {
+    pub pair: String,
+    pub v3_lun: u16,
+    /// The base time of the selected table.
+    pub base: Duration,
+    /// Which table: `older` or `newer`.
+    pub generation: &'static str,
+    /// Blocks to copy (the table's bits) and the volume's size.
+    pub blocks: u64,
+    pub total: u64,
 }
 
 /// The status a management client sees.
@@ -167,6 +202,11 @@ struct Group {
 #[derive(Debug, Clone)]
 struct SecondaryRole {
     notice: wire::PairNotice,
+    /// The LU's block size.
+    block_bytes: u32,
+    /// Site 2 of seed 000: the time of the last complete image the LU holds, set when
+    /// the pair reached `pair` carrying an image time.
+    image_time: Option<Duration>,
 }
 
 /// What an outstanding command was for.
@@ -177,6 +217,8 @@ enum Pending {
         host: u64,
         lba: u64,
         blocks: u64,
+        /// When the host write landed on the primary.
+        stamp: Duration,
     },
     Copy {
         pair: String,
@@ -198,6 +240,7 @@ struct QueuedSync {
     lba: u64,
     blocks: u64,
     data: Bytes,
+    stamp: Duration,
 }
 
 /// Deferred mode: a host write waiting for copy-before-write or a draining split.
@@ -274,6 +317,11 @@ pub struct CopyEngine {
     landing: BTreeMap<u64, u16>,
     /// Deferred mode: host writes waiting to be admitted.
     gated: Vec<Gated>,
+    /// Site 3 (seed 000): the two generations of difference tables of this array's
+    /// sync secondaries, by their pairs' groups.
+    generations: DiffGenerations,
+    /// Site 3: the start time of each group's last completed clear.
+    clears_done: BTreeMap<String, Duration>,
 }
 
 impl CopyEngine {
@@ -357,7 +405,9 @@ impl CopyEngine {
             }
             (_, Secondary::Remote(_)) => {}
         }
-        if self.is_secondary(spec.primary) {
+        // A cascade: a local pair's secondary may feed a remote pair (seed 000: S1v → V2).
+        let cascade = spec.mode != PairMode::Local && !self.roles.contains_key(&spec.primary);
+        if self.is_secondary(spec.primary) && !cascade {
             return Err(CopyError::BadSecondary(format!(
                 "LU {} is a secondary and cannot be a primary",
                 spec.primary
@@ -375,7 +425,16 @@ impl CopyEngine {
                 spec.mode.name()
             )));
         }
-        let pair = CopyPair::new(
+        if let Some(b) = &spec.initial
+            && b.blocks() != blocks
+        {
+            return Err(CopyError::BadSecondary(format!(
+                "the initial bitmap has {} blocks; LU {} has {blocks}",
+                b.blocks(),
+                spec.primary
+            )));
+        }
+        let mut pair = CopyPair::new(
             spec.name.clone(),
             spec.primary,
             spec.secondary,
@@ -384,7 +443,10 @@ impl CopyEngine {
             spec.options,
             (blocks, bb),
         );
-        info!(pair = %spec.name, mode = spec.mode.name(), group = %group, "pair created: formation copy");
+        if let Some(b) = spec.initial {
+            pair.diff = b;
+        }
+        info!(pair = %spec.name, mode = spec.mode.name(), group = %group, blocks = pair.diff.count(), "pair created: formation copy");
         self.groups
             .entry(group)
             .or_insert_with(|| Group {
@@ -548,6 +610,8 @@ impl CopyEngine {
                         state: None,
                         writers: Vec::new(),
                         journal_seq: 0,
+                        mode: Some(p.mode),
+                        image_time: None,
                     },
                 });
             }
@@ -612,10 +676,21 @@ impl CopyEngine {
             state: Some(p.state),
             writers: self.ports.iter().map(|w| w.0.0).collect(),
             journal_seq: self.groups.get(&p.group).map_or(0, |g| g.journal.last_seq),
+            mode: Some(p.mode),
+            image_time: self.image_time(p.primary),
         };
         let token = self.token(Pending::Notify);
         self.actions
             .push_back(Action::Notify { token, naa, notice });
+    }
+
+    /// When LU `lun` is the secondary of a split local pair: that pair's split time,
+    /// the image it holds (seed 000: S1v at T, which the remote pair carries to V2).
+    fn image_time(&self, lun: u16) -> Option<Duration> {
+        self.pairs
+            .values()
+            .find(|p| p.secondary == Secondary::Local(lun) && p.state == PairState::Split)
+            .and_then(|p| p.split_at)
     }
 
     // ---- host writes --------------------------------------------------------------
@@ -824,6 +899,18 @@ impl CopyEngine {
         Ok(())
     }
 
+    /// The engine wrote blocks of local secondary `lun`: the pairs it is the primary of
+    /// (a cascade) track them, for their next resync or copy.
+    fn cascade_changed(&mut self, lun: u16, lba: u64, blocks: u64) {
+        for p in self.pairs.values_mut().filter(|p| p.primary == lun) {
+            if p.state.is_split() {
+                p.post.set_range(lba, blocks);
+            } else {
+                p.mark_stale(lba, blocks);
+            }
+        }
+    }
+
     /// Direct mode: saves the split-time data of still-different blocks a host write
     /// is about to overwrite.
     fn copy_before_write(&mut self, vols: &mut dyn Volumes, lun: u16, lba: u64, blocks: u64) {
@@ -847,6 +934,7 @@ impl CopyEngine {
                     (PairMode::Local, Secondary::Local(s)) if vols.write(s, b, &old) => {
                         p.copy_started(b, 1);
                         p.copy_done(b, 1, true);
+                        self.cascade_changed(s, b, 1);
                     }
                     // Remote (or the write failed): keep the split-time version; the
                     // copier sends it.
@@ -858,11 +946,27 @@ impl CopyEngine {
         }
     }
 
-    /// A host write of `data` at `lba` of LU `lun` landed on the primary. Returns
-    /// whether the host's answer must wait for an [`Action::Release`] of `host`.
-    pub fn after_write(&mut self, lun: u16, lba: u64, data: Bytes, host: u64) -> bool {
+    /// A host write of `data` at `lba` of LU `lun` landed on the primary at `now`.
+    /// Returns whether the host's answer must wait for an [`Action::Release`] of `host`.
+    pub fn after_write(
+        &mut self,
+        lun: u16,
+        lba: u64,
+        data: Bytes,
+        host: u64,
+        now: Duration,
+    ) -> bool {
         // Deferred mode: a write admitted before a draining split is wholly before it.
         let landed = self.landing.remove(&host).is_some();
+        // Site 3: any other write that changes a tracked LU (a copier copy) marks its
+        // tables at this site's time, which never under-approximates.
+        if let Some(r) = self.roles.get(&lun)
+            && self.generations.volume(lun).is_some()
+        {
+            let blocks = data.len() as u64 / u64::from(r.block_bytes.max(1));
+            let _ = self.generations.record_write(lun, lba, blocks, now);
+            self.drain_clears();
+        }
         let names = self.pairs_of(lun);
         for n in names {
             let Some(p) = self.pairs.get_mut(&n) else {
@@ -886,9 +990,10 @@ impl CopyEngine {
                             lba,
                             blocks,
                             data: data.clone(),
+                            stamp: now,
                         });
                     } else {
-                        self.send_sync(&n, host, lba, data.clone());
+                        self.send_sync(&n, host, lba, data.clone(), now);
                     }
                 }
                 Propagate::Journal => {
@@ -926,7 +1031,7 @@ impl CopyEngine {
         })
     }
 
-    fn send_sync(&mut self, pair: &str, host: u64, lba: u64, data: Bytes) {
+    fn send_sync(&mut self, pair: &str, host: u64, lba: u64, data: Bytes, stamp: Duration) {
         let Some(p) = self.pairs.get_mut(pair) else {
             return;
         };
@@ -940,12 +1045,14 @@ impl CopyEngine {
             host,
             lba,
             blocks,
+            stamp,
         });
         self.actions.push_back(Action::Write {
             token,
             naa,
             lba,
             data,
+            stamp: Some(stamp),
         });
     }
 
@@ -1002,6 +1109,7 @@ impl CopyEngine {
                 host,
                 lba,
                 blocks,
+                ..
             } => {
                 let mut sense = None;
                 if let Some(p) = self.pairs.get_mut(&pair) {
@@ -1037,7 +1145,7 @@ impl CopyEngine {
                     }
                     let q = self.queued.remove(i);
                     if self.pairs.get(&q.pair).map(|p| p.state) == Some(PairState::Pair) {
-                        self.send_sync(&q.pair, q.host, q.lba, q.data);
+                        self.send_sync(&q.pair, q.host, q.lba, q.data, q.stamp);
                     } else {
                         if let Some(p) = self.pairs.get_mut(&q.pair) {
                             p.mark_stale(q.lba, q.blocks);
@@ -1109,14 +1217,15 @@ impl CopyEngine {
     }
 
     fn run_due_splits(&mut self, now: Duration) {
-        let due: Vec<String> = self
+        let due: Vec<(String, Duration)> = self
             .groups
             .iter()
-            .filter(|(_, g)| g.split_at.is_some_and(|t| t <= now))
-            .map(|(n, _)| n.clone())
+            .filter_map(|(n, g)| g.split_at.filter(|t| *t <= now).map(|t| (n.clone(), t)))
             .collect();
-        for g in due {
-            self.split_now(&g, now);
+        // The split holds the writes stamped before its time, even when it runs late
+        // (every write is admitted after the due splits ran).
+        for (g, at) in due {
+            self.split_now(&g, at.min(now));
         }
     }
 
@@ -1129,6 +1238,9 @@ impl CopyEngine {
                 let p = &self.pairs[&n];
                 self.groups.get(&p.group).map(|g| g.journal.drained_to())
             };
+            if self.awaits_sync_acks(&n) {
+                continue;
+            }
             let changed = self.pairs.get_mut(&n).and_then(|p| p.settle(drained));
             if let Some(s) = changed {
                 info!(pair = %n, state = s.name(), "pair state");
@@ -1138,6 +1250,31 @@ impl CopyEngine {
         if !self.gated.is_empty() {
             self.release_gates();
         }
+    }
+
+    /// Site 1 of seed 000: a local pair split at T whose primary is also a sync pair's
+    /// primary stays SplitPending until the sync secondary acknowledged every write
+    /// stamped before T. Otherwise the remote resync could give V2 a write that V3 and
+    /// its difference tables never saw.
+    fn awaits_sync_acks(&self, name: &str) -> bool {
+        let Some(p) = self.pairs.get(name) else {
+            return false;
+        };
+        let (PairMode::Local, PairState::SplitPending, Some(at)) = (p.mode, p.state, p.split_at)
+        else {
+            return false;
+        };
+        let sync_of_primary = |pair: &str| {
+            self.pairs
+                .get(pair)
+                .is_some_and(|s| s.mode == PairMode::Sync && s.primary == p.primary)
+        };
+        self.pending.values().any(|x| {
+            matches!(x, Pending::Sync { pair, stamp, .. } if *stamp < at && sync_of_primary(pair))
+        }) || self
+            .queued
+            .iter()
+            .any(|q| q.stamp < at && sync_of_primary(&q.pair))
     }
 
     /// The next time the engine wants [`CopyEngine::tick`].
@@ -1150,7 +1287,12 @@ impl CopyEngine {
                     PairState::Copy | PairState::Pair | PairState::SplitPending | PairState::Resync
                 )
         });
-        let split = self.groups.values().filter_map(|g| g.split_at).min();
+        let split = self
+            .groups
+            .values()
+            .filter_map(|g| g.split_at)
+            .chain(self.generations.poll_timeout())
+            .min();
         // From the last tick, not from now: a stream of host writes must not keep pushing
         // the copier's deadline away.
         let tick =
@@ -1173,6 +1315,8 @@ impl CopyEngine {
 
     fn tick_with<'v>(&mut self, mut vols: Option<&mut (dyn Volumes + 'v)>, now: Duration) {
         self.run_due_splits(now);
+        self.generations.tick(now);
+        self.drain_clears();
         let elapsed = now.saturating_sub(self.last_tick).as_nanos();
         self.last_tick = now;
         let names: Vec<String> = self.pairs.keys().cloned().collect();
@@ -1235,6 +1379,7 @@ impl CopyEngine {
             match p.secondary {
                 Secondary::Local(s) => {
                     let ok = vols.write(s, lba, &data);
+                    self.cascade_changed(s, lba, cnt);
                     let p = self.pairs.get_mut(n).expect("present");
                     p.copy_done(lba, cnt, ok);
                     if !ok {
@@ -1249,6 +1394,7 @@ impl CopyEngine {
                         naa,
                         lba,
                         data,
+                        stamp: None,
                     });
                 }
             }
@@ -1451,16 +1597,34 @@ impl CopyEngine {
 
     // ---- secondary side -------------------------------------------------------------
 
-    /// A PAIR NOTIFY from the primary array about LU `lun`.
-    pub fn on_notice(&mut self, lun: u16, notice: wire::PairNotice) {
+    /// A PAIR NOTIFY from the primary array about LU `lun`, at `now`. A sync
+    /// secondary gets difference tables under its pair's group (site 3 of seed 000);
+    /// releasing it drops them.
+    pub fn on_notice(
+        &mut self,
+        vols: &dyn Volumes,
+        lun: u16,
+        notice: wire::PairNotice,
+        now: Duration,
+    ) {
         match notice.state {
             None => {
                 info!(lun, pair = %notice.pair, "secondary released: simplex");
                 self.roles.remove(&lun);
+                self.untrack(lun);
             }
             Some(s) => {
                 if !self.roles.contains_key(&lun) {
                     info!(lun, pair = %notice.pair, "LU is now a secondary");
+                }
+                if notice.mode == Some(PairMode::Sync)
+                    && self.generations.volume(lun).is_none()
+                    && let Some((blocks, _)) = vols.geometry(lun)
+                {
+                    match self.generations.add_volume(lun, blocks, &notice.group, now) {
+                        Ok(()) => info!(lun, group = %notice.group, "difference tables started"),
+                        Err(e) => warn!(lun, error = %e, "no difference tables"),
+                    }
                 }
                 self.appliers.entry(notice.group.clone()).or_default();
                 if s == PairState::Copy || s == PairState::Resync {
@@ -1471,9 +1635,89 @@ impl CopyEngine {
                         JournalApplier::after(notice.journal_seq),
                     );
                 }
-                self.roles.insert(lun, SecondaryRole { notice });
+                let block_bytes = vols.geometry(lun).map_or(512, |g| g.1);
+                let kept = self.roles.get(&lun).and_then(|r| r.image_time);
+                let image_time = match (s, notice.image_time) {
+                    (PairState::Pair, Some(t)) => Some(t),
+                    _ => kept,
+                };
+                self.roles.insert(
+                    lun,
+                    SecondaryRole {
+                        notice,
+                        block_bytes,
+                        image_time,
+                    },
+                );
             }
         }
+    }
+
+    /// Drops LU `lun`'s difference tables, if any.
+    fn untrack(&mut self, lun: u16) {
+        if self.generations.volume(lun).is_some()
+            && let Err(e) = self.generations.remove_volume(lun)
+        {
+            warn!(lun, error = %e, "difference tables kept");
+        }
+    }
+
+    /// A TIMESTAMPED WRITE for LU `lun` from port `from`: a sync pair's propagation of
+    /// a host write that landed on the primary at `ts`. Applied like any write from the
+    /// primary array, then recorded in the LU's difference tables.
+    pub fn on_timestamped_write(
+        &mut self,
+        vols: &mut dyn Volumes,
+        lun: u16,
+        from: Wwpn,
+        ts: Duration,
+        lba: u64,
+        data: &Bytes,
+    ) -> Result<(), Sense> {
+        let Some(role) = self.roles.get(&lun) else {
+            return Err(Sense::new(
+                SenseKey::ILLEGAL_REQUEST,
+                asc::COMMAND_SEQUENCE_ERROR,
+            ));
+        };
+        if !role.notice.writers.contains(&from.0.0) {
+            return Err(Sense::new(SenseKey::DATA_PROTECT, asc::WRITE_PROTECTED));
+        }
+        let Some((total, bb)) = vols.geometry(lun) else {
+            return Err(Sense::lu_not_supported());
+        };
+        let blocks = data.len() as u64 / u64::from(bb.max(1));
+        if data.len() as u64 % u64::from(bb.max(1)) != 0
+            || lba.checked_add(blocks).is_none_or(|end| end > total)
+        {
+            return Err(Sense::new(SenseKey::ILLEGAL_REQUEST, asc::LBA_OUT_OF_RANGE));
+        }
+        if !vols.write(lun, lba, data) {
+            return Err(Sense::new(SenseKey::MEDIUM_ERROR, asc::WRITE_ERROR));
+        }
+        if self.generations.volume(lun).is_some() {
+            let _ = self.generations.record_write(lun, lba, blocks, ts);
+            self.drain_clears();
+        }
+        Ok(())
+    }
+
+    /// Records the completed clears.
+    fn drain_clears(&mut self) {
+        while let Some(c) = self.generations.poll_event() {
+            info!(group = %c.group, at = ?c.at, "difference clear complete");
+            self.clears_done.insert(c.group, c.at);
+        }
+    }
+
+    /// Site 3's difference tables.
+    pub fn generations(&self) -> &DiffGenerations {
+        &self.generations
+    }
+
+    /// The start time of `group`'s last completed clear.
+    pub fn last_clear(&self, group: &str) -> Option<Duration> {
+        self.clears_done.get(group).copied()
     }
 
     /// A JOURNAL WRITE for LU `lun` from port `from`: buffered, and applied in sequence
@@ -1531,6 +1775,98 @@ impl CopyEngine {
             info!(group = %group, applied = a.applied, dropped, "takeover");
         }
         Ok(luns)
+    }
+
+    /// Site 3: the host's clear of `group`'s older difference tables at `at` (seed 000
+    /// S912). A clear whose time has passed at this site is refused.
+    pub fn clear_difference(
+        &mut self,
+        group: &str,
+        at: Duration,
+        now: Duration,
+    ) -> Result<(), CopyError> {
+        self.generations.clear_request(group, at, now)?;
+        info!(group = %group, at = ?at, "difference clear pending");
+        Ok(())
+    }
+
+    /// Site 3, at a site-1 disaster (seed 000 §4.6): selects the table of every volume
+    /// of sync group `group` by `rule` and site 2's `report`, takes the volumes over,
+    /// and creates pairs V3 → V2 (in a group of the same name) whose formation copy is
+    /// only the selected blocks. Every volume of the group needs a pair.
+    pub fn failover(
+        &mut self,
+        group: &str,
+        pairs: &[FailoverPair],
+        mode: PairMode,
+        rule: SelectionRule,
+        report: &RemoteReport,
+        options: &PairOptions,
+        geometry: &dyn Fn(u16) -> Option<(u64, u32)>,
+    ) -> Result<Vec<FailoverCopy>, CopyError> {
+        if mode == PairMode::Local {
+            return Err(CopyError::BadMode(
+                "a failover pair is remote (sync or async)".into(),
+            ));
+        }
+        let selection = self.generations.select(group, rule, report)?;
+        for (lun, _) in &selection {
+            if !pairs.iter().any(|p| p.v3_lun == *lun) {
+                return Err(CopyError::Failover(format!(
+                    "LU {lun} of group `{group}` has no failover pair (the whole group fails over)"
+                )));
+            }
+        }
+        for p in pairs {
+            if !selection.contains_key(&p.v3_lun) {
+                return Err(CopyError::Failover(format!(
+                    "LU {} of pair `{}` has no difference tables in group `{group}`",
+                    p.v3_lun, p.name
+                )));
+            }
+            if self.pairs.contains_key(&p.name) {
+                return Err(CopyError::Exists(p.name.clone()));
+            }
+        }
+        if self.groups.contains_key(group) {
+            return Err(CopyError::Exists(group.to_string()));
+        }
+        self.takeover(group)?;
+        let mut out = Vec::new();
+        for p in pairs {
+            self.untrack(p.v3_lun);
+            let sel = &selection[&p.v3_lun];
+            self.create(
+                PairSpec {
+                    name: p.name.clone(),
+                    primary: p.v3_lun,
+                    secondary: Secondary::Remote(p.v2),
+                    mode,
+                    group: Some(group.to_string()),
+                    options: options.clone(),
+                    initial: Some(sel.blocks.clone()),
+                },
+                geometry,
+            )?;
+            info!(pair = %p.name, base = ?sel.base, blocks = sel.blocks.count(), "failover pair: differential copy");
+            out.push(FailoverCopy {
+                pair: p.name.clone(),
+                v3_lun: p.v3_lun,
+                base: sel.base,
+                generation: match sel.generation {
+                    generations::Generation::Older => "older",
+                    generations::Generation::Newer => "newer",
+                },
+                blocks: sel.blocks.count(),
+                total: sel.blocks.blocks(),
+            });
+        }
+        Ok(out)
+    }
+
+    /// The time of the last complete image secondary LU `lun` holds (seed 000 site 2).
+    pub fn role_image_time(&self, lun: u16) -> Option<Duration> {
+        self.roles.get(&lun).and_then(|r| r.image_time)
     }
 
     /// Secondary roles held by this array: (lun, pair, group, state).

@@ -26,7 +26,7 @@ impl Vols {
             .unwrap();
         let data = Bytes::from(vec![v; BB]);
         self.write(lun, b, &data);
-        e.after_write(lun, b, data, host)
+        e.after_write(lun, b, data, host, Duration::ZERO)
     }
 }
 
@@ -58,6 +58,7 @@ fn local(e: &mut CopyEngine, v: &mut Vols, opts: PairOptions) {
             mode: PairMode::Local,
             group: None,
             options: opts,
+            initial: None,
         },
         &|l| v.geometry(l),
     )
@@ -73,6 +74,7 @@ fn remote(e: &mut CopyEngine, v: &mut Vols, name: &str, lun: u16, mode: PairMode
             mode,
             group: Some("g".into()),
             options: PairOptions::default(),
+            initial: None,
         },
         &|l| v.geometry(l),
     )
@@ -232,6 +234,7 @@ fn async_journal_is_applied_as_a_prefix() {
     // Secondary side in another engine.
     let (mut sec, mut sv) = (CopyEngine::new(vec![]), Vols::new(&[0]));
     sec.on_notice(
+        &sv,
         0,
         wire::PairNotice {
             pair: "a".into(),
@@ -239,7 +242,10 @@ fn async_journal_is_applied_as_a_prefix() {
             state: Some(PairState::Pair),
             writers: vec![7],
             journal_seq: 0,
+            mode: Some(PairMode::Async),
+            image_time: None,
         },
+        Duration::ZERO,
     );
     for (i, val) in [1u8, 2, 3].into_iter().enumerate() {
         assert!(!v.host_write(&mut e, 0, i as u64, val, i as u64));
@@ -555,6 +561,7 @@ fn one_primary_fans_out_to_several_secondaries() {
             mode: PairMode::Local,
             group: None,
             options: PairOptions::default(),
+            initial: None,
         },
         &|l| v.geometry(l),
     )
@@ -621,7 +628,7 @@ fn deferred_pair() -> (CopyEngine, Vols) {
 fn land(e: &mut CopyEngine, v: &mut Vols, b: u64, x: u8, host: u64) {
     let data = Bytes::from(vec![x; BB]);
     v.write(0, b, &data);
-    e.after_write(0, b, data, host);
+    e.after_write(0, b, data, host, Duration::ZERO);
 }
 
 #[test]
@@ -704,4 +711,130 @@ fn deferred_backup_reads_only_a_split_image() {
     assert_eq!(state(&e, "p"), PairState::Split);
     assert_eq!(e.split_image_ready(1), Ok(()));
     assert_eq!(e.split_image_ready(0), Ok(()), "a primary is no secondary");
+}
+
+// ---- three sites (seed 000) ------------------------------------------------------
+
+/// A host write of value `x` to block `b` of `lun` landing at `now`.
+fn write_at(e: &mut CopyEngine, v: &mut Vols, lun: u16, b: u64, x: u8, host: u64, now: Duration) {
+    e.before_write(v, lun, b, 1, Wwpn(Wwn(9)), now).unwrap();
+    let data = Bytes::from(vec![x; BB]);
+    v.write(lun, b, &data);
+    e.after_write(lun, b, data, host, now);
+}
+
+fn ms(x: u64) -> Duration {
+    Duration::from_millis(x)
+}
+
+#[test]
+fn a_local_split_waits_for_the_sync_acks_stamped_before_it() {
+    let (mut e, mut v, mut now) = (CopyEngine::new(vec![]), Vols::new(&[0, 1]), Duration::ZERO);
+    remote(&mut e, &mut v, "s", 0, PairMode::Sync);
+    local(&mut e, &mut v, PairOptions::default());
+    run(&mut e, &mut v, &mut now, true);
+    assert_eq!(state(&e, "p"), PairState::Pair);
+    assert_eq!(state(&e, "s"), PairState::Pair);
+    let t = now + ms(1);
+    write_at(&mut e, &mut v, 0, 4, 7, 1, t);
+    let Some(Action::Write {
+        token,
+        stamp: Some(stamp),
+        ..
+    }) = e.poll_action()
+    else {
+        panic!("a stamped sync write")
+    };
+    assert_eq!(stamp, t);
+    e.split("p", None, t + ms(1)).unwrap();
+    for i in 2..20 {
+        e.tick(&mut v, t + ms(i));
+    }
+    assert_eq!(
+        state(&e, "p"),
+        PairState::SplitPending,
+        "the sync write stamped before the split is not acknowledged yet"
+    );
+    e.completed(token, true);
+    assert_eq!(state(&e, "p"), PairState::Split);
+}
+
+fn sync_notice(state: Option<PairState>) -> wire::PairNotice {
+    wire::PairNotice {
+        pair: "s".into(),
+        group: "gs".into(),
+        state,
+        writers: vec![7],
+        journal_seq: 0,
+        mode: Some(PairMode::Sync),
+        image_time: None,
+    }
+}
+
+#[test]
+fn site_3_keeps_two_generations_and_fails_over_the_selected_blocks() {
+    let (mut e, mut v) = (CopyEngine::new(vec![]), Vols::new(&[0]));
+    e.on_notice(&v, 0, sync_notice(Some(PairState::Pair)), ms(0));
+    let w = |e: &mut CopyEngine, v: &mut Vols, b: u64, ts: u64| {
+        e.on_timestamped_write(v, 0, Wwpn(Wwn(7)), ms(ts), b, &Bytes::from(vec![1; BB]))
+            .unwrap();
+    };
+    w(&mut e, &mut v, 1, 1);
+    assert!(matches!(
+        e.on_timestamped_write(&mut v, 0, Wwpn(Wwn(8)), ms(1), 0, &Bytes::from(vec![1; BB])),
+        Err(_)
+    ));
+    e.clear_difference("gs", ms(10), ms(2)).unwrap();
+    assert!(matches!(
+        e.clear_difference("gs", ms(11), ms(3)),
+        Err(CopyError::Generations(_))
+    ));
+    w(&mut e, &mut v, 2, 9);
+    w(&mut e, &mut v, 3, 10); // rotates: the newer table starts at 10
+    assert_eq!(e.last_clear("gs"), Some(ms(10)));
+    assert!(e.generations().pending_clear("gs").is_none());
+    // A late clear is refused and changes nothing.
+    assert!(e.clear_difference("gs", ms(12), ms(20)).is_err());
+    let report = RemoteReport {
+        resync: false,
+        image_time: ms(10),
+    };
+    let pairs = [FailoverPair {
+        name: "f".into(),
+        v3_lun: 0,
+        v2: Wwn(0x9000),
+    }];
+    let geo = |l: u16| (l == 0).then_some((64, BB as u32));
+    let out = e
+        .failover(
+            "gs",
+            &pairs,
+            PairMode::Sync,
+            SelectionRule::Safe,
+            &report,
+            &PairOptions::default(),
+            &geo,
+        )
+        .unwrap();
+    assert_eq!(out[0].blocks, 1, "only block 3 was written since 10");
+    assert_eq!(out[0].generation, "newer");
+    assert_eq!(e.pair("f").unwrap().diff.count(), 1);
+    assert!(e.roles().is_empty(), "V3 was taken over");
+}
+
+#[test]
+fn site_2_remembers_the_image_time_of_the_last_complete_image() {
+    let (mut e, v) = (CopyEngine::new(vec![]), Vols::new(&[0]));
+    let mut n = sync_notice(Some(PairState::Resync));
+    n.mode = Some(PairMode::Async);
+    n.image_time = Some(ms(5));
+    e.on_notice(&v, 0, n.clone(), ms(6));
+    assert_eq!(e.role_image_time(0), None, "not complete while resyncing");
+    n.state = Some(PairState::Pair);
+    e.on_notice(&v, 0, n.clone(), ms(7));
+    n.state = Some(PairState::Resync);
+    n.image_time = Some(ms(9));
+    e.on_notice(&v, 0, n, ms(9));
+    assert_eq!(e.role_image_time(0), Some(ms(5)));
+    assert!(e.generations().volume(0).is_none(), "async: no tables");
 }

@@ -12,7 +12,14 @@
 //!   byte 0 D6h   byte 1 03h   bytes 2-5 REQUEST IDENTIFIER   bytes 10-13 PARAMETER LIST LENGTH
 //! RECEIVE PAIR RESULTS (service action 04h), data-in = JSON [`ManageReply`]
 //!   byte 0 D6h   byte 1 04h   bytes 2-5 REQUEST IDENTIFIER   bytes 10-13 ALLOCATION LENGTH
+//! TIMESTAMPED WRITE (service action 05h), data-out = the write's blocks
+//!   byte 0 D6h   byte 1 05h   bytes 2-9 TIMESTAMP (ns of fabric time, 64 bits)
+//!   bytes 10-15 LBA (48 bits); blocks = data-out length / block size
 //! ```
+//!
+//! TIMESTAMPED WRITE is a sync pair's propagation of a host write: the timestamp is when
+//! the write landed on the primary (seed 000 §3.5), which the secondary's difference
+//! tables order against clear times. Copier copies stay plain WRITE(16).
 //!
 //! PAIR MANAGE and RECEIVE PAIR RESULTS are how an intelligent switch that delegated a
 //! pair to an array (the offload rule) manages it in band, addressed to the pair's
@@ -33,6 +40,7 @@ pub const SA_NOTIFY: u8 = 0x01;
 pub const SA_JOURNAL_WRITE: u8 = 0x02;
 pub const SA_PAIR_MANAGE: u8 = 0x03;
 pub const SA_RECEIVE_PAIR_RESULTS: u8 = 0x04;
+pub const SA_TIMESTAMPED_WRITE: u8 = 0x05;
 /// What RECEIVE PAIR RESULTS allocates for the answer.
 pub const RESULTS_ALLOCATION: u32 = 1 << 20;
 
@@ -90,6 +98,13 @@ pub struct PairNotice {
     /// formation or resync copy the next journalled write is the one after it.
     #[serde(default)]
     pub journal_seq: u64,
+    /// The pair's mode: a sync secondary gets difference tables (seed 000 site 3).
+    #[serde(default)]
+    pub mode: Option<PairMode>,
+    /// The image the pair's primary LU holds, when it is the secondary of a split local
+    /// pair: that pair's split time (seed 000: S1v = P1 at T, carried to V2).
+    #[serde(default)]
+    pub image_time: Option<std::time::Duration>,
 }
 
 fn put48(b: &mut [u8], v: u64) {
@@ -114,6 +129,17 @@ pub fn journal_write(seq: u64, lba: u64, blocks: u16) -> [u8; 16] {
     put48(&mut c[2..8], seq);
     put48(&mut c[8..14], lba);
     c[14..16].copy_from_slice(&blocks.to_be_bytes());
+    c
+}
+
+/// A TIMESTAMPED WRITE CDB.
+pub fn timestamped_write(ts: std::time::Duration, lba: u64) -> [u8; 16] {
+    let mut c = [0u8; 16];
+    c[0] = OPCODE;
+    c[1] = SA_TIMESTAMPED_WRITE;
+    let ns = u64::try_from(ts.as_nanos()).unwrap_or(u64::MAX);
+    c[2..10].copy_from_slice(&ns.to_be_bytes());
+    put48(&mut c[10..16], lba);
     c
 }
 
@@ -165,6 +191,17 @@ pub fn outgoing(a: Action, block_bytes: impl Fn(Wwn) -> u32) -> Option<Outgoing>
             naa,
             lba,
             data,
+            stamp: Some(ts),
+        } => {
+            let cdb = Bytes::copy_from_slice(&timestamped_write(ts, lba));
+            (token, naa, cdb, data)
+        }
+        Action::Write {
+            token,
+            naa,
+            lba,
+            data,
+            stamp: None,
         } => {
             let cdb = Write16 {
                 lba,
@@ -208,6 +245,7 @@ pub enum Command {
     Notify { len: u32 },
     PairManage { id: u32, len: u32 },
     ReceivePairResults { id: u32, allocation: u32 },
+    TimestampedWrite { ts: std::time::Duration, lba: u64 },
 }
 
 /// Parses a D6h CDB; `Err(byte)` names the invalid field.
@@ -232,6 +270,14 @@ pub fn parse(cdb: &[u8]) -> Result<Command, u16> {
             id: get32(&cdb[2..6]),
             allocation: get32(&cdb[10..14]),
         }),
+        SA_TIMESTAMPED_WRITE => {
+            let mut ns = [0u8; 8];
+            ns.copy_from_slice(&cdb[2..10]);
+            Ok(Command::TimestampedWrite {
+                ts: std::time::Duration::from_nanos(u64::from_be_bytes(ns)),
+                lba: get48(&cdb[10..16]),
+            })
+        }
         _ => Err(1),
     }
 }
@@ -261,6 +307,16 @@ mod tests {
             Ok(Command::ReceivePairResults {
                 id: 7,
                 allocation: RESULTS_ALLOCATION
+            })
+        );
+        assert_eq!(
+            parse(&timestamped_write(
+                std::time::Duration::from_nanos(1_234_567),
+                99
+            )),
+            Ok(Command::TimestampedWrite {
+                ts: std::time::Duration::from_nanos(1_234_567),
+                lba: 99
             })
         );
         let mut bad = notify(1);
