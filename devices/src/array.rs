@@ -61,6 +61,10 @@ pub struct ArrayConfig {
     /// Keep LUs in files `<data_dir>/<array>-lun<N>.img` (durable across crashes);
     /// `None`: sparse memory, lost on a crash.
     pub data_dir: Option<PathBuf>,
+    /// The array's clock against fabric time, µs (positive: ahead): the copy services
+    /// date splits, clears and timestamps by it.
+    #[serde(default)]
+    pub clock_skew_us: i64,
 }
 
 /// Requests of the Array service.
@@ -153,6 +157,12 @@ pub struct ArrayLayer {
 
 /// The array's LUs as the copy engine sees them.
 struct LuStores<'a>(&'a mut ScsiTarget);
+
+/// Fabric time `t` moved by `us` microseconds (never below zero).
+fn skewed(t: std::time::Duration, us: i64) -> std::time::Duration {
+    let d = std::time::Duration::from_micros(us.unsigned_abs());
+    if us >= 0 { t + d } else { t.saturating_sub(d) }
+}
 
 /// (blocks, block bytes) of LU `lun`.
 fn lu_geometry(scsi: &ScsiTarget, lun: u16) -> Option<(u64, u32)> {
@@ -623,6 +633,11 @@ impl ArrayLayer {
                 let _ = reply.send(self.failover(request));
             }
         }
+    }
+
+    /// The array's clock at fabric time `t` (`clock_skew_us`).
+    fn clock(&self, t: std::time::Duration) -> std::time::Duration {
+        skewed(t, self.cfg.clock_skew_us)
     }
 
     /// An in-band PAIR MANAGE request addressed to LU `lun`: a pair it creates has that
@@ -1139,7 +1154,7 @@ impl ArrayLayer {
     }
 
     fn flush(&mut self, ctx: &mut Fc4Ctx<'_>) {
-        self.now = ctx.now;
+        self.now = self.clock(ctx.now);
         self.drain_initiator(ctx);
         while let Some(cmd) = self.fcp.poll_command() {
             self.execute(ctx, &cmd);
@@ -1261,13 +1276,17 @@ impl Fc4Layer for ArrayLayer {
     fn on_timeout(&mut self, ctx: &mut Fc4Ctx<'_>) {
         self.init.on_timeout(ctx);
         if !self.engine.is_idle() {
-            self.engine.tick(&mut LuStores(&mut self.scsi), ctx.now);
+            let now = self.clock(ctx.now);
+            self.engine.tick(&mut LuStores(&mut self.scsi), now);
         }
         self.flush(ctx);
     }
 
     fn poll_timeout(&self) -> Option<std::time::Duration> {
-        let engine = self.engine.poll_timeout(self.now);
+        let engine = self
+            .engine
+            .poll_timeout(self.now)
+            .map(|t| skewed(t, -self.cfg.clock_skew_us));
         match (self.init.poll_timeout(), engine) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -1304,7 +1323,7 @@ impl Fc4Layer for ArrayLayer {
                 self.flush(ctx);
             }
             ArrayAdmin::Copy(req) => {
-                self.now = ctx.now;
+                self.now = self.clock(ctx.now);
                 self.copy_admin(req);
                 self.flush(ctx);
             }

@@ -311,6 +311,15 @@ pub struct ArraySpec {
     /// One WWPN per port, in port order. Absent: derived (NAA 5).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port_wwpns: Option<Vec<Wwpn>>,
+    /// The array's clock against fabric time, in microseconds (positive: ahead). It
+    /// dates everything the copy services decide (split and clear times, timestamps):
+    /// the clock skew of seed 000 §7.4 item 4. Default 0, at most ±1 s.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub clock_skew_us: i64,
+}
+
+fn is_zero(v: &i64) -> bool {
+    *v == 0
 }
 
 /// A logical unit on an array.
@@ -551,6 +560,21 @@ pub enum Step {
     /// Deactivate zoning fabric-wide (no active configuration: the default zone lets
     /// every port talk to every other, as Brocade's "all access").
     ZoneDeactivate {},
+    /// A host writes `blocks` blocks at `lba` of an LU, every byte `byte` (one WRITE,
+    /// recorded in the host's write history). The step fails unless it ends with GOOD.
+    Write {
+        /// Host that writes.
+        host: String,
+        /// The LU.
+        target: LuRef,
+        /// First block.
+        lba: u64,
+        /// Blocks written; default 1.
+        #[serde(default = "one_block")]
+        blocks: u32,
+        /// The value of every byte.
+        byte: u8,
+    },
     /// A host sends EXTENDED COPY (LID1) to a copy manager (an array LU whose array
     /// advertises `xcopy`): block→block segments between array LUs, or block→stream
     /// segments to a tape (`tape:0`). The step fails unless the copy ends with GOOD.
@@ -888,6 +912,7 @@ impl Step {
             Step::Heal { .. } => "heal",
             Step::ZoneActivate { .. } => "zone_activate",
             Step::ZoneDeactivate {} => "zone_deactivate",
+            Step::Write { .. } => "write",
             Step::Workload { .. } => "workload",
             Step::Xcopy { .. } => "xcopy",
             Step::TapeFault { .. } => "tape_fault",
@@ -907,6 +932,10 @@ impl Step {
             Step::Check(_) => "check",
         }
     }
+}
+
+fn one_block() -> u32 {
+    1
 }
 
 /// One range of an `xcopy` step.
@@ -1144,6 +1173,19 @@ pub enum Check {
         a: LuRef,
         /// The other.
         b: LuRef,
+        /// Expect them to differ instead (the detail lists where).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        differ: bool,
+    },
+    /// The LU's blocks from `lba` hold whole blocks of the given byte values, one per
+    /// block, on the array's medium.
+    BlocksHold {
+        /// The LU (an array LU, or a virtual LU read through its extents).
+        volume: LuRef,
+        /// First block.
+        lba: u64,
+        /// The byte value every byte of each block holds.
+        bytes: Vec<u8>,
     },
     /// LUN masking hides the LU from the host: it is not among the host's devices.
     Masked {
@@ -1327,6 +1369,7 @@ impl Check {
             Check::LoggedIn { .. } => "logged_in",
             Check::NoAckedWriteLost { .. } => "no_acked_write_lost",
             Check::VolumesEqual { .. } => "volumes_equal",
+            Check::BlocksHold { .. } => "blocks_hold",
             Check::Masked { .. } => "masked",
             Check::ReadReturns { .. } => "read_returns",
             Check::WorkloadErrors { .. } => "workload_errors",

@@ -468,6 +468,7 @@ fn array_config(
         lus,
         functions,
         write_through: spec.is_some_and(|a| a.write_through),
+        clock_skew_us: spec.map_or(0, |a| a.clock_skew_us),
         data_dir: data_dir.map(std::path::Path::to_path_buf),
     }
 }

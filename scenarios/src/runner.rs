@@ -891,6 +891,7 @@ impl Orchestrator {
             }
             Step::Workload { .. } => self.start_workload(step).await,
             Step::Xcopy { .. } => self.xcopy(step).await,
+            Step::Write { .. } => self.host_write(step).await,
             Step::TapeFault { .. } => self.tape_fault(step).await,
             Step::MirrorStart { .. } | Step::ArrayFunctions { .. } => {
                 self.virtualization_step(step).await
@@ -1151,6 +1152,7 @@ impl Orchestrator {
             }
             Check::NoAckedWriteLost { .. }
             | Check::VolumesEqual { .. }
+            | Check::BlocksHold { .. }
             | Check::Masked { .. }
             | Check::ReadReturns { .. }
             | Check::WorkloadErrors { .. }

@@ -126,6 +126,45 @@ impl Orchestrator {
         ))
     }
 
+    /// One WRITE of a byte pattern from a host (`write` step).
+    pub(crate) async fn host_write(&mut self, step: &Step) -> StepResult {
+        let Step::Write {
+            host,
+            target,
+            lba,
+            blocks,
+            byte,
+        } = step
+        else {
+            return Err("not a write step".into());
+        };
+        let bb = self.scenario.topology.lu_block_bytes(target).unwrap_or(512);
+        let data = vec![*byte; *blocks as usize * bb as usize];
+        let mut hc = self.host(host).await?;
+        let r = hc
+            .write(pb::WriteRequest {
+                device: target.to_string(),
+                lba: *lba,
+                data: data.into(),
+                fua: false,
+            })
+            .await
+            .map_err(|s| format!("{host}: {:?}: {}", s.code(), s.message()))?
+            .into_inner()
+            .result
+            .unwrap_or_default();
+        if r.status == 0 && r.transport_error.is_empty() {
+            Ok(format!(
+                "WRITE {target} LBA {lba}+{blocks} = {byte} from {host}"
+            ))
+        } else {
+            Err(format!(
+                "WRITE {target} LBA {lba}+{blocks} from {host}: status {:#04x} {}",
+                r.status, r.transport_error
+            ))
+        }
+    }
+
     pub(crate) async fn xcopy(&mut self, step: &Step) -> StepResult {
         let Step::Xcopy {
             host,
@@ -416,20 +455,54 @@ impl Orchestrator {
                     )),
                 }
             }
-            Check::VolumesEqual { a, b } => {
+            Check::VolumesEqual { a, b, differ } => {
                 let da = self.lu_digests(a).await?;
                 let db = self.lu_digests(b).await?;
                 if da.len() != db.len() {
                     return Err(format!("{a} has {} blocks, {b} has {}", da.len(), db.len()));
                 }
                 let diff: Vec<usize> = (0..da.len()).filter(|i| da[*i] != db[*i]).collect();
-                if diff.is_empty() {
-                    Ok(format!("{a} and {b} are identical ({} blocks)", da.len()))
+                let shown: Vec<String> = diff.iter().take(8).map(usize::to_string).collect();
+                let text = match diff.len() {
+                    0 => format!("{a} and {b} are identical ({} blocks)", da.len()),
+                    n => format!(
+                        "{a} and {b} differ in {n} blocks (LBAs {}{})",
+                        shown.join(", "),
+                        if n > shown.len() { ", …" } else { "" }
+                    ),
+                };
+                if diff.is_empty() != *differ {
+                    Ok(text)
+                } else {
+                    Err(text)
+                }
+            }
+            Check::BlocksHold { volume, lba, bytes } => {
+                let bb = self.scenario.topology.lu_block_bytes(volume).unwrap_or(512);
+                let d = self.lu_digests(volume).await?;
+                let bad: Vec<String> = bytes
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, v)| {
+                        let at = *lba + i as u64;
+                        let want = fcsim_devices::history::digest(&vec![*v; bb as usize]);
+                        let got = usize::try_from(at).ok().and_then(|a| d.get(a));
+                        (got != Some(&want)).then(|| format!("LBA {at} is not {v}"))
+                    })
+                    .collect();
+                let values: Vec<String> = bytes.iter().map(u8::to_string).collect();
+                let text = format!(
+                    "{volume} LBAs {lba}–{} hold ({})",
+                    *lba + bytes.len() as u64 - 1,
+                    values.join(", ")
+                );
+                if bad.is_empty() {
+                    Ok(text)
                 } else {
                     Err(format!(
-                        "{a} and {b} differ in {} blocks (first: LBA {})",
-                        diff.len(),
-                        diff[0]
+                        "{}; expected ({})",
+                        bad.join(", "),
+                        values.join(", ")
                     ))
                 }
             }

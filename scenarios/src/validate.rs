@@ -378,6 +378,15 @@ impl<'a> Validator<'a> {
         }
         for (i, a) in t.arrays.iter().enumerate() {
             let ptr = format!("/topology/arrays/{i}");
+            if a.clock_skew_us.unsigned_abs() > 1_000_000 {
+                self.err(
+                    &format!("{ptr}/clock_skew_us"),
+                    format!(
+                        "array \"{}\": clock_skew_us {} is beyond ±1 s (1000000)",
+                        a.name, a.clock_skew_us
+                    ),
+                );
+            }
             let mut seen: BTreeSet<ArrayFunction> = BTreeSet::new();
             for (j, f) in a.functions.iter().enumerate() {
                 if !seen.insert(*f) {
@@ -1413,6 +1422,29 @@ impl<'a> Validator<'a> {
                     );
                 }
             }
+            Step::Write {
+                host,
+                target,
+                lba,
+                blocks,
+                ..
+            } => {
+                self.host_named(&at("host"), "write host", host);
+                let lu = self.lu_ref(&at("target"), "write target", target);
+                if *blocks == 0 {
+                    self.err(&at("blocks"), "write: blocks must be at least 1");
+                } else if let Some(lu) = lu
+                    && lba.saturating_add(u64::from(*blocks)) > lu.blocks
+                {
+                    self.err(
+                        &at("lba"),
+                        format!(
+                            "write: {lba}+{blocks} is outside {target} ({} blocks)",
+                            lu.blocks
+                        ),
+                    );
+                }
+            }
             Step::Xcopy {
                 host,
                 manager,
@@ -1854,7 +1886,27 @@ impl<'a> Validator<'a> {
                     }
                 }
             }
-            Check::VolumesEqual { a, b } => {
+            Check::BlocksHold { volume, lba, bytes } => {
+                let lu = self.lu_ref(&at("volume"), &format!("{name} volume"), volume);
+                if bytes.is_empty() {
+                    self.err(
+                        &at("bytes"),
+                        format!("{name}: give at least one byte value"),
+                    );
+                } else if let Some(lu) = lu
+                    && lba.saturating_add(bytes.len() as u64) > lu.blocks
+                {
+                    self.err(
+                        &at("lba"),
+                        format!(
+                            "{name}: {lba}+{} is outside {volume} ({} blocks)",
+                            bytes.len(),
+                            lu.blocks
+                        ),
+                    );
+                }
+            }
+            Check::VolumesEqual { a, b, .. } => {
                 self.lu_ref(&at("a"), &format!("{name} a"), a);
                 self.lu_ref(&at("b"), &format!("{name} b"), b);
                 if a == b {
