@@ -28,40 +28,15 @@
 //! included: `fcsim run` replays it exactly. `FCSIM_PROP_ECHO=1` prints every report.
 
 use fcsim_scenarios::{Report, RunOptions};
+
+#[allow(dead_code)]
+mod common;
+use common::harness::{self, cases, passed};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
-fn cases() -> u32 {
-    std::env::var("FCSIM_PROP_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(6)
-}
-
 fn run(sc: &Value) -> Result<(Report, String), TestCaseError> {
-    let text = serde_json::to_string(sc).expect("a scenario serializes");
-    let parsed = fcsim_scenarios::parse(&text, "prop.json")
-        .map_err(|d| TestCaseError::fail(format!("generated scenario is invalid: {d}\n{text}")))?;
-    let r = fcsim_scenarios::run_scenario(&parsed, &RunOptions::default())
-        .map_err(|e| TestCaseError::fail(format!("{e}\nscenario:\n{text}")))?;
-    if std::env::var_os("FCSIM_PROP_ECHO").is_some() {
-        eprintln!("{}", explain(&r, &text));
-    }
-    Ok((r, text))
-}
-
-fn explain(r: &Report, text: &str) -> String {
-    format!(
-        "seed={}\n{}\nerrors: {:?}\nscenario:\n{text}",
-        r.seed,
-        r.summary_table(),
-        r.errors
-    )
-}
-
-fn passed(r: &Report, text: &str) -> Result<(), TestCaseError> {
-    prop_assert!(r.passed, "{}", explain(r, text));
-    Ok(())
+    harness::run(sc, &RunOptions::default())
 }
 
 fn at(t_us: u64, mut step: Value) -> Value {
@@ -242,7 +217,7 @@ fn backup_scenario(c: &BackupCase) -> Value {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: cases(), max_shrink_iters: 8, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(6), max_shrink_iters: 8, ..ProptestConfig::default() })]
 
     /// Broken engines it failed on: no copy-before-write (a post-split write to a
     /// still-different block overwrote the split image: tape and secondary differ);
@@ -347,7 +322,7 @@ fn disaster_scenario(
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: cases(), max_shrink_iters: 8, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(6), max_shrink_iters: 8, ..ProptestConfig::default() })]
 
     /// Broken engines it failed on: a full journal dropping the write without
     /// suspending the pair (a hole in the secondary's order); the secondary applying
@@ -440,7 +415,7 @@ fn switch_pair_scenario(
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: cases(), max_shrink_iters: 8, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(6), max_shrink_iters: 8, ..ProptestConfig::default() })]
 
     /// The engine run by the switch over virtual LUs (deferred mode) keeps seed 004 INV-1
     /// (the secondary is the primary's split image), INV-5 (S frozen after the split)
