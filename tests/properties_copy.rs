@@ -21,11 +21,15 @@
 //!   secondary holds the primary's writes up to one instant.
 //! - `sync_pair_loses_nothing_on_a_primary_site_disaster`: random distance, queue depth
 //!   and disaster instant; after takeover, RPO = 0.
+//! - The intelligent switch as the executor (virtual LUs, deferred mode):
+//!   `switch_run_pair_keeps_the_split_image` (INV-1, INV-5, INV-16 with write-through or
+//!   cached virtual LUs) and `switch_run_sync_pair_loses_nothing_on_a_primary_site_disaster`.
 //!
 //! Above each property, the deliberately broken engines it was seen to fail on.
 //!
 //! Cases: `FCSIM_PROP_CASES` (default 6). A failure prints the generated scenario, seed
-//! included: `fcsim run` replays it exactly. `FCSIM_PROP_ECHO=1` prints every report.
+//! included: `fcsim run` replays it exactly. `FCSIM_PROP_ECHO=1` prints every report
+//! (`tests/common/harness.rs`).
 
 use fcsim_scenarios::{Report, RunOptions};
 
