@@ -485,7 +485,7 @@ async fn failover_pair(nodes: &[pb::NodeInfo], text: &str) -> anyhow::Result<pb:
 
 /// Milliseconds (fractions allowed) as ns; `field` names the argument in errors.
 fn ms_to_ns(field: &str, ms: f64) -> anyhow::Result<u64> {
-    if !ms.is_finite() || ms < 0.0 || ms > 1e12 {
+    if !(0.0..=1e12).contains(&ms) {
         bail!("{field}: {ms} is not a time in ms");
     }
     // Checked above: non-negative and far below 2^64 ns.

@@ -771,7 +771,7 @@ impl ArrayLayer {
     /// Site 3's differential failover (seed 000 §4.6): the far LUs must be reachable.
     fn failover(
         &mut self,
-        r: crate::copy_service::FailoverRequest,
+        r: copysvc::FailoverRequest,
     ) -> Result<pb::FailoverPairsResponse, Status> {
         use crate::copy_service::status_of;
         let function = match r.mode {
@@ -795,15 +795,7 @@ impl ArrayLayer {
         let scsi = &self.scsi;
         let copies = self
             .engine
-            .failover(
-                &r.group,
-                &r.pairs,
-                r.mode,
-                r.rule,
-                &r.report,
-                &r.options,
-                &|l| lu_geometry(scsi, l),
-            )
+            .failover(&r, &|l| lu_geometry(scsi, l))
             .map_err(status_of)?;
         let ns = |d: std::time::Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
         Ok(pb::FailoverPairsResponse {

@@ -58,19 +58,9 @@ pub enum CopyAdmin {
         reply: Reply<pb::DifferenceStatusResponse>,
     },
     Failover {
-        request: FailoverRequest,
+        request: crate::copysvc::FailoverRequest,
         reply: Reply<pb::FailoverPairsResponse>,
     },
-}
-
-/// A validated `FailoverPairs` request.
-pub struct FailoverRequest {
-    pub group: String,
-    pub pairs: Vec<FailoverPair>,
-    pub mode: PairMode,
-    pub rule: SelectionRule,
-    pub report: RemoteReport,
-    pub options: PairOptions,
 }
 
 /// An NAA of 16 hex digits (colons allowed) in field `field`.
@@ -424,7 +414,7 @@ impl pb::copy_server::Copy for CopyService {
         };
         let mut options = PairOptions::default();
         options.apply(&options_patch(r.options)?);
-        let request = FailoverRequest {
+        let request = crate::copysvc::FailoverRequest {
             group: r.group,
             pairs,
             mode,

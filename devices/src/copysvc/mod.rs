@@ -141,6 +141,18 @@ pub struct PairSpec {
     pub initial: Option<DiffBitmap>,
 }
 
+/// A three-site failover at site 3 (seed 000 §4.6): the sync group, a pair V3 → V2 per
+/// volume, the new pairs' mode and settings, the table rule and site 2's report.
+#[derive(Debug, Clone)]
+pub struct FailoverRequest {
+    pub group: String,
+    pub pairs: Vec<FailoverPair>,
+    pub mode: PairMode,
+    pub rule: SelectionRule,
+    pub report: RemoteReport,
+    pub options: PairOptions,
+}
+
 /// One pair of a three-site failover (seed 000 §4.6): V3 (this array's LU, a sync
 /// secondary) to V2 (the far array's LU, taken over there).
 #[derive(Debug, Clone)]
@@ -1687,7 +1699,7 @@ impl CopyEngine {
             return Err(Sense::lu_not_supported());
         };
         let blocks = data.len() as u64 / u64::from(bb.max(1));
-        if data.len() as u64 % u64::from(bb.max(1)) != 0
+        if !(data.len() as u64).is_multiple_of(u64::from(bb.max(1)))
             || lba.checked_add(blocks).is_none_or(|end| end > total)
         {
             return Err(Sense::new(SenseKey::ILLEGAL_REQUEST, asc::LBA_OUT_OF_RANGE));
@@ -1796,21 +1808,25 @@ impl CopyEngine {
     /// only the selected blocks. Every volume of the group needs a pair.
     pub fn failover(
         &mut self,
-        group: &str,
-        pairs: &[FailoverPair],
-        mode: PairMode,
-        rule: SelectionRule,
-        report: &RemoteReport,
-        options: &PairOptions,
+        r: &FailoverRequest,
         geometry: &dyn Fn(u16) -> Option<(u64, u32)>,
     ) -> Result<Vec<FailoverCopy>, CopyError> {
+        let FailoverRequest {
+            group,
+            pairs,
+            mode,
+            rule,
+            report,
+            options,
+        } = r;
+        let (mode, rule) = (*mode, *rule);
         if mode == PairMode::Local {
             return Err(CopyError::BadMode(
                 "a failover pair is remote (sync or async)".into(),
             ));
         }
         let selection = self.generations.select(group, rule, report)?;
-        for (lun, _) in &selection {
+        for lun in selection.keys() {
             if !pairs.iter().any(|p| p.v3_lun == *lun) {
                 return Err(CopyError::Failover(format!(
                     "LU {lun} of group `{group}` has no failover pair (the whole group fails over)"

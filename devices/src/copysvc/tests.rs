@@ -799,23 +799,20 @@ fn site_3_keeps_two_generations_and_fails_over_the_selected_blocks() {
         resync: false,
         image_time: ms(10),
     };
-    let pairs = [FailoverPair {
-        name: "f".into(),
-        v3_lun: 0,
-        v2: Wwn(0x9000),
-    }];
+    let request = FailoverRequest {
+        group: "gs".into(),
+        pairs: vec![FailoverPair {
+            name: "f".into(),
+            v3_lun: 0,
+            v2: Wwn(0x9000),
+        }],
+        mode: PairMode::Sync,
+        rule: SelectionRule::Safe,
+        report,
+        options: PairOptions::default(),
+    };
     let geo = |l: u16| (l == 0).then_some((64, BB as u32));
-    let out = e
-        .failover(
-            "gs",
-            &pairs,
-            PairMode::Sync,
-            SelectionRule::Safe,
-            &report,
-            &PairOptions::default(),
-            &geo,
-        )
-        .unwrap();
+    let out = e.failover(&request, &geo).unwrap();
     assert_eq!(out[0].blocks, 1, "only block 3 was written since 10");
     assert_eq!(out[0].generation, "newer");
     assert_eq!(e.pair("f").unwrap().diff.count(), 1);
