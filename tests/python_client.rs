@@ -1,7 +1,8 @@
 //! The gRPC API from outside Rust: `tests/python/host_client.py` drives a live fabric's
 //! `fcsim.v1.Host` service with Python grpcio (stubs generated from `proto/` at run
 //! time), and checks health and reflection without the .proto files;
-//! `tests/python/copy_client.py` manages a copy pair through an array's `fcsim.v1.Copy`.
+//! `tests/python/copy_client.py` manages a copy pair through an array's `fcsim.v1.Copy`;
+//! `tests/python/switch_copy_client.py` one run by an intelligent switch.
 //!
 //! Needs `python3` with `pip install -r tests/python/requirements.txt` (`.ci/run` does
 //! it). Skipped only when there is no `python3` at all.
@@ -145,4 +146,9 @@ fn python_grpcio_drives_the_host_service() {
 #[test]
 fn python_grpcio_manages_a_copy_pair() {
     run_python_client("copy-basics.json", "copy_client.py");
+}
+
+#[test]
+fn python_grpcio_manages_a_pair_at_an_intelligent_switch() {
+    run_python_client("vsw-pairs.json", "switch_copy_client.py");
 }
