@@ -387,6 +387,27 @@ impl<'a> Validator<'a> {
                     ),
                 );
             }
+            if let Some(r) = &a.recovery {
+                let rp = format!("{ptr}/recovery");
+                if r.logical_devices == 0 || r.disks == 0 {
+                    self.err(
+                        &rp,
+                        format!(
+                            "array \"{}\": recovery needs at least 1 logical device and 1 disk",
+                            a.name
+                        ),
+                    );
+                }
+                if r.cache_threshold_tracks.is_some_and(|t| t > r.cache_tracks) {
+                    self.err(
+                        &format!("{rp}/cache_threshold_tracks"),
+                        format!(
+                            "array \"{}\": cache_threshold_tracks is above cache_tracks {}",
+                            a.name, r.cache_tracks
+                        ),
+                    );
+                }
+            }
             let mut seen: BTreeSet<ArrayFunction> = BTreeSet::new();
             for (j, f) in a.functions.iter().enumerate() {
                 if !seen.insert(*f) {
@@ -1312,6 +1333,35 @@ impl<'a> Validator<'a> {
             Step::PairOptions { pair, .. } => {
                 self.pair_ref(&at("pair"), "pair_options pair", pair);
             }
+            Step::RecoverPair {
+                pair,
+                allowed,
+                max_attempts,
+                concurrency,
+                ..
+            } => {
+                self.group_of(
+                    &at("pair"),
+                    "recover_pair pair",
+                    pair,
+                    &[PairModeSpec::Sync, PairModeSpec::Async],
+                );
+                if allowed.as_nanos() == 0 {
+                    self.err(&at("allowed"), "recover_pair: allowed must be above 0");
+                }
+                if *max_attempts == Some(0) {
+                    self.err(
+                        &at("max_attempts"),
+                        "recover_pair: max_attempts must be at least 1",
+                    );
+                }
+                if *concurrency == Some(0) {
+                    self.err(
+                        &at("concurrency"),
+                        "recover_pair: concurrency must be at least 1",
+                    );
+                }
+            }
             Step::ClearDifference { group, .. } => {
                 self.group_of(
                     &at("group"),
@@ -1677,7 +1727,57 @@ impl<'a> Validator<'a> {
                 self.pair_ref(&at("pair"), name, pair);
                 self.workload_ref(&at("workload"), name, workload);
             }
-            Check::PrefixConsistent { workload, volume }
+            Check::RecoveryOutcome {
+                pair,
+                outcome,
+                side,
+                cause,
+                row_tracks_at_least,
+            } => {
+                self.pair_ref(&at("pair"), name, pair);
+                let remote = match side.as_deref() {
+                    None | Some("master") => false,
+                    Some("remote") => true,
+                    Some(s) => {
+                        self.err(
+                            &at("side"),
+                            format!("{name}: side \"{s}\" is not master or remote"),
+                        );
+                        false
+                    }
+                };
+                let outcomes: &[&str] = if remote {
+                    &["completed", "rolled_back"]
+                } else {
+                    &["completed", "rolled_back", "refused"]
+                };
+                if !outcomes.contains(&outcome.as_str()) {
+                    self.err(
+                        &at("outcome"),
+                        format!(
+                            "{name}: outcome \"{outcome}\" is not {}",
+                            outcomes.join(", ")
+                        ),
+                    );
+                }
+                if let Some(c) = cause
+                    && !["timeout", "save_area_exhausted"].contains(&c.as_str())
+                {
+                    self.err(
+                        &at("cause"),
+                        format!("{name}: cause \"{c}\" is not timeout or save_area_exhausted"),
+                    );
+                }
+                if row_tracks_at_least.is_some() && !remote {
+                    self.err(
+                        &at("row_tracks_at_least"),
+                        format!("{name}: row_tracks_at_least is reported by the remote (side \"remote\")"),
+                    );
+                }
+            }
+            Check::PrefixConsistent {
+                workload, volume, ..
+            }
             | Check::RpoAtMost {
                 workload, volume, ..
             } => {
