@@ -223,7 +223,7 @@ def group_failover():
              {"at": "22ms", "op": "wait", "for": "1500us"},
              {"at": "22ms", "op": "disaster", "site": "site1"},
              dict(fo, at="22ms")]
-    steps += waits("f", "pair")
+    steps += [dict(w, at="22ms") for w in waits("f", "pair")]
     for i in (0, 1):
         steps += [{"at": "22ms", "op": "check", "check": "volumes_equal", "a": f"arr3:{i}", "b": f"arr2:{i}"},
                   {"at": "22ms", "op": "check", "check": "no_acked_write_lost", "workload": f"w{i}", "volume": f"arr2:{i}"}]

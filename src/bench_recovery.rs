@@ -18,6 +18,14 @@
 //!    wait until `suspended`, `link_up`, at once `pair_resync`, wait until `pair`,
 //!    `volumes_equal`. Its time includes the link and the array's login coming back.
 //!
+//! 5. **Differential failover** (seed 000, mode `failover`): three sites, P1 (`arr1:0`)
+//!    mirrored synchronously to V3 (`arr3:0`, 10 km) and cut into images at S1v carried
+//!    asynchronously to V2 (`arr2:0`, `--km` from both). After one host cycle (split
+//!    at T, clear at T, remote resync and split, local resync), `h1` writes the changed
+//!    fraction, site 1 is destroyed, and `failover_3dc` copies V3 → V2 only the blocks
+//!    of the table the safe rule picks; then, on the same volumes, a full copy V3 → V2
+//!    (`pair_delete`, `pair_create`) for comparison.
+//!
 //! Each phase's time runs from the start of its command step (the previous timeline
 //! entry: steps play back to back) to the timeline entry of the `wait` that saw the pair
 //! in `pair`: fabric time, so deterministic for a seed. Blocks are the command's own
@@ -36,6 +44,8 @@ use serde::Serialize;
 const BLOCK_BYTES: u64 = 512;
 /// Blocks per host write (4 KiB).
 const BLOCKS_PER_WRITE: u64 = 8;
+/// Timeline time of the failover mode's host cycle, ms: after the formation copies.
+const CYCLE_MS: u64 = 400;
 /// Last setup step: time for the host to find its LUs.
 const DISCOVERY: &str = "2ms";
 
@@ -101,9 +111,13 @@ pub struct RecoveryReport {
     pub wall_s: f64,
 }
 
-/// The blocks to copy in a pair description, `…, 1640 of 16384 blocks to copy`.
+/// The blocks to copy in a pair description, `…, 1640 of 16384 blocks to copy`, or in
+/// a failover's, `… arr3 copies 1640 of 16384 blocks …`.
 fn parse_to_copy(text: &str) -> Option<u64> {
-    let (head, _) = text.split_once(" blocks to copy")?;
+    let head = match text.split_once(" blocks to copy") {
+        Some((head, _)) => head,
+        None => text.split_once(" copies ")?.1.split_once(" blocks")?.0,
+    };
     let (head, _) = head.rsplit_once(" of ")?;
     head.rsplit(' ').next()?.parse().ok()
 }
@@ -139,6 +153,9 @@ fn written_blocks(blocks: u64, pct: f64) -> u64 {
 
 /// The scenario of one mode (`local`, `sync` or `async`) at one changed fraction.
 fn scenario(mode: &str, pct: f64, b: &RecoveryBench) -> anyhow::Result<Scenario> {
+    if mode == "failover" {
+        return failover_scenario(pct, b);
+    }
     let blocks = b.blocks;
     let rate = b.copy_rate;
     let seed = b.seed;
@@ -218,8 +235,148 @@ fn scenario(mode: &str, pct: f64, b: &RecoveryBench) -> anyhow::Result<Scenario>
         .map_err(|d| anyhow!("generated scenario is invalid:\n{d}"))
 }
 
+/// The three-site scenario of mode `failover` at one fraction.
+fn failover_scenario(pct: f64, b: &RecoveryBench) -> anyhow::Result<Scenario> {
+    let (blocks, rate, seed, km) = (b.blocks, b.copy_rate, b.seed, fmt_km(b.km));
+    let fill = blocks / BLOCKS_PER_WRITE;
+    let writes = written_blocks(blocks, pct) / BLOCKS_PER_WRITE;
+    let lu =
+        |n: u32| format!(r#"{{"lun": {n}, "blocks": {blocks}, "block_bytes": {BLOCK_BYTES}}}"#);
+    let pair = |name: &str, p: &str, s: &str, mode: &str, group: &str| {
+        format!(
+            r#"{{"at": "0ms", "op": "pair_create", "name": "{name}", "primary": "{p}", "secondary": "{s}",
+             "mode": "{mode}", "group": "{group}", "copy_rate": {rate}}}"#
+        )
+    };
+    let wait = |p: &str, state: &str| {
+        format!(r#"{{"at": "0ms", "op": "wait", "until": {{"pair": "{p}", "state": "{state}"}}}}"#)
+    };
+    let at0 = |op: &str| format!(r#"{{"at": "0ms", {op}}}"#);
+    let steps = [
+        format!(
+            r#"{{"at": "0ms", "op": "workload", "name": "fill", "host": "h1", "target": "arr1:0", "pattern": "sequential",
+             "block_bytes": 4096, "qd": 16, "count": {fill}}}"#
+        ),
+        r#"{"at": "0ms", "op": "check", "check": "workload_errors", "workload": "fill"}"#.into(),
+        pair("pl", "arr1:0", "arr1:1", "local", "cg-loc"),
+        pair("ps", "arr1:0", "arr3:0", "sync", "cg-sync"),
+        wait("pl", "pair"),
+        wait("ps", "pair"),
+        at0(r#""op": "pair_split", "pair": "cg-loc""#),
+        wait("pl", "split"),
+        pair("pr", "arr1:1", "arr2:0", "async", "cg-rem"),
+        wait("pr", "pair"),
+        at0(r#""op": "pair_split", "pair": "cg-rem""#),
+        wait("pr", "split"),
+        at0(r#""op": "pair_resync", "pair": "cg-loc""#),
+        wait("pl", "pair"),
+        // One host cycle, far enough ahead that the formation copies are done.
+        format!(
+            r#"{{"at": "{CYCLE_MS}ms", "op": "three_dc_cycle", "local": "cg-loc", "remote": "cg-rem",
+             "sync": "cg-sync", "split_at": "{}ms"}}"#,
+            CYCLE_MS + 3
+        ),
+        format!(
+            r#"{{"at": "{CYCLE_MS}ms", "op": "workload", "name": "w1", "host": "h1", "target": "arr1:0",
+             "pattern": "sequential", "block_bytes": 4096, "qd": 8, "count": {writes}}}"#
+        ),
+        format!(
+            r#"{{"at": "{CYCLE_MS}ms", "op": "check", "check": "workload_errors", "workload": "w1"}}"#
+        ),
+        format!(r#"{{"at": "{CYCLE_MS}ms", "op": "disaster", "site": "siteA"}}"#),
+        format!(
+            r#"{{"at": "{CYCLE_MS}ms", "op": "failover_3dc", "sync": "cg-sync", "remote": "cg-rem",
+             "pairs": [{{"name": "f0", "primary": "arr3:0", "secondary": "arr2:0"}}]}}"#
+        ),
+        format!(
+            r#"{{"at": "{CYCLE_MS}ms", "op": "wait", "until": {{"pair": "f0", "state": "pair"}}}}"#
+        ),
+        format!(
+            r#"{{"at": "{CYCLE_MS}ms", "op": "check", "check": "volumes_equal", "a": "arr3:0", "b": "arr2:0"}}"#
+        ),
+        format!(r#"{{"at": "{CYCLE_MS}ms", "op": "pair_delete", "pair": "f0"}}"#),
+        format!(
+            r#"{{"at": "{CYCLE_MS}ms", "op": "pair_create", "name": "full", "primary": "arr3:0", "secondary": "arr2:0",
+             "mode": "sync", "copy_rate": {rate}}}"#
+        ),
+        format!(
+            r#"{{"at": "{CYCLE_MS}ms", "op": "wait", "until": {{"pair": "full", "state": "pair"}}}}"#
+        ),
+    ];
+    let text = format!(
+        r#"{{
+  "name": "bench-recovery-failover-{pct}pct",
+  "description": "generated by `fcsim bench recovery`",
+  "seed": {seed},
+  "topology": {{
+    "sites": [{{"name": "siteA"}}, {{"name": "siteC"}}, {{"name": "siteB"}}],
+    "switches": [{{"name": "sw1", "site": "siteA", "domain": 1, "ports": 8}},
+                 {{"name": "sw3", "site": "siteC", "domain": 3, "ports": 8}},
+                 {{"name": "sw2", "site": "siteB", "domain": 2, "ports": 8}}],
+    "arrays": [
+      {{"name": "arr1", "site": "siteA", "ports": 2, "functions": ["local-pair", "remote-sync", "remote-async"],
+        "lus": [{lu0}, {lu1}]}},
+      {{"name": "arr3", "site": "siteC", "ports": 1, "functions": ["remote-sync", "remote-async"], "lus": [{lu0}]}},
+      {{"name": "arr2", "site": "siteB", "ports": 1, "functions": ["remote-sync", "remote-async"], "lus": [{lu0}]}}],
+    "hosts": [{{"name": "h1", "site": "siteA", "ports": 1}}],
+    "links": [{{"a": "h1/0", "b": "sw1/0"}}, {{"a": "arr1/0", "b": "sw1/1"}}, {{"a": "arr1/1", "b": "sw1/2"}},
+              {{"a": "arr3/0", "b": "sw3/1"}}, {{"a": "arr2/0", "b": "sw2/1"}},
+              {{"a": "sw1/7", "b": "sw3/7", "km": 10}}, {{"a": "sw1/6", "b": "sw2/6", "km": {km}}},
+              {{"a": "sw3/6", "b": "sw2/7", "km": {km}}}],
+    "zones": [{{"name": "z_h1", "members": ["h1/0", "arr1/0"]}},
+              {{"name": "z_rep", "members": ["arr1/1", "arr3/0", "arr2/0"]}}]
+  }},
+  "setup": [
+    {{"op": "wait", "until": {{"fabric": "converged"}}}},
+    {{"op": "wait", "for": "{DISCOVERY}"}}
+  ],
+  "steps": [{steps}]
+}}"#,
+        lu0 = lu(0),
+        lu1 = lu(1),
+        steps = steps.join(",\n"),
+    );
+    fcsim_scenarios::parse(&text, "<bench recovery>")
+        .map_err(|d| anyhow!("generated scenario is invalid:\n{d}"))
+}
+
+/// The failover row: the differential copy against the full copy of the same volumes.
+fn failover_row(pct: f64, b: &RecoveryBench) -> anyhow::Result<RecoveryRow> {
+    let s = scenario("failover", pct, b)?;
+    let (r, _, wall) = crate::bench_sim::run_stamped(&s, b.seed)?;
+    let name = &s.name;
+    let (resync_blocks, resync_us) = phase(&r, "failover of", 0)
+        .with_context(|| format!("{name}: the failover never completed: {:?}", r.errors))?;
+    let (_, full_us) = phase(&r, "pair created arr3:0", 0)
+        .with_context(|| format!("{name}: the full copy never completed: {:?}", r.errors))?;
+    Ok(RecoveryRow {
+        mode: "failover".into(),
+        changed_pct: pct,
+        written_blocks: written_blocks(b.blocks, pct),
+        full_blocks: b.blocks,
+        full_us,
+        resync_blocks,
+        resync_us,
+        bytes_ratio: resync_blocks as f64 / b.blocks as f64,
+        time_ratio: if full_us > 0 {
+            resync_us as f64 / full_us as f64
+        } else {
+            f64::NAN
+        },
+        volumes_equal: r
+            .checks
+            .iter()
+            .any(|c| c.check == "volumes_equal" && c.passed),
+        run_wall_s: wall.as_secs_f64(),
+        problems: problems(&r),
+    })
+}
+
 /// Runs one mode at one fraction: one row, two for sync.
 fn rows(mode: &str, pct: f64, b: &RecoveryBench) -> anyhow::Result<Vec<RecoveryRow>> {
+    if mode == "failover" {
+        return Ok(vec![failover_row(pct, b)?]);
+    }
     let s = scenario(mode, pct, b)?;
     let (r, _, wall) = crate::bench_sim::run_stamped(&s, b.seed)?;
     let name = &s.name;
@@ -291,7 +448,7 @@ pub fn recovery(b: &RecoveryBench) -> anyhow::Result<RecoveryReport> {
     }
     let start = Instant::now();
     let mut rows_out = Vec::new();
-    for mode in ["local", "sync", "async"] {
+    for mode in ["local", "sync", "async", "failover"] {
         for &pct in &b.changed {
             eprintln!("bench: {mode} pair, {pct}% changed…");
             rows_out.extend(rows(mode, pct, b)?);
@@ -299,7 +456,7 @@ pub fn recovery(b: &RecoveryBench) -> anyhow::Result<RecoveryReport> {
     }
     // The suspension rows after the split rows of sync.
     rows_out.sort_by_key(|r| {
-        ["local", "sync", "sync-suspend", "async"]
+        ["local", "sync", "sync-suspend", "async", "failover"]
             .iter()
             .position(|m| *m == r.mode)
     });
@@ -367,8 +524,9 @@ impl RecoveryReport {
         let _ = writeln!(
             s,
             "full: pair_create to pair (formation copy of the whole volume); resync: pair_resync \
-             to pair after a split (sync-suspend: after an ISL cut, resync at once on link_up); \
-             ÷: resync over full copy"
+             to pair after a split (sync-suspend: after an ISL cut, resync at once on link_up; \
+             failover: site 3's differential copy V3 → V2 after a site-1 disaster, against a full \
+             copy V3 → V2); ÷: resync over full copy"
         );
         let _ = writeln!(s, "\nwhole bench: {:.2} s wall", self.wall_s);
         for r in &self.rows {
@@ -398,6 +556,12 @@ mod tests {
             ),
             Some(1640)
         );
+        assert_eq!(
+            parse_to_copy(
+                "failover of cg-sync (safe rule; at arr2: pr split, V2 image at 5ms): arr3 copies 168 of 16384 blocks (86016 of 8388608 bytes); f0 LU 0 newer table"
+            ),
+            Some(168)
+        );
         assert_eq!(written_blocks(16384, 1.0), 168);
         assert_eq!(written_blocks(16384, 50.0), 8192);
         assert_eq!(written_blocks(64, 0.1), 8);
@@ -408,7 +572,7 @@ mod tests {
             copy_rate: 1024,
             seed: 1,
         };
-        for mode in ["local", "sync", "async"] {
+        for mode in ["local", "sync", "async", "failover"] {
             scenario(mode, 10.0, &b).unwrap();
         }
     }

@@ -1,4 +1,5 @@
-//! `fcsim copy create|split|resync|delete|status|takeover|options|backup|results`: the
+//! `fcsim copy create|split|resync|delete|status|takeover|options|backup|results` and
+//! `clear|differences|failover` (three sites, seed 000): the
 //! copy services of the arrays and intelligent switches (DESIGN.md §7, seed 004),
 //! reached through the Control endpoint. A pair is managed at its primary's array, or at
 //! the intelligent switch presenting its virtual LUs (`--array sw1`: the switch runs the
@@ -121,6 +122,53 @@ pub enum CopyCmd {
         #[arg(long)]
         array: String,
     },
+    /// Three sites (seed 000), at site 3: clear the sync group's older difference table
+    /// at a time (the split time at site 1); refused once that time has passed there.
+    Clear {
+        /// The sync pairs' consistency group.
+        group: String,
+        /// Site 3's array.
+        #[arg(long)]
+        array: String,
+        /// How far ahead of the fabric's current time the clear starts, ms (the split
+        /// time at site 1).
+        #[arg(long)]
+        in_ms: u64,
+    },
+    /// Three sites, at site 3: the two generations of difference tables of each volume.
+    Differences {
+        /// A sync group; default: every group.
+        group: Option<String>,
+        /// Site 3's array.
+        #[arg(long)]
+        array: String,
+    },
+    /// Three sites, at site 3 after a site-1 disaster: choose one table for the whole
+    /// group and copy only its blocks to V2 (take V2 over at site 2 first).
+    Failover {
+        /// The sync group.
+        group: String,
+        /// Site 3's array.
+        #[arg(long)]
+        array: String,
+        /// One per volume of the group: `NAME=V3LUN=ARRAY:LUN` (V2 at site 2).
+        #[arg(long = "pair", required = true)]
+        pairs: Vec<String>,
+        /// The table rule: safe (the newest table whose base is at or before V2's image
+        /// time) or literal (the patent: older if the remote pair was resyncing).
+        #[arg(long, default_value = "safe", value_parser = ["safe", "literal"])]
+        rule: String,
+        /// Site 2's report: its remote pair was resyncing.
+        #[arg(long)]
+        remote_resync: bool,
+        /// Site 2's report: the time of V2's last complete image, ms of fabric time
+        /// (`copy status --array` at site 2 shows it as the role's image time).
+        #[arg(long)]
+        image_time_ms: f64,
+        /// The new pairs' mode.
+        #[arg(long, default_value = "sync", value_parser = ["sync", "async"])]
+        mode: String,
+    },
     /// Change some of a pair's settings; those not given keep their values.
     Options {
         /// A pair.
@@ -221,11 +269,17 @@ pub fn copy(control_addr: &str, cmd: CopyCmd) -> anyhow::Result<ExitCode> {
             .await?
             .into_inner()
             .nodes;
-        run(&nodes, cmd).await
+        let now = control
+            .status(pb::StatusRequest {})
+            .await?
+            .into_inner()
+            .now_us;
+        run(&nodes, Duration::from_micros(now), cmd).await
     })
 }
 
-async fn run(nodes: &[pb::NodeInfo], cmd: CopyCmd) -> anyhow::Result<ExitCode> {
+/// Runs `cmd`; `now` is the fabric's time.
+async fn run(nodes: &[pb::NodeInfo], now: Duration, cmd: CopyCmd) -> anyhow::Result<ExitCode> {
     // Management commands answer with the pairs' status, shown as one table.
     let (array, r) = match cmd {
         CopyCmd::Create {
@@ -312,6 +366,71 @@ async fn run(nodes: &[pb::NodeInfo], cmd: CopyCmd) -> anyhow::Result<ExitCode> {
                 .await?;
             (array, r.into_inner())
         }
+        CopyCmd::Clear {
+            group,
+            array,
+            in_ms,
+        } => {
+            let at = now + Duration::from_millis(in_ms);
+            let r = copy_client(nodes, &array)
+                .await?
+                .clear_difference(pb::ClearDifferenceRequest {
+                    group,
+                    at_ns: u64::try_from(at.as_nanos()).unwrap_or(u64::MAX),
+                })
+                .await?;
+            print!("{}", differences_table(&r.into_inner()));
+            return Ok(ExitCode::SUCCESS);
+        }
+        CopyCmd::Differences { group, array } => {
+            let r = copy_client(nodes, &array)
+                .await?
+                .difference_status(pb::PairRequest {
+                    pair: group.unwrap_or_default(),
+                })
+                .await?;
+            print!("{}", differences_table(&r.into_inner()));
+            return Ok(ExitCode::SUCCESS);
+        }
+        CopyCmd::Failover {
+            group,
+            array,
+            pairs,
+            rule,
+            remote_resync,
+            image_time_ms,
+            mode,
+        } => {
+            let mut list = Vec::new();
+            for p in &pairs {
+                list.push(failover_pair(nodes, p).await?);
+            }
+            let r = copy_client(nodes, &array)
+                .await?
+                .failover_pairs(pb::FailoverPairsRequest {
+                    group,
+                    pairs: list,
+                    mode,
+                    rule,
+                    remote_resync,
+                    image_time_ns: ms_to_ns("image_time_ms", image_time_ms)?,
+                    options: None,
+                })
+                .await?
+                .into_inner();
+            for c in &r.copies {
+                println!(
+                    "{}: LU {} copies {} of {} blocks ({} table, base {})",
+                    c.pair,
+                    c.v3_lun,
+                    c.blocks,
+                    c.total_blocks,
+                    c.generation,
+                    fmt_ns(c.base_ns)
+                );
+            }
+            (array, r.status.unwrap_or_default())
+        }
         CopyCmd::Takeover { pair, array } => {
             let r = copy_client(nodes, &array)
                 .await?
@@ -345,6 +464,77 @@ async fn run(nodes: &[pb::NodeInfo], cmd: CopyCmd) -> anyhow::Result<ExitCode> {
     };
     print!("{}", status_table(&r, &array, &lu_names(nodes).await));
     Ok(ExitCode::SUCCESS)
+}
+
+/// `NAME=V3LUN=ARRAY:LUN` → the API's failover pair (V2's NAA looked up at its array).
+async fn failover_pair(nodes: &[pb::NodeInfo], text: &str) -> anyhow::Result<pb::FailoverPair> {
+    let bad = || anyhow!("pair: expected `NAME=V3LUN=ARRAY:LUN`, e.g. `f0=0=arr2:0`, got `{text}`");
+    let mut parts = text.splitn(3, '=');
+    let (Some(name), Some(lun), Some(v2)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(bad());
+    };
+    if name.is_empty() {
+        return Err(bad());
+    }
+    Ok(pb::FailoverPair {
+        name: name.to_string(),
+        v3_lun: lun.parse().map_err(|_| bad())?,
+        v2_naa: remote_naa(nodes, v2).await?,
+    })
+}
+
+/// Milliseconds (fractions allowed) as ns; `field` names the argument in errors.
+fn ms_to_ns(field: &str, ms: f64) -> anyhow::Result<u64> {
+    if !ms.is_finite() || ms < 0.0 || ms > 1e12 {
+        bail!("{field}: {ms} is not a time in ms");
+    }
+    // Checked above: non-negative and far below 2^64 ns.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    Ok((ms * 1e6).round() as u64)
+}
+
+/// A fabric time in ns as milliseconds.
+fn fmt_ns(ns: u64) -> String {
+    format!("{:.3} ms", ns as f64 / 1e6)
+}
+
+/// The difference tables of site 3: one row per group, one per volume.
+pub fn differences_table(r: &pb::DifferenceStatusResponse) -> String {
+    let mut s = String::new();
+    if r.groups.is_empty() {
+        return "(no difference tables: this array holds no sync secondary)\n".into();
+    }
+    let groups: Vec<Vec<String>> = r
+        .groups
+        .iter()
+        .map(|g| {
+            vec![
+                g.group.clone(),
+                g.pending_clear_ns.map_or("-".into(), fmt_ns),
+                g.last_clear_ns.map_or("-".into(), fmt_ns),
+            ]
+        })
+        .collect();
+    s.push_str(&table(&["Group", "Clear pending", "Last clear"], &groups));
+    s.push('\n');
+    let volumes: Vec<Vec<String>> = r
+        .volumes
+        .iter()
+        .map(|v| {
+            vec![
+                v.lun.to_string(),
+                v.group.clone(),
+                format!("{} since {}", v.older_blocks, fmt_ns(v.older_base_ns)),
+                format!("{} since {}", v.newer_blocks, fmt_ns(v.newer_base_ns)),
+                if v.cleared { "yes" } else { "no" }.into(),
+            ]
+        })
+        .collect();
+    s.push_str(&table(
+        &["LU", "Group", "Older table", "Newer table", "Cleared"],
+        &volumes,
+    ));
+    s
 }
 
 /// `ARRAY:LUN` → (array, LUN); `field` names the argument in errors.
@@ -595,11 +785,12 @@ pub fn status_table(
                         x.state.clone()
                     },
                     x.applied_seq.to_string(),
+                    x.image_time_ns.map_or("-".into(), fmt_ns),
                 ]
             })
             .collect();
         s.push_str(&table(
-            &["LUN", "Pair", "Group", "State", "Applied seq"],
+            &["LUN", "Pair", "Group", "State", "Applied seq", "Image time"],
             &rows,
         ));
     }

@@ -264,7 +264,7 @@ fn bench_recovery_runs_every_mode() {
         "--json",
         json.to_str().expect("utf-8 path"),
     ]);
-    for mode in ["local ", "sync ", "sync-suspend ", "async "] {
+    for mode in ["local ", "sync ", "sync-suspend ", "async ", "failover "] {
         assert!(
             stdout.lines().any(|l| l.starts_with(mode)),
             "no `{mode}` row in:\n{stdout}"
@@ -274,6 +274,6 @@ fn bench_recovery_runs_every_mode() {
     let v: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&json).expect("json written"))
             .expect("valid JSON");
-    assert_eq!(v["rows"].as_array().map(Vec::len), Some(4), "{v}");
+    assert_eq!(v["rows"].as_array().map(Vec::len), Some(5), "{v}");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -394,3 +394,82 @@ fn copy_cli_at_an_intelligent_switch() {
     );
     assert!(!ok && err.contains("name"), "{err}");
 }
+
+/// Three sites (seed 000) from the command line, on 3dc-window-a.json's fabric after its
+/// setup: site 3's difference tables, a clear ahead of time (a second one refused while
+/// it is pending), then site 1 destroyed, V2 taken over at site 2 and the failover at
+/// site 3 reaching `pair`.
+#[test]
+fn copy_cli_three_sites() {
+    let mut up = common::Up::start("3dc-window-a.json");
+    let addr = up.addr.clone();
+    let addr = addr.as_str();
+    let mut out = String::new();
+    for _ in 0..400 {
+        if let Some(status) = up.child.try_wait().expect("poll fcsim up") {
+            panic!("fcsim up exited: {status}");
+        }
+        let (ok, o, _) = fcsim(addr, "copy", &["differences", "--array", "arr3"]);
+        if ok && o.contains("cg-sync") {
+            out = o;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(out.contains("Older table"), "{out}");
+    let out = copy(
+        addr,
+        &["clear", "cg-sync", "--array", "arr3", "--in-ms", "50"],
+    );
+    assert!(out.contains(" ms "), "a clear pending:\n{out}");
+    let (ok, _, err) = fcsim(
+        addr,
+        "copy",
+        &["clear", "cg-sync", "--array", "arr3", "--in-ms", "60"],
+    );
+    assert!(
+        !ok && err.contains("at_ns"),
+        "refused, naming at_ns:\n{err}"
+    );
+    let roles = copy(addr, &["status", "--array", "arr2"]);
+    let image = roles
+        .lines()
+        .find(|l| l.starts_with("0 ") && l.contains("pr0"))
+        .and_then(|l| l.split_whitespace().rev().nth(1))
+        .unwrap_or_else(|| panic!("no role row with an image time:\n{roles}"))
+        .to_string();
+    let (ok, _, err) = fcsim(addr, "fault", &["disaster", "site1"]);
+    assert!(ok, "{err}");
+    copy(addr, &["takeover", "pr0", "--array", "arr2"]);
+    let out = copy(
+        addr,
+        &[
+            "failover",
+            "cg-sync",
+            "--array",
+            "arr3",
+            "--pair",
+            "f0=0=arr2:0",
+            "--image-time-ms",
+            &image,
+        ],
+    );
+    assert!(out.contains("f0: LU 0 copies"), "{out}");
+    let out = copy(addr, &["status", "f0", "--array", "arr3", "--watch"]);
+    assert_eq!(states(&out, "f0").0, "pair", "{out}");
+    let (ok, _, err) = fcsim(
+        addr,
+        "copy",
+        &[
+            "failover",
+            "cg-sync",
+            "--array",
+            "arr3",
+            "--pair",
+            "f0",
+            "--image-time-ms",
+            "1",
+        ],
+    );
+    assert!(!ok && err.contains("pair: expected"), "{err}");
+}

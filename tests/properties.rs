@@ -6,14 +6,11 @@
 //! `fcsim run` because everything, seed included, is in it.
 
 use fcsim_scenarios::RunOptions;
-use proptest::prelude::*;
 
-fn cases() -> u32 {
-    std::env::var("FCSIM_PROP_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(6)
-}
+#[allow(dead_code)]
+mod common;
+use common::harness::cases;
+use proptest::prelude::*;
 
 #[derive(Debug, Clone)]
 struct Schedule {
@@ -73,7 +70,7 @@ fn scenario(s: &Schedule) -> String {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: cases(), failure_persistence: None, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(6), failure_persistence: None, ..ProptestConfig::default() })]
 
     /// Whatever cables fail and come back, every write the host saw acknowledged is on
     /// the array afterwards.

@@ -21,47 +21,26 @@
 //!   secondary holds the primary's writes up to one instant.
 //! - `sync_pair_loses_nothing_on_a_primary_site_disaster`: random distance, queue depth
 //!   and disaster instant; after takeover, RPO = 0.
+//! - The intelligent switch as the executor (virtual LUs, deferred mode):
+//!   `switch_run_pair_keeps_the_split_image` (INV-1, INV-5, INV-16 with write-through or
+//!   cached virtual LUs) and `switch_run_sync_pair_loses_nothing_on_a_primary_site_disaster`.
 //!
 //! Above each property, the deliberately broken engines it was seen to fail on.
 //!
 //! Cases: `FCSIM_PROP_CASES` (default 6). A failure prints the generated scenario, seed
-//! included: `fcsim run` replays it exactly. `FCSIM_PROP_ECHO=1` prints every report.
+//! included: `fcsim run` replays it exactly. `FCSIM_PROP_ECHO=1` prints every report
+//! (`tests/common/harness.rs`).
 
 use fcsim_scenarios::{Report, RunOptions};
+
+#[allow(dead_code)]
+mod common;
+use common::harness::{self, cases, passed};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
-fn cases() -> u32 {
-    std::env::var("FCSIM_PROP_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(6)
-}
-
 fn run(sc: &Value) -> Result<(Report, String), TestCaseError> {
-    let text = serde_json::to_string(sc).expect("a scenario serializes");
-    let parsed = fcsim_scenarios::parse(&text, "prop.json")
-        .map_err(|d| TestCaseError::fail(format!("generated scenario is invalid: {d}\n{text}")))?;
-    let r = fcsim_scenarios::run_scenario(&parsed, &RunOptions::default())
-        .map_err(|e| TestCaseError::fail(format!("{e}\nscenario:\n{text}")))?;
-    if std::env::var_os("FCSIM_PROP_ECHO").is_some() {
-        eprintln!("{}", explain(&r, &text));
-    }
-    Ok((r, text))
-}
-
-fn explain(r: &Report, text: &str) -> String {
-    format!(
-        "seed={}\n{}\nerrors: {:?}\nscenario:\n{text}",
-        r.seed,
-        r.summary_table(),
-        r.errors
-    )
-}
-
-fn passed(r: &Report, text: &str) -> Result<(), TestCaseError> {
-    prop_assert!(r.passed, "{}", explain(r, text));
-    Ok(())
+    harness::run(sc, &RunOptions::default())
 }
 
 fn at(t_us: u64, mut step: Value) -> Value {
@@ -242,7 +221,7 @@ fn backup_scenario(c: &BackupCase) -> Value {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: cases(), max_shrink_iters: 8, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(6), max_shrink_iters: 8, ..ProptestConfig::default() })]
 
     /// Broken engines it failed on: no copy-before-write (a post-split write to a
     /// still-different block overwrote the split image: tape and secondary differ);
@@ -309,8 +288,23 @@ fn remote_topology(km: u32) -> Value {
     })
 }
 
-/// A pair arr1:0 → arr2:0, h1 writing, tokyo destroyed at `disaster_us` after the
-/// workload starts, the pair taken over at osaka, then `checks`.
+/// `remote_topology` with sw1 intelligent: it presents arr1:0 as virtual LU `sw1:0`
+/// and runs the pairs of it itself (arr1 runs no remote copy); zoning off.
+fn switch_topology(km: u32) -> Value {
+    let mut t = remote_topology(km);
+    t["switches"][0] = json!({"name": "sw1", "site": "tokyo", "domain": 1, "ports": 16,
+                               "intelligent": true});
+    t["arrays"][0]["functions"] = json!([]);
+    t["virtual_lus"] = json!([{"switch": "sw1", "lun": 0, "name": "p",
+                               "extents": [{"lu": "arr1:0", "blocks": 2048}]}]);
+    t.as_object_mut().expect("an object").remove("zones");
+    t
+}
+
+/// A pair arr1:0 → arr2:0 (with `via_switch`: sw1:0 → arr2:0, run by the intelligent
+/// switch), h1 writing it, tokyo destroyed at `disaster_us` after the workload starts,
+/// the pair taken over at osaka, then `checks`.
+#[allow(clippy::too_many_arguments)]
 fn disaster_scenario(
     seed: u64,
     mode: &str,
@@ -318,9 +312,15 @@ fn disaster_scenario(
     qd: u32,
     journal_bytes: u64,
     disaster_us: u64,
+    via_switch: bool,
     checks: Vec<Value>,
 ) -> Value {
-    let mut create = json!({"op": "pair_create", "name": "p", "primary": "arr1:0",
+    let (primary, topology) = if via_switch {
+        ("sw1:0", switch_topology(km))
+    } else {
+        ("arr1:0", remote_topology(km))
+    };
+    let mut create = json!({"op": "pair_create", "name": "p", "primary": primary,
                             "secondary": "arr2:0", "mode": mode});
     if mode == "async" {
         create["journal_bytes"] = json!(journal_bytes);
@@ -328,7 +328,7 @@ fn disaster_scenario(
     let mut steps = vec![
         at(
             0,
-            json!({"op": "workload", "name": "w", "host": "h1", "target": "arr1:0", "mix": "write",
+            json!({"op": "workload", "name": "w", "host": "h1", "target": primary, "mix": "write",
             "block_bytes": 4096, "qd": qd, "duration": format!("{}us", disaster_us + 5_000)}),
         ),
         at(disaster_us, json!({"op": "disaster", "site": "tokyo"})),
@@ -339,7 +339,7 @@ fn disaster_scenario(
     ];
     steps.extend(checks.into_iter().map(|c| check(disaster_us + 2, c)));
     json!({
-        "name": format!("prop-{mode}-disaster"), "seed": seed, "topology": remote_topology(km),
+        "name": format!("prop-{mode}-disaster"), "seed": seed, "topology": topology,
         "setup": [{"op": "wait", "until": {"fabric": "converged"}}, create,
                   {"op": "wait", "until": {"pair": "p", "state": "pair"}}],
         "steps": steps,
@@ -347,7 +347,7 @@ fn disaster_scenario(
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: cases(), max_shrink_iters: 8, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(6), max_shrink_iters: 8, ..ProptestConfig::default() })]
 
     /// Broken engines it failed on: a full journal dropping the write without
     /// suspending the pair (a hole in the secondary's order); the secondary applying
@@ -360,7 +360,7 @@ proptest! {
         journal_kib in prop::sample::select(vec![16u64, 64, 256, 65536]),
         disaster_us in 1_000u64..20_000,
     ) {
-        let sc = disaster_scenario(seed, "async", km, qd, journal_kib * 1024, disaster_us, vec![
+        let sc = disaster_scenario(seed, "async", km, qd, journal_kib * 1024, disaster_us, false, vec![
             json!({"check": "prefix_consistent", "workload": "w", "volume": "arr2:0"}),
         ]);
         let (r, text) = run(&sc)?;
@@ -376,9 +376,27 @@ proptest! {
         qd in 1u32..8,
         disaster_us in 1_000u64..20_000,
     ) {
-        let sc = disaster_scenario(seed, "sync", km, qd, 0, disaster_us, vec![
+        let sc = disaster_scenario(seed, "sync", km, qd, 0, disaster_us, false, vec![
             json!({"check": "rpo_at_most", "workload": "w", "volume": "arr2:0", "writes": 0}),
             json!({"check": "no_acked_write_lost", "workload": "w", "volume": "arr2:0"}),
+        ]);
+        let (r, text) = run(&sc)?;
+        passed(&r, &text)?;
+    }
+
+    /// The same with the intelligent switch running the sync pair (its virtual LU on
+    /// arr1, which runs no remote copy): the switch holds the host until arr2 has the
+    /// write. Broken engine it failed on: the switch answering the host before the
+    /// secondary's write completed.
+    #[test]
+    fn switch_run_sync_pair_loses_nothing_on_a_primary_site_disaster(
+        seed in any::<u64>(),
+        km in prop::sample::select(vec![0u32, 100]),
+        qd in 1u32..8,
+        disaster_us in 1_000u64..20_000,
+    ) {
+        let sc = disaster_scenario(seed, "sync", km, qd, 0, disaster_us, true, vec![
+            json!({"check": "rpo_at_most", "workload": "w", "volume": "arr2:0", "writes": 0}),
         ]);
         let (r, text) = run(&sc)?;
         passed(&r, &text)?;
@@ -440,7 +458,7 @@ fn switch_pair_scenario(
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: cases(), max_shrink_iters: 8, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(6), max_shrink_iters: 8, ..ProptestConfig::default() })]
 
     /// The engine run by the switch over virtual LUs (deferred mode) keeps seed 004 INV-1
     /// (the secondary is the primary's split image), INV-5 (S frozen after the split)

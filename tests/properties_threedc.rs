@@ -25,32 +25,15 @@
 //! `fcsim run` replays it exactly.
 
 use fcsim_scenarios::{Report, RunOptions};
+
+#[allow(dead_code)]
+mod common;
+use common::harness::{self, cases, explain};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
-fn cases() -> u32 {
-    std::env::var("FCSIM_PROP_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(4)
-}
-
 fn run(sc: &Value) -> Result<(Report, String), TestCaseError> {
-    let text = serde_json::to_string(sc).expect("a scenario serializes");
-    let parsed = fcsim_scenarios::parse(&text, "prop.json")
-        .map_err(|d| TestCaseError::fail(format!("generated scenario is invalid: {d}\n{text}")))?;
-    let r = fcsim_scenarios::run_scenario(&parsed, &RunOptions::default())
-        .map_err(|e| TestCaseError::fail(format!("{e}\nscenario:\n{text}")))?;
-    Ok((r, text))
-}
-
-fn explain(r: &Report, text: &str) -> String {
-    format!(
-        "seed={}\n{}\nerrors: {:?}\nscenario:\n{text}",
-        r.seed,
-        r.summary_table(),
-        r.errors
-    )
+    harness::run(sc, &RunOptions::default())
 }
 
 /// The windows of seed 000 §7.4 item 1 as `three_dc_cycle` phases to stop after, and
@@ -152,7 +135,7 @@ fn scenario(seed: u64, qd: u32, window: usize, margin_us: u64, rule: &str, equal
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: cases(), max_shrink_iters: 4, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(4), max_shrink_iters: 4, ..ProptestConfig::default() })]
 
     #[test]
     fn safe_rule_failover_loses_nothing(

@@ -22,15 +22,12 @@
 //! `FCSIM_PROP_ECHO=1` prints every run's report.
 
 use fcsim_scenarios::{Report, RunOptions};
+
+#[allow(dead_code)]
+mod common;
+use common::harness::{cases, explain, passed, run};
 use proptest::prelude::*;
 use serde_json::{Value, json};
-
-fn cases() -> u32 {
-    std::env::var("FCSIM_PROP_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(6)
-}
 
 // ---- scenario building ---------------------------------------------------------------------
 
@@ -224,36 +221,6 @@ fn push_executor(who: &mut Vec<String>, w: String) {
     if who.last() != Some(&w) {
         who.push(w);
     }
-}
-
-/// Runs a generated scenario in the simulation; a scenario the validator refuses is a
-/// bug of this file, not of the code under test.
-fn run(sc: &Value, opts: &RunOptions) -> Result<(Report, String), TestCaseError> {
-    let text = serde_json::to_string(sc).expect("a scenario serializes");
-    let parsed = fcsim_scenarios::parse(&text, "prop.json")
-        .map_err(|d| TestCaseError::fail(format!("generated scenario is invalid: {d}\n{text}")))?;
-    let r = fcsim_scenarios::run_scenario(&parsed, opts)
-        .map_err(|e| TestCaseError::fail(format!("{e}\nscenario:\n{text}")))?;
-    if std::env::var_os("FCSIM_PROP_ECHO").is_some() {
-        eprintln!("{}", explain(&r, &text));
-    }
-    Ok((r, text))
-}
-
-/// What to print when a property fails: the report and the scenario that replays it.
-fn explain(r: &Report, text: &str) -> String {
-    format!(
-        "seed={}\n{}\nerrors: {:?}\nscenario:\n{text}",
-        r.seed,
-        r.summary_table(),
-        r.errors
-    )
-}
-
-/// The run passed: every check, no step error.
-fn passed(r: &Report, text: &str) -> Result<(), TestCaseError> {
-    prop_assert!(r.passed, "{}", explain(r, text));
-    Ok(())
 }
 
 // ---- I1, I2, I4: translation ---------------------------------------------------------------
@@ -483,7 +450,7 @@ fn translation_scenario(t: &Translation) -> Value {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: cases(), failure_persistence: None, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(6), failure_persistence: None, ..ProptestConfig::default() })]
 
     /// I1 + I2 + I4: host I/O through a virtual LU of 2–4 extents on 1–3 arrays reads back
     /// the last write (verify, also in async mode), every acknowledged write is on the
@@ -716,7 +683,7 @@ fn gating_scenario(g: &Gating) -> Value {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: cases(), failure_persistence: None, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(6), failure_persistence: None, ..ProptestConfig::default() })]
 
     /// I5 + I11 (+ I8): each extent of a backup or volume copy goes to its array exactly
     /// when TF (functions advertised, operator overrides) says every array involved can
@@ -947,7 +914,7 @@ impl Equivalence {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: cases(), failure_persistence: None, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(6), failure_persistence: None, ..ProptestConfig::default() })]
 
     /// I7 + I16: the same host trace and the same backup and volume copy, run once
     /// delegated to the arrays (mode 1, capable) and once on the switch (mode 2, arrays
@@ -1177,7 +1144,7 @@ impl Convergence {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: cases(), failure_persistence: None, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(6), failure_persistence: None, ..ProptestConfig::default() })]
 
     /// I12 + I13: a mirror (or an EXTENDED COPY volume copy) started at a random moment
     /// of a host workload on its source, delegated per extent or done by the switch:
@@ -1326,7 +1293,7 @@ impl Crash {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: cases(), failure_persistence: None, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(6), failure_persistence: None, ..ProptestConfig::default() })]
 
     /// I15: an async and a sync virtual LU take writes; the switch (and its engine)
     /// crashes and restarts. If the crash comes after the workloads ended and the cache
@@ -1509,7 +1476,7 @@ impl Drop for DataDir {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: cases(), failure_persistence: None, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(6), failure_persistence: None, ..ProptestConfig::default() })]
 
     /// I17: a mirror's initial copy (delegated or by the switch) onto durable LUs; the
     /// destination array crashes and restarts during the copy, after it, or not at all;

@@ -1,4 +1,7 @@
-//! Helpers shared by the tests that start `fcsim up` as a user would.
+//! Helpers shared by the tests: `fcsim up` as a user starts it ([`Up`]) and the
+//! property tests' harness ([`harness`]).
+
+pub mod harness;
 
 use std::process::{Child, Command, Stdio};
 
