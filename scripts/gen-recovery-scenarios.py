@@ -106,13 +106,18 @@ def master_dies(variant, seed):
              "a protected recovery copy of a suspended sync pair is half way through its 512 changed blocks when tokyo "
              "(the master array arr1, h1, sw1) is destroyed. No completion reaches arr2 within T = 300 ms: its watchdog "
              "rolls the pair back, and arr2:0 holds the image it had at the suspension, a prefix of the primary's writes: "
-             "old, never a mixture of old and new blocks.",
+             "old, never a mixture of old and new blocks. Just after the disaster, before the rollback, variant A's drive "
+             "is a mixture (blocks are copied in address order and overwritten in place) while variant B's still holds "
+             "the old image (the new blocks are held aside).",
              {"protection": variant, "cache_tracks": 1024})
     s["steps"] += [
         {"at": "320ms", "op": "recover_pair", "pair": "ps", "allowed": "300ms"},
         w2(),
         check("330ms", check="workload_errors", workload="w1"),
         {"at": "400ms", "op": "disaster", "site": "tokyo"},
+        # Before the watchdog fires, variant A's drive holds the address-order mixture
+        # (the rollback undoes it); variant B's drive still holds the old image.
+        check("405ms", check="prefix_consistent", workload="w1", volume="arr2:0", expect=variant == "hold_new"),
         check("700ms", check="recovery_outcome", pair="ps", side="remote", outcome="rolled_back", cause="timeout"),
         check("701ms", check="prefix_consistent", workload="w1", volume="arr2:0"),
     ]
@@ -210,7 +215,26 @@ def lost_message():
     write(s)
 
 
+def ordered():
+    s = base("recovery-ordered", 110,
+             "Seed 001 claim 3: arr1 keeps a time-series queue of the suspended pair's updates and the recovery copy sends "
+             "them oldest-first (every update, 10x the blocks of an address-order copy). When tokyo is destroyed half way, "
+             "arr2:0 is already a prefix of the primary's writes, before any rollback; the watchdog then rolls the "
+             "unreached pair back to its image at the suspension, also a prefix.",
+             {"protection": "save_old", "cache_tracks": 1024})
+    s["steps"] += [
+        {"at": "320ms", "op": "recover_pair", "pair": "ps", "allowed": "3s", "ordered": True},
+        check("330ms", check="workload_errors", workload="w1"),
+        {"at": "800ms", "op": "disaster", "site": "tokyo"},
+        check("805ms", check="prefix_consistent", workload="w1", volume="arr2:0"),
+        check("3400ms", check="recovery_outcome", pair="ps", side="remote", outcome="rolled_back", cause="timeout"),
+        check("3401ms", check="prefix_consistent", workload="w1", volume="arr2:0"),
+    ]
+    write(s)
+
+
 if __name__ == "__main__":
+    ordered()
     completed()
     master_dies("save_old", 102)
     master_dies("hold_new", 103)

@@ -120,6 +120,19 @@ const RECOVERY_POLL: std::time::Duration = std::time::Duration::from_millis(2);
 /// How long the master waits for an answer before sending its request again.
 const RECOVERY_RETRY: std::time::Duration = std::time::Duration::from_millis(20);
 
+/// Most updates a suspended pair's time-series queue keeps; beyond, it is dropped and a
+/// recovery copy of the pair goes in address order (seed 001 §7.6 item 10).
+const RECOVERY_QUEUE_NODES: usize = 1 << 16;
+
+/// The time-series queue (108) of one suspended remote pair: its updates since the
+/// suspension, oldest first, each with an array-wide sequence number so that the
+/// queues of a group merge in order of occurrence.
+struct SuspendQueue {
+    nodes: Vec<(u64, u64, Bytes)>,
+    /// Over capacity: dropped.
+    overflow: bool,
+}
+
 /// This array's protected recovery copy as the master (seed 001 §4.3): the sans-IO
 /// session and its transport (one D6h command in flight at a time, in order).
 struct MasterRecovery {
@@ -237,6 +250,10 @@ pub struct ArrayLayer {
     rcv_peak: (u64, BTreeSet<usize>),
     /// This array as the master: the current or last session.
     rcv_master: Option<MasterRecovery>,
+    /// Time-series queues of the suspended remote pairs, by pair name.
+    rcv_queues: BTreeMap<String, SuspendQueue>,
+    /// Sequence of the last update recorded in any queue.
+    rcv_seq: u64,
     /// Fabric time of the last input.
     now: std::time::Duration,
 }
@@ -354,6 +371,8 @@ impl ArrayLayer {
             ),
             rcv_peak: (0, BTreeSet::new()),
             rcv_master: None,
+            rcv_queues: BTreeMap::new(),
+            rcv_seq: 0,
             now: std::time::Duration::ZERO,
             cfg,
         })
@@ -461,6 +480,13 @@ impl ArrayLayer {
                 &mut self.scsi,
                 (nexus.lun, lba, blocks),
                 self.now,
+            );
+            record_suspended(
+                &self.engine,
+                &mut self.rcv_queues,
+                &mut self.rcv_seq,
+                &mut self.scsi,
+                (nexus.lun, lba, blocks),
             );
         }
         if let Some((lba, blocks)) = write
@@ -1068,6 +1094,27 @@ impl ArrayLayer {
                 diff: diff.clone(),
             });
         }
+        // Claim 3: each unit's queue, merged in order of occurrence.
+        let mut queues = BTreeMap::new();
+        if r.ordered {
+            let mut by_unit: BTreeMap<u16, Vec<(u64, u16, u64, Bytes)>> = BTreeMap::new();
+            for ((name, lun, _, _), p) in found.iter().zip(&pairs) {
+                if let Some(q) = self.rcv_queues.get(name).filter(|q| !q.overflow) {
+                    by_unit
+                        .entry(p.unit)
+                        .or_default()
+                        .extend(q.nodes.iter().map(|(s, t, d)| (*s, *lun, *t, d.clone())));
+                }
+            }
+            for (unit, mut nodes) in by_unit {
+                nodes.sort_by_key(|n| n.0);
+                let mut q = rcv::TimeSeriesQueue::new(false);
+                for (_, dev, t, d) in nodes {
+                    q.record(dev, t, rcv::Update::Format(d));
+                }
+                queues.insert(unit, q);
+            }
+        }
         let now = self.now;
         let session = u64::try_from(now.as_nanos()).unwrap_or(u64::MAX).max(1);
         let config = RecoveryConfig {
@@ -1077,9 +1124,12 @@ impl ArrayLayer {
             retry_interval: RECOVERY_RETRY,
             max_attempts: r.max_attempts,
         };
-        let copy = RecoveryCopy::start(session, pairs, BTreeMap::new(), config, now)
+        let copy = RecoveryCopy::start(session, pairs, queues, config, now)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        info!(target = %r.target, pairs = found.len(), session, "recovery copy starts");
+        let ordered: Vec<bool> = (0..found.len())
+            .filter_map(|i| copy.is_ordered(if r.group_unit { 0 } else { i as u16 }))
+            .collect();
+        info!(target = %r.target, pairs = found.len(), session, ?ordered, "recovery copy starts");
         self.rcv_master = Some(MasterRecovery {
             copy,
             remote: found[0].2,
@@ -1657,6 +1707,66 @@ impl ArrayLayer {
     fn digests(&self, lun: u32, lba: u64, blocks: u32) -> Result<Vec<u64>, Status> {
         let (data, bb) = self.read(lun, lba, blocks)?;
         Ok(data.chunks(bb.max(1)).map(digest).collect())
+    }
+}
+
+/// A host write of `blocks` at `lba` landed on LU `lun`: every suspended remote pair of
+/// it records the written blocks in its time-series queue (steps 1201–1205; the bitmap
+/// is the engine's). A queue starts at the first write after the suspension with the
+/// blocks already marked (the writes the suspension cut off), oldest of all.
+fn record_suspended(
+    engine: &CopyEngine,
+    queues: &mut BTreeMap<String, SuspendQueue>,
+    seq: &mut u64,
+    scsi: &mut ScsiTarget,
+    (lun, lba, blocks): (u16, u64, u64),
+) {
+    queues.retain(|n, _| {
+        engine
+            .pair(n)
+            .is_some_and(|p| p.state == copysvc::PairState::Suspended)
+    });
+    let suspended: Vec<(String, u64)> = engine
+        .pairs()
+        .filter(|p| {
+            p.primary == lun
+                && p.state == copysvc::PairState::Suspended
+                && matches!(p.secondary, copysvc::Secondary::Remote(_))
+        })
+        .map(|p| (p.name.clone(), p.blocks))
+        .collect();
+    for (name, size) in suspended {
+        let vols = LuStores(scsi);
+        let q = queues.entry(name.clone()).or_insert_with(|| {
+            let mut q = SuspendQueue {
+                nodes: Vec::new(),
+                overflow: false,
+            };
+            if let Some(p) = engine.pair(&name) {
+                let mut at = 0;
+                while let Some((t, _)) = p.diff.next_run(at, 1) {
+                    if !(lba..lba.saturating_add(blocks)).contains(&t) {
+                        *seq += 1;
+                        q.nodes
+                            .push((*seq, t, rcv::Tracks::read_track(&vols, lun, t)));
+                    }
+                    at = t + 1;
+                }
+            }
+            q
+        });
+        if q.overflow {
+            continue;
+        }
+        for b in lba..lba.saturating_add(blocks).min(size) {
+            *seq += 1;
+            q.nodes
+                .push((*seq, b, rcv::Tracks::read_track(&vols, lun, b)));
+        }
+        if q.nodes.len() > RECOVERY_QUEUE_NODES {
+            q.nodes = Vec::new();
+            q.overflow = true;
+        }
     }
 }
 

@@ -81,6 +81,8 @@ pub struct RecoverRequest {
     pub group_unit: bool,
     pub max_attempts: u32,
     pub concurrency: Option<usize>,
+    /// Oldest-first from the time-series queues (claim 3).
+    pub ordered: bool,
 }
 
 /// A validated `FailoverPairs` request.
@@ -490,6 +492,7 @@ impl pb::copy_server::Copy for CopyService {
                 r.max_attempts
             },
             concurrency: (r.concurrency > 0).then_some(r.concurrency as usize),
+            ordered: r.ordered,
         };
         self.ask(|reply| CopyAdmin::Recover { request, reply })
             .await

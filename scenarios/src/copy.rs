@@ -376,6 +376,7 @@ impl Orchestrator {
                 unit,
                 max_attempts,
                 concurrency,
+                ordered,
             } => {
                 let def = self.pair_def(pair)?;
                 let mut c = self.copy_client(&def.primary.node).await?;
@@ -390,6 +391,7 @@ impl Orchestrator {
                         .into(),
                         max_attempts: max_attempts.unwrap_or(0),
                         concurrency: concurrency.unwrap_or(0),
+                        ordered: *ordered,
                     })
                     .await
                     .map_err(err)?

@@ -885,6 +885,10 @@ pub enum Step {
         /// n, pairs recovered at once; default computed from the remote's capacities.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         concurrency: Option<u32>,
+        /// Claim 3: send the updates oldest-first from the time-series queue the
+        /// primary kept since the suspension; default false (address order).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        ordered: bool,
     },
     /// Evaluate a check; a failed check fails the run.
     Check(Check),
