@@ -11,7 +11,7 @@ import pathlib
 LIB = pathlib.Path(__file__).resolve().parent.parent / "scenarios" / "library"
 
 
-def base(name, seed, description, recovery=None):
+def base(name, seed, description, recovery=None, luns=1):
     arrays = []
     for n, site, ports in (("arr1", "tokyo", 2), ("arr2", "osaka", 1)):
         a = {
@@ -19,7 +19,7 @@ def base(name, seed, description, recovery=None):
             "site": site,
             "ports": ports,
             "functions": ["xcopy", "remote-sync", "remote-async"],
-            "lus": [{"lun": 0, "blocks": 512, "block_bytes": 512}],
+            "lus": [{"lun": l, "blocks": 512, "block_bytes": 512} for l in range(luns)],
         }
         if n == "arr2" and recovery is not None:
             a["recovery"] = recovery
@@ -215,6 +215,51 @@ def lost_message():
     write(s)
 
 
+def group(unit, seed):
+    """Two volumes in one consistency group; the master dies after the first pair
+    reached (n = 1: the pairs are recovered one after the other)."""
+    name = f"recovery-two-volumes-{unit}"
+    if unit == "device":
+        what = ("With unit device, arr2 keeps the pair that reached (arr2:0 holds the new image) and rolls back the "
+                "other (arr2:1 the old one): each volume alone is consistent, together they are not one instant "
+                "(seed 001 §7.6 item 6).")
+        rolled = [1]
+    else:
+        what = ("With unit group the two volumes are one consistency unit: the reached report of the first is not "
+                "enough, arr2 rolls both back to the suspension, one instant for the group.")
+        rolled = [0, 1]
+    s = base(name, seed,
+             "Seed 001 §7.6 item 6: two sync pairs in group cg (arr1:0 -> arr2:0, arr1:1 -> arr2:1) suspend together; a "
+             "recovery copy of the group copies them one at a time (n = 1), and tokyo is destroyed after the first has "
+             "reached. " + what,
+             {"protection": "save_old"}, luns=2)
+    s["setup"] = [
+        {"op": "wait", "until": {"fabric": "converged"}},
+        {"op": "pair_create", "name": "p0", "primary": "arr1:0", "secondary": "arr2:0", "mode": "sync", "group": "cg"},
+        {"op": "pair_create", "name": "p1", "primary": "arr1:1", "secondary": "arr2:1", "mode": "sync", "group": "cg"},
+        {"op": "wait", "until": {"pair": "p0", "state": "pair"}},
+        {"op": "wait", "until": {"pair": "p1", "state": "pair"}},
+    ]
+    s["steps"] = [
+        {"at": "0ms", "op": "workload", "name": "w0", "host": "h1", "target": "arr1:0",
+         "mix": "write", "block_bytes": 512, "qd": 1, "duration": "280ms"},
+        {"at": "0ms", "op": "workload", "name": "w1", "host": "h1", "target": "arr1:1",
+         "mix": "write", "block_bytes": 512, "qd": 1, "duration": "280ms"},
+        {"at": "20ms", "op": "link_down", "port": "sw1/7"},
+        {"at": "250ms", "op": "check", "check": "pair_state", "pair": "p0", "state": "suspended"},
+        {"at": "250ms", "op": "check", "check": "pair_state", "pair": "p1", "state": "suspended"},
+        {"at": "300ms", "op": "link_up", "port": "sw1/7"},
+        {"at": "320ms", "op": "recover_pair", "pair": "cg", "allowed": "400ms", "unit": unit, "concurrency": 1},
+        check("330ms", check="workload_errors", workload="w0"),
+        {"at": "560ms", "op": "disaster", "site": "tokyo"},
+        check("900ms", check="recovery_outcome", pair="cg", side="remote", outcome="rolled_back", cause="timeout",
+              rolled_back=rolled),
+        check("901ms", check="prefix_consistent", workload="w0", volume="arr2:0"),
+        check("901ms", check="prefix_consistent", workload="w1", volume="arr2:1"),
+    ]
+    write(s)
+
+
 def ordered():
     s = base("recovery-ordered", 110,
              "Seed 001 claim 3: arr1 keeps a time-series queue of the suspended pair's updates and the recovery copy sends "
@@ -234,6 +279,8 @@ def ordered():
 
 
 if __name__ == "__main__":
+    group("device", 111)
+    group("group", 112)
     ordered()
     completed()
     master_dies("save_old", 102)

@@ -756,7 +756,7 @@ impl Orchestrator {
         outcome: &str,
         remote: bool,
         cause: Option<&str>,
-        row_tracks_at_least: Option<u64>,
+        (row_tracks_at_least, rolled_back): (Option<u64>, Option<&[u32]>),
     ) -> StepResult {
         let def = self.pair_def(pair)?;
         let node = if remote {
@@ -825,15 +825,19 @@ impl Orchestrator {
             if done {
                 let ok = got == outcome
                     && cause.is_none_or(|c| c == got_cause)
-                    && row_tracks_at_least.is_none_or(|n| rem.peak_row_tracks >= n);
+                    && row_tracks_at_least.is_none_or(|n| rem.peak_row_tracks >= n)
+                    && rolled_back.is_none_or(|l| l == rem.rolled_back.as_slice());
                 return if ok {
                     Ok(text)
                 } else {
                     Err(format!(
-                        "{text}; expected {outcome}{}{}",
+                        "{text}; expected {outcome}{}{}{}",
                         cause.map(|c| format!(" ({c})")).unwrap_or_default(),
                         row_tracks_at_least
                             .map(|n| format!(", at least {n} tracks on parity/spare"))
+                            .unwrap_or_default(),
+                        rolled_back
+                            .map(|l| format!(", rolled back LUNs {l:?}"))
                             .unwrap_or_default()
                     ))
                 };
@@ -1044,13 +1048,14 @@ impl Orchestrator {
                 side,
                 cause,
                 row_tracks_at_least,
+                rolled_back,
             } => {
                 self.recovery_outcome(
                     pair,
                     outcome,
                     side.as_deref() == Some("remote"),
                     cause.as_deref(),
-                    *row_tracks_at_least,
+                    (*row_tracks_at_least, rolled_back.as_deref()),
                 )
                 .await
             }

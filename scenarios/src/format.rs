@@ -1443,6 +1443,10 @@ pub enum Check {
         /// at once (the save area spilled out of the cache).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         row_tracks_at_least: Option<u64>,
+        /// Remote only: exactly these LUNs were rolled back (ascending); a unit whose
+        /// every pair reached is kept.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rolled_back: Option<Vec<u32>>,
     },
     /// At most `writes` acknowledged writes of the workload are missing from the volume
     /// (the recovery point); the detail gives the lost writes, bytes and time window.

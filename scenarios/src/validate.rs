@@ -1733,8 +1733,15 @@ impl<'a> Validator<'a> {
                 side,
                 cause,
                 row_tracks_at_least,
+                rolled_back,
             } => {
                 self.pair_ref(&at("pair"), name, pair);
+                if rolled_back.is_some() && side.as_deref() != Some("remote") {
+                    self.err(
+                        &at("rolled_back"),
+                        format!("{name}: rolled_back is reported by the remote (side \"remote\")"),
+                    );
+                }
                 let remote = match side.as_deref() {
                     None | Some("master") => false,
                     Some("remote") => true,
