@@ -1127,7 +1127,13 @@ impl ArrayLayer {
         let copy = RecoveryCopy::start(session, pairs, queues, config, now)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
         let ordered: Vec<bool> = (0..found.len())
-            .filter_map(|i| copy.is_ordered(if r.group_unit { 0 } else { i as u16 }))
+            .filter_map(|i| {
+                copy.is_ordered(if r.group_unit {
+                    0
+                } else {
+                    u16::try_from(i).unwrap_or(u16::MAX)
+                })
+            })
             .collect();
         info!(target = %r.target, pairs = found.len(), session, ?ordered, "recovery copy starts");
         self.rcv_master = Some(MasterRecovery {

@@ -2718,6 +2718,66 @@ mod tests {
     }
 
     #[test]
+    fn recovery_fields_are_checked() {
+        // arr2 (remote-sync, a recovery block) is added; a local pair gives a name.
+        let two = with(
+            r#"{"name": "arr1", "site": "osaka", "ports": 1, "lus": [{"lun": 0, "blocks": 100, "block_bytes": 512}]}"#,
+            r#"{"name": "arr1", "site": "osaka", "ports": 1, "functions": ["remote-sync"], "lus": [{"lun": 0, "blocks": 100, "block_bytes": 512}]},
+      {"name": "arr2", "site": "osaka", "ports": 1, "functions": ["remote-sync"], "recovery": {"protection": "hold_new", "cache_tracks": 8, "cache_threshold_tracks": 9}, "lus": [{"lun": 0, "blocks": 100, "block_bytes": 512}]}"#,
+        )
+        .replace(
+            r#"{"a": "arr1/0", "b": "sw2/0"},"#,
+            r#"{"a": "arr1/0", "b": "sw2/0"}, {"a": "arr2/0", "b": "sw2/1"},"#,
+        );
+        let steps = |s: &str| {
+            two.replace(
+                r#"{"at": "1ms", "op": "check", "check": "logged_in", "port": "h1/0"}"#,
+                &format!(
+                    r#"{{"at": "1ms", "op": "pair_create", "name": "p", "primary": "arr1:0", "secondary": "arr2:0", "mode": "sync"}}, {s}"#
+                ),
+            )
+        };
+        let d = diags(&steps(
+            r#"{"at": "2ms", "op": "recover_pair", "pair": "p", "allowed": "0ms", "max_attempts": 0}"#,
+        ));
+        assert!(
+            d.iter()
+                .any(|x| x.message.contains("cache_threshold_tracks is above")),
+            "{d:?}"
+        );
+        assert!(
+            d.iter()
+                .any(|x| x.message.contains("allowed must be above 0")),
+            "{d:?}"
+        );
+        assert!(
+            d.iter()
+                .any(|x| x.message.contains("max_attempts must be at least 1")),
+            "{d:?}"
+        );
+        let d = diags(&steps(
+            r#"{"at": "2ms", "op": "check", "check": "recovery_outcome", "pair": "p", "outcome": "fine", "cause": "rain", "row_tracks_at_least": 1, "rolled_back": [0]}"#,
+        ));
+        for text in [
+            "outcome \"fine\" is not",
+            "cause \"rain\" is not",
+            "row_tracks_at_least is reported by the remote",
+            "rolled_back is reported by the remote",
+            "cache_threshold_tracks is above",
+        ] {
+            assert!(d.iter().any(|x| x.message.contains(text)), "{text}: {d:?}");
+        }
+        let d = diags(&steps(
+            r#"{"at": "2ms", "op": "recover_pair", "pair": "q", "allowed": "1s", "unit": "rack"}"#,
+        ));
+        assert!(
+            d.iter()
+                .any(|x| x.message.contains("unknown variant `rack`")),
+            "{d:?}"
+        );
+    }
+
+    #[test]
     fn check_refs() {
         let step = |s: &str| {
             with(
