@@ -1197,6 +1197,10 @@ impl ArrayLayer {
                 })
                 .collect();
             for (n, rest) in ends {
+                if outcome == Outcome::Completed {
+                    // A later suspension starts a queue of its own.
+                    self.rcv_queues.remove(&n);
+                }
                 let rest = match (&outcome, rest) {
                     (Outcome::Completed, _) => None,
                     (_, Some(d)) => Some(d),
