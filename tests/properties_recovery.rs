@@ -12,7 +12,11 @@
 //!   case and must leave the same image (invariant 4): the same earliest instant of
 //!   the history.
 //!
-//! Seen to fail on a broken variant A whose remote saves the new data instead of the old
+//! - `ordered_copy_is_a_prefix_at_the_death`: claim 3 (invariant 12): with `ordered`,
+//!   the remote is a prefix of the history 5 ms after the death already, before any
+//!   rollback, and after T as well.
+//!
+//! The first property was seen to fail on a broken variant A whose remote saves the new data instead of the old
 //! (`RecoveryTarget::write` putting `update.apply(&current)` in the save slot, so a
 //! rollback writes back the new blocks): after a mid-copy death arr2:0 holds new low
 //! blocks and old high ones, and `prefix_consistent` fails ("matches no instant of
@@ -61,6 +65,13 @@ fn case() -> impl Strategy<Value = Case> {
 }
 
 fn scenario(c: &Case, protection: &str) -> Value {
+    scenario_with(c, protection, false)
+}
+
+/// The case's scenario; `ordered`: the copy sends the time-series queue oldest-first
+/// (claim 3) with a T long enough not to expire before the death, and the remote is
+/// judged 5 ms after the death too, before any rollback.
+fn scenario_with(c: &Case, protection: &str, ordered: bool) -> Value {
     let array = |name: &str, site: &str, ports: u32| {
         json!({"name": name, "site": site, "ports": ports,
                "functions": ["xcopy", "remote-sync"],
@@ -80,8 +91,9 @@ fn scenario(c: &Case, protection: &str) -> Value {
     } else {
         json!({"at": format!("{death}ms"), "op": "crash", "node": "arr1"})
     };
-    let judge = death + 400;
-    json!({
+    let allowed = if ordered { 3000 } else { 300 };
+    let judge = death + allowed + 100;
+    let mut sc = json!({
         "name": format!("prop-recovery-{protection}"),
         "seed": c.seed,
         "topology": {
@@ -107,19 +119,33 @@ fn scenario(c: &Case, protection: &str) -> Value {
             {"at": format!("{cut}ms"), "op": "link_down", "port": "sw1/7"},
             {"at": format!("{up}ms"), "op": "link_up", "port": "sw1/7"},
             {"at": format!("{}ms", up + 5), "op": "check", "check": "workload_errors", "workload": "w1"},
-            {"at": format!("{start}ms"), "op": "recover_pair", "pair": "ps", "allowed": "300ms"},
+            {"at": format!("{start}ms"), "op": "recover_pair", "pair": "ps",
+             "allowed": format!("{allowed}ms"), "ordered": ordered},
             kill,
             {"at": format!("{judge}ms"), "op": "check", "check": "prefix_consistent",
              "workload": "w1", "volume": "arr2:0"}
         ]
-    })
+    });
+    // Before any rollback: an ordered copy keeps the remote a prefix (claim 3), and
+    // variant B's drive keeps the old image until the pair reaches (then applies it
+    // whole). Variant A in address order is a mixture mid-copy (not asserted: the
+    // death may fall before or after the copy).
+    if ordered || protection == "hold_new" {
+        let mid = json!({"at": format!("{}ms", death + 5), "op": "check",
+                         "check": "prefix_consistent", "workload": "w1", "volume": "arr2:0"});
+        let steps = sc["steps"].as_array_mut().expect("steps");
+        let at = steps.len() - 1;
+        steps.insert(at, mid);
+    }
+    sc
 }
 
-/// The instant the `prefix_consistent` check found.
+/// The instant the last `prefix_consistent` check found (after T).
 fn prefix_detail(r: &Report) -> Option<String> {
     r.checks
         .iter()
-        .find(|c| c.check == "prefix_consistent")
+        .filter(|c| c.check == "prefix_consistent")
+        .next_back()
         .map(|c| c.detail.clone())
 }
 
@@ -133,5 +159,11 @@ proptest! {
         let (rb, tb) = run(&scenario(&c, "hold_new"))?;
         passed(&rb, &tb)?;
         prop_assert_eq!(prefix_detail(&ra), prefix_detail(&rb), "variants A and B differ:\n{}\n{}", ta, tb);
+    }
+
+    #[test]
+    fn ordered_copy_is_a_prefix_at_the_death(c in case()) {
+        let (r, t) = run(&scenario_with(&c, "save_old", true))?;
+        passed(&r, &t)?;
     }
 }
