@@ -16,9 +16,9 @@
 //!   the remote is a prefix of the history 5 ms after the death already, before any
 //!   rollback, and after T as well.
 //!
-//! The first property was seen to fail on a broken variant A whose remote saves the new data instead of the old
-//! (`RecoveryTarget::write` putting `update.apply(&current)` in the save slot, so a
-//! rollback writes back the new blocks): after a mid-copy death arr2:0 holds new low
+//! The first property was seen to fail on a broken variant A whose remote saves the new
+//! data instead of the old (`RecoveryTarget::write` putting `update.apply(&current)` in
+//! the save slot, so a rollback writes back the new blocks): after a mid-copy death arr2:0 holds new low
 //! blocks and old high ones, and `prefix_consistent` fails ("matches no instant of
 //! arr1:0: writes applied out of order") on the first case that dies mid-copy.
 //!
