@@ -144,8 +144,7 @@ fn scenario_with(c: &Case, protection: &str, ordered: bool) -> Value {
 fn prefix_detail(r: &Report) -> Option<String> {
     r.checks
         .iter()
-        .filter(|c| c.check == "prefix_consistent")
-        .next_back()
+        .rfind(|c| c.check == "prefix_consistent")
         .map(|c| c.detail.clone())
 }
 
