@@ -169,6 +169,37 @@ pub enum CopyCmd {
         #[arg(long, default_value = "sync", value_parser = ["sync", "async"])]
         mode: String,
     },
+    /// Seed 001: a protected recovery copy of a suspended remote pair (or group)
+    /// instead of a plain resync: the remote saves the old data (or holds the new) and
+    /// rolls back if the copy does not complete within `--allowed-ms`.
+    Recover {
+        /// A suspended pair or a consistency group.
+        pair: String,
+        /// The primary's array.
+        #[arg(long)]
+        array: String,
+        /// T, the most time the remote allows for the whole copy, ms.
+        #[arg(long)]
+        allowed_ms: f64,
+        /// Consistency unit: each pair alone, or the whole group.
+        #[arg(long, default_value = "device", value_parser = ["device", "group"])]
+        unit: String,
+        /// Sessions tried in all after rollbacks (default 3).
+        #[arg(long)]
+        max_attempts: Option<u32>,
+        /// n, pairs recovered at once (default: from the remote's capacities).
+        #[arg(long)]
+        concurrency: Option<u32>,
+        /// Claim 3: send the updates oldest-first from the time-series queue.
+        #[arg(long)]
+        ordered: bool,
+    },
+    /// Seed 001: the array's recovery copy, as master (its last session) and as remote.
+    Recovery {
+        /// The array to ask.
+        #[arg(long)]
+        array: String,
+    },
     /// Change some of a pair's settings; those not given keep their values.
     Options {
         /// A pair.
@@ -382,6 +413,37 @@ async fn run(nodes: &[pb::NodeInfo], now: Duration, cmd: CopyCmd) -> anyhow::Res
             print!("{}", differences_table(&r.into_inner()));
             return Ok(ExitCode::SUCCESS);
         }
+        CopyCmd::Recover {
+            pair,
+            array,
+            allowed_ms,
+            unit,
+            max_attempts,
+            concurrency,
+            ordered,
+        } => {
+            let r = copy_client(nodes, &array)
+                .await?
+                .recover_pair(pb::RecoverPairRequest {
+                    pair,
+                    allowed_ns: ms_to_ns("allowed-ms", allowed_ms)?,
+                    unit,
+                    max_attempts: max_attempts.unwrap_or(0),
+                    concurrency: concurrency.unwrap_or(0),
+                    ordered,
+                })
+                .await?;
+            print!("{}", recovery_table(&r.into_inner()));
+            return Ok(ExitCode::SUCCESS);
+        }
+        CopyCmd::Recovery { array } => {
+            let r = copy_client(nodes, &array)
+                .await?
+                .recovery_status(pb::PairRequest::default())
+                .await?;
+            print!("{}", recovery_table(&r.into_inner()));
+            return Ok(ExitCode::SUCCESS);
+        }
         CopyCmd::Differences { group, array } => {
             let r = copy_client(nodes, &array)
                 .await?
@@ -538,6 +600,70 @@ pub fn differences_table(r: &pb::DifferenceStatusResponse) -> String {
 }
 
 /// `ARRAY:LUN` → (array, LUN); `field` names the argument in errors.
+/// A recovery-copy status: the master's session and the remote side.
+pub fn recovery_table(r: &pb::RecoveryStatusResponse) -> String {
+    let mut out = String::new();
+    match &r.master {
+        Some(m) => {
+            out.push_str(&format!(
+                "master: {} — {}{}, session {} attempt {}, {} rollbacks{}\n",
+                m.pairs.join(", "),
+                m.phase,
+                if m.outcome.is_empty() {
+                    String::new()
+                } else {
+                    format!(" {}", m.outcome)
+                },
+                m.session,
+                m.attempt,
+                m.rollbacks,
+                if m.cause.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (last: {})", m.cause)
+                }
+            ));
+            out.push_str(&format!(
+                "  reached [{}], {} tracks sent, n = {}, save capacity {} tracks, started {}{}\n",
+                m.reached.join(", "),
+                m.tracks_sent,
+                m.concurrency,
+                m.save_capacity_tracks,
+                fmt_ns(m.started_ns),
+                if m.ended_ns == 0 {
+                    String::new()
+                } else {
+                    format!(", ended {}", fmt_ns(m.ended_ns))
+                }
+            ));
+        }
+        None => out.push_str("master: no recovery copy\n"),
+    }
+    if let Some(x) = &r.remote {
+        out.push_str(&format!(
+            "remote ({}): {}, saved {} in cache + {} on parity/spare (peak {}), parity rows borrowed {:?}; last: {}{}{}\n",
+            x.protection,
+            if x.in_progress { "in progress" } else { "idle" },
+            x.cache_tracks,
+            x.row_tracks,
+            x.peak_row_tracks,
+            x.parity_rows_borrowed,
+            if x.last_outcome.is_empty() { "none" } else { x.last_outcome.as_str() },
+            if x.last_cause.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", x.last_cause)
+            },
+            if x.rolled_back.is_empty() {
+                String::new()
+            } else {
+                format!(", rolled back LUNs {:?}", x.rolled_back)
+            }
+        ));
+    }
+    out
+}
+
 fn parse_lu<'a>(field: &str, text: &'a str) -> anyhow::Result<(&'a str, u32)> {
     let bad = || anyhow!("{field}: expected `ARRAY:LUN`, e.g. `arr1:0`, got `{text}`");
     let (array, lun) = text.rsplit_once(':').ok_or_else(bad)?;
@@ -1076,6 +1202,42 @@ async fn results(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn recovery_view_shows_both_sides() {
+        let r = pb::RecoveryStatusResponse {
+            master: Some(pb::RecoveryMaster {
+                pairs: vec!["ps".into()],
+                phase: "ended".into(),
+                outcome: "rolled_back".into(),
+                cause: "save_area_exhausted".into(),
+                attempt: 1,
+                session: 7,
+                reached: vec![],
+                rollbacks: 1,
+                concurrency: 1,
+                save_capacity_tracks: 64,
+                started_ns: 320_000_000,
+                ended_ns: 340_000_000,
+                tracks_sent: 65,
+            }),
+            remote: Some(pb::RecoveryRemote {
+                protection: "save_old".into(),
+                last_outcome: "rolled_back".into(),
+                last_cause: "timeout".into(),
+                rolled_back: vec![0],
+                ..Default::default()
+            }),
+        };
+        let t = recovery_table(&r);
+        assert!(t.contains("master: ps — ended rolled_back"), "{t}");
+        assert!(t.contains("(last: save_area_exhausted)"), "{t}");
+        assert!(t.contains("65 tracks sent"), "{t}");
+        assert!(t.contains("remote (save_old): idle"), "{t}");
+        assert!(t.contains("rolled back LUNs [0]"), "{t}");
+        let none = recovery_table(&pb::RecoveryStatusResponse::default());
+        assert_eq!(none, "master: no recovery copy\n");
+    }
 
     #[test]
     fn bars_and_percentages() {

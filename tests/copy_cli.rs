@@ -473,3 +473,40 @@ fn copy_cli_three_sites() {
     );
     assert!(!ok && err.contains("pair: expected"), "{err}");
 }
+
+/// Seed 001 (issue 7): `fcsim copy recover` refuses a pair that is not suspended, naming
+/// the state; `fcsim copy recovery` shows an array's master session (none yet) and its
+/// remote side (the topology's `recovery` block: variant A).
+#[test]
+fn copy_cli_recovery() {
+    let mut up = common::Up::start("recovery-complete.json");
+    let addr = up.addr.clone();
+    let addr = addr.as_str();
+    let mut out = String::new();
+    for _ in 0..400 {
+        if let Some(status) = up.child.try_wait().expect("poll fcsim up") {
+            panic!("fcsim up exited: {status}");
+        }
+        let (ok, o, _) = fcsim(addr, "copy", &["status", "ps", "--array", "arr1"]);
+        if ok && states(&o, "ps").0 == "pair" {
+            out = o;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(states(&out, "ps").0, "pair", "{out}");
+    let (ok, _, err) = fcsim(
+        addr,
+        "copy",
+        &["recover", "ps", "--array", "arr1", "--allowed-ms", "100"],
+    );
+    assert!(
+        !ok && err.contains("only a suspended pair"),
+        "refused, naming the state:\n{err}"
+    );
+    let out = copy(addr, &["recovery", "--array", "arr1"]);
+    assert!(out.contains("master: no recovery copy"), "{out}");
+    let out = copy(addr, &["recovery", "--array", "arr2"]);
+    assert!(out.contains("remote (save_old): idle"), "{out}");
+    assert!(out.contains("last: none"), "{out}");
+}

@@ -8,7 +8,7 @@
 //! wires it to the FCP target, the N_Ports' login table (who the initiator is) and
 //! masking.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::PathBuf;
 
 use bytes::Bytes;
@@ -22,6 +22,11 @@ use tokio::sync::{mpsc, oneshot};
 use tonic::{Request, Response, Status};
 use tracing::{debug, info, warn};
 
+use crate::copysvc::recovery::{
+    self as rcv, HostWrite, Outcome, Phase, Protection, RecoveryConfig, RecoveryCopy,
+    RecoveryEvent, RecoveryMessage, RecoveryTarget, RemoteConfig, RollbackCause, SaveRow,
+    SaveRowKind, SuspendedPair, TargetOutcome, UserConditions,
+};
 use crate::copysvc::{self, BackupRead, BackupSource, CopyEngine, Volumes};
 use crate::fcp::{FcpTarget, IoRequest, TargetCommand};
 use crate::history::digest;
@@ -65,6 +70,94 @@ pub struct ArrayConfig {
     /// date splits, clears and timestamps by it.
     #[serde(default)]
     pub clock_skew_us: i64,
+    /// The array as the remote of a protected recovery copy (seed 001).
+    #[serde(default)]
+    pub recovery: RecoverySettings,
+}
+
+/// How an array serves as the remote of a protected recovery copy (seed 001): its
+/// protection variant, the capacities it reports at step 403, and the user conditions
+/// set on it (if any).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecoverySettings {
+    pub protection: Protection,
+    pub remote: RemoteConfig,
+    pub conditions: Option<UserConditions>,
+}
+
+impl Default for RecoverySettings {
+    /// Variant A with modest capacities: 64 logical devices on 24 disks, 1024 cache
+    /// tracks, 4 parity groups and 2 spares of 4096 tracks each (the seed's example
+    /// shape: n = 16).
+    fn default() -> Self {
+        let row = |kind| SaveRow {
+            kind,
+            tracks: 4096,
+            usable: true,
+        };
+        RecoverySettings {
+            protection: Protection::SaveOld,
+            remote: RemoteConfig {
+                logical_devices: 64,
+                disks: 24,
+                cache_tracks: 1024,
+                save_rows: vec![
+                    row(SaveRowKind::Parity),
+                    row(SaveRowKind::Parity),
+                    row(SaveRowKind::Parity),
+                    row(SaveRowKind::Parity),
+                    row(SaveRowKind::Spare),
+                    row(SaveRowKind::Spare),
+                ],
+            },
+            conditions: None,
+        }
+    }
+}
+
+/// How often the master reads the remote's answers back while a session is open.
+const RECOVERY_POLL: std::time::Duration = std::time::Duration::from_millis(2);
+/// How long the master waits for an answer before sending its request again.
+const RECOVERY_RETRY: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// Most updates a suspended pair's time-series queue keeps; beyond, it is dropped and a
+/// recovery copy of the pair goes in address order (seed 001 §7.6 item 10).
+const RECOVERY_QUEUE_NODES: usize = 1 << 16;
+
+/// The time-series queue (108) of one suspended remote pair: its updates since the
+/// suspension, oldest first, each with an array-wide sequence number so that the
+/// queues of a group merge in order of occurrence.
+struct SuspendQueue {
+    nodes: Vec<(u64, u64, Bytes)>,
+    /// Over capacity: dropped.
+    overflow: bool,
+}
+
+/// This array's protected recovery copy as the master (seed 001 §4.3): the sans-IO
+/// session and its transport (one D6h command in flight at a time, in order).
+struct MasterRecovery {
+    copy: RecoveryCopy,
+    /// The remote LU the messages are addressed to (the first pair's secondary).
+    remote: fcsim_fabric::Wwn,
+    /// (pair name, primary LUN), as the session was asked for.
+    pairs: Vec<(String, u16)>,
+    /// Messages not yet sent, in order.
+    outbox: VecDeque<RecoveryMessage>,
+    /// The RECOVERY MESSAGE (false) or RECEIVE RECOVERY MESSAGES (true) in flight.
+    io: Option<(IoId, bool)>,
+    /// Read the answers back as soon as the channel is free.
+    receive_due: bool,
+    /// The next timed read-back.
+    next_poll: std::time::Duration,
+    /// Host writes held while the completion is on its way.
+    held: Vec<TargetCommand>,
+    /// Pairs reported reached, in order.
+    reached: Vec<String>,
+    rollbacks: u32,
+    last_cause: Option<RollbackCause>,
+    tracks_sent: u64,
+    started: std::time::Duration,
+    ended: Option<std::time::Duration>,
 }
 
 /// Requests of the Array service.
@@ -151,6 +244,16 @@ pub struct ArrayLayer {
     /// request identifier): the read-back may take another path of the same node.
     /// The lowest goes first when full.
     manage_results: BTreeMap<(Wwnn, u32), copysvc::wire::ManageReply>,
+    /// This array as the remote of a protected recovery copy (seed 001).
+    rcv_target: RecoveryTarget,
+    /// The most tracks saved on parity/spare rows at once, and the parity rows borrowed.
+    rcv_peak: (u64, BTreeSet<usize>),
+    /// This array as the master: the current or last session.
+    rcv_master: Option<MasterRecovery>,
+    /// Time-series queues of the suspended remote pairs, by pair name.
+    rcv_queues: BTreeMap<String, SuspendQueue>,
+    /// Sequence of the last update recorded in any queue.
+    rcv_seq: u64,
     /// Fabric time of the last input.
     now: std::time::Duration,
 }
@@ -183,6 +286,25 @@ impl Volumes for LuStores<'_> {
         self.0
             .lu_mut(lun)
             .is_some_and(|l| l.store_mut().write(lba, data).is_ok())
+    }
+}
+
+/// A track of the protected recovery copy is one block (seed 001's tracks map to the
+/// LU's blocks); a device is an LUN.
+impl rcv::Tracks for LuStores<'_> {
+    fn read_track(&self, dev: u16, track: u64) -> Bytes {
+        self.0
+            .lu(dev)
+            .and_then(|l| l.store().read(track, 1).ok())
+            .unwrap_or_default()
+    }
+
+    fn write_track(&mut self, dev: u16, track: u64, data: Bytes) {
+        if let Some(l) = self.0.lu_mut(dev)
+            && l.store_mut().write(track, &data).is_err()
+        {
+            warn!(lun = dev, track, "recovery copy: track write failed");
+        }
     }
 }
 
@@ -242,6 +364,15 @@ impl ArrayLayer {
             held: BTreeMap::new(),
             next_held: 0,
             manage_results: BTreeMap::new(),
+            rcv_target: RecoveryTarget::new(
+                cfg.recovery.protection,
+                cfg.recovery.remote.clone(),
+                cfg.recovery.conditions,
+            ),
+            rcv_peak: (0, BTreeSet::new()),
+            rcv_master: None,
+            rcv_queues: BTreeMap::new(),
+            rcv_seq: 0,
             now: std::time::Duration::ZERO,
             cfg,
         })
@@ -314,6 +445,14 @@ impl ArrayLayer {
         // secondary or a fenced primary refuses it, split-time data it would overwrite
         // is saved (copy-before-write).
         let write = write_range(&cmd.cdb).filter(|_| visible.contains(&nexus.lun));
+        // A recovery copy about to complete holds writes to its primaries (seed 001).
+        if write.is_some()
+            && let Some(m) = self.rcv_master.as_mut()
+            && m.copy.before_write(nexus.lun) == HostWrite::Hold
+        {
+            m.held.push(cmd.clone());
+            return;
+        }
         if let Some((lba, blocks)) = write
             && !self.engine.is_idle()
             && let Err(sense) = self.engine.before_write(
@@ -333,6 +472,23 @@ impl ArrayLayer {
             );
         }
         let mut r = self.scsi.execute(&nexus, &cmd.cdb, data_out);
+        if let Some((lba, blocks)) = write
+            && r.is_good()
+        {
+            recovery_after_write(
+                &mut self.rcv_master,
+                &mut self.scsi,
+                (nexus.lun, lba, blocks),
+                self.now,
+            );
+            record_suspended(
+                &self.engine,
+                &mut self.rcv_queues,
+                &mut self.rcv_seq,
+                &mut self.scsi,
+                (nexus.lun, lba, blocks),
+            );
+        }
         if let Some((lba, blocks)) = write
             && r.is_good()
             && !self.engine.is_idle()
@@ -514,6 +670,25 @@ impl ArrayLayer {
                     Err(_) => Err(Sense::invalid_field_in_param(0, None)),
                 }
             }
+            (Ok(copysvc::wire::Command::RecoveryMessage { .. }), Some(_)) => {
+                match serde_json::from_slice::<RecoveryMessage>(&cmd.data_out) {
+                    Ok(m) => {
+                        let now = self.now;
+                        self.rcv_target
+                            .handle_message(m, &mut LuStores(&mut self.scsi), now);
+                        self.note_recovery_peak();
+                        Ok(Bytes::new())
+                    }
+                    Err(_) => Err(Sense::invalid_field_in_param(0, None)),
+                }
+            }
+            (Ok(copysvc::wire::Command::ReceiveRecoveryMessages { .. }), Some(_)) => {
+                let mut out = Vec::new();
+                while let Some(m) = self.rcv_target.poll_message() {
+                    out.push(m);
+                }
+                Ok(Bytes::from(serde_json::to_vec(&out).unwrap_or_default()))
+            }
             (Ok(copysvc::wire::Command::ReceivePairResults { id, .. }), Some(_)) => self
                 .manage_results
                 .remove(&(node, id))
@@ -631,6 +806,13 @@ impl ArrayLayer {
             }
             CopyAdmin::Failover { request, reply } => {
                 let _ = reply.send(self.failover(request));
+            }
+            CopyAdmin::Recover { request, reply } => {
+                let r = self.start_recovery(request);
+                let _ = reply.send(r.map(|()| self.recovery_status()));
+            }
+            CopyAdmin::RecoveryStatus { reply } => {
+                let _ = reply.send(Ok(self.recovery_status()));
             }
         }
     }
@@ -858,6 +1040,296 @@ impl ArrayLayer {
                 .collect(),
             secondaries,
         })
+    }
+
+    /// Seed 001: starts a protected recovery copy of the suspended remote pairs `r`
+    /// names. Their secondaries must be LUs of one remote array.
+    fn start_recovery(&mut self, r: crate::copy_service::RecoverRequest) -> Result<(), Status> {
+        use crate::copy_service::status_of;
+        if self.rcv_master.as_ref().is_some_and(|m| m.ended.is_none()) {
+            return Err(Status::failed_precondition(
+                "pair: a recovery copy is already running on this array",
+            ));
+        }
+        let found = self
+            .engine
+            .recovery_candidates(&r.target)
+            .map_err(status_of)?;
+        let mut pairs = Vec::new();
+        let mut remote_ports: Option<BTreeSet<Wwpn>> = None;
+        for (i, (name, lun, naa, diff)) in found.iter().enumerate() {
+            let Some(d) = self.init.device(*naa).filter(|d| !d.paths.is_empty()) else {
+                return Err(Status::failed_precondition(format!(
+                    "pair: the secondary of `{name}` is not reachable from {}'s ports",
+                    self.cfg.node.name
+                )));
+            };
+            let ports: BTreeSet<Wwpn> = d.paths.iter().map(|p| p.target_wwpn).collect();
+            match &remote_ports {
+                Some(p) if p.is_disjoint(&ports) => {
+                    return Err(Status::failed_precondition(format!(
+                        "pair: the secondaries of `{}` are on more than one array",
+                        r.target
+                    )));
+                }
+                _ => remote_ports = Some(ports),
+            }
+            let r_dev = u16::try_from(d.paths[0].lun).unwrap_or(u16::MAX);
+            pairs.push(SuspendedPair {
+                dev: *lun,
+                r_dev,
+                unit: if r.group_unit {
+                    0
+                } else {
+                    u16::try_from(i).unwrap_or(u16::MAX)
+                },
+                diff: diff.clone(),
+            });
+        }
+        // Claim 3: each unit's queue, merged in order of occurrence.
+        let mut queues = BTreeMap::new();
+        if r.ordered {
+            let mut by_unit: BTreeMap<u16, Vec<(u64, u16, u64, Bytes)>> = BTreeMap::new();
+            for ((name, lun, _, _), p) in found.iter().zip(&pairs) {
+                if let Some(q) = self.rcv_queues.get(name).filter(|q| !q.overflow) {
+                    by_unit
+                        .entry(p.unit)
+                        .or_default()
+                        .extend(q.nodes.iter().map(|(s, t, d)| (*s, *lun, *t, d.clone())));
+                }
+            }
+            for (unit, mut nodes) in by_unit {
+                nodes.sort_by_key(|n| n.0);
+                let mut q = rcv::TimeSeriesQueue::new(false);
+                for (_, dev, t, d) in nodes {
+                    q.record(dev, t, rcv::Update::Format(d));
+                }
+                queues.insert(unit, q);
+            }
+        }
+        let now = self.now;
+        let session = u64::try_from(now.as_nanos()).unwrap_or(u64::MAX).max(1);
+        let config = RecoveryConfig {
+            allowed: r.allowed,
+            conditions: None,
+            concurrency: r.concurrency,
+            retry_interval: RECOVERY_RETRY,
+            max_attempts: r.max_attempts,
+        };
+        let copy = RecoveryCopy::start(session, pairs, queues, config, now)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let ordered: Vec<bool> = (0..found.len())
+            .filter_map(|i| {
+                copy.is_ordered(if r.group_unit {
+                    0
+                } else {
+                    u16::try_from(i).unwrap_or(u16::MAX)
+                })
+            })
+            .collect();
+        info!(target = %r.target, pairs = found.len(), session, ?ordered, "recovery copy starts");
+        self.rcv_master = Some(MasterRecovery {
+            copy,
+            remote: found[0].2,
+            pairs: found.iter().map(|(n, l, _, _)| (n.clone(), *l)).collect(),
+            outbox: VecDeque::new(),
+            io: None,
+            receive_due: false,
+            next_poll: now + RECOVERY_POLL,
+            held: Vec::new(),
+            reached: Vec::new(),
+            rollbacks: 0,
+            last_cause: None,
+            tracks_sent: 0,
+            started: now,
+            ended: None,
+        });
+        Ok(())
+    }
+
+    /// Moves the master's session on: its events, the held host writes, and the next
+    /// message or read-back through the copy port.
+    fn pump_recovery(&mut self, ctx: &mut Fc4Ctx<'_>) {
+        let now = self.now;
+        let Some(m) = self.rcv_master.as_mut() else {
+            return;
+        };
+        while let Some(msg) = m.copy.poll_message() {
+            if matches!(msg, RecoveryMessage::Write { .. }) {
+                m.tracks_sent += 1;
+            }
+            m.outbox.push_back(msg);
+        }
+        let mut ended = None;
+        while let Some(ev) = m.copy.poll_event() {
+            match ev {
+                RecoveryEvent::Reached { dev } => {
+                    if let Some((n, _)) = m.pairs.iter().find(|(_, l)| *l == dev) {
+                        m.reached.push(n.clone());
+                    }
+                }
+                RecoveryEvent::RolledBack { report, .. } => {
+                    m.rollbacks += 1;
+                    m.last_cause = Some(report.cause);
+                }
+                RecoveryEvent::Ended(o) => ended = Some(o),
+            }
+        }
+        if let Some(outcome) = ended {
+            m.ended = Some(now);
+            m.outbox.clear();
+            let ends: Vec<(String, Option<crate::bitmap::DiffBitmap>)> = m
+                .pairs
+                .iter()
+                .map(|(n, l)| {
+                    let rest = (outcome != Outcome::Completed)
+                        .then(|| m.copy.diff(*l).cloned())
+                        .flatten();
+                    (n.clone(), rest)
+                })
+                .collect();
+            for (n, rest) in ends {
+                if outcome == Outcome::Completed {
+                    // A later suspension starts a queue of its own.
+                    self.rcv_queues.remove(&n);
+                }
+                let rest = match (&outcome, rest) {
+                    (Outcome::Completed, _) => None,
+                    (_, Some(d)) => Some(d),
+                    (_, None) => continue,
+                };
+                self.engine.end_recovery(&n, rest);
+            }
+        }
+        let Some(m) = self.rcv_master.as_mut() else {
+            return;
+        };
+        // Held host writes go on once the completion is answered.
+        if m.copy.phase() != &Phase::Completing && !m.held.is_empty() {
+            let held = std::mem::take(&mut m.held);
+            for cmd in held {
+                self.execute(ctx, &cmd);
+            }
+        }
+        let Some(m) = self.rcv_master.as_mut() else {
+            return;
+        };
+        if m.io.is_some() || m.ended.is_some() {
+            return;
+        }
+        let (cdb, data_out, receive) = if let Some(msg) = m.outbox.pop_front() {
+            let body = Bytes::from(serde_json::to_vec(&msg).unwrap_or_default());
+            let len = u32::try_from(body.len()).unwrap_or(u32::MAX);
+            m.receive_due = true;
+            (copysvc::wire::recovery_message(len), body, false)
+        } else if m.receive_due || now >= m.next_poll {
+            m.receive_due = false;
+            m.next_poll = now + RECOVERY_POLL;
+            (
+                copysvc::wire::receive_recovery_messages(),
+                Bytes::new(),
+                true,
+            )
+        } else {
+            return;
+        };
+        let req = IoRequest {
+            lun: 0,
+            cdb: Bytes::copy_from_slice(&cdb),
+            data_out,
+            data_in_len: if receive {
+                copysvc::wire::RESULTS_ALLOCATION
+            } else {
+                0
+            },
+        };
+        let remote = m.remote;
+        let io = self.init.submit(ctx, remote, req);
+        if let Some(m) = self.rcv_master.as_mut() {
+            m.io = Some((io, receive));
+        }
+    }
+
+    /// Remembers the remote side's peak use of parity/spare save tracks.
+    fn note_recovery_peak(&mut self) {
+        let (_, rows) = self.rcv_target.saved_tracks();
+        self.rcv_peak.0 = self.rcv_peak.0.max(rows);
+        self.rcv_peak.1.extend(self.rcv_target.parity_rows_in_use());
+    }
+
+    /// The Copy service's view of the recovery copy on this array.
+    fn recovery_status(&self) -> pb::RecoveryStatusResponse {
+        let ns = |d: std::time::Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        let cause = |c: RollbackCause| match c {
+            RollbackCause::Timeout => "timeout",
+            RollbackCause::SaveAreaExhausted => "save_area_exhausted",
+        };
+        let master = self.rcv_master.as_ref().map(|m| {
+            let (phase, outcome) = match m.copy.phase() {
+                Phase::Configuring => ("configuring", ""),
+                Phase::Starting => ("starting", ""),
+                Phase::Copying => ("copying", ""),
+                Phase::Completing => ("completing", ""),
+                Phase::Ended(o) => (
+                    "ended",
+                    match o {
+                        Outcome::Completed => "completed",
+                        Outcome::RolledBack(_) => "rolled_back",
+                        Outcome::Refused(_) => "refused",
+                        Outcome::ConditionsDisagree { .. } => "conditions_disagree",
+                    },
+                ),
+            };
+            let plan = m.copy.plan();
+            pb::RecoveryMaster {
+                pairs: m.pairs.iter().map(|(n, _)| n.clone()).collect(),
+                phase: phase.into(),
+                outcome: outcome.into(),
+                cause: m.last_cause.map(cause).unwrap_or_default().into(),
+                attempt: m.copy.attempt(),
+                session: m.copy.session(),
+                reached: m.reached.clone(),
+                rollbacks: m.rollbacks,
+                concurrency: plan.map_or(0, |p| u32::try_from(p.concurrency).unwrap_or(0)),
+                save_capacity_tracks: plan.map_or(0, |p| p.save_capacity_tracks),
+                started_ns: ns(m.started),
+                ended_ns: m.ended.map_or(0, ns),
+                tracks_sent: m.tracks_sent,
+            }
+        });
+        let (cache_tracks, row_tracks) = self.rcv_target.saved_tracks();
+        let (last_outcome, last_cause, rolled_back) = match self.rcv_target.last_outcome() {
+            Some((_, TargetOutcome::Completed)) => ("completed", "", Vec::new()),
+            Some((_, TargetOutcome::RolledBack(r))) => (
+                "rolled_back",
+                cause(r.cause),
+                r.rolled_back.iter().map(|l| u32::from(*l)).collect(),
+            ),
+            None => ("", "", Vec::new()),
+        };
+        pb::RecoveryStatusResponse {
+            master,
+            remote: Some(pb::RecoveryRemote {
+                protection: match self.rcv_target.protection() {
+                    Protection::SaveOld => "save_old",
+                    Protection::HoldNew => "hold_new",
+                }
+                .into(),
+                in_progress: self.rcv_target.in_progress(),
+                cache_tracks,
+                row_tracks,
+                peak_row_tracks: self.rcv_peak.0,
+                parity_rows_borrowed: self
+                    .rcv_peak
+                    .1
+                    .iter()
+                    .map(|r| u32::try_from(*r).unwrap_or(u32::MAX))
+                    .collect(),
+                last_outcome: last_outcome.into(),
+                last_cause: last_cause.into(),
+                rolled_back,
+            }),
+        }
     }
 
     /// The copy-manager worker restarts: every running copy ends in COPY ABORTED
@@ -1090,6 +1562,23 @@ impl ArrayLayer {
     /// The copy manager's commands that completed.
     fn drain_initiator(&mut self, ctx: &mut Fc4Ctx<'_>) {
         while let Some((io, c)) = self.init.poll_completion() {
+            if let Some(m) = self.rcv_master.as_mut()
+                && m.io.is_some_and(|(i, _)| i == io)
+            {
+                let receive = m.io.take().is_some_and(|(_, r)| r);
+                let ok = c.result.transport.is_none() && c.result.status == 0;
+                if !ok {
+                    debug!(receive, "recovery copy: a message was lost");
+                } else if receive {
+                    let msgs: Vec<RecoveryMessage> =
+                        serde_json::from_slice(&c.result.data_in).unwrap_or_default();
+                    let now = self.now;
+                    for msg in msgs {
+                        m.copy.handle_message(msg, &LuStores(&mut self.scsi), now);
+                    }
+                }
+                continue;
+            }
             if let Some(token) = self.engine_ios.remove(&io) {
                 let ok = c.result.transport.is_none() && c.result.status == 0;
                 self.engine.completed(token, ok);
@@ -1153,6 +1642,7 @@ impl ArrayLayer {
         }
         self.drain_initiator(ctx);
         self.pump_engine(ctx);
+        self.pump_recovery(ctx);
         while let Some((port, f)) = self.fcp.poll_transmit() {
             if !ctx.send(port, &f) {
                 debug!(port, "FCP reply not sent: no cable");
@@ -1222,6 +1712,93 @@ impl ArrayLayer {
     }
 }
 
+/// A host write of `blocks` at `lba` landed on LU `lun`: every suspended remote pair of
+/// it records the written blocks in its time-series queue (steps 1201–1205; the bitmap
+/// is the engine's). A queue starts at the first write after the suspension with the
+/// blocks already marked (the writes the suspension cut off), oldest of all.
+fn record_suspended(
+    engine: &CopyEngine,
+    queues: &mut BTreeMap<String, SuspendQueue>,
+    seq: &mut u64,
+    scsi: &mut ScsiTarget,
+    (lun, lba, blocks): (u16, u64, u64),
+) {
+    queues.retain(|n, _| {
+        engine
+            .pair(n)
+            .is_some_and(|p| p.state == copysvc::PairState::Suspended)
+    });
+    let suspended: Vec<(String, u64)> = engine
+        .pairs()
+        .filter(|p| {
+            p.primary == lun
+                && p.state == copysvc::PairState::Suspended
+                && matches!(p.secondary, copysvc::Secondary::Remote(_))
+        })
+        .map(|p| (p.name.clone(), p.blocks))
+        .collect();
+    for (name, size) in suspended {
+        let vols = LuStores(scsi);
+        let q = queues.entry(name.clone()).or_insert_with(|| {
+            let mut q = SuspendQueue {
+                nodes: Vec::new(),
+                overflow: false,
+            };
+            if let Some(p) = engine.pair(&name) {
+                let mut at = 0;
+                while let Some((t, _)) = p.diff.next_run(at, 1) {
+                    if !(lba..lba.saturating_add(blocks)).contains(&t) {
+                        *seq += 1;
+                        q.nodes
+                            .push((*seq, t, rcv::Tracks::read_track(&vols, lun, t)));
+                    }
+                    at = t + 1;
+                }
+            }
+            q
+        });
+        if q.overflow {
+            continue;
+        }
+        for b in lba..lba.saturating_add(blocks).min(size) {
+            *seq += 1;
+            q.nodes
+                .push((*seq, b, rcv::Tracks::read_track(&vols, lun, b)));
+        }
+        if q.nodes.len() > RECOVERY_QUEUE_NODES {
+            q.nodes = Vec::new();
+            q.overflow = true;
+        }
+    }
+}
+
+/// A host write of `blocks` at `lba` landed on LU `lun`: a recovery copy of its pair
+/// marks it (and, for a reached pair, sends it in order).
+fn recovery_after_write(
+    master: &mut Option<MasterRecovery>,
+    scsi: &mut ScsiTarget,
+    (lun, lba, blocks): (u16, u64, u64),
+    now: std::time::Duration,
+) {
+    let Some(m) = master.as_mut() else {
+        return;
+    };
+    if m.copy.before_write(lun) != HostWrite::Proceed {
+        return;
+    }
+    let end = m
+        .copy
+        .diff(lun)
+        .map_or(0, |d| d.blocks())
+        .min(lba.saturating_add(blocks));
+    for b in lba..end {
+        let vols = LuStores(scsi);
+        let data = rcv::Tracks::read_track(&vols, lun, b);
+        m.copy
+            .after_write(lun, b, rcv::Update::Format(data), &vols, now);
+    }
+}
+
 /// (first block, blocks) a command writes, for the write commands the copy engine
 /// tracks.
 fn write_range(cdb: &[u8]) -> Option<(u64, u64)> {
@@ -1267,6 +1844,13 @@ impl Fc4Layer for ArrayLayer {
 
     fn on_timeout(&mut self, ctx: &mut Fc4Ctx<'_>) {
         self.init.on_timeout(ctx);
+        let now = self.clock(ctx.now);
+        self.now = now;
+        self.rcv_target
+            .handle_timeout(&mut LuStores(&mut self.scsi), now);
+        if let Some(m) = self.rcv_master.as_mut() {
+            m.copy.handle_timeout(now);
+        }
         if !self.engine.is_idle() {
             let now = self.clock(ctx.now);
             self.engine.tick(&mut LuStores(&mut self.scsi), now);
@@ -1279,10 +1863,20 @@ impl Fc4Layer for ArrayLayer {
             .engine
             .poll_timeout(self.now)
             .map(|t| skewed(t, -self.cfg.clock_skew_us));
-        match (self.init.poll_timeout(), engine) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let unskew = |t| skewed(t, -self.cfg.clock_skew_us);
+        let master = self.rcv_master.as_ref().and_then(|m| {
+            let poll = (m.ended.is_none() && m.io.is_none()).then_some(m.next_poll);
+            [m.copy.poll_timeout(), poll].into_iter().flatten().min()
+        });
+        [
+            self.init.poll_timeout(),
+            engine,
+            self.rcv_target.poll_timeout().map(unskew),
+            master.map(unskew),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     fn on_admin(&mut self, ctx: &mut Fc4Ctx<'_>, req: ArrayAdmin) {

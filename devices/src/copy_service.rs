@@ -61,6 +61,28 @@ pub enum CopyAdmin {
         request: crate::copysvc::FailoverRequest,
         reply: Reply<pb::FailoverPairsResponse>,
     },
+    /// Seed 001: a protected recovery copy of suspended remote pairs.
+    Recover {
+        request: RecoverRequest,
+        reply: Reply<pb::RecoveryStatusResponse>,
+    },
+    RecoveryStatus {
+        reply: Reply<pb::RecoveryStatusResponse>,
+    },
+}
+
+/// A validated `RecoverPair` request.
+pub struct RecoverRequest {
+    /// A pair or a group.
+    pub target: String,
+    /// T.
+    pub allowed: std::time::Duration,
+    /// One consistency unit for all pairs (else one per pair).
+    pub group_unit: bool,
+    pub max_attempts: u32,
+    pub concurrency: Option<usize>,
+    /// Oldest-first from the time-series queues (claim 3).
+    pub ordered: bool,
 }
 
 /// An NAA of 16 hex digits (colons allowed) in field `field`.
@@ -426,6 +448,52 @@ impl pb::copy_server::Copy for CopyService {
             options,
         };
         self.ask(|reply| CopyAdmin::Failover { request, reply })
+            .await
+            .map(Response::new)
+    }
+
+    async fn recover_pair(
+        &self,
+        r: Request<pb::RecoverPairRequest>,
+    ) -> Result<Response<pb::RecoveryStatusResponse>, Status> {
+        let r = r.into_inner();
+        let target = named(r.pair)?;
+        if r.allowed_ns == 0 {
+            return Err(Status::invalid_argument(
+                "allowed_ns: the most time for the recovery copy is required",
+            ));
+        }
+        let group_unit = match r.unit.as_str() {
+            "" | "device" => false,
+            "group" => true,
+            u => {
+                return Err(Status::invalid_argument(format!(
+                    "unit: `{u}` is not device or group"
+                )));
+            }
+        };
+        let request = RecoverRequest {
+            target,
+            allowed: std::time::Duration::from_nanos(r.allowed_ns),
+            group_unit,
+            max_attempts: if r.max_attempts == 0 {
+                3
+            } else {
+                r.max_attempts
+            },
+            concurrency: (r.concurrency > 0).then_some(r.concurrency as usize),
+            ordered: r.ordered,
+        };
+        self.ask(|reply| CopyAdmin::Recover { request, reply })
+            .await
+            .map(Response::new)
+    }
+
+    async fn recovery_status(
+        &self,
+        _r: Request<pb::PairRequest>,
+    ) -> Result<Response<pb::RecoveryStatusResponse>, Status> {
+        self.ask(|reply| CopyAdmin::RecoveryStatus { reply })
             .await
             .map(Response::new)
     }

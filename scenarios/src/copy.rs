@@ -10,7 +10,7 @@ use fcsim_proto::v1 as pb;
 
 use crate::format::{
     BackupStrategySpec, Check, CopyResultsSpec, CyclePhase, GranularitySpec, LuRef, PairModeSpec,
-    PairSettings, SelectionRuleSpec, Step,
+    PairSettings, RecoveryUnitSpec, SelectionRuleSpec, Step,
 };
 use crate::launch::lu_naa;
 use crate::runner::{Orchestrator, StepResult};
@@ -370,6 +370,40 @@ impl Orchestrator {
                 rule,
                 mode,
             } => self.failover_3dc(sync, remote, pairs, *rule, *mode).await,
+            Step::RecoverPair {
+                pair,
+                allowed,
+                unit,
+                max_attempts,
+                concurrency,
+                ordered,
+            } => {
+                let def = self.pair_def(pair)?;
+                let mut c = self.copy_client(&def.primary.node).await?;
+                let r = c
+                    .recover_pair(pb::RecoverPairRequest {
+                        pair: pair.clone(),
+                        allowed_ns: allowed.as_nanos(),
+                        unit: match unit {
+                            RecoveryUnitSpec::Device => "device",
+                            RecoveryUnitSpec::Group => "group",
+                        }
+                        .into(),
+                        max_attempts: max_attempts.unwrap_or(0),
+                        concurrency: concurrency.unwrap_or(0),
+                        ordered: *ordered,
+                    })
+                    .await
+                    .map_err(err)?
+                    .into_inner();
+                let m = r.master.unwrap_or_default();
+                Ok(format!(
+                    "recovery copy of {} started at {} (session {}, T = {allowed})",
+                    m.pairs.join(", "),
+                    def.primary.node,
+                    m.session
+                ))
+            }
             _ => Err(format!("{} is not a copy step", step.op())),
         }
     }
@@ -714,6 +748,107 @@ impl Orchestrator {
         }
     }
 
+    /// Seed 001: waits until the last recovery copy of `pair` ended (at its primary
+    /// array, or at its secondary array with `remote`), then compares.
+    async fn recovery_outcome(
+        &mut self,
+        pair: &str,
+        outcome: &str,
+        remote: bool,
+        cause: Option<&str>,
+        (row_tracks_at_least, rolled_back): (Option<u64>, Option<&[u32]>),
+    ) -> StepResult {
+        let def = self.pair_def(pair)?;
+        let node = if remote {
+            def.secondary.node.clone()
+        } else {
+            def.primary.node.clone()
+        };
+        let (limit, pause) = self.poll_pause();
+        let start = self.now();
+        loop {
+            let mut c = self.copy_client(&node).await?;
+            let r = c
+                .recovery_status(pb::PairRequest {
+                    pair: pair.to_string(),
+                })
+                .await
+                .map_err(|s| s.message().to_string())?
+                .into_inner();
+            let rem = r.remote.unwrap_or_default();
+            let (done, got, got_cause, text) = if remote {
+                (
+                    !rem.in_progress && !rem.last_outcome.is_empty(),
+                    rem.last_outcome.clone(),
+                    rem.last_cause.clone(),
+                    format!(
+                        "{node} (remote, {}): {} {}, rolled back LUNs {:?}, at most {} tracks on parity/spare, parity rows borrowed {:?}",
+                        rem.protection,
+                        if rem.last_outcome.is_empty() {
+                            "no session ended"
+                        } else {
+                            rem.last_outcome.as_str()
+                        },
+                        rem.last_cause,
+                        rem.rolled_back,
+                        rem.peak_row_tracks,
+                        rem.parity_rows_borrowed
+                    ),
+                )
+            } else {
+                let Some(m) = r.master else {
+                    return Err(format!("{node} ran no recovery copy"));
+                };
+                (
+                    m.phase == "ended",
+                    m.outcome.clone(),
+                    m.cause.clone(),
+                    format!(
+                        "{node} (master) {}: {} {}{}, attempt {}, {} rollbacks, reached [{}], {} tracks sent, n = {}, save capacity {}",
+                        m.pairs.join(", "),
+                        m.phase,
+                        m.outcome,
+                        if m.cause.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" (last rollback: {})", m.cause)
+                        },
+                        m.attempt,
+                        m.rollbacks,
+                        m.reached.join(", "),
+                        m.tracks_sent,
+                        m.concurrency,
+                        m.save_capacity_tracks
+                    ),
+                )
+            };
+            if done {
+                let ok = got == outcome
+                    && cause.is_none_or(|c| c == got_cause)
+                    && row_tracks_at_least.is_none_or(|n| rem.peak_row_tracks >= n)
+                    && rolled_back.is_none_or(|l| l == rem.rolled_back.as_slice());
+                return if ok {
+                    Ok(text)
+                } else {
+                    Err(format!(
+                        "{text}; expected {outcome}{}{}{}",
+                        cause.map(|c| format!(" ({c})")).unwrap_or_default(),
+                        row_tracks_at_least
+                            .map(|n| format!(", at least {n} tracks on parity/spare"))
+                            .unwrap_or_default(),
+                        rolled_back
+                            .map(|l| format!(", rolled back LUNs {l:?}"))
+                            .unwrap_or_default()
+                    ))
+                };
+            }
+            if self.now() - start > limit {
+                return Err(format!("{text}; still running"));
+            }
+            self.clock.sleep(pause).await;
+        }
+    }
+
     /// Waits until a pair reaches `state`.
     pub(crate) async fn wait_pair(&mut self, pair: &str, state: &str) -> StepResult {
         let (limit, pause) = self.poll_pause();
@@ -907,7 +1042,28 @@ impl Orchestrator {
                     )),
                 }
             }
-            Check::PrefixConsistent { workload, volume } => {
+            Check::RecoveryOutcome {
+                pair,
+                outcome,
+                side,
+                cause,
+                row_tracks_at_least,
+                rolled_back,
+            } => {
+                self.recovery_outcome(
+                    pair,
+                    outcome,
+                    side.as_deref() == Some("remote"),
+                    cause.as_deref(),
+                    (*row_tracks_at_least, rolled_back.as_deref()),
+                )
+                .await
+            }
+            Check::PrefixConsistent {
+                workload,
+                volume,
+                expect,
+            } => {
                 let (device, history) = self.workload_history(workload, true).await?;
                 let digests = self.lu_digests(volume).await?;
                 let read = |b: u64| {
@@ -917,6 +1073,13 @@ impl Orchestrator {
                 };
                 let acked = history.acked_count(&device);
                 match history.prefix_instant(&device, read) {
+                    Some(t) if !*expect => Err(format!(
+                        "{volume} is {device} as of {}: a prefix, expected writes out of order",
+                        t.map_or("the end".to_string(), |t| format!("{:?}", t)),
+                    )),
+                    None if !*expect => Ok(format!(
+                        "{volume} matches no instant of {device}: writes applied out of order, as expected"
+                    )),
                     Some(t) => {
                         let rpo = history.rpo(&device, read);
                         Ok(format!(

@@ -77,6 +77,11 @@ fn yes() -> bool {
     true
 }
 
+#[allow(clippy::trivially_copy_pass_by_ref)]
+fn is_true(v: &bool) -> bool {
+    *v
+}
+
 fn default_at_least_one() -> u64 {
     1
 }
@@ -316,6 +321,90 @@ pub struct ArraySpec {
     /// the clock skew of seed 000 §7.4 item 4. Default 0, at most ±1 s.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub clock_skew_us: i64,
+    /// How the array serves as the remote of a protected recovery copy (seed 001).
+    /// Absent: variant A (`save_old`) with the defaults below.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery: Option<RecoverySpec>,
+}
+
+/// An array's protected-recovery-copy settings as a remote (seed 001 §3.5): its
+/// variant, the capacities it reports to the master (step 403), and the user
+/// conditions set on it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecoverySpec {
+    /// `save_old` (variant A, default) or `hold_new` (variant B).
+    #[serde(default)]
+    pub protection: ProtectionSpec,
+    /// Logical devices the array emulates; default 64.
+    #[serde(default = "default_ldevs")]
+    pub logical_devices: u32,
+    /// Physical disks they are emulated on; default 24.
+    #[serde(default = "default_disks")]
+    pub disks: u32,
+    /// Cache tracks (blocks) available to saved or held data; default 1024.
+    #[serde(default = "default_cache_tracks")]
+    pub cache_tracks: u64,
+    /// Parity groups usable as save areas; default 4.
+    #[serde(default = "default_parity_rows")]
+    pub parity_rows: u32,
+    /// Spare disks usable as save areas; default 2.
+    #[serde(default = "default_spare_rows")]
+    pub spare_rows: u32,
+    /// Tracks of each parity group or spare disk; default 4096.
+    #[serde(default = "default_row_tracks")]
+    pub row_tracks: u64,
+    /// Keep the RAID5 level: parity tracks are never borrowed; default false.
+    #[serde(default)]
+    pub keep_raid5: bool,
+    /// Spare disks may be borrowed; default true.
+    #[serde(default = "yes")]
+    pub use_spares: bool,
+    /// Saved tracks kept in cache before spilling to parity/spare tracks; default
+    /// `cache_tracks`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_threshold_tracks: Option<u64>,
+}
+
+fn default_ldevs() -> u32 {
+    64
+}
+fn default_disks() -> u32 {
+    24
+}
+fn default_cache_tracks() -> u64 {
+    1024
+}
+fn default_parity_rows() -> u32 {
+    4
+}
+fn default_spare_rows() -> u32 {
+    2
+}
+fn default_row_tracks() -> u64 {
+    4096
+}
+
+/// A remote's protection variant (seed 001 claim 2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProtectionSpec {
+    /// Variant A: save each target track's old data before its first overwrite.
+    #[default]
+    SaveOld,
+    /// Variant B: hold the new data aside until its unit reaches.
+    HoldNew,
+}
+
+/// The consistency unit of a recovery copy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecoveryUnitSpec {
+    /// Each pair alone.
+    #[default]
+    Device,
+    /// Every pair of the step at once.
+    Group,
 }
 
 fn is_zero(v: &i64) -> bool {
@@ -779,6 +868,28 @@ pub enum Step {
         #[serde(default = "sync_mode")]
         mode: PairModeSpec,
     },
+    /// Seed 001, at the primary array: a protected recovery copy of a suspended remote
+    /// pair (or of every pair of a group): the remote saves the old data (or holds the
+    /// new) and rolls back if the copy does not complete within `allowed`.
+    RecoverPair {
+        /// Pair or consistency group; every pair suspended, secondaries on one array.
+        pair: String,
+        /// T, the most time the remote allows for the whole copy.
+        allowed: SimDuration,
+        /// `device` (default) or `group`.
+        #[serde(default)]
+        unit: RecoveryUnitSpec,
+        /// Sessions tried in all after rollbacks; default 3.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        max_attempts: Option<u32>,
+        /// n, pairs recovered at once; default computed from the remote's capacities.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        concurrency: Option<u32>,
+        /// Claim 3: send the updates oldest-first from the time-series queue the
+        /// primary kept since the suspension; default false (address order).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        ordered: bool,
+    },
     /// Evaluate a check; a failed check fails the run.
     Check(Check),
 }
@@ -929,6 +1040,7 @@ impl Step {
             Step::ClearDifference { .. } => "clear_difference",
             Step::ThreeDcCycle { .. } => "three_dc_cycle",
             Step::Failover3dc { .. } => "failover_3dc",
+            Step::RecoverPair { .. } => "recover_pair",
             Step::Check(_) => "check",
         }
     }
@@ -1308,6 +1420,33 @@ pub enum Check {
         workload: String,
         /// The volume (a secondary).
         volume: LuRef,
+        /// Whether it must be a prefix; `false`: the volume must mix writes out of
+        /// order (a counter-example). Default true.
+        #[serde(default = "yes", skip_serializing_if = "is_true")]
+        expect: bool,
+    },
+    /// Seed 001: how the last recovery copy of `pair` ended, as its primary array (the
+    /// master) or its secondary array (the remote) reports it. Waits until it ended.
+    RecoveryOutcome {
+        /// The pair (or group) given to `recover_pair`.
+        pair: String,
+        /// `completed` or `rolled_back` (master also: `refused`).
+        outcome: String,
+        /// `master` (default) or `remote`: who reports. A remote rolled back by its
+        /// watchdog after the master died can only be asked there.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        side: Option<String>,
+        /// The rollback cause: `timeout` or `save_area_exhausted`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cause: Option<String>,
+        /// Remote only: at least this many tracks were saved on parity/spare tracks
+        /// at once (the save area spilled out of the cache).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        row_tracks_at_least: Option<u64>,
+        /// Remote only: exactly these LUNs were rolled back (ascending); a unit whose
+        /// every pair reached is kept.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rolled_back: Option<Vec<u32>>,
     },
     /// At most `writes` acknowledged writes of the workload are missing from the volume
     /// (the recovery point); the detail gives the lost writes, bytes and time window.
@@ -1377,6 +1516,7 @@ impl Check {
             Check::BackupEqualsSplitImage { .. } => "backup_equals_split_image",
             Check::SecondaryEqualsSplitImage { .. } => "secondary_equals_split_image",
             Check::PrefixConsistent { .. } => "prefix_consistent",
+            Check::RecoveryOutcome { .. } => "recovery_outcome",
             Check::RpoAtMost { .. } => "rpo_at_most",
             Check::CopyResults { .. } => "copy_results",
             Check::FailoverCopied { .. } => "failover_copied",

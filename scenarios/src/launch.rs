@@ -469,7 +469,43 @@ fn array_config(
         functions,
         write_through: spec.is_some_and(|a| a.write_through),
         clock_skew_us: spec.map_or(0, |a| a.clock_skew_us),
+        recovery: spec
+            .and_then(|a| a.recovery.as_ref())
+            .map(recovery_settings)
+            .unwrap_or_default(),
         data_dir: data_dir.map(std::path::Path::to_path_buf),
+    }
+}
+
+/// An array's recovery-copy settings from its `recovery` block (seed 001).
+fn recovery_settings(r: &crate::format::RecoverySpec) -> fcsim_devices::array::RecoverySettings {
+    use fcsim_devices::copysvc::recovery::{
+        Protection, RemoteConfig, SaveRow, SaveRowKind, UserConditions,
+    };
+    let row = |kind| SaveRow {
+        kind,
+        tracks: r.row_tracks,
+        usable: true,
+    };
+    let mut save_rows = Vec::new();
+    save_rows.extend((0..r.parity_rows).map(|_| row(SaveRowKind::Parity)));
+    save_rows.extend((0..r.spare_rows).map(|_| row(SaveRowKind::Spare)));
+    fcsim_devices::array::RecoverySettings {
+        protection: match r.protection {
+            crate::format::ProtectionSpec::SaveOld => Protection::SaveOld,
+            crate::format::ProtectionSpec::HoldNew => Protection::HoldNew,
+        },
+        remote: RemoteConfig {
+            logical_devices: r.logical_devices,
+            disks: r.disks,
+            cache_tracks: r.cache_tracks,
+            save_rows,
+        },
+        conditions: Some(UserConditions {
+            keep_raid5: r.keep_raid5,
+            use_spares: r.use_spares,
+            cache_threshold_tracks: r.cache_threshold_tracks.unwrap_or(r.cache_tracks),
+        }),
     }
 }
 

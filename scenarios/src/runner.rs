@@ -905,7 +905,8 @@ impl Orchestrator {
             | Step::CopyManagerRestart { .. }
             | Step::ClearDifference { .. }
             | Step::ThreeDcCycle { .. }
-            | Step::Failover3dc { .. } => self.copy_step(step).await,
+            | Step::Failover3dc { .. }
+            | Step::RecoverPair { .. } => self.copy_step(step).await,
             Step::ZoneDeactivate {} => {
                 let sw = self.any_switch()?;
                 let mut c = self.switch(&sw).await?;
@@ -1166,7 +1167,8 @@ impl Orchestrator {
             | Check::PrefixConsistent { .. }
             | Check::RpoAtMost { .. }
             | Check::CopyResults { .. }
-            | Check::FailoverCopied { .. } => self.copy_check(c).await,
+            | Check::FailoverCopied { .. }
+            | Check::RecoveryOutcome { .. } => self.copy_check(c).await,
             Check::PortBytesAtMost { port, at_most } => {
                 let p = self.port_info(port).await?;
                 let c = p.counters.unwrap_or_default();

@@ -387,6 +387,27 @@ impl<'a> Validator<'a> {
                     ),
                 );
             }
+            if let Some(r) = &a.recovery {
+                let rp = format!("{ptr}/recovery");
+                if r.logical_devices == 0 || r.disks == 0 {
+                    self.err(
+                        &rp,
+                        format!(
+                            "array \"{}\": recovery needs at least 1 logical device and 1 disk",
+                            a.name
+                        ),
+                    );
+                }
+                if r.cache_threshold_tracks.is_some_and(|t| t > r.cache_tracks) {
+                    self.err(
+                        &format!("{rp}/cache_threshold_tracks"),
+                        format!(
+                            "array \"{}\": cache_threshold_tracks is above cache_tracks {}",
+                            a.name, r.cache_tracks
+                        ),
+                    );
+                }
+            }
             let mut seen: BTreeSet<ArrayFunction> = BTreeSet::new();
             for (j, f) in a.functions.iter().enumerate() {
                 if !seen.insert(*f) {
@@ -1312,6 +1333,35 @@ impl<'a> Validator<'a> {
             Step::PairOptions { pair, .. } => {
                 self.pair_ref(&at("pair"), "pair_options pair", pair);
             }
+            Step::RecoverPair {
+                pair,
+                allowed,
+                max_attempts,
+                concurrency,
+                ..
+            } => {
+                self.group_of(
+                    &at("pair"),
+                    "recover_pair pair",
+                    pair,
+                    &[PairModeSpec::Sync, PairModeSpec::Async],
+                );
+                if allowed.as_nanos() == 0 {
+                    self.err(&at("allowed"), "recover_pair: allowed must be above 0");
+                }
+                if *max_attempts == Some(0) {
+                    self.err(
+                        &at("max_attempts"),
+                        "recover_pair: max_attempts must be at least 1",
+                    );
+                }
+                if *concurrency == Some(0) {
+                    self.err(
+                        &at("concurrency"),
+                        "recover_pair: concurrency must be at least 1",
+                    );
+                }
+            }
             Step::ClearDifference { group, .. } => {
                 self.group_of(
                     &at("group"),
@@ -1677,7 +1727,64 @@ impl<'a> Validator<'a> {
                 self.pair_ref(&at("pair"), name, pair);
                 self.workload_ref(&at("workload"), name, workload);
             }
-            Check::PrefixConsistent { workload, volume }
+            Check::RecoveryOutcome {
+                pair,
+                outcome,
+                side,
+                cause,
+                row_tracks_at_least,
+                rolled_back,
+            } => {
+                self.pair_ref(&at("pair"), name, pair);
+                if rolled_back.is_some() && side.as_deref() != Some("remote") {
+                    self.err(
+                        &at("rolled_back"),
+                        format!("{name}: rolled_back is reported by the remote (side \"remote\")"),
+                    );
+                }
+                let remote = match side.as_deref() {
+                    None | Some("master") => false,
+                    Some("remote") => true,
+                    Some(s) => {
+                        self.err(
+                            &at("side"),
+                            format!("{name}: side \"{s}\" is not master or remote"),
+                        );
+                        false
+                    }
+                };
+                let outcomes: &[&str] = if remote {
+                    &["completed", "rolled_back"]
+                } else {
+                    &["completed", "rolled_back", "refused"]
+                };
+                if !outcomes.contains(&outcome.as_str()) {
+                    self.err(
+                        &at("outcome"),
+                        format!(
+                            "{name}: outcome \"{outcome}\" is not {}",
+                            outcomes.join(", ")
+                        ),
+                    );
+                }
+                if let Some(c) = cause
+                    && !["timeout", "save_area_exhausted"].contains(&c.as_str())
+                {
+                    self.err(
+                        &at("cause"),
+                        format!("{name}: cause \"{c}\" is not timeout or save_area_exhausted"),
+                    );
+                }
+                if row_tracks_at_least.is_some() && !remote {
+                    self.err(
+                        &at("row_tracks_at_least"),
+                        format!("{name}: row_tracks_at_least is reported by the remote (side \"remote\")"),
+                    );
+                }
+            }
+            Check::PrefixConsistent {
+                workload, volume, ..
+            }
             | Check::RpoAtMost {
                 workload, volume, ..
             } => {
@@ -2606,6 +2713,66 @@ mod tests {
         );
         assert!(
             d.iter().any(|x| x.message.contains("pair state \"gone\"")),
+            "{d:?}"
+        );
+    }
+
+    #[test]
+    fn recovery_fields_are_checked() {
+        // arr2 (remote-sync, a recovery block) is added; a local pair gives a name.
+        let two = with(
+            r#"{"name": "arr1", "site": "osaka", "ports": 1, "lus": [{"lun": 0, "blocks": 100, "block_bytes": 512}]}"#,
+            r#"{"name": "arr1", "site": "osaka", "ports": 1, "functions": ["remote-sync"], "lus": [{"lun": 0, "blocks": 100, "block_bytes": 512}]},
+      {"name": "arr2", "site": "osaka", "ports": 1, "functions": ["remote-sync"], "recovery": {"protection": "hold_new", "cache_tracks": 8, "cache_threshold_tracks": 9}, "lus": [{"lun": 0, "blocks": 100, "block_bytes": 512}]}"#,
+        )
+        .replace(
+            r#"{"a": "arr1/0", "b": "sw2/0"},"#,
+            r#"{"a": "arr1/0", "b": "sw2/0"}, {"a": "arr2/0", "b": "sw2/1"},"#,
+        );
+        let steps = |s: &str| {
+            two.replace(
+                r#"{"at": "1ms", "op": "check", "check": "logged_in", "port": "h1/0"}"#,
+                &format!(
+                    r#"{{"at": "1ms", "op": "pair_create", "name": "p", "primary": "arr1:0", "secondary": "arr2:0", "mode": "sync"}}, {s}"#
+                ),
+            )
+        };
+        let d = diags(&steps(
+            r#"{"at": "2ms", "op": "recover_pair", "pair": "p", "allowed": "0ms", "max_attempts": 0}"#,
+        ));
+        assert!(
+            d.iter()
+                .any(|x| x.message.contains("cache_threshold_tracks is above")),
+            "{d:?}"
+        );
+        assert!(
+            d.iter()
+                .any(|x| x.message.contains("allowed must be above 0")),
+            "{d:?}"
+        );
+        assert!(
+            d.iter()
+                .any(|x| x.message.contains("max_attempts must be at least 1")),
+            "{d:?}"
+        );
+        let d = diags(&steps(
+            r#"{"at": "2ms", "op": "check", "check": "recovery_outcome", "pair": "p", "outcome": "fine", "cause": "rain", "row_tracks_at_least": 1, "rolled_back": [0]}"#,
+        ));
+        for text in [
+            "outcome \"fine\" is not",
+            "cause \"rain\" is not",
+            "row_tracks_at_least is reported by the remote",
+            "rolled_back is reported by the remote",
+            "cache_threshold_tracks is above",
+        ] {
+            assert!(d.iter().any(|x| x.message.contains(text)), "{text}: {d:?}");
+        }
+        let d = diags(&steps(
+            r#"{"at": "2ms", "op": "recover_pair", "pair": "q", "allowed": "1s", "unit": "rack"}"#,
+        ));
+        assert!(
+            d.iter()
+                .any(|x| x.message.contains("unknown variant `rack`")),
             "{d:?}"
         );
     }

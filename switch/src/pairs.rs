@@ -320,6 +320,12 @@ impl Engine {
             CopyAdmin::Failover { reply, .. } => {
                 let _ = reply.send(Err(three_site_unsupported()));
             }
+            // The protected recovery copy runs between arrays (seed 001).
+            CopyAdmin::Recover { reply, .. } | CopyAdmin::RecoveryStatus { reply } => {
+                let _ = reply.send(Err(tonic::Status::unimplemented(
+                    "recovery copy: run at the primary array, not at a switch",
+                )));
+            }
         }
     }
 

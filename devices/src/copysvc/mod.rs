@@ -603,6 +603,61 @@ impl CopyEngine {
         Ok(())
     }
 
+    /// The suspended remote pairs `target` names (a pair, or every pair of a group) for
+    /// a protected recovery copy (seed 001): (name, primary LUN, secondary NAA, the
+    /// difference bitmap). Every member must be suspended with a remote secondary.
+    pub fn recovery_candidates(
+        &self,
+        target: &str,
+    ) -> Result<Vec<(String, u16, Wwn, crate::bitmap::DiffBitmap)>, CopyError> {
+        let members = self.all_in(
+            target,
+            &[PairState::Suspended],
+            "only a suspended pair gets a recovery copy",
+        )?;
+        members
+            .iter()
+            .map(|m| {
+                let p = &self.pairs[m];
+                match p.secondary {
+                    Secondary::Remote(naa) => Ok((m.clone(), p.primary, naa, p.diff.clone())),
+                    Secondary::Local(_) => Err(CopyError::BadSecondary(format!(
+                        "pair `{m}` is local; a recovery copy needs a remote secondary"
+                    ))),
+                }
+            })
+            .collect()
+    }
+
+    /// A protected recovery copy of suspended pair `name` ended. `remaining`: `None`
+    /// when it completed (the secondary holds the primary: back to pair with a clear
+    /// bitmap); otherwise the pair stays suspended with these blocks still to copy.
+    pub fn end_recovery(&mut self, name: &str, remaining: Option<crate::bitmap::DiffBitmap>) {
+        let Some(p) = self.pairs.get_mut(name) else {
+            return;
+        };
+        if p.state != PairState::Suspended {
+            return;
+        }
+        match remaining {
+            None => {
+                p.diff = crate::bitmap::DiffBitmap::new(p.blocks);
+                p.inflight = crate::bitmap::DiffBitmap::new(p.blocks);
+                p.redirty = crate::bitmap::DiffBitmap::new(p.blocks);
+                p.post = crate::bitmap::DiffBitmap::new(p.blocks);
+                p.suspend_reason = None;
+                p.state = PairState::Pair;
+                info!(pair = %name, "recovery copy completed: pair");
+            }
+            Some(d) => {
+                p.diff = d;
+                p.suspend_reason = Some("recovery copy rolled back".into());
+                warn!(pair = %name, diff = p.diff.count(), "recovery copy failed: still suspended");
+            }
+        }
+        self.notify(name);
+    }
+
     /// Deletes a pair (or every pair of a group): both volumes become Simplex.
     pub fn delete(&mut self, target: &str) -> Result<(), CopyError> {
         let members = self.members(target)?;

@@ -15,7 +15,18 @@
 //! TIMESTAMPED WRITE (service action 05h), data-out = the write's blocks
 //!   byte 0 D6h   byte 1 05h   bytes 2-9 TIMESTAMP (ns of fabric time, 64 bits)
 //!   bytes 10-15 LBA (48 bits); blocks = data-out length / block size
+//! RECOVERY MESSAGE (service action 06h), data-out = JSON `RecoveryMessage`
+//!   byte 0 D6h   byte 1 06h   bytes 10-13 PARAMETER LIST LENGTH
+//! RECEIVE RECOVERY MESSAGES (service action 07h), data-in = JSON list of `RecoveryMessage`
+//!   byte 0 D6h   byte 1 07h   bytes 10-13 ALLOCATION LENGTH
 //! ```
+//!
+//! RECOVERY MESSAGE carries one message of the protected recovery copy (seed 001,
+//! [`super::recovery`]) from the master array's copy port to an LU of the remote array
+//! (the first pair's secondary); R-DEV numbers are the remote's LUNs. The remote's
+//! answers are queued and read back with RECEIVE RECOVERY MESSAGES, which the master
+//! sends after each message and on its timer while a session is open; an empty list
+//! means nothing new.
 //!
 //! TIMESTAMPED WRITE is a sync pair's propagation of a host write: the timestamp is when
 //! the write landed on the primary (seed 000 §3.5), which the secondary's difference
@@ -41,6 +52,8 @@ pub const SA_JOURNAL_WRITE: u8 = 0x02;
 pub const SA_PAIR_MANAGE: u8 = 0x03;
 pub const SA_RECEIVE_PAIR_RESULTS: u8 = 0x04;
 pub const SA_TIMESTAMPED_WRITE: u8 = 0x05;
+pub const SA_RECOVERY_MESSAGE: u8 = 0x06;
+pub const SA_RECEIVE_RECOVERY_MESSAGES: u8 = 0x07;
 /// What RECEIVE PAIR RESULTS allocates for the answer.
 pub const RESULTS_ALLOCATION: u32 = 1 << 20;
 
@@ -172,6 +185,24 @@ pub fn receive_pair_results(id: u32) -> [u8; 16] {
     c
 }
 
+/// A RECOVERY MESSAGE CDB for a parameter list of `len` bytes.
+pub fn recovery_message(len: u32) -> [u8; 16] {
+    let mut c = [0u8; 16];
+    c[0] = OPCODE;
+    c[1] = SA_RECOVERY_MESSAGE;
+    c[10..14].copy_from_slice(&len.to_be_bytes());
+    c
+}
+
+/// A RECEIVE RECOVERY MESSAGES CDB.
+pub fn receive_recovery_messages() -> [u8; 16] {
+    let mut c = [0u8; 16];
+    c[0] = OPCODE;
+    c[1] = SA_RECEIVE_RECOVERY_MESSAGES;
+    c[10..14].copy_from_slice(&RESULTS_ALLOCATION.to_be_bytes());
+    c
+}
+
 /// An engine action as the SCSI command that carries it to the remote LU `naa`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outgoing {
@@ -246,6 +277,8 @@ pub enum Command {
     PairManage { id: u32, len: u32 },
     ReceivePairResults { id: u32, allocation: u32 },
     TimestampedWrite { ts: std::time::Duration, lba: u64 },
+    RecoveryMessage { len: u32 },
+    ReceiveRecoveryMessages { allocation: u32 },
 }
 
 /// Parses a D6h CDB; `Err(byte)` names the invalid field.
@@ -278,6 +311,12 @@ pub fn parse(cdb: &[u8]) -> Result<Command, u16> {
                 lba: get48(&cdb[10..16]),
             })
         }
+        SA_RECOVERY_MESSAGE => Ok(Command::RecoveryMessage {
+            len: get32(&cdb[10..14]),
+        }),
+        SA_RECEIVE_RECOVERY_MESSAGES => Ok(Command::ReceiveRecoveryMessages {
+            allocation: get32(&cdb[10..14]),
+        }),
         _ => Err(1),
     }
 }
@@ -317,6 +356,16 @@ mod tests {
             Ok(Command::TimestampedWrite {
                 ts: std::time::Duration::from_nanos(1_234_567),
                 lba: 99
+            })
+        );
+        assert_eq!(
+            parse(&recovery_message(300)),
+            Ok(Command::RecoveryMessage { len: 300 })
+        );
+        assert_eq!(
+            parse(&receive_recovery_messages()),
+            Ok(Command::ReceiveRecoveryMessages {
+                allocation: RESULTS_ALLOCATION
             })
         );
         let mut bad = notify(1);

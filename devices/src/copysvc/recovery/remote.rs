@@ -17,7 +17,8 @@ use super::{
 use crate::bitmap::DiffBitmap;
 
 /// How the remote keeps its consistent image recoverable (claim 2).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Protection {
     /// Variant A (operation 1): save each target track's old data before its first
     /// overwrite; a rollback writes it back.
@@ -152,6 +153,19 @@ impl RecoveryTarget {
                 self.config.save_rows[r].kind == SaveRowKind::Parity && !a.in_use[r].is_clear()
             })
             .collect()
+    }
+
+    /// Tracks saved (A) or held (B) now: (in cache, on parity or spare tracks).
+    pub fn saved_tracks(&self) -> (u64, u64) {
+        let State::Active(a) = &self.state else {
+            return (0, 0);
+        };
+        (a.cache.len() as u64, a.rows.len() as u64)
+    }
+
+    /// Variant A or B.
+    pub fn protection(&self) -> Protection {
+        self.protection
     }
 
     // ---- outputs ----------------------------------------------------------------
