@@ -99,6 +99,28 @@ fn states<'a>(out: &'a str, pair: &str) -> (&'a str, &'a str, &'a str) {
     (r[6], r[7], r[8])
 }
 
+/// Runs `fcsim SUB ARGS…` against `up` every 50 ms (at most 20 s) until it succeeds with
+/// an output `done` accepts; that output, or "" if it never did. Fails if `fcsim up` exits.
+fn poll_until(
+    up: &mut common::Up,
+    sub: &str,
+    args: &[&str],
+    done: impl Fn(&str) -> bool,
+) -> String {
+    let addr = up.addr.clone();
+    for _ in 0..400 {
+        if let Some(status) = up.child.try_wait().expect("poll fcsim up") {
+            panic!("fcsim up exited: {status}");
+        }
+        let (ok, out, _) = fcsim(&addr, sub, args);
+        if ok && done(&out) {
+            return out;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    String::new()
+}
+
 #[test]
 fn copy_cli_pairs_backup_and_refusals() {
     // arr1 (two LUs) and arr2 run every pair mode, arr3 none; h1 and tape1 share a zone.
@@ -320,22 +342,11 @@ fn copy_cli_at_an_intelligent_switch() {
     let addr = up.addr.clone();
     let addr = addr.as_str();
     // TF must hold arr1's row (its functions) before the offload rule can choose arr1.
-    let mut learned = false;
-    for _ in 0..400 {
-        if let Some(status) = up.child.try_wait().expect("poll fcsim up") {
-            panic!("fcsim up exited: {status}");
-        }
-        let (ok, out, _) = fcsim(addr, "ctl", &["tf", "sw1"]);
-        if ok
-            && out
-                .lines()
-                .any(|l| l.starts_with("arr1") && l.contains("discovered"))
-        {
-            learned = true;
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let learned = !poll_until(&mut up, "ctl", &["tf", "sw1"], |out| {
+        out.lines()
+            .any(|l| l.starts_with("arr1") && l.contains("discovered"))
+    })
+    .is_empty();
     assert!(learned, "sw1 never learned arr1's functions");
     let create = |name: &str, p: &str, s: &str| {
         copy_until_ok(
@@ -404,18 +415,9 @@ fn copy_cli_three_sites() {
     let mut up = common::Up::start("3dc-window-a.json");
     let addr = up.addr.clone();
     let addr = addr.as_str();
-    let mut out = String::new();
-    for _ in 0..400 {
-        if let Some(status) = up.child.try_wait().expect("poll fcsim up") {
-            panic!("fcsim up exited: {status}");
-        }
-        let (ok, o, _) = fcsim(addr, "copy", &["differences", "--array", "arr3"]);
-        if ok && o.contains("cg-sync") {
-            out = o;
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let out = poll_until(&mut up, "copy", &["differences", "--array", "arr3"], |o| {
+        o.contains("cg-sync")
+    });
     assert!(out.contains("Older table"), "{out}");
     let out = copy(
         addr,
@@ -482,18 +484,9 @@ fn copy_cli_recovery() {
     let mut up = common::Up::start("recovery-complete.json");
     let addr = up.addr.clone();
     let addr = addr.as_str();
-    let mut out = String::new();
-    for _ in 0..400 {
-        if let Some(status) = up.child.try_wait().expect("poll fcsim up") {
-            panic!("fcsim up exited: {status}");
-        }
-        let (ok, o, _) = fcsim(addr, "copy", &["status", "ps", "--array", "arr1"]);
-        if ok && states(&o, "ps").0 == "pair" {
-            out = o;
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let out = poll_until(&mut up, "copy", &["status", "ps", "--array", "arr1"], |o| {
+        states(o, "ps").0 == "pair"
+    });
     assert_eq!(states(&out, "ps").0, "pair", "{out}");
     let (ok, _, err) = fcsim(
         addr,

@@ -762,6 +762,21 @@ impl CopyEngine {
 
     // ---- host writes --------------------------------------------------------------
 
+    /// The secondary role of LU `lun`, if `from` (a port of its primary array) may
+    /// write it: COMMAND SEQUENCE ERROR for an LU that is no secondary, DATA PROTECT for
+    /// another writer.
+    fn role_writable_by(&self, lun: u16, from: Wwpn) -> Result<&SecondaryRole, Sense> {
+        let role = self
+            .roles
+            .get(&lun)
+            .ok_or_else(|| Sense::new(SenseKey::ILLEGAL_REQUEST, asc::COMMAND_SEQUENCE_ERROR))?;
+        if role.notice.writers.contains(&from.0.0) {
+            Ok(role)
+        } else {
+            Err(Sense::new(SenseKey::DATA_PROTECT, asc::WRITE_PROTECTED))
+        }
+    }
+
     /// The pairs whose primary is LU `lun`.
     fn pairs_of(&self, lun: u16) -> Vec<String> {
         self.pairs
@@ -1741,15 +1756,7 @@ impl CopyEngine {
         lba: u64,
         data: &Bytes,
     ) -> Result<(), Sense> {
-        let Some(role) = self.roles.get(&lun) else {
-            return Err(Sense::new(
-                SenseKey::ILLEGAL_REQUEST,
-                asc::COMMAND_SEQUENCE_ERROR,
-            ));
-        };
-        if !role.notice.writers.contains(&from.0.0) {
-            return Err(Sense::new(SenseKey::DATA_PROTECT, asc::WRITE_PROTECTED));
-        }
+        self.role_writable_by(lun, from)?;
         let Some((total, bb)) = vols.geometry(lun) else {
             return Err(Sense::lu_not_supported());
         };
@@ -1798,16 +1805,8 @@ impl CopyEngine {
         lba: u64,
         data: Bytes,
     ) -> Result<(), Sense> {
-        let Some(role) = self.roles.get(&lun) else {
-            return Err(Sense::new(
-                SenseKey::ILLEGAL_REQUEST,
-                asc::COMMAND_SEQUENCE_ERROR,
-            ));
-        };
         // Only the primary array's ports feed a secondary's journal.
-        if !role.notice.writers.contains(&from.0.0) {
-            return Err(Sense::new(SenseKey::DATA_PROTECT, asc::WRITE_PROTECTED));
-        }
+        let role = self.role_writable_by(lun, from)?;
         let group = role.notice.group.clone();
         let applier = self.appliers.entry(group).or_default();
         for (_, (l, at, d)) in applier.receive(seq, (lun, lba, data)) {
