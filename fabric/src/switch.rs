@@ -960,7 +960,11 @@ impl SwitchNode {
                         reachable: reachable.contains(d),
                     })
                     .collect();
-                let _ = tx.send(pb::FabricShowResponse { switches });
+                let isl_ports = self.isl_ports();
+                let _ = tx.send(pb::FabricShowResponse {
+                    switches,
+                    isl_ports,
+                });
             }
             SwitchAdmin::Ns(as_wwpn, tx) => {
                 let reachable = self.fspf.reachable_domains();

@@ -1002,6 +1002,7 @@ impl Orchestrator {
             .map(|s| s.name.clone())
             .filter(|s| live(self, s))
             .collect();
+        let mut adjacent: BTreeMap<String, BTreeSet<u32>> = BTreeMap::new();
         for sw in live_switches {
             let mut comp = BTreeSet::from([sw.clone()]);
             let mut todo = vec![sw.clone()];
@@ -1026,6 +1027,25 @@ impl Orchestrator {
                 .collect();
             if reachable != comp {
                 return Err(format!("{sw} reaches {reachable:?}, expected {comp:?}"));
+            }
+            adjacent.insert(sw, fabric.isl_ports.into_iter().collect());
+        }
+        // Reachable is not enough: every working ISL must carry an FSPF adjacency at
+        // both ends, or the fabric still has a path to learn (a later cut would isolate).
+        for (i, l) in topo.links.iter().enumerate() {
+            let (Some(a), Some(b)) = (adjacent.get(&l.a.node), adjacent.get(&l.b.node)) else {
+                continue;
+            };
+            if self.down_links.contains(&i) {
+                continue;
+            }
+            for (ports, end) in [(a, &l.a), (b, &l.b)] {
+                if !ports.contains(&end.port) {
+                    return Err(format!(
+                        "ISL {}/{} has no FSPF adjacency yet",
+                        end.node, end.port
+                    ));
+                }
             }
         }
         // One NsShow per switch per check, however many ports it has (asking per cable
