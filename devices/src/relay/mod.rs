@@ -47,6 +47,7 @@ pub mod placement;
 pub mod primary;
 pub mod snapshot;
 pub mod standby;
+pub mod wire;
 
 #[cfg(test)]
 mod tests;
