@@ -11,7 +11,7 @@ import pathlib
 LIB = pathlib.Path(__file__).resolve().parent.parent / "scenarios" / "library"
 
 
-def base(name, seed, description, recovery=None, luns=1):
+def base(name, seed, description, recovery=None, luns=1, km=10):
     arrays = []
     for n, site, ports in (("arr1", "tokyo", 2), ("arr2", "osaka", 1)):
         a = {
@@ -45,7 +45,7 @@ def base(name, seed, description, recovery=None, luns=1):
                 {"a": "arr1/1", "b": "sw1/2"},
                 {"a": "h2/0", "b": "sw2/0"},
                 {"a": "arr2/0", "b": "sw2/1"},
-                {"a": "sw1/7", "b": "sw2/7", "km": 10},
+                {"a": "sw1/7", "b": "sw2/7", "km": km},
             ],
             "zones": [
                 {"name": "z_h1", "members": ["h1/0", "arr1/0"]},
@@ -230,8 +230,8 @@ def group(unit, seed):
         rolled = [0, 1]
     s = base(name, seed,
              "Seed 001 §7.6 item 6: two sync pairs in group cg (arr1:0 -> arr2:0, arr1:1 -> arr2:1) suspend together; a "
-             "recovery copy of the group copies them one at a time (n = 1), and tokyo is destroyed after the first has "
-             "reached. " + what,
+             "recovery copy of the group copies them one at a time (n = 1), and tokyo is destroyed just after the first "
+             "reached (411), before the second is started (412). " + what,
              {"protection": "save_old"}, luns=2)
     s["setup"] = [
         {"op": "wait", "until": {"fabric": "converged"}},
@@ -251,7 +251,9 @@ def group(unit, seed):
         {"at": "300ms", "op": "link_up", "port": "sw1/7"},
         {"at": "320ms", "op": "recover_pair", "pair": "cg", "allowed": "400ms", "unit": unit, "concurrency": 1},
         check("330ms", check="workload_errors", workload="w0"),
-        {"at": "560ms", "op": "disaster", "site": "tokyo"},
+        # Between 411 for the first pair and 412 for the second.
+        wait("cg", "330ms", master="copying", reached=1),
+        {"at": "330ms", "op": "disaster", "site": "tokyo"},
         check("900ms", check="recovery_outcome", pair="cg", side="remote", outcome="rolled_back", cause="timeout",
               rolled_back=rolled),
         check("901ms", check="prefix_consistent", workload="w0", volume="arr2:0"),
@@ -278,7 +280,185 @@ def ordered():
     write(s)
 
 
+# ---- seed 001 §7.4 items 3 and 4: a fault at each point of the protocol ------------------
+#
+# The replication link is 100 km (0.5 ms each way) so that every point lasts long enough
+# to place a fault in it: a `wait` on the recovery copy's progress, as its master or its
+# remote array reports it, then the fault at once. w0 writes while the pair mirrors; w1
+# writes 24 blocks while it is suspended, so the recovery copy has at most 24 tracks.
+
+
+def point_base(name, seed, description, protection="save_old"):
+    s = base(name, seed, description, {"protection": protection}, km=100)
+    s["steps"] = [
+        {"at": "0ms", "op": "workload", "name": "w0", "host": "h1", "target": "arr1:0",
+         "mix": "write", "block_bytes": 512, "qd": 1, "count": 16},
+        {"at": "20ms", "op": "link_down", "port": "sw1/7"},
+        {"at": "30ms", "op": "workload", "name": "w1", "host": "h1", "target": "arr1:0",
+         "mix": "write", "block_bytes": 512, "qd": 1, "count": 24},
+        {"at": "250ms", "op": "check", "check": "pair_state", "pair": "ps", "state": "suspended"},
+        check("250ms", check="workload_errors", workload="w1"),
+        {"at": "300ms", "op": "link_up", "port": "sw1/7"},
+        {"at": "320ms", "op": "recover_pair", "pair": "ps", "allowed": "300ms"},
+    ]
+    return s
+
+
+def wait(recovery="ps", at="320ms", **point):
+    return {"at": at, "op": "wait", "until": {"recovery": recovery, **point}}
+
+
+def strike():
+    return {"at": "320ms", "op": "disaster", "site": "tokyo"}
+
+
+def old_image(s, at="700ms", rolled=(0,)):
+    """After T the remote has rolled the pair back: arr2:0 is its image at the suspension."""
+    s["steps"] += [
+        check(at, check="recovery_outcome", pair="ps", side="remote", outcome="rolled_back", cause="timeout",
+              rolled_back=list(rolled)),
+        check(at, check="prefix_consistent", workload="w1", volume="arr2:0"),
+    ]
+
+
+def new_image(s, at="700ms"):
+    """The pair reached: arr2:0 holds every write acknowledged before the disaster."""
+    s["steps"] += [
+        check(at, check="no_acked_write_lost", workload="w0", volume="arr2:0"),
+        check(at, check="no_acked_write_lost", workload="w1", volume="arr2:0"),
+        check(at, check="prefix_consistent", workload="w1", volume="arr2:0"),
+    ]
+
+
+MASTER_DIES = "Seed 001 §7.4 item 3: tokyo (the master array arr1, h1, sw1) is destroyed "
+
+
+def dies_before_start():
+    s = point_base("recovery-dies-before-start", 120,
+                   MASTER_DIES + "just after the recovery copy was asked for, while the configuration request (403) is "
+                   "on its way, before the start instruction (405). arr2 never opens a session: nothing was written, "
+                   "nothing needs rolling back, and arr2:0 keeps its image at the suspension.")
+    s["steps"] += [
+        wait(master="configuring"), strike(),
+        check("700ms", check="recovery_outcome", pair="ps", side="remote", outcome="none"),
+        check("700ms", check="prefix_consistent", workload="w1", volume="arr2:0"),
+    ]
+    write(s)
+
+
+def dies_in_handshake():
+    s = point_base("recovery-dies-in-handshake", 121,
+                   MASTER_DIES + "between the start instruction (405) and its ready answer (504): arr2 has raised its "
+                   "\"recovery in progress\" flag and armed the watchdog T = 300 ms, but no track came. At T it ends the "
+                   "session rolled back, with nothing to restore: arr2:0 is its image at the suspension.")
+    s["steps"] += [wait(remote="started"), strike()]
+    old_image(s)
+    write(s)
+
+
+def dies_after_write(variant, seed, writes):
+    v = "a" if variant == "save_old" else "b"
+    how = ("variant A saved each old block before overwriting it and writes them back"
+           if variant == "save_old" else "variant B held the new blocks aside and drops them")
+    s = point_base(f"recovery-dies-after-write-{writes}-{v}", seed,
+                   MASTER_DIES + f"just after arr2 applied write {writes} of the recovery copy (and queued its write "
+                   f"end), before the master has it. No reached report came: at T {how}, and arr2:0 is its image at the "
+                   "suspension.", variant)
+    s["steps"] += [wait(remote="started", writes=writes), strike()]
+    old_image(s)
+    write(s)
+
+
+def dies_after_last_write():
+    s = point_base("recovery-dies-after-last-write", 124,
+                   MASTER_DIES + "once the master has sent the last changed track and waits for its write end: every "
+                   "track may have reached arr2, but the reached report (411) never does. At T arr2 rolls the pair back "
+                   "all the same: without 411 it cannot know the copy was whole.")
+    s["steps"] += [wait(master="copying", tracks_left=0), strike()]
+    old_image(s)
+    write(s)
+
+
+def dies_before_complete(variant, seed):
+    v = "a" if variant == "save_old" else "b"
+    how = ("variant A drops its saved old blocks" if variant == "save_old"
+           else "variant B applies the new blocks it held")
+    s = point_base(f"recovery-dies-before-complete-{v}", seed,
+                   MASTER_DIES + "after arr2 received the pair's reached report (411) and before the completion (413) "
+                   f"arrives. At T arr2 ends the session, but a unit that reached is never rolled back: {how}, and "
+                   "arr2:0 holds every write acknowledged before the disaster.", variant)
+    s["steps"] += [wait(remote="started", reached=1), strike()]
+    s["steps"] += [check("700ms", check="recovery_outcome", pair="ps", side="remote", outcome="rolled_back",
+                         cause="timeout", rolled_back=[])]
+    new_image(s)
+    write(s)
+
+
+def dies_after_complete():
+    s = point_base("recovery-dies-after-complete", 127,
+                   MASTER_DIES + "just after it sent the completion (413), which is lost with the site; the reached "
+                   "report before it arrived. At T arr2 ends the session without rolling anything back (the pair "
+                   "reached), and arr2:0 holds every write acknowledged before the disaster.")
+    s["steps"] += [wait(master="completing"), strike()]
+    s["steps"] += [check("700ms", check="recovery_outcome", pair="ps", side="remote", outcome="rolled_back",
+                         cause="timeout", rolled_back=[])]
+    new_image(s)
+    write(s)
+
+
+def dies_before_complete_ack():
+    s = point_base("recovery-dies-before-complete-ack", 129,
+                   MASTER_DIES + "after arr2 processed the completion (520) and before its acknowledgement reaches the "
+                   "master: arr2's session ended completed, and arr2:0 holds every write acknowledged before the "
+                   "disaster.")
+    s["steps"] += [wait(remote="ended"), strike()]
+    s["steps"] += [check("700ms", check="recovery_outcome", pair="ps", side="remote", outcome="completed")]
+    new_image(s)
+    write(s)
+
+
+def lost(what, seed, point, description):
+    s = point_base(f"recovery-lost-{what}", seed,
+                   "Seed 001 §7.4 item 4: " + description + " The master hears nothing within its retry interval "
+                   "(20 ms) and sends its request again; arr2 answers the duplicate from what it already did, and the "
+                   "copy completes within T: the pair is back to pair and arr2:0 equals arr1:0.")
+    s["steps"] += [
+        wait(**point),
+        {"at": "320ms", "op": "link_down", "port": "sw1/7"},
+        {"at": "322ms", "op": "link_up", "port": "sw1/7"},
+        check("700ms", check="recovery_outcome", pair="ps", outcome="completed", resent_at_least=1),
+        check("701ms", check="pair_state", pair="ps", state="pair"),
+        check("702ms", check="volumes_equal", a="arr1:0", b="arr2:0"),
+    ]
+    write(s)
+
+
+def lost_messages():
+    lost("write-end", 130, {"remote": "started", "writes": 5},
+         "the replication link drops for 2 ms just as arr2 has applied write 5 and queued its write end (508): the "
+         "master's read of the answers, or the answer itself, is lost.")
+    lost("reached", 131, {"master": "completing"},
+         "the replication link drops for 2 ms just as the master sent the pair's reached report (411) with the "
+         "completion (413) behind it: both are lost. A reached report is not sent again (no answer is awaited); the "
+         "completion is, and it covers every pair of the session.")
+    lost("complete", 132, {"remote": "started", "reached": 1},
+         "the replication link drops for 2 ms just after arr2 received the pair's reached report (411), as the "
+         "completion (413) is sent: it is lost, and without its acknowledgement the master does not take the copy as "
+         "done.")
+
+
 if __name__ == "__main__":
+    dies_before_start()
+    dies_in_handshake()
+    dies_after_write("save_old", 122, 1)
+    dies_after_write("hold_new", 123, 1)
+    dies_after_write("save_old", 128, 12)
+    dies_after_last_write()
+    dies_before_complete("save_old", 125)
+    dies_before_complete("hold_new", 126)
+    dies_after_complete()
+    dies_before_complete_ack()
+    lost_messages()
     group("device", 111)
     group("group", 112)
     ordered()

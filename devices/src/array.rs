@@ -1295,8 +1295,12 @@ impl ArrayLayer {
                 started_ns: ns(m.started),
                 ended_ns: m.ended.map_or(0, ns),
                 tracks_sent: m.tracks_sent,
+                tracks_left: m.copy.tracks_left(),
+                resent: m.copy.resent(),
             }
         });
+        let (session, writes_received, reached) =
+            self.rcv_target.session_progress().unwrap_or_default();
         let (cache_tracks, row_tracks) = self.rcv_target.saved_tracks();
         let (last_outcome, last_cause, rolled_back) = match self.rcv_target.last_outcome() {
             Some((_, TargetOutcome::Completed)) => ("completed", "", Vec::new()),
@@ -1328,6 +1332,9 @@ impl ArrayLayer {
                 last_outcome: last_outcome.into(),
                 last_cause: last_cause.into(),
                 rolled_back,
+                session,
+                writes_received,
+                reached: reached.into_iter().map(u32::from).collect(),
             }),
         }
     }

@@ -755,9 +755,14 @@ impl Orchestrator {
         pair: &str,
         outcome: &str,
         remote: bool,
-        cause: Option<&str>,
-        (row_tracks_at_least, rolled_back): (Option<u64>, Option<&[u32]>),
+        expect: RecoveryExpect<'_>,
     ) -> StepResult {
+        let RecoveryExpect {
+            cause,
+            row_tracks_at_least,
+            rolled_back,
+            resent_at_least,
+        } = expect;
         let def = self.pair_def(pair)?;
         let node = if remote {
             def.secondary.node.clone()
@@ -776,10 +781,16 @@ impl Orchestrator {
                 .map_err(|s| s.message().to_string())?
                 .into_inner();
             let rem = r.remote.unwrap_or_default();
+            let mut resent = 0;
             let (done, got, got_cause, text) = if remote {
                 (
-                    !rem.in_progress && !rem.last_outcome.is_empty(),
-                    rem.last_outcome.clone(),
+                    // `none` is judged at once: no session open, none ended.
+                    !rem.in_progress && (outcome == "none" || !rem.last_outcome.is_empty()),
+                    if rem.last_outcome.is_empty() && !rem.in_progress {
+                        "none".to_string()
+                    } else {
+                        rem.last_outcome.clone()
+                    },
                     rem.last_cause.clone(),
                     format!(
                         "{node} (remote, {}): {} {}, rolled back LUNs {:?}, at most {} tracks on parity/spare, parity rows borrowed {:?}",
@@ -799,12 +810,13 @@ impl Orchestrator {
                 let Some(m) = r.master else {
                     return Err(format!("{node} ran no recovery copy"));
                 };
+                resent = m.resent;
                 (
                     m.phase == "ended",
                     m.outcome.clone(),
                     m.cause.clone(),
                     format!(
-                        "{node} (master) {}: {} {}{}, attempt {}, {} rollbacks, reached [{}], {} tracks sent, n = {}, save capacity {}",
+                        "{node} (master) {}: {} {}{}, attempt {}, {} rollbacks, reached [{}], {} tracks sent, {} requests resent, n = {}, save capacity {}",
                         m.pairs.join(", "),
                         m.phase,
                         m.outcome,
@@ -817,6 +829,7 @@ impl Orchestrator {
                         m.rollbacks,
                         m.reached.join(", "),
                         m.tracks_sent,
+                        m.resent,
                         m.concurrency,
                         m.save_capacity_tracks
                     ),
@@ -826,24 +839,111 @@ impl Orchestrator {
                 let ok = got == outcome
                     && cause.is_none_or(|c| c == got_cause)
                     && row_tracks_at_least.is_none_or(|n| rem.peak_row_tracks >= n)
-                    && rolled_back.is_none_or(|l| l == rem.rolled_back.as_slice());
+                    && rolled_back.is_none_or(|l| l == rem.rolled_back.as_slice())
+                    && resent_at_least.is_none_or(|n| resent >= n);
                 return if ok {
                     Ok(text)
                 } else {
                     Err(format!(
-                        "{text}; expected {outcome}{}{}{}",
+                        "{text}; expected {outcome}{}{}{}{}",
                         cause.map(|c| format!(" ({c})")).unwrap_or_default(),
                         row_tracks_at_least
                             .map(|n| format!(", at least {n} tracks on parity/spare"))
                             .unwrap_or_default(),
                         rolled_back
                             .map(|l| format!(", rolled back LUNs {l:?}"))
+                            .unwrap_or_default(),
+                        resent_at_least
+                            .map(|n| format!(", at least {n} requests resent"))
                             .unwrap_or_default()
                     ))
                 };
             }
             if self.now() - start > limit {
                 return Err(format!("{text}; still running"));
+            }
+            self.clock.sleep(pause).await;
+        }
+    }
+
+    /// Seed 001 §7.4 item 3: waits until a recovery copy reaches `point`, polling its
+    /// master or remote array often enough to place a fault between two messages.
+    pub(crate) async fn wait_recovery(
+        &mut self,
+        point: &crate::format::RecoveryPoint,
+    ) -> StepResult {
+        let def = self.pair_def(&point.recovery)?;
+        let remote = point.remote.is_some();
+        let node = if remote {
+            def.secondary.node.clone()
+        } else {
+            def.primary.node.clone()
+        };
+        let (limit, pause) = self.poll_pause();
+        let pause = pause / 4;
+        let start = self.now();
+        // A point not reached when the session is over never comes: fail at once.
+        let mut seen_open = false;
+        loop {
+            let mut c = self.copy_client(&node).await?;
+            let r = c
+                .recovery_status(pb::PairRequest {
+                    pair: point.recovery.clone(),
+                })
+                .await
+                .map_err(|s| s.message().to_string())?
+                .into_inner();
+            let (reached, over, text) = if remote {
+                let rem = r.remote.unwrap_or_default();
+                let ended = seen_open && !rem.in_progress;
+                seen_open |= rem.in_progress;
+                let want_end = point.remote.as_deref() == Some("ended");
+                let over = ended && !want_end;
+                let reached = u32::try_from(rem.reached.len()).unwrap_or(u32::MAX);
+                let there = if want_end {
+                    ended
+                } else {
+                    rem.in_progress && point.writes.is_none_or(|n| rem.writes_received >= n)
+                };
+                (
+                    there && point.reached.is_none_or(|n| reached >= n),
+                    over,
+                    format!(
+                        "{node} (remote): session {}{}, {} writes applied, reached LUNs {:?}",
+                        rem.session,
+                        if rem.in_progress {
+                            " in progress"
+                        } else {
+                            " not open"
+                        },
+                        rem.writes_received,
+                        rem.reached
+                    ),
+                )
+            } else {
+                let m = r.master.unwrap_or_default();
+                let reached = u32::try_from(m.reached.len()).unwrap_or(u32::MAX);
+                (
+                    point.master.as_deref() == Some(m.phase.as_str())
+                        && point.tracks_left.is_none_or(|n| m.tracks_left <= n)
+                        && point.reached.is_none_or(|n| reached >= n),
+                    m.phase == "ended",
+                    format!(
+                        "{node} (master): {}, {} tracks left, reached [{}]",
+                        m.phase,
+                        m.tracks_left,
+                        m.reached.join(", ")
+                    ),
+                )
+            };
+            if reached {
+                return Ok(format!("{text} after {}", fmt_time(self.now() - start)));
+            }
+            if over {
+                return Err(format!("{text}; the session ended before the point"));
+            }
+            if self.now() - start > limit {
+                return Err(format!("{text}; the point never came"));
             }
             self.clock.sleep(pause).await;
         }
@@ -1049,13 +1149,18 @@ impl Orchestrator {
                 cause,
                 row_tracks_at_least,
                 rolled_back,
+                resent_at_least,
             } => {
                 self.recovery_outcome(
                     pair,
                     outcome,
                     side.as_deref() == Some("remote"),
-                    cause.as_deref(),
-                    (*row_tracks_at_least, rolled_back.as_deref()),
+                    RecoveryExpect {
+                        cause: cause.as_deref(),
+                        row_tracks_at_least: *row_tracks_at_least,
+                        rolled_back: rolled_back.as_deref(),
+                        resent_at_least: *resent_at_least,
+                    },
                 )
                 .await
             }
@@ -1166,4 +1271,12 @@ impl Orchestrator {
             _ => Err(format!("{} is not a copy check", c.name())),
         }
     }
+}
+
+/// What a `recovery_outcome` check expects besides the outcome.
+pub(crate) struct RecoveryExpect<'a> {
+    cause: Option<&'a str>,
+    row_tracks_at_least: Option<u64>,
+    rolled_back: Option<&'a [u32]>,
+    resent_at_least: Option<u64>,
 }

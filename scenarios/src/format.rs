@@ -1137,6 +1137,35 @@ pub enum WaitUntil {
         /// Which copy.
         copy_results: CopyResultsSpec,
     },
+    /// `{"recovery": "ps", "master": "completing"}` or `{"recovery": "ps", "remote":
+    /// "started", "writes": 3}`: a protected recovery copy (seed 001) reaches a point of
+    /// its protocol, as its master or its remote array sees it; places a fault there.
+    Recovery(RecoveryPoint),
+}
+
+/// A point of a protected recovery copy, for `wait` (seed 001 §7.4 item 3). Every
+/// field given must hold at once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecoveryPoint {
+    /// The pair (or group) given to `recover_pair`.
+    pub recovery: String,
+    /// The master's phase: `configuring`, `starting`, `copying`, `completing` or `ended`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub master: Option<String>,
+    /// The remote's session: `started` (its "recovery in progress" flag is on) or
+    /// `ended` (seen open, then closed: completed or rolled back).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote: Option<String>,
+    /// With `master`: it has at most this many tracks left to send.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracks_left: Option<u64>,
+    /// With `remote`: it has applied at least this many writes of the session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub writes: Option<u64>,
+    /// At least this many reached reports: sent (with `master`) or received (`remote`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reached: Option<u32>,
 }
 
 /// A copy known to a copy manager, for RECEIVE COPY RESULTS.
@@ -1195,6 +1224,10 @@ impl<'de> Deserialize<'de> for WaitUntil {
                 state: p.state,
             });
         }
+        if map.contains_key("recovery") {
+            let r = RecoveryPoint::deserialize(value).map_err(D::Error::custom)?;
+            return Ok(WaitUntil::Recovery(r));
+        }
         if map.contains_key("copy_results") {
             let r = Results::deserialize(value).map_err(D::Error::custom)?;
             return Ok(WaitUntil::CopyResults {
@@ -1202,7 +1235,7 @@ impl<'de> Deserialize<'de> for WaitUntil {
             });
         }
         Err(D::Error::custom(format!(
-            "unknown wait condition with keys {:?}: expected {{\"fabric\": \"converged\"}}, {{\"pair\": …, \"state\": …}} or {{\"copy_results\": …}}",
+            "unknown wait condition with keys {:?}: expected {{\"fabric\": \"converged\"}}, {{\"pair\": …, \"state\": …}}, {{\"copy_results\": …}} or {{\"recovery\": …}}",
             map.keys().collect::<Vec<_>>()
         )))
     }
@@ -1430,7 +1463,8 @@ pub enum Check {
     RecoveryOutcome {
         /// The pair (or group) given to `recover_pair`.
         pair: String,
-        /// `completed` or `rolled_back` (master also: `refused`).
+        /// `completed` or `rolled_back` (master also: `refused`; remote also: `none`, no
+        /// session was ever opened there).
         outcome: String,
         /// `master` (default) or `remote`: who reports. A remote rolled back by its
         /// watchdog after the master died can only be asked there.
@@ -1447,6 +1481,10 @@ pub enum Check {
         /// every pair reached is kept.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         rolled_back: Option<Vec<u32>>,
+        /// Master only: it sent at least this many requests again because their answer
+        /// was overdue (a message or its answer was lost).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        resent_at_least: Option<u64>,
     },
     /// At most `writes` acknowledged writes of the workload are missing from the volume
     /// (the recovery point); the detail gives the lost writes, bytes and time window.

@@ -40,8 +40,8 @@ pub use control::{LiveFabric, run_node_process, serve_fabric};
 pub use duration::SimDuration;
 pub use format::{
     ArrayFunction, ArraySpec, Check, ExpectStatus, FabricState, HostSpec, LinkSpec, LuRef, LuSpec,
-    NodeKind, NodeView, PortRef, Scenario, Site, Step, SwitchSpec, TapeSpec, TimedStep, Topology,
-    WaitUntil, WorkloadMix, WorkloadPattern, XcopySegment, ZoneSpec,
+    NodeKind, NodeView, PortRef, RecoveryPoint, Scenario, Site, Step, SwitchSpec, TapeSpec,
+    TimedStep, Topology, WaitUntil, WorkloadMix, WorkloadPattern, XcopySegment, ZoneSpec,
 };
 pub use launch::NodeSpec;
 pub use runner::{

@@ -928,6 +928,7 @@ impl Orchestrator {
                         fabric: FabricState::Converged,
                     }) => self.wait_converged().await,
                     Some(WaitUntil::Pair { pair, state }) => self.wait_pair(pair, state).await,
+                    Some(WaitUntil::Recovery(point)) => self.wait_recovery(point).await,
                     Some(WaitUntil::CopyResults { copy_results }) => {
                         self.wait_copy_results(copy_results).await
                     }

@@ -1572,8 +1572,15 @@ impl<'a> Validator<'a> {
                 }
                 let blocking = matches!(
                     until,
-                    Some(WaitUntil::Pair { .. } | WaitUntil::CopyResults { .. })
+                    Some(
+                        WaitUntil::Pair { .. }
+                            | WaitUntil::CopyResults { .. }
+                            | WaitUntil::Recovery(_)
+                    )
                 );
+                if let Some(WaitUntil::Recovery(r)) = until {
+                    self.recovery_point(&at("until"), r);
+                }
                 if let Some(WaitUntil::Pair { pair, state }) = until {
                     self.pair_ref(&at("until"), "wait until pair", pair);
                     self.pair_state_name(&at("until"), state);
@@ -1598,6 +1605,48 @@ impl<'a> Validator<'a> {
                 }
             }
             Step::Check(c) => self.check(ptr, c),
+        }
+    }
+
+    /// A `wait` on a recovery copy: its pair exists, and exactly one side is watched
+    /// with the fields that side has.
+    fn recovery_point(&mut self, ptr: &str, r: &crate::format::RecoveryPoint) {
+        self.pair_ref(ptr, "wait until recovery", &r.recovery);
+        match (r.master.as_deref(), r.remote.as_deref()) {
+            (Some(phase), None) => {
+                if !["configuring", "starting", "copying", "completing", "ended"].contains(&phase) {
+                    self.err(
+                        ptr,
+                        &format!(
+                            "master: unknown phase {phase:?}: expected configuring, starting, copying, completing or ended"
+                        ),
+                    );
+                }
+                if r.writes.is_some() {
+                    self.err(ptr, "writes: counted at the remote; use with \"remote\"");
+                }
+            }
+            (None, Some(point)) => {
+                if point != "started" && point != "ended" {
+                    self.err(
+                        ptr,
+                        &format!("remote: unknown point {point:?}: expected started or ended"),
+                    );
+                }
+                if point == "ended" && (r.writes.is_some() || r.reached.is_some()) {
+                    self.err(ptr, "remote \"ended\" takes no writes or reached count");
+                }
+                if r.tracks_left.is_some() {
+                    self.err(
+                        ptr,
+                        "tracks_left: counted at the master; use with \"master\"",
+                    );
+                }
+            }
+            _ => self.err(
+                ptr,
+                "recovery: give exactly one of \"master\" and \"remote\"",
+            ),
         }
     }
 
@@ -1734,6 +1783,7 @@ impl<'a> Validator<'a> {
                 cause,
                 row_tracks_at_least,
                 rolled_back,
+                resent_at_least,
             } => {
                 self.pair_ref(&at("pair"), name, pair);
                 if rolled_back.is_some() && side.as_deref() != Some("remote") {
@@ -1753,8 +1803,16 @@ impl<'a> Validator<'a> {
                         false
                     }
                 };
+                if resent_at_least.is_some() && remote {
+                    self.err(
+                        &at("resent_at_least"),
+                        format!(
+                            "{name}: resent_at_least is counted by the master (side \"master\")"
+                        ),
+                    );
+                }
                 let outcomes: &[&str] = if remote {
-                    &["completed", "rolled_back"]
+                    &["completed", "rolled_back", "none"]
                 } else {
                     &["completed", "rolled_back", "refused"]
                 };
@@ -2767,6 +2825,25 @@ mod tests {
         ] {
             assert!(d.iter().any(|x| x.message.contains(text)), "{text}: {d:?}");
         }
+        let d = diags(&steps(
+            r#"{"at": "2ms", "op": "wait", "until": {"recovery": "p", "master": "dozing", "writes": 2}},
+               {"at": "2ms", "op": "wait", "until": {"recovery": "p", "remote": "ended", "reached": 1}},
+               {"at": "2ms", "op": "wait", "until": {"recovery": "p", "remote": "started", "master": "copying"}},
+               {"at": "2ms", "op": "wait", "until": {"recovery": "zz", "remote": "started", "tracks_left": 0}},
+               {"at": "3ms", "op": "check", "check": "recovery_outcome", "pair": "p", "side": "remote", "outcome": "none", "resent_at_least": 1}"#,
+        ));
+        for text in [
+            "master: unknown phase \"dozing\"",
+            "writes: counted at the remote",
+            "remote \"ended\" takes no writes or reached count",
+            "give exactly one of \"master\" and \"remote\"",
+            "no pair or group named \"zz\"",
+            "tracks_left: counted at the master",
+            "resent_at_least is counted by the master",
+        ] {
+            assert!(d.iter().any(|x| x.message.contains(text)), "{text}: {d:?}");
+        }
+        assert_eq!(d.len(), 8, "{d:?}");
         let d = diags(&steps(
             r#"{"at": "2ms", "op": "recover_pair", "pair": "q", "allowed": "1s", "unit": "rack"}"#,
         ));

@@ -235,6 +235,8 @@ pub struct RecoveryCopy {
     messages: VecDeque<RecoveryMessage>,
     /// Not yet polled by the node.
     events: VecDeque<RecoveryEvent>,
+    /// Requests sent again because their answer was overdue, all attempts.
+    resent: u64,
 }
 
 impl RecoveryCopy {
@@ -340,6 +342,7 @@ impl RecoveryCopy {
             seq: 0,
             in_flight: None,
             outstanding: None,
+            resent: 0,
             messages: VecDeque::new(),
             events: VecDeque::new(),
         };
@@ -351,6 +354,17 @@ impl RecoveryCopy {
 
     pub fn phase(&self) -> &Phase {
         &self.phase
+    }
+
+    /// Requests sent again because their answer was overdue (a lost message or a
+    /// lost answer), over every attempt.
+    pub fn resent(&self) -> u64 {
+        self.resent
+    }
+
+    /// Tracks this attempt has still to write to the remote (marked, not yet sent).
+    pub fn tracks_left(&self) -> u64 {
+        self.pairs.iter().map(|p| p.diff.count()).sum()
     }
 
     /// The current attempt's session number.
@@ -422,6 +436,7 @@ impl RecoveryCopy {
         {
             *at = now;
             self.messages.push_back(msg.clone());
+            self.resent += 1;
         }
     }
 

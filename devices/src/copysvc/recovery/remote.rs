@@ -163,6 +163,15 @@ impl RecoveryTarget {
         (a.cache.len() as u64, a.rows.len() as u64)
     }
 
+    /// The open session: its number, the writes it applied (resends counted once) and
+    /// the R-DEVs reported reached; `None` while no session is open.
+    pub fn session_progress(&self) -> Option<(u64, u64, Vec<u16>)> {
+        let State::Active(a) = &self.state else {
+            return None;
+        };
+        Some((a.session, a.last_seq, a.reached.iter().copied().collect()))
+    }
+
     /// Variant A or B.
     pub fn protection(&self) -> Protection {
         self.protection
