@@ -1530,6 +1530,13 @@ pub enum Check {
         /// Largest acceptable number of failed I/Os and verify mismatches.
         #[serde(default)]
         at_most: u64,
+        /// The workload's median latency (fabric time) is at most this.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        p50_at_most: Option<SimDuration>,
+        /// The workload's median latency is below that of this other workload (the
+        /// cheaper path, side by side in one run).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        p50_below: Option<String>,
     },
 }
 

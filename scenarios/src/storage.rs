@@ -262,6 +262,16 @@ impl Orchestrator {
         Ok(h)
     }
 
+    /// A workload's last progress report once its stream ended; an error if it failed.
+    async fn finished_workload(&mut self, name: &str) -> Result<pb::WorkloadProgress, String> {
+        let h = self.await_workload(name).await?;
+        let st = lock(&h);
+        if let Some(e) = &st.error {
+            return Err(format!("workload {name} failed: {e}"));
+        }
+        Ok(st.last.clone().unwrap_or_default())
+    }
+
     /// A host's write history for one device.
     async fn write_history(
         &mut self,
@@ -408,13 +418,17 @@ impl Orchestrator {
 
     pub(crate) async fn storage_check(&mut self, c: &Check) -> StepResult {
         match c {
-            Check::WorkloadErrors { workload, at_most } => {
-                let h = self.await_workload(workload).await?;
-                let st = lock(&h);
-                if let Some(e) = &st.error {
-                    return Err(format!("workload {workload} failed: {e}"));
-                }
-                let p = st.last.clone().unwrap_or_default();
+            Check::WorkloadErrors {
+                workload,
+                at_most,
+                p50_at_most,
+                p50_below,
+            } => {
+                let p = self.finished_workload(workload).await?;
+                let other = match p50_below {
+                    Some(o) => Some((o, self.finished_workload(o).await?.p50_latency_us)),
+                    None => None,
+                };
                 let errors = p.errors + p.verify_failures;
                 let text = format!(
                     "workload {workload}: {} I/Os, {} errors, {} verify failures, p50 {}µs p99 {}µs{}",
@@ -429,11 +443,18 @@ impl Orchestrator {
                         format!(" (first: {})", p.first_error)
                     }
                 );
-                if errors <= *at_most {
-                    Ok(text)
-                } else {
-                    Err(text)
+                let mut text = text;
+                let mut ok = errors <= *at_most;
+                if let Some(d) = p50_at_most {
+                    let limit = u64::try_from(d.to_std().as_micros()).unwrap_or(u64::MAX);
+                    ok &= p.p50_latency_us <= limit;
+                    text += &format!("; p50 at most {d} expected");
                 }
+                if let Some((o, theirs)) = other {
+                    ok &= p.p50_latency_us < theirs;
+                    text += &format!("; {o}'s p50 is {theirs}µs, this one expected below it");
+                }
+                if ok { Ok(text) } else { Err(text) }
             }
             Check::NoAckedWriteLost { workload, volume } => {
                 let (device, history) = self.workload_history(workload, true).await?;

@@ -2029,8 +2029,15 @@ impl<'a> Validator<'a> {
                 self.workload_ref(&at("workload"), &format!("{name} workload"), workload);
                 self.lu_ref(&at("volume"), &format!("{name} volume"), volume);
             }
-            Check::WorkloadErrors { workload, .. } => {
+            Check::WorkloadErrors {
+                workload,
+                p50_below,
+                ..
+            } => {
                 self.workload_ref(&at("workload"), &format!("{name} workload"), workload);
+                if let Some(other) = p50_below {
+                    self.workload_ref(&at("p50_below"), &format!("{name} p50_below"), other);
+                }
             }
             Check::TapeMatches {
                 tape,
