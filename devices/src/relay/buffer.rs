@@ -26,12 +26,12 @@
 //! Call order: the `handle_*` inputs and `crash` in any order, each followed by
 //! draining `poll_action`; call `handle_timeout` when `poll_timeout` is reached.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 
-use super::{Header, RecordId, RelayError};
+use super::{Header, RecordId, RelayError, SourceId};
 
 /// When forwarding of a record may start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -151,6 +151,9 @@ pub enum Admit {
     AlreadyHeld,
     /// No room: BUSY; nothing allocated.
     Busy,
+    /// The record's source is fenced (a takeover happened): RESERVATION CONFLICT;
+    /// nothing allocated.
+    Fenced,
 }
 
 /// What the node must do for the relay.
@@ -221,6 +224,9 @@ pub struct Relay {
     next_clock: Option<Duration>,
     /// A forward request waits for [`RelayAction::Drained`].
     drain_requested: bool,
+    /// Sources refused after a takeover's fence; their records are neither taken nor
+    /// forwarded any more.
+    fenced: BTreeSet<SourceId>,
     actions: VecDeque<RelayAction>,
 }
 
@@ -241,6 +247,7 @@ impl Relay {
             release_before: None,
             next_clock,
             drain_requested: false,
+            fenced: BTreeSet::new(),
             actions: VecDeque::new(),
         })
     }
@@ -263,6 +270,30 @@ impl Relay {
         self.regions.is_empty()
     }
 
+    /// Records held: wholly stored (so acknowledged upstream), not yet acknowledged by
+    /// the standby.
+    pub fn held_records(&self) -> u64 {
+        self.regions.values().filter(|r| r.complete()).count() as u64
+    }
+
+    /// Data bytes of the held records.
+    pub fn held_bytes(&self) -> u64 {
+        self.regions
+            .values()
+            .filter(|r| r.complete())
+            .map(|r| r.header.len)
+            .sum()
+    }
+
+    /// The fenced sources, in order.
+    pub fn fenced(&self) -> impl Iterator<Item = SourceId> + '_ {
+        self.fenced.iter().copied()
+    }
+
+    pub fn is_fenced(&self, source: SourceId) -> bool {
+        self.fenced.contains(&source)
+    }
+
     fn region(&self, id: RecordId) -> Option<&Region> {
         self.by_id.get(&id).and_then(|k| self.regions.get(k))
     }
@@ -279,6 +310,9 @@ impl Relay {
 
     /// The primary's write command for a record (S120/S140).
     pub fn handle_command(&mut self, header: Header, now: Duration) -> Admit {
+        if self.fenced.contains(&header.id.source) {
+            return Admit::Fenced;
+        }
         if self.holds(header.id) {
             self.actions
                 .push_back(RelayAction::AckUpstream { id: header.id });
@@ -371,6 +405,43 @@ impl Relay {
         }
     }
 
+    /// The standby refused the record (RESERVATION CONFLICT: it fenced the source at a
+    /// takeover): the record will never be applied, so its region is freed and it is
+    /// not sent again. Returns whether the relay held it.
+    pub fn handle_downstream_refused(&mut self, id: RecordId, now: Duration) -> bool {
+        if self.region(id).is_some_and(|r| r.down != Down::Held) {
+            self.remove(id);
+            self.pump(now);
+            return true;
+        }
+        false
+    }
+
+    /// The takeover's fence (seed §7.3 "Takeover"): every later record of `sources` is
+    /// refused ([`Admit::Fenced`]) and every record of theirs still held is dropped,
+    /// its downstream exchange abandoned. Returns the records dropped, in log order.
+    pub fn fence(
+        &mut self,
+        sources: impl IntoIterator<Item = SourceId>,
+        now: Duration,
+    ) -> Vec<RecordId> {
+        self.fenced.extend(sources);
+        let dropped: Vec<(RecordId, bool)> = self
+            .regions
+            .values()
+            .filter(|r| self.fenced.contains(&r.header.id.source))
+            .map(|r| (r.header.id, r.down != Down::Held))
+            .collect();
+        for &(id, open) in &dropped {
+            self.remove(id);
+            if open {
+                self.actions.push_back(RelayAction::AbortDownstream { id });
+            }
+        }
+        self.pump(now);
+        dropped.into_iter().map(|(id, _)| id).collect()
+    }
+
     /// The standby's forward request: release everything held now; answered with
     /// [`RelayAction::Drained`] once nothing is held.
     pub fn handle_forward_request(&mut self, now: Duration) {
@@ -427,10 +498,14 @@ impl Relay {
 
     /// Power loss and restart at `now`. The volatile buffer is lost; the non-volatile
     /// log keeps every whole record (each was acknowledged), and their downstream
-    /// exchanges start again. Queued actions not yet taken are lost.
+    /// exchanges start again. Queued actions not yet taken are lost; so is a fence
+    /// unless it is in the log.
     pub fn crash(&mut self, now: Duration) {
         self.actions.clear();
         let keep = self.config.durability == Durability::NonVolatile;
+        if !keep {
+            self.fenced.clear();
+        }
         let lost: Vec<RecordId> = self
             .regions
             .values()
@@ -833,5 +908,64 @@ mod tests {
             actions(&mut r),
             vec![RelayAction::AckUpstream { id: id(2) }]
         );
+    }
+
+    #[test]
+    fn a_fence_refuses_later_records_and_drops_held_ones() {
+        let mut r = relay(
+            Forwarding::StoreAndForward,
+            Durability::NonVolatile,
+            Schedule::Immediate,
+        );
+        stored(&mut r, 1, T0);
+        let other = Header {
+            id: RecordId {
+                source: SourceId(2),
+                seq: 1,
+            },
+            kind: Kind::Write { lun: 0, lba: 0 },
+            len: 2,
+        };
+        r.handle_command(other, T0);
+        r.handle_data(other.id, 0, &[1; 2], T0);
+        actions(&mut r);
+        assert_eq!(r.held_records(), 2);
+        assert_eq!(r.fence([SourceId(1)], ms(1)), vec![id(1)]);
+        assert_eq!(
+            actions(&mut r),
+            vec![RelayAction::AbortDownstream { id: id(1) }]
+        );
+        assert!(r.is_fenced(SourceId(1)) && !r.is_fenced(SourceId(2)));
+        assert_eq!((r.held_records(), r.held_bytes()), (1, 2));
+        assert_eq!(r.handle_command(header(2, 2), ms(2)), Admit::Fenced);
+        assert!(actions(&mut r).is_empty(), "a fenced record is not kept");
+        // The log keeps the fence across a crash; RAM does not.
+        r.crash(ms(3));
+        assert_eq!(r.fenced().collect::<Vec<_>>(), vec![SourceId(1)]);
+        let mut v = relay(
+            Forwarding::StoreAndForward,
+            Durability::Volatile,
+            Schedule::Immediate,
+        );
+        v.fence([SourceId(1)], T0);
+        v.crash(ms(1));
+        assert!(!v.is_fenced(SourceId(1)));
+    }
+
+    #[test]
+    fn a_refused_record_is_dropped_not_resent() {
+        let mut r = relay(
+            Forwarding::StoreAndForward,
+            Durability::Volatile,
+            Schedule::Immediate,
+        );
+        stored(&mut r, 1, T0);
+        actions(&mut r);
+        r.handle_downstream_ready(id(1), T0);
+        actions(&mut r);
+        assert!(r.handle_downstream_refused(id(1), ms(1)));
+        assert!(r.is_empty());
+        assert_eq!(r.poll_timeout(), None, "nothing to resend");
+        assert!(!r.handle_downstream_refused(id(1), ms(2)));
     }
 }

@@ -69,6 +69,15 @@ pub struct RelayState {
     pub fenced: Vec<u32>,
     /// "volatile" or "non_volatile".
     pub durability: String,
+    /// Records refused RESERVATION CONFLICT (fenced source) since start.
+    #[serde(default)]
+    pub refused: u64,
+    /// Records dropped: refused by the standby, or dropped by a fence.
+    #[serde(default)]
+    pub dropped: u64,
+    /// Downstream exchanges opened again after no answer or an error.
+    #[serde(default)]
+    pub resent: u64,
 }
 
 /// A record's header as a RELAY RECORD CDB bound for `destination` (a WWPN).
