@@ -621,3 +621,51 @@ fn scenario_steps_reach_the_relay() {
     assert!(r.passed, "{}", r.summary_table());
     assert_eq!(r.checks.len(), 2);
 }
+
+/// A fence is control state in the relay's log: a non-volatile relay keeps it across a
+/// crash, a volatile one forgets it — in the simulation, live, and as processes (with
+/// `--data-dir`, where the log is a file that outlives the SIGKILLed process).
+#[test]
+fn a_crash_keeps_a_non_volatile_relays_log_in_every_mode() {
+    let src = TOPOLOGY.replace(
+        "\n  }\n}",
+        r#"
+  },
+  "steps": [
+    {"at": "5ms", "op": "relay_control", "relay": "r1", "control": "fence", "sources": [4]},
+    {"at": "5ms", "op": "relay_control", "relay": "r2", "control": "fence", "sources": [4]},
+    {"at": "10ms", "op": "crash", "node": "r1"},
+    {"at": "10ms", "op": "crash", "node": "r2"},
+    {"at": "20ms", "op": "restart", "node": "r1"},
+    {"at": "20ms", "op": "restart", "node": "r2"},
+    {"at": "300ms", "op": "check", "check": "relay_state", "relay": "r1", "fenced": [], "held_records": 0},
+    {"at": "300ms", "op": "check", "check": "relay_state", "relay": "r2", "fenced": [4]}
+  ]
+}"#,
+    );
+    let s = fcsim_scenarios::parse(&src, "relay-crash.json").unwrap_or_else(|d| panic!("{d}"));
+    let dir = std::env::temp_dir().join(format!("fcsim-relay-crash-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("data dir");
+    let modes = [
+        (fcsim_scenarios::Mode::Sim, None),
+        (fcsim_scenarios::Mode::Live, None),
+        (
+            fcsim_scenarios::Mode::Processes {
+                exe: env!("CARGO_BIN_EXE_fcsim").into(),
+            },
+            Some(dir.clone()),
+        ),
+    ];
+    for (mode, data_dir) in modes {
+        let name = mode.name();
+        let opts = fcsim_scenarios::RunOptions {
+            mode,
+            data_dir,
+            ..fcsim_scenarios::RunOptions::default()
+        };
+        let r = fcsim_scenarios::run_scenario(&s, &opts).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(r.passed, "{name}:\n{}\n{:?}", r.summary_table(), r.errors);
+    }
+    assert!(dir.join("r2.relaylog").exists(), "the file log");
+    let _ = std::fs::remove_dir_all(&dir);
+}
