@@ -61,6 +61,10 @@ use crate::scsi::inquiry::{self, DeviceIdentification, DeviceType, NaaId, Standa
 use crate::scsi::sense::{Sense, SenseKey, Status as ScsiStatus, asc};
 use crate::scsi::target::encode_lun;
 
+/// Downstream traffic is measured over windows this long (deferred and hybrid
+/// schedules).
+const TRAFFIC_WINDOW: Duration = Duration::from_millis(10);
+
 /// The relay LU's peripheral device type: processor (SPC-5 table 150, 03h); hosts'
 /// discovery skips it, as it is no block or stream device.
 const DEVICE_TYPE: DeviceType = DeviceType::Unsupported(0x03);
@@ -480,6 +484,8 @@ pub struct RelayLayer {
     drains: Vec<TargetCommand>,
     next_generation: u64,
     counters: Counters,
+    /// The traffic window: its start and the ports' bytes out then.
+    window: (Duration, u64),
 }
 
 impl RelayLayer {
@@ -490,7 +496,7 @@ impl RelayLayer {
         let mut held = BTreeMap::new();
         for l in img.records.values() {
             if relay.handle_command(l.header, now) == Admit::Ready {
-                relay.handle_data(l.header.id, 0, &l.data, now);
+                relay.handle_data_bytes(l.header.id, 0, l.data.clone(), now);
                 held.insert(
                     l.header.id,
                     Held {
@@ -526,7 +532,40 @@ impl RelayLayer {
             drains: Vec::new(),
             next_generation: 0,
             counters: Counters::default(),
+            window: (now, 0),
         })
+    }
+
+    /// Whether the schedule looks at downstream traffic.
+    fn traffic_sensitive(&self) -> bool {
+        match self.settings.schedule {
+            ScheduleSetting::Deferred {
+                traffic_at_most, ..
+            } => traffic_at_most.is_some(),
+            ScheduleSetting::Hybrid { .. } => true,
+            ScheduleSetting::Immediate => false,
+        }
+    }
+
+    /// Downstream traffic: the bytes the node's ports sent per second over the last
+    /// window, handed to the core when a window ends (the relay's egress stands for
+    /// the load on its downstream path).
+    fn measure(&mut self, ctx: &mut Fc4Ctx<'_>) {
+        let (start, base) = self.window;
+        if !self.traffic_sensitive() || ctx.now < start + TRAFFIC_WINDOW {
+            return;
+        }
+        let out: u64 = ctx
+            .hub
+            .snapshot()
+            .iter()
+            .map(|p| p.counters.bytes_out)
+            .sum();
+        let ns = (ctx.now - start).as_nanos().max(1);
+        let rate = u128::from(out.saturating_sub(base)) * 1_000_000_000 / ns;
+        self.window = (ctx.now, out);
+        self.relay
+            .observe_traffic(u64::try_from(rate).unwrap_or(u64::MAX), ctx.now);
     }
 
     /// What RECEIVE RELAY STATUS and `RelayStatus` report.
@@ -742,7 +781,7 @@ impl RelayLayer {
                 );
                 self.upstream.insert(id, (cmd, Some(data.clone())));
                 if !data.is_empty() {
-                    self.relay.handle_data(id, 0, &data, ctx.now);
+                    self.relay.handle_data_bytes(id, 0, data, ctx.now);
                 }
             }
         }
@@ -1033,6 +1072,7 @@ impl Fc4Layer for RelayLayer {
     type Admin = RelayAdmin;
 
     fn on_frame(&mut self, ctx: &mut Fc4Ctx<'_>, port: u32, frame: Frame) {
+        self.measure(ctx);
         let mine = if frame.header.from_responder() {
             self.init.handle_frame(port, &frame)
         } else {
@@ -1136,6 +1176,7 @@ impl Fc4Layer for RelayLayer {
 
     fn on_timeout(&mut self, ctx: &mut Fc4Ctx<'_>) {
         self.init.handle_timeout(ctx.now);
+        self.measure(ctx);
         if self.relay.poll_timeout().is_some_and(|t| t <= ctx.now) {
             self.relay.handle_timeout(ctx.now);
         }
@@ -1143,10 +1184,14 @@ impl Fc4Layer for RelayLayer {
     }
 
     fn poll_timeout(&self) -> Option<Duration> {
+        // While records wait on a traffic trigger, traffic is measured every window.
+        let window = (self.traffic_sensitive() && !self.relay.is_empty())
+            .then(|| self.window.0 + TRAFFIC_WINDOW);
         self.init
             .poll_timeout()
             .into_iter()
             .chain(self.relay.poll_timeout())
+            .chain(window)
             .min()
     }
 }

@@ -181,15 +181,43 @@ pub enum RelayAction {
 #[derive(Debug, Clone)]
 struct Region {
     header: Header,
-    /// The bytes stored so far, from offset 0 (the store pointer is its length).
-    data: BytesMut,
+    /// The bytes stored so far, from offset 0, as they arrived (shared, never copied).
+    chunks: Vec<Bytes>,
+    /// The store pointer: the chunks' total length.
+    stored: u64,
     arrived: Duration,
     down: Down,
 }
 
 impl Region {
     fn stored(&self) -> u64 {
-        self.data.len() as u64
+        self.stored
+    }
+
+    /// Stored bytes `from..to`: a slice of one chunk when they lie in one (no copy),
+    /// else joined.
+    fn range(&self, from: u64, to: u64) -> Bytes {
+        let mut at = 0u64;
+        let mut parts = Vec::new();
+        for c in &self.chunks {
+            let end = at + c.len() as u64;
+            if end > from && at < to {
+                let a = usize::try_from(from.max(at) - at).unwrap_or(0);
+                let b = usize::try_from(to.min(end) - at).unwrap_or(0);
+                parts.push(c.slice(a..b));
+            }
+            at = end;
+        }
+        match parts.len() {
+            1 => parts.pop().unwrap_or_default(),
+            _ => {
+                let mut b = BytesMut::with_capacity(parts.iter().map(Bytes::len).sum());
+                for p in parts {
+                    b.extend_from_slice(&p);
+                }
+                b.freeze()
+            }
+        }
     }
     fn complete(&self) -> bool {
         self.stored() == self.header.len
@@ -330,12 +358,12 @@ impl Relay {
         self.next_arrival += 1;
         self.allocated += header.len;
         self.by_id.insert(header.id, k);
-        let len = usize::try_from(header.len).unwrap_or(usize::MAX);
         self.regions.insert(
             k,
             Region {
                 header,
-                data: BytesMut::with_capacity(len),
+                chunks: Vec::new(),
+                stored: 0,
                 arrived: now,
                 down: Down::Held,
             },
@@ -352,6 +380,12 @@ impl Relay {
     /// an exchange): bytes not at the store pointer, past the record's end or for no
     /// region are ignored.
     pub fn handle_data(&mut self, id: RecordId, offset: u64, data: &[u8], now: Duration) {
+        self.handle_data_bytes(id, offset, Bytes::copy_from_slice(data), now);
+    }
+
+    /// [`handle_data`](Self::handle_data) keeping the caller's buffer: the relay holds
+    /// and forwards slices of `data`, never a copy.
+    pub fn handle_data_bytes(&mut self, id: RecordId, offset: u64, data: Bytes, now: Duration) {
         let forwarding = self.config.forwarding;
         let Some(r) = self.region_mut(id) else {
             return;
@@ -359,7 +393,11 @@ impl Relay {
         if offset != r.stored() || r.stored() + data.len() as u64 > r.header.len {
             return;
         }
-        r.data.extend_from_slice(data);
+        if data.is_empty() {
+            return;
+        }
+        r.stored += data.len() as u64;
+        r.chunks.push(data);
         if r.complete() {
             // With a non-volatile log the record is logged here, before the ack.
             self.actions.push_back(RelayAction::AckUpstream { id });
@@ -590,12 +628,10 @@ fn send_more(r: &mut Region, forwarding: Forwarding, now: Duration) -> Option<Re
         sent: upto,
         at: now,
     };
-    let from = usize::try_from(sent).expect("in memory");
-    let to = usize::try_from(upto).expect("in memory");
     Some(RelayAction::SendDownstream {
         id: r.header.id,
         offset: sent,
-        data: Bytes::copy_from_slice(&r.data[from..to]),
+        data: r.range(sent, upto),
     })
 }
 
@@ -967,5 +1003,53 @@ mod tests {
         assert!(r.is_empty());
         assert_eq!(r.poll_timeout(), None, "nothing to resend");
         assert!(!r.handle_downstream_refused(id(1), ms(2)));
+    }
+
+    #[test]
+    fn held_bytes_are_the_callers_never_copied() {
+        for forwarding in [Forwarding::StoreAndForward, Forwarding::CutThrough] {
+            let mut r = relay(forwarding, Durability::Volatile, Schedule::Immediate);
+            let data = Bytes::from(vec![3u8; 8]);
+            r.handle_command(header(1, 8), T0);
+            r.handle_downstream_ready(id(1), T0);
+            r.handle_data_bytes(id(1), 0, data.slice(..5), T0);
+            r.handle_data_bytes(id(1), 5, data.slice(5..), T0);
+            let sent: Vec<Bytes> = actions(&mut r)
+                .into_iter()
+                .filter_map(|a| match a {
+                    RelayAction::SendDownstream { data, .. } => Some(data),
+                    _ => None,
+                })
+                .collect();
+            let joined: Vec<u8> = sent.iter().flat_map(|b| b.iter().copied()).collect();
+            assert_eq!(joined, vec![3u8; 8]);
+            if forwarding == Forwarding::CutThrough {
+                // Each piece went as it arrived: slices of the caller's buffer.
+                assert_eq!(sent[0].as_ptr(), data.as_ptr());
+                assert_eq!(sent[1].as_ptr(), data[5..].as_ptr());
+            }
+            // A resend after the exchange is opened again: the whole record, joined
+            // from its two pieces, or one slice when it arrived whole.
+            r.handle_timeout(ms(100));
+            r.handle_downstream_ready(id(1), ms(100));
+            let again = actions(&mut r);
+            assert!(
+                again.iter().any(|a| matches!(a, RelayAction::SendDownstream { offset: 0, data, .. } if data.len() == 8))
+            );
+        }
+        let mut r = relay(
+            Forwarding::StoreAndForward,
+            Durability::Volatile,
+            Schedule::Immediate,
+        );
+        let data = Bytes::from(vec![9u8; 8]);
+        r.handle_command(header(1, 8), T0);
+        r.handle_data_bytes(id(1), 0, data.clone(), T0);
+        r.handle_downstream_ready(id(1), T0);
+        let sent = actions(&mut r).into_iter().find_map(|a| match a {
+            RelayAction::SendDownstream { data, .. } => Some(data),
+            _ => None,
+        });
+        assert_eq!(sent.map(|b| b.as_ptr()), Some(data.as_ptr()));
     }
 }
