@@ -11,6 +11,10 @@
 //!   record, RELAY CONTROL and RECEIVE RELAY STATUS as SCSI commands, and the relay's
 //!   `Copy` service (`RelayStatus`, `RelayControl`, UNIMPLEMENTED pair RPCs).
 //! - `scenario_steps_reach_the_relay`: `relay_control` and `relay_state` in a scenario.
+//! - `a_crash_keeps_a_non_volatile_relays_log_in_every_mode`: crash and restart in the
+//!   simulation, live and as processes (the file log).
+//! - `fcsim_copy_relay_commands`: `fcsim copy relay-status|relay-fence|relay-forward`
+//!   against `fcsim up`.
 //!
 //! The two stand-ins are end nodes of the topology (listed as hosts so the fabric cables
 //! them) whose FC-4 layer is defined here: the primary's relay mode and the standby's
@@ -33,6 +37,9 @@ use fcsim_fabric::{FcId, Wwpn};
 use fcsim_proto::v1 as pb;
 use fcsim_scenarios::launch::{Addressing, NodeRole, NodeSpec, plan};
 use tokio::sync::{mpsc, oneshot};
+
+#[allow(dead_code)]
+mod common;
 
 type IoReply = oneshot::Sender<Result<IoResult, String>>;
 
@@ -667,5 +674,76 @@ fn a_crash_keeps_a_non_volatile_relays_log_in_every_mode() {
         assert!(r.passed, "{name}:\n{}\n{:?}", r.summary_table(), r.errors);
     }
     assert!(dir.join("r2.relaylog").exists(), "the file log");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Runs `fcsim copy --control ADDR ARGS…`: (success, stdout, stderr).
+fn fcsim_copy(addr: &str, args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_fcsim"))
+        .args(["copy", "--control", addr])
+        .args(args)
+        .output()
+        .expect("run fcsim copy");
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (out.status.success(), text(&out.stdout), text(&out.stderr))
+}
+
+#[test]
+fn fcsim_copy_relay_commands() {
+    let dir = std::env::temp_dir().join(format!("fcsim-relay-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let file = dir.join("relays.json");
+    std::fs::write(&file, TOPOLOGY).expect("write");
+    let mut up = common::Up::start_path(&file);
+    let addr = up.addr.clone();
+    let mut out = String::new();
+    for _ in 0..200 {
+        if let Some(status) = up.child.try_wait().expect("poll fcsim up") {
+            panic!("fcsim up exited: {status}");
+        }
+        let (ok, o, _) = fcsim_copy(&addr, &["relay-status", "--relay", "r2"]);
+        if ok {
+            out = o;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let row: Vec<&str> = out
+        .lines()
+        .find(|l| l.starts_with("r2"))
+        .unwrap_or_else(|| panic!("no r2 row:\n{out}"))
+        .split_whitespace()
+        .collect();
+    assert_eq!(row[1], "non_volatile", "{out}");
+    assert_eq!(row[2], "0", "nothing held: {out}");
+    let (ok, out, err) = fcsim_copy(
+        &addr,
+        &[
+            "relay-fence",
+            "--relay",
+            "r1",
+            "--source",
+            "3",
+            "--source",
+            "1",
+        ],
+    );
+    assert!(ok, "{out}{err}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("r1") && l.trim_end().ends_with("1,3")),
+        "{out}"
+    );
+    let (ok, out, err) = fcsim_copy(&addr, &["relay-forward", "--relay", "r2"]);
+    assert!(
+        ok && out.contains("forwarding everything held"),
+        "{out}{err}"
+    );
+    // Not a relay: refused, naming what it is.
+    let (ok, _, err) = fcsim_copy(&addr, &["relay-status", "--relay", "s1"]);
+    assert!(!ok && err.contains("not a relay"), "{err}");
+    let (ok, _, _) = fcsim_copy(&addr, &["relay-fence", "--relay", "r1"]);
+    assert!(!ok, "a fence names a source");
+    drop(up);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -619,9 +619,15 @@ impl RelayLayer {
 
     /// One command from an initiator logged in with us.
     fn execute(&mut self, ctx: &mut Fc4Ctx<'_>, cmd: TargetCommand) {
+        let fc_id = ctx
+            .ports
+            .get(&cmd.port)
+            .and_then(|np| np.fc_id())
+            .map_or_else(|| "-".to_string(), |f| f.to_string());
         let _span = debug_span!(
             "scsi",
             port = cmd.port,
+            fc_id = %fc_id,
             initiator = %cmd.initiator,
             ox_id = cmd.ox_id(),
             op = cmd.cdb.first().copied().unwrap_or_default()
