@@ -470,6 +470,22 @@ fn relay_node_serves_scsi_and_relays_records() {
         assert_eq!((s.acked, s.forwarded, s.held_records), (1, 1, 0));
         assert_eq!(s.durability, "volatile");
 
+        // A restart point with no application state: a zero-length record.
+        let rp = Header {
+            kind: Kind::RestartPoint { point: 1 },
+            ..header(9, 1, 0)
+        };
+        let req = IoRequest {
+            lun: 0,
+            cdb: cdb(&wire::relay_record(&rp, rig.wwpn["s1"].0.0)),
+            data_out: Bytes::new(),
+            data_in_len: 0,
+        };
+        assert_eq!(rig.scsi("r1", req).await.status, 0);
+        sleep(Duration::from_millis(20)).await;
+        assert_eq!(rig.received(9, 1), 1);
+        assert_eq!(rig.status("r1").await.forwarded, 2);
+
         // The standby does not answer: the relay acknowledged anyway and resends.
         rig.answer(None);
         assert_eq!(rig.record("r1", 1, 2, &data).await, 0);
@@ -481,7 +497,7 @@ fn relay_node_serves_scsi_and_relays_records() {
         rig.answer(Some(0));
         sleep(Duration::from_millis(60)).await;
         let s = rig.status("r1").await;
-        assert_eq!((s.held_records, s.forwarded), (0, 2));
+        assert_eq!((s.held_records, s.forwarded), (0, 3));
 
         // ---- a volatile relay's crash loses what it held ----
         rig.answer(None);
@@ -605,6 +621,20 @@ fn relay_node_serves_scsi_and_relays_records() {
         };
         let r = rig.scsi("r1", short).await;
         assert_eq!((r.status, r.sense[12]), (2, 0x24));
+        // A record bound for the relay itself: INVALID FIELD IN CDB at DESTINATION.
+        let h = header(7, 2, 0);
+        let to_self = IoRequest {
+            lun: 0,
+            cdb: cdb(&wire::relay_record(&h, rig.wwpn["r1"].0.0)),
+            data_out: Bytes::new(),
+            data_in_len: 0,
+        };
+        let r = rig.scsi("r1", to_self).await;
+        assert_eq!((r.status, r.sense[12]), (2, 0x24));
+        assert_eq!(
+            (r.sense[15] & 0x80, r.sense[16], r.sense[17]),
+            (0x80, 0, 40)
+        );
     });
 }
 

@@ -467,6 +467,8 @@ pub struct RelayLayer {
     name: String,
     /// The LU's NAA (the node's WWNN).
     naa: Wwn,
+    /// The node's own port names: no record may be bound for one of them.
+    own: Vec<Wwpn>,
     settings: RelaySettings,
     relay: Relay,
     log: NvLog,
@@ -519,6 +521,7 @@ impl RelayLayer {
         Ok(RelayLayer {
             name: cfg.node.name.clone(),
             naa: cfg.node.wwnn.0,
+            own: cfg.node.port_wwpns.clone(),
             settings: cfg.relay,
             relay,
             log,
@@ -748,7 +751,8 @@ impl RelayLayer {
             // The DATA LENGTH field disagrees with what is transferred.
             return self.answer(&cmd, Err(Sense::invalid_field_in_cdb(32, None)));
         }
-        if destination == 0 {
+        if destination == 0 || self.own.contains(&Wwpn(Wwn(destination))) {
+            // No destination, or this relay itself: the record would go nowhere.
             return self.answer(&cmd, Err(Sense::invalid_field_in_cdb(40, None)));
         }
         let id = header.id;
