@@ -211,6 +211,8 @@ struct NvImage {
     index: BTreeMap<RecordId, u64>,
     next: u64,
     fenced: BTreeSet<u32>,
+    /// Data bytes of the records.
+    bytes: u64,
 }
 
 impl NvImage {
@@ -218,13 +220,14 @@ impl NvImage {
         if self.index.contains_key(&l.header.id) {
             return;
         }
+        self.bytes += l.data.len() as u64;
         self.index.insert(l.header.id, self.next);
         self.records.insert(self.next, l);
         self.next += 1;
     }
     fn remove(&mut self, id: RecordId) {
-        if let Some(k) = self.index.remove(&id) {
-            self.records.remove(&k);
+        if let Some(l) = self.index.remove(&id).and_then(|k| self.records.remove(&k)) {
+            self.bytes -= l.data.len() as u64;
         }
     }
 }
@@ -320,8 +323,41 @@ enum NvLog {
     None,
     /// The process NVRAM image under this key.
     Memory(String),
-    /// An append-only file, synced before each acknowledgement.
-    File { path: PathBuf, file: File },
+    /// An append-only file, synced before each acknowledgement, with its live content
+    /// (sharing the records' bytes) for compaction.
+    File {
+        path: PathBuf,
+        file: File,
+        img: NvImage,
+        /// The file's length.
+        len: u64,
+    },
+}
+
+/// A file log is rewritten with its live content once it is this long and more than
+/// twice that content.
+const COMPACT_AT: u64 = 1 << 20;
+
+/// Writes `img` as a fresh log at `path` (through a temporary file and a rename) and
+/// opens it for appending; returns it and its length.
+fn rewrite(path: &std::path::Path, img: &NvImage) -> std::io::Result<(File, u64)> {
+    let mut fresh = Vec::new();
+    for l in img.records.values() {
+        fresh.extend_from_slice(&encode_put(l));
+    }
+    for s in &img.fenced {
+        fresh.push(LOG_FENCE);
+        fresh.extend_from_slice(&s.to_be_bytes());
+    }
+    let tmp = path.with_extension("relaylog.tmp");
+    {
+        let mut f = File::create(&tmp)?;
+        f.write_all(&fresh)?;
+        f.sync_data()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    let file = std::fs::OpenOptions::new().append(true).open(path)?;
+    Ok((file, fresh.len() as u64))
 }
 
 impl NvLog {
@@ -342,23 +378,13 @@ impl NvLog {
             }
             let img = decode_log(&old);
             // Compact: the live records and the fence, then append from there.
-            let mut fresh = Vec::new();
-            for l in img.records.values() {
-                fresh.extend_from_slice(&encode_put(l));
-            }
-            for s in &img.fenced {
-                fresh.push(LOG_FENCE);
-                fresh.extend_from_slice(&s.to_be_bytes());
-            }
-            let tmp = path.with_extension("relaylog.tmp");
-            let opened = std::fs::write(&tmp, &fresh)
-                .and_then(|()| std::fs::rename(&tmp, path))
-                .and_then(|()| std::fs::OpenOptions::new().append(true).open(path));
-            return match opened {
-                Ok(file) => (
+            return match rewrite(path, &img) {
+                Ok((file, len)) => (
                     NvLog::File {
                         path: path.clone(),
                         file,
+                        img: img.clone(),
+                        len,
                     },
                     img,
                 ),
@@ -372,9 +398,31 @@ impl NvLog {
         (NvLog::Memory(cfg.nvram_key.clone()), img)
     }
 
-    fn append(path: &std::path::Path, file: &mut File, b: &[u8]) {
+    /// Appends `b` to a file log (synced), then compacts it if it grew too long.
+    fn append(&mut self, b: &[u8]) {
+        let NvLog::File {
+            path,
+            file,
+            img,
+            len,
+        } = self
+        else {
+            return;
+        };
         if let Err(e) = file.write_all(b).and_then(|()| file.sync_data()) {
             warn!(path = %path.display(), "relay log write failed: {e}");
+        }
+        *len += b.len() as u64;
+        let live = img.bytes + (img.records.len() * (1 + wire::RECORD_CDB_LEN)) as u64;
+        if *len >= COMPACT_AT && *len > 2 * live {
+            match rewrite(path, img) {
+                Ok((f, n)) => {
+                    debug!(path = %path.display(), from = *len, to = n, "relay log compacted");
+                    *file = f;
+                    *len = n;
+                }
+                Err(e) => warn!(path = %path.display(), "relay log compaction failed: {e}"),
+            }
         }
     }
 
@@ -382,7 +430,11 @@ impl NvLog {
         match self {
             NvLog::None => {}
             NvLog::Memory(k) => nvram().entry(k.clone()).or_default().put(l),
-            NvLog::File { path, file } => Self::append(path, file, &encode_put(&l)),
+            NvLog::File { img, .. } => {
+                let b = encode_put(&l);
+                img.put(l);
+                self.append(&b);
+            }
         }
     }
 
@@ -394,7 +446,10 @@ impl NvLog {
                     img.remove(id);
                 }
             }
-            NvLog::File { path, file } => Self::append(path, file, &encode_del(id)),
+            NvLog::File { img, .. } => {
+                img.remove(id);
+                self.append(&encode_del(id));
+            }
         }
     }
 
@@ -402,13 +457,14 @@ impl NvLog {
         match self {
             NvLog::None => {}
             NvLog::Memory(k) => nvram().entry(k.clone()).or_default().fenced.extend(sources),
-            NvLog::File { path, file } => {
+            NvLog::File { img, .. } => {
+                img.fenced.extend(sources);
                 let mut b = Vec::new();
                 for s in sources {
                     b.push(LOG_FENCE);
                     b.extend_from_slice(&s.to_be_bytes());
                 }
-                Self::append(path, file, &b);
+                self.append(&b);
             }
         }
     }
@@ -1544,6 +1600,21 @@ mod tests {
             (layer.state().held_records, layer.state().held_bytes),
             (1, 16)
         );
+        drop(layer);
+        // Records come and go: the file stays near its live content.
+        {
+            let (mut log, _) = NvLog::open(&cfg);
+            for seq in 10..400 {
+                log.put(logged(seq, 8192));
+                log.remove(logged(seq, 0).header.id);
+            }
+            log.fence(&[2]);
+        }
+        let len = std::fs::metadata(&path).expect("log").len();
+        assert!(len < COMPACT_AT, "compacted: {len} bytes");
+        let img = decode_log(&std::fs::read(&path).expect("read"));
+        assert_eq!(img.records.len(), 1);
+        assert_eq!(img.fenced.iter().copied().collect::<Vec<_>>(), vec![2]);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
