@@ -204,11 +204,14 @@ const TOPOLOGY: &str = r#"{
       {"name": "r1", "site": "nagoya", "resend_after": "20ms"},
       {"name": "r2", "site": "nagoya", "durability": "non_volatile", "schedule": {"mode": "deferred"},
        "resend_after": "20ms"},
-      {"name": "r3", "site": "nagoya", "capacity_bytes": 8192, "resend_after": "20ms"}
+      {"name": "r3", "site": "nagoya", "capacity_bytes": 8192, "resend_after": "20ms"},
+      {"name": "r4", "site": "nagoya", "durability": "non_volatile",
+       "schedule": {"mode": "deferred", "traffic_at_most": 100000}, "resend_after": "20ms"}
     ],
     "links": [
       {"a": "p1/0", "b": "sw1/0", "km": 10}, {"a": "s1/0", "b": "sw1/1", "km": 300},
-      {"a": "r1/0", "b": "sw1/2"}, {"a": "r2/0", "b": "sw1/3"}, {"a": "r3/0", "b": "sw1/4"}
+      {"a": "r1/0", "b": "sw1/2"}, {"a": "r2/0", "b": "sw1/3"}, {"a": "r3/0", "b": "sw1/4"},
+      {"a": "r4/0", "b": "sw1/5"}
     ]
   }
 }"#;
@@ -529,6 +532,24 @@ fn relay_node_serves_scsi_and_relays_records() {
         assert_eq!(rig.received(1, 4), 1);
         let s = rig.status("r2").await;
         assert_eq!((s.held_records, s.forwarded), (0, 1));
+
+        // ---- deferred on traffic: held while the relay's egress is above 100 kB/s ----
+        rig.answer(Some(0));
+        assert_eq!(rig.record("r4", 1, 20, &data).await, 0);
+        sleep(Duration::from_millis(15)).await;
+        assert_eq!(rig.received(1, 20), 1, "an idle link: forwarded at once");
+        // The last window carried that record (about 4 kB in 15 ms, 270 kB/s).
+        assert_eq!(rig.record("r4", 1, 21, &data).await, 0);
+        assert_eq!(
+            rig.status("r4").await.held_records,
+            1,
+            "held: the link is busy"
+        );
+        assert_eq!(rig.received(1, 21), 0);
+        // The next window saw only the acknowledgement: released.
+        sleep(Duration::from_millis(40)).await;
+        assert_eq!(rig.received(1, 21), 1);
+        assert_eq!(rig.status("r4").await.held_records, 0);
 
         // ---- BUSY when full ----
         rig.answer(None);
