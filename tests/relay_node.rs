@@ -206,12 +206,13 @@ const TOPOLOGY: &str = r#"{
        "resend_after": "20ms"},
       {"name": "r3", "site": "nagoya", "capacity_bytes": 8192, "resend_after": "20ms"},
       {"name": "r4", "site": "nagoya", "durability": "non_volatile",
-       "schedule": {"mode": "deferred", "traffic_at_most": 100000}, "resend_after": "20ms"}
+       "schedule": {"mode": "deferred", "traffic_at_most": 100000}, "resend_after": "20ms"},
+      {"name": "r5", "site": "nagoya", "durability": "non_volatile", "resend_after": "20ms"}
     ],
     "links": [
       {"a": "p1/0", "b": "sw1/0", "km": 10}, {"a": "s1/0", "b": "sw1/1", "km": 300},
       {"a": "r1/0", "b": "sw1/2"}, {"a": "r2/0", "b": "sw1/3"}, {"a": "r3/0", "b": "sw1/4"},
-      {"a": "r4/0", "b": "sw1/5"}
+      {"a": "r4/0", "b": "sw1/5"}, {"a": "r5/0", "b": "sw1/6"}
     ]
   }
 }"#;
@@ -532,6 +533,21 @@ fn relay_node_serves_scsi_and_relays_records() {
         assert_eq!(rig.received(1, 4), 1);
         let s = rig.status("r2").await;
         assert_eq!((s.held_records, s.forwarded), (0, 1));
+
+        // ---- a non-volatile relay forwards what it kept as soon as it is back ----
+        rig.answer(None);
+        assert_eq!(rig.record("r5", 1, 30, &data).await, 0);
+        rig.bounce("r5").await;
+        rig.answer(Some(0));
+        let before = rig.received(1, 30);
+        sleep(Duration::from_millis(30)).await;
+        assert_eq!(
+            rig.received(1, 30),
+            before + 1,
+            "forwarded after the restart"
+        );
+        let s = rig.status("r5").await;
+        assert_eq!((s.held_records, s.forwarded, s.acked), (0, 1, 0));
 
         // ---- deferred on traffic: held while the relay's egress is above 100 kB/s ----
         rig.answer(Some(0));

@@ -1204,6 +1204,8 @@ impl Fc4Layer for RelayLayer {
                     }
                 }
             }
+            // A port came online (at start: what the log released can go now).
+            NPortEvent::Online => self.pump(ctx),
             NPortEvent::RemoteLogout { fc_id } => {
                 self.logins
                     .retain(|_, l| !matches!(l, Login::Done { fc_id: f, port: p } if f == fc_id && *p == port));
