@@ -47,7 +47,9 @@ const KIND_RESTART_POINT: u8 = 1;
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum RelayControl {
     /// Forward everything held now, whatever the schedule (the standby's request of
-    /// [0115], and the drain at takeover).
+    /// [0115], and the drain at takeover). The relay node answers GOOD once it holds
+    /// nothing (every record acknowledged downstream, refused or fenced); the requester
+    /// bounds the wait with its exchange timeout.
     Forward,
     /// Refuse every later record of these sources, and from then on forward nothing
     /// more of them (the takeover's fence).
