@@ -658,6 +658,32 @@ fn relay_node_serves_scsi_and_relays_records() {
         };
         let r = rig.scsi("r1", short).await;
         assert_eq!((r.status, r.sense[12]), (2, 0x24));
+        // Arbitrary CDBs (many D6h) never take the relay down: each gets a status.
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for _ in 0..100 {
+            let len = [6, 10, 12, 16, 32, 48][usize::try_from(next() % 6).unwrap_or(0)];
+            let mut c: Vec<u8> = (0..len).map(|_| (next() & 0xFF) as u8).collect();
+            if next() % 2 == 0 {
+                c[0] = 0xD6;
+                c[1] = (next() % 12) as u8;
+            }
+            let data_out = Bytes::from(vec![0x5A; (next() % 3) as usize * 512]);
+            let req = IoRequest {
+                lun: 0,
+                cdb: Bytes::from(c),
+                data_out,
+                data_in_len: if next() % 2 == 0 { 512 } else { 0 },
+            };
+            let r = rig.scsi("r3", req).await;
+            assert!([0x00, 0x02, 0x08, 0x18].contains(&r.status), "{}", r.status);
+        }
+
         // A record bound for the relay itself: INVALID FIELD IN CDB at DESTINATION.
         let h = header(7, 2, 0);
         let to_self = IoRequest {
