@@ -2,8 +2,8 @@
 //! initiators, one logical unit (LUN 0, peripheral type 03h "processor"), and the
 //! sans-IO [`Relay`] core wired to exchanges.
 //!
-//! **Start here:** [`RelayLayer::record`] (a RELAY RECORD from the primary) and
-//! [`RelayLayer::pump`] (the core's actions become SCSI status upstream and RELAY
+//! **Start here:** `RelayLayer::record` (a RELAY RECORD from the primary) and
+//! `RelayLayer::pump` (the core's actions become SCSI status upstream and RELAY
 //! RECORD commands downstream).
 //!
 //! Upstream, a RELAY RECORD (`relay::wire`) arrives whole (FCP first burst: the data
