@@ -1619,4 +1619,40 @@ mod tests {
         assert_eq!(img.fenced.iter().copied().collect::<Vec<_>>(), vec![2]);
         let _ = std::fs::remove_dir_all(&dir);
     }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_log_bytes_never_panic(b in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
+            let _ = decode_log(&b);
+        }
+
+        #[test]
+        fn log_entries_round_trip(
+            puts in proptest::collection::vec((1u64..50, 0usize..600), 0..12),
+            dels in proptest::collection::vec(1u64..50, 0..6),
+            fence in proptest::collection::btree_set(proptest::num::u32::ANY, 0..3),
+        ) {
+            let mut want = NvImage::default();
+            let mut b = Vec::new();
+            for (seq, len) in &puts {
+                let l = logged(*seq, *len);
+                b.extend_from_slice(&encode_put(&l));
+                want.put(l);
+            }
+            for seq in &dels {
+                let id = logged(*seq, 0).header.id;
+                b.extend_from_slice(&encode_del(id));
+                want.remove(id);
+            }
+            for s in &fence {
+                b.push(LOG_FENCE);
+                b.extend_from_slice(&s.to_be_bytes());
+            }
+            let got = decode_log(&b);
+            let ids = |i: &NvImage| i.records.values().map(|l| (l.header, l.data.clone())).collect::<Vec<_>>();
+            proptest::prop_assert_eq!(ids(&got), ids(&want));
+            proptest::prop_assert_eq!(got.bytes, want.bytes);
+            proptest::prop_assert_eq!(got.fenced, fence);
+        }
+    }
 }
