@@ -287,6 +287,7 @@ fn generate(b: &FabricBench) -> anyhow::Result<Generated> {
             arrays: Vec::new(),
             hosts,
             tapes: Vec::new(),
+            relays: Vec::new(),
             zones: fabric_zones,
             links,
             zone_cfg: "cfg".into(),

@@ -1,5 +1,6 @@
-//! `fcsim copy create|split|resync|delete|status|takeover|options|backup|results` and
-//! `clear|differences|failover` (three sites, seed 000): the
+//! `fcsim copy create|split|resync|delete|status|takeover|options|backup|results`,
+//! `clear|differences|failover` (three sites, seed 000) and
+//! `relay-status|relay-forward|relay-fence` (relay devices, seed 002): the
 //! copy services of the arrays and intelligent switches (DESIGN.md §7, seed 004),
 //! reached through the Control endpoint. A pair is managed at its primary's array, or at
 //! the intelligent switch presenting its virtual LUs (`--array sw1`: the switch runs the
@@ -232,6 +233,28 @@ pub enum CopyCmd {
         /// The EXTENDED COPY list identifier (for `copy results`).
         #[arg(long, default_value_t = 0)]
         list_id: u8,
+    },
+    /// A relay device's state (seed 002): records held, counters, fenced sources.
+    RelayStatus {
+        /// The relay node.
+        #[arg(long)]
+        relay: String,
+    },
+    /// Ask a relay to forward everything it holds now (the standby's forward request).
+    RelayForward {
+        /// The relay node.
+        #[arg(long)]
+        relay: String,
+    },
+    /// Fence sources at a relay: their later records are refused with RESERVATION
+    /// CONFLICT and what the relay holds of them is dropped (the takeover's fence).
+    RelayFence {
+        /// The relay node.
+        #[arg(long)]
+        relay: String,
+        /// A source to fence (repeat for several).
+        #[arg(long = "source", required = true)]
+        sources: Vec<u32>,
     },
     /// RECEIVE COPY RESULTS (COPY STATUS) of an EXTENDED COPY list identifier.
     Results {
@@ -523,6 +546,37 @@ async fn run(nodes: &[pb::NodeInfo], now: Duration, cmd: CopyCmd) -> anyhow::Res
             manager,
             list_id,
         } => return results(nodes, &host, &manager, list_id).await,
+        CopyCmd::RelayStatus { relay } => {
+            let r = relay_client(nodes, &relay)
+                .await?
+                .relay_status(pb::RelayStatusRequest {})
+                .await?;
+            print!("{}", relay_table(&r.into_inner()));
+            return Ok(ExitCode::SUCCESS);
+        }
+        CopyCmd::RelayForward { relay } => {
+            let r = relay_client(nodes, &relay)
+                .await?
+                .relay_control(pb::RelayControlRequest {
+                    op: "forward".into(),
+                    sources: Vec::new(),
+                })
+                .await?;
+            println!("{relay}: forwarding everything held");
+            print!("{}", relay_table(&r.into_inner()));
+            return Ok(ExitCode::SUCCESS);
+        }
+        CopyCmd::RelayFence { relay, sources } => {
+            let r = relay_client(nodes, &relay)
+                .await?
+                .relay_control(pb::RelayControlRequest {
+                    op: "fence".into(),
+                    sources,
+                })
+                .await?;
+            print!("{}", relay_table(&r.into_inner()));
+            return Ok(ExitCode::SUCCESS);
+        }
     };
     print!("{}", status_table(&r, &array, &lu_names(nodes).await));
     Ok(ExitCode::SUCCESS)
@@ -686,6 +740,54 @@ fn node_of_kind<'a>(nodes: &'a [pb::NodeInfo], name: &str, kind: &str) -> anyhow
         bail!("{kind} `{name}` is down");
     }
     Ok(&n.address)
+}
+
+/// The `Copy` service of relay `node`.
+async fn relay_client(nodes: &[pb::NodeInfo], node: &str) -> anyhow::Result<CopyClient<Channel>> {
+    Ok(CopyClient::new(
+        channel(node_of_kind(nodes, node, "relay")?).await?,
+    ))
+}
+
+/// A relay's state as a table: one row.
+pub fn relay_table(r: &pb::RelayStatusResponse) -> String {
+    let fenced = if r.fenced.is_empty() {
+        "-".to_string()
+    } else {
+        r.fenced
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    table(
+        &[
+            "Relay",
+            "Durability",
+            "Held",
+            "Held bytes",
+            "Acked",
+            "Forwarded",
+            "Busy",
+            "Refused",
+            "Dropped",
+            "Resent",
+            "Fenced",
+        ],
+        &[vec![
+            r.relay.clone(),
+            r.durability.clone(),
+            r.held_records.to_string(),
+            r.held_bytes.to_string(),
+            r.acked.to_string(),
+            r.forwarded.to_string(),
+            r.busy.to_string(),
+            r.refused.to_string(),
+            r.dropped.to_string(),
+            r.resent.to_string(),
+            fenced,
+        ]],
+    )
 }
 
 /// The `Copy` service of `node`: an array, or an intelligent switch, whose engine node
@@ -1202,6 +1304,34 @@ async fn results(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn relay_view_is_one_row_with_the_fence() {
+        let r = pb::RelayStatusResponse {
+            relay: "r1".into(),
+            held_records: 2,
+            held_bytes: 8192,
+            acked: 5,
+            forwarded: 3,
+            busy: 1,
+            fenced: vec![1, 4],
+            durability: "non_volatile".into(),
+            refused: 2,
+            dropped: 0,
+            resent: 7,
+        };
+        let t = relay_table(&r);
+        let lines: Vec<&str> = t.lines().collect();
+        assert!(
+            lines[0].starts_with("Relay") && lines[0].contains("Fenced"),
+            "{t}"
+        );
+        let row = lines.iter().find(|l| l.starts_with("r1")).expect("row");
+        for cell in ["non_volatile", "8192", "1,4"] {
+            assert!(row.contains(cell), "{row}");
+        }
+        assert!(relay_table(&pb::RelayStatusResponse::default()).contains(" -"));
+    }
 
     #[test]
     fn recovery_view_shows_both_sides() {

@@ -509,6 +509,20 @@ impl pb::copy_server::Copy for CopyService {
             .await
             .map(Response::new)
     }
+
+    async fn relay_status(
+        &self,
+        _: Request<pb::RelayStatusRequest>,
+    ) -> Result<Response<pb::RelayStatusResponse>, Status> {
+        Err(Status::unimplemented("not a relay"))
+    }
+
+    async fn relay_control(
+        &self,
+        _: Request<pb::RelayControlRequest>,
+    ) -> Result<Response<pb::RelayStatusResponse>, Status> {
+        Err(Status::unimplemented("not a relay"))
+    }
 }
 
 /// The Copy service's routes for a node; `send` hands a request to its actor.

@@ -327,6 +327,13 @@ pub struct TargetCommand {
     header: FcHeader,
 }
 
+impl TargetCommand {
+    /// The initiator's exchange ID (for logs).
+    pub fn ox_id(&self) -> u16 {
+        self.header.ox_id
+    }
+}
+
 struct PendingWrite {
     cmd: TargetCommand,
     parts: Vec<Bytes>,

@@ -18,6 +18,7 @@
 //! - [`relay`] — relay-based replication (seed 002), all sans-IO: the primary's relay
 //!   selection and mirroring rule, the relay device, the standby's ordered applier and
 //!   takeover, delayed-write epochs, snapshots, forward error correction, placement.
+//! - [`relaynode`] — the relay device node: the [`relay::Relay`] core on FCP exchanges.
 //! - [`fcp`], [`initiator`], [`host`] — the node side (FC-4 layers over the fabric's N_Ports).
 //!
 //! **Architecture Invariant:** `scsi`, `store`, `tape`, `workload`, `history` and `relay` import
@@ -33,6 +34,7 @@ pub mod history;
 pub mod host;
 pub mod initiator;
 pub mod relay;
+pub mod relaynode;
 pub mod scsi;
 pub mod store;
 pub mod tape;

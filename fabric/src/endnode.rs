@@ -33,7 +33,7 @@ use crate::wwn::{Wwnn, Wwpn};
 pub const LINK_SERVICE: &str = "fcsim.v1.Link";
 
 /// Node kinds an end node may present itself as.
-pub const KINDS: [&str; 4] = ["host", "array", "tape", "virtualization"];
+pub const KINDS: [&str; 5] = ["host", "array", "tape", "virtualization", "relay"];
 
 /// Default `timeout_ms` of a `PortLogin` request.
 pub const DEFAULT_LOGIN_TIMEOUT: Duration = Duration::from_millis(100);

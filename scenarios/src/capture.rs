@@ -195,6 +195,7 @@ fn peers_mut(role: &mut NodeRole) -> &mut BTreeMap<u32, PeerSpec> {
         NodeRole::Host(c) => &mut c.node.peers,
         NodeRole::Array(c) => &mut c.node.peers,
         NodeRole::Tape(c) => &mut c.node.peers,
+        NodeRole::Relay(c) => &mut c.node.peers,
         NodeRole::Engine(c) => &mut c.node.peers,
     }
 }

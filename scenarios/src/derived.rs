@@ -8,7 +8,7 @@
 //! - **Switch port WWPN** (NAA 2): `20:pp:00:05:1e:ss:ss:ss`, `pp` = port index.
 //!   Never written in the file; see [`crate::format::Topology::port_wwpn`].
 //! - **End nodes** (NAA 5, `Wwn::naa5(oui, serial)`): OUI `00:60:e8` for arrays,
-//!   `00:00:c9` for hosts, `00:50:76` for tapes; serial = `(index + 1) << 12 | slot`,
+//!   `00:00:c9` for hosts, `00:50:76` for tapes, `00:05:9b` for relays; serial = `(index + 1) << 12 | slot`,
 //!   where `index` is the node's position in its list (file order), slot 0 is the WWNN
 //!   and slot `p + 1` the WWPN of port `p`.
 //!
@@ -28,6 +28,9 @@ pub const ARRAY_OUI: u32 = 0x00_60_e8;
 pub const HOST_OUI: u32 = 0x00_00_c9;
 /// OUI for derived tape names (IBM).
 pub const TAPE_OUI: u32 = 0x00_50_76;
+/// OUI for derived relay names (fcsim's own relay devices, under Cisco's OUI as
+/// storage-network appliances often are).
+pub const RELAY_OUI: u32 = 0x00_05_9b;
 /// Brocade's OUI, used in derived switch names.
 const SWITCH_OUI: u64 = 0x00_05_1e;
 
@@ -51,6 +54,7 @@ fn oui(kind: NodeKind) -> u32 {
         NodeKind::Array => ARRAY_OUI,
         NodeKind::Host => HOST_OUI,
         NodeKind::Tape => TAPE_OUI,
+        NodeKind::Relay => RELAY_OUI,
         NodeKind::Switch => 0,
     }
 }
@@ -132,4 +136,5 @@ pub fn fill(topology: &mut Topology) {
     fill_end!(topology.arrays, NodeKind::Array);
     fill_end!(topology.hosts, NodeKind::Host);
     fill_end!(topology.tapes, NodeKind::Tape);
+    fill_end!(topology.relays, NodeKind::Relay);
 }

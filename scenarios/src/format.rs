@@ -109,6 +109,9 @@ pub struct Topology {
     /// Tape libraries.
     #[serde(default)]
     pub tapes: Vec<TapeSpec>,
+    /// Relay devices (seed 002).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub relays: Vec<RelaySpec>,
     /// Cables between two ports; at least one end is a switch port.
     #[serde(default)]
     pub links: Vec<LinkSpec>,
@@ -467,6 +470,120 @@ pub struct TapeSpec {
     pub port_wwpns: Option<Vec<Wwpn>>,
 }
 
+fn default_relay_capacity() -> u64 {
+    64 << 20
+}
+
+fn default_resend_after() -> SimDuration {
+    SimDuration::from_millis(100)
+}
+
+/// What a `relay_control` step asks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RelayControlOp {
+    Forward,
+    Fence,
+}
+
+/// A relay device (seed 002): acknowledges a primary's RELAY RECORD once the whole
+/// record is in its buffer or log, and forwards it to the record's destination.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RelaySpec {
+    /// Unique node name.
+    pub name: String,
+    /// Site it stands in.
+    pub site: String,
+    /// Number of ports, 1–256; default 1; each must be linked to a switch.
+    #[serde(default = "default_one")]
+    pub ports: u32,
+    /// `volatile` (RAM, lost with the node; the default) or `non_volatile` (a log that
+    /// survives a crash).
+    #[serde(default)]
+    pub durability: fcsim_devices::relaynode::DurabilitySetting,
+    /// `store_and_forward` (the default) or `cut_through`.
+    #[serde(default)]
+    pub forwarding: fcsim_devices::relaynode::ForwardingSetting,
+    /// When held records go downstream; default `{"mode": "immediate"}`.
+    #[serde(default)]
+    pub schedule: RelaySchedule,
+    /// Buffer (or log) size; a record that does not fit is refused BUSY. Default 64 MiB.
+    #[serde(default = "default_relay_capacity")]
+    pub capacity_bytes: u64,
+    /// A downstream RELAY RECORD unanswered this long is sent again. Default `100ms`.
+    #[serde(default = "default_resend_after")]
+    pub resend_after: SimDuration,
+    /// Node WWN. Absent: derived (NAA 5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wwn: Option<Wwnn>,
+    /// One WWPN per port, in port order. Absent: derived (NAA 5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port_wwpns: Option<Vec<Wwpn>>,
+}
+
+/// When a relay forwards what it holds (seed 002 [0114]–[0117]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(tag = "mode", rename_all = "snake_case", deny_unknown_fields)]
+pub enum RelaySchedule {
+    /// At once.
+    #[default]
+    Immediate,
+    /// Held in the log until a trigger fires (any one): downstream traffic at or below
+    /// `traffic_at_most` bytes/s, a record older than `max_age`, or a clock time.
+    /// Needs `"durability": "non_volatile"`.
+    Deferred {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        traffic_at_most: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        max_age: Option<SimDuration>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        clock: Option<RelayClock>,
+    },
+    /// At once, but logged while downstream traffic is at or above `log_at_traffic`
+    /// bytes/s. Needs `"durability": "non_volatile"`.
+    Hybrid { log_at_traffic: u64 },
+}
+
+/// A deferred relay's clock trigger: everything held goes at `first`, then every
+/// `period`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RelayClock {
+    pub first: SimDuration,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub period: Option<SimDuration>,
+}
+
+impl RelaySpec {
+    /// The relay node's settings.
+    pub fn settings(&self) -> fcsim_devices::relaynode::RelaySettings {
+        use fcsim_devices::relaynode::{RelaySettings, ScheduleSetting};
+        RelaySettings {
+            durability: self.durability,
+            forwarding: self.forwarding,
+            schedule: match self.schedule {
+                RelaySchedule::Immediate => ScheduleSetting::Immediate,
+                RelaySchedule::Deferred {
+                    traffic_at_most,
+                    max_age,
+                    clock,
+                } => ScheduleSetting::Deferred {
+                    traffic_at_most,
+                    max_age_us: max_age.map(SimDuration::as_micros),
+                    clock_first_us: clock.map(|c| c.first.as_micros()),
+                    clock_period_us: clock.and_then(|c| c.period).map(SimDuration::as_micros),
+                },
+                RelaySchedule::Hybrid { log_at_traffic } => {
+                    ScheduleSetting::Hybrid { log_at_traffic }
+                }
+            },
+            capacity_bytes: self.capacity_bytes,
+            resend_after_us: self.resend_after.as_micros(),
+        }
+    }
+}
+
 /// A cable between two ports.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -681,6 +798,18 @@ pub enum Step {
         /// that must be refused, e.g. naming an LU masked from the host).
         #[serde(default = "expect_good")]
         expect: ExpectStatus,
+    },
+    /// A relay device control (seed 002): the standby's forward request or the
+    /// takeover's fence, as an operator gives it through the relay's `Copy` service.
+    RelayControl {
+        /// Relay node name.
+        relay: String,
+        /// `forward`: release everything held now; `fence`: refuse later records of
+        /// `sources` (RESERVATION CONFLICT) and drop what the relay holds of them.
+        control: RelayControlOp,
+        /// The sources to fence (`fence` only; at least one).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        sources: Vec<u32>,
     },
     /// A tape drive fault: take the drive offline (NOT READY) or back online, and/or
     /// arm a write error that fails the next WRITE crossing `write_error_after_bytes`.
@@ -1027,6 +1156,7 @@ impl Step {
             Step::Workload { .. } => "workload",
             Step::Xcopy { .. } => "xcopy",
             Step::TapeFault { .. } => "tape_fault",
+            Step::RelayControl { .. } => "relay_control",
             Step::MirrorStart { .. } => "mirror_start",
             Step::ArrayFunctions { .. } => "array_functions",
             Step::Wait { .. } => "wait",
@@ -1290,6 +1420,34 @@ pub enum Check {
         /// Largest acceptable byte count.
         at_most: u64,
     },
+    /// A relay's state (seed 002): every field given must equal the relay's.
+    RelayState {
+        /// Relay node name.
+        relay: String,
+        /// Records held (acknowledged upstream, not yet by the standby).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        held_records: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        held_bytes: Option<u64>,
+        /// Records acknowledged upstream since the node started.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        acked: Option<u64>,
+        /// Records acknowledged by the standby since the node started.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        forwarded: Option<u64>,
+        /// Records refused BUSY since the node started.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        busy: Option<u64>,
+        /// Records refused RESERVATION CONFLICT (fenced source) since the node started.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        refused: Option<u64>,
+        /// Records dropped (refused by the standby or by a fence).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        dropped: Option<u64>,
+        /// Fenced sources, in order.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        fenced: Option<Vec<u32>>,
+    },
     /// An end-node port has received at least `at_least` RSCNs (default 1).
     RscnSeen {
         /// End-node port.
@@ -1549,6 +1707,7 @@ impl Check {
             Check::RoutePath { .. } => "route_path",
             Check::FramesDropped { .. } => "frames_dropped",
             Check::RscnSeen { .. } => "rscn_seen",
+            Check::RelayState { .. } => "relay_state",
             Check::PortBytesAtMost { .. } => "port_bytes_at_most",
             Check::LoggedIn { .. } => "logged_in",
             Check::NoAckedWriteLost { .. } => "no_acked_write_lost",
@@ -1610,6 +1769,7 @@ pub enum NodeKind {
     Array,
     Host,
     Tape,
+    Relay,
 }
 
 impl NodeKind {
@@ -1620,6 +1780,7 @@ impl NodeKind {
             NodeKind::Array => "array",
             NodeKind::Host => "host",
             NodeKind::Tape => "tape",
+            NodeKind::Relay => "relay",
         }
     }
 
@@ -1649,7 +1810,7 @@ pub struct NodeView<'a> {
 }
 
 impl Topology {
-    /// Every node, switches first, then arrays, hosts, tapes, each in file order.
+    /// Every node, switches first, then arrays, hosts, tapes, relays, each in file order.
     pub fn nodes(&self) -> impl Iterator<Item = NodeView<'_>> {
         let sw = self.switches.iter().enumerate().map(|(index, s)| NodeView {
             kind: NodeKind::Switch,
@@ -1687,7 +1848,16 @@ impl Topology {
             wwn: n.wwn,
             port_wwpns: n.port_wwpns.as_deref(),
         });
-        sw.chain(ar).chain(ho).chain(ta)
+        let re = self.relays.iter().enumerate().map(|(index, n)| NodeView {
+            kind: NodeKind::Relay,
+            index,
+            name: &n.name,
+            site: &n.site,
+            ports: n.ports,
+            wwn: n.wwn,
+            port_wwpns: n.port_wwpns.as_deref(),
+        });
+        sw.chain(ar).chain(ho).chain(ta).chain(re)
     }
 
     /// The virtual LU `switch:lun`, if `r` names one.

@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fcsim_devices::array::{ArrayConfig, ArrayLu, run_array};
 use fcsim_devices::host::{HostConfig, run_host};
+use fcsim_devices::relaynode::{RelayNodeConfig, run_relay};
 use fcsim_devices::tape::TapeConfig;
 use fcsim_devices::tapenode::{TapeNodeConfig, run_tape};
 use fcsim_fabric::endnode::{EndNodeConfig, run_end_node};
@@ -51,6 +52,8 @@ pub enum NodeRole {
     Host(HostConfig),
     Array(ArrayConfig),
     Tape(TapeNodeConfig),
+    /// A relay device (seed 002).
+    Relay(RelayNodeConfig),
     /// The virtualization engine of an intelligent switch.
     Engine(EngineConfig),
 }
@@ -63,6 +66,7 @@ impl NodeSpec {
             NodeRole::Host(_) => "host",
             NodeRole::Array(_) => "array",
             NodeRole::Tape(_) => "tape",
+            NodeRole::Relay(_) => "relay",
             NodeRole::Engine(_) => "virtualization",
         }
     }
@@ -102,6 +106,12 @@ impl NodeSpec {
                 let name = cfg.node.name.clone();
                 if let Err(e) = run_tape(cfg, net, clock).await {
                     tracing::error!(node = %name, "tape stopped: {e}");
+                }
+            }
+            NodeRole::Relay(cfg) => {
+                let name = cfg.node.name.clone();
+                if let Err(e) = run_relay(cfg, net, clock).await {
+                    tracing::error!(node = %name, "relay stopped: {e}");
                 }
             }
             NodeRole::Engine(cfg) => {
@@ -509,7 +519,11 @@ fn recovery_settings(r: &crate::format::RecoverySpec) -> fcsim_devices::array::R
     }
 }
 
-/// Builds every node's spec. `data_dir` makes arrays keep their LUs in files there.
+/// Plans made in this process (see `nvram_key`).
+static NEXT_PLAN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+/// Builds every node's spec. `data_dir` makes arrays keep their LUs in files there, and
+/// non-volatile relays their logs (`<relay>.relaylog`).
 pub fn plan(
     s: &Scenario,
     addressing: &Addressing,
@@ -526,6 +540,9 @@ pub fn plan(
         )
         .unwrap_or(0),
     };
+    // Names this plan's relays' NVRAM images: a crash and restart of the same spec
+    // finds its image, another run in this process (a parallel test) never does.
+    let run = NEXT_PLAN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let mut addresses = BTreeMap::new();
     let mut listen = BTreeMap::new();
     for n in topo.nodes() {
@@ -658,10 +675,12 @@ pub fn plan(
                     kind: kind.as_str().to_string(),
                     wwnn,
                     port_wwpns,
-                    role: if kind == NodeKind::Host {
-                        Role::Initiator
-                    } else {
-                        Role::Target
+                    role: match kind {
+                        NodeKind::Host => Role::Initiator,
+                        // A relay takes records as a target and forwards them as an
+                        // initiator.
+                        NodeKind::Relay => Role::Both,
+                        _ => Role::Target,
                     },
                     listen: listen[n.name].clone(),
                     peers: node_peers,
@@ -681,6 +700,17 @@ pub fn plan(
                             ..TapeConfig::default()
                         };
                         NodeRole::Tape(TapeNodeConfig { node, tape })
+                    }
+                    NodeKind::Relay => {
+                        let spec = topo.relays.iter().find(|x| x.name == node.name);
+                        NodeRole::Relay(RelayNodeConfig {
+                            relay: spec
+                                .map(crate::format::RelaySpec::settings)
+                                .unwrap_or_default(),
+                            log_path: data_dir.map(|d| d.join(format!("{}.relaylog", node.name))),
+                            nvram_key: format!("{run}/{}", node.name),
+                            node,
+                        })
                     }
                     _ => NodeRole::EndNode(node),
                 }

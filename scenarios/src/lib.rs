@@ -11,6 +11,7 @@
 //! - [`derived`]: domain IDs and WWNs a file leaves out, derived deterministically.
 //! - [`locate`]: JSON pointer → line:column over the source text.
 //! - [`launch`]: per-node specs and addresses; runs one node in any mode.
+//! - [`relays`]: the `relay_control` step and `relay_state` check (seed 002).
 //! - [`runner`]: the orchestrator: modes, steps, faults, checks, the report.
 //! - [`capture`]: `--pcap`: taps ports during a run and writes a pcap Wireshark reads.
 //! - [`control`]: `fcsim up`'s Control endpoint and `fcsim node`.
@@ -27,6 +28,7 @@ pub mod duration;
 pub mod format;
 pub mod launch;
 pub mod locate;
+pub mod relays;
 pub mod runner;
 pub mod storage;
 pub mod validate;

@@ -893,6 +893,7 @@ impl Orchestrator {
             Step::Xcopy { .. } => self.xcopy(step).await,
             Step::Write { .. } => self.host_write(step).await,
             Step::TapeFault { .. } => self.tape_fault(step).await,
+            Step::RelayControl { .. } => self.relay_control(step).await,
             Step::MirrorStart { .. } | Step::ArrayFunctions { .. } => {
                 self.virtualization_step(step).await
             }
@@ -1179,6 +1180,7 @@ impl Orchestrator {
             | Check::ReadReturns { .. }
             | Check::WorkloadErrors { .. }
             | Check::TapeMatches { .. } => self.storage_check(c).await,
+            Check::RelayState { .. } => self.relay_check(c).await,
             Check::Operation { .. }
             | Check::FunctionTable { .. }
             | Check::BackendCommands { .. } => self.virtualization_check(c).await,

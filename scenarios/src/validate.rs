@@ -120,6 +120,7 @@ fn list_name(kind: NodeKind) -> &'static str {
         NodeKind::Array => "arrays",
         NodeKind::Host => "hosts",
         NodeKind::Tape => "tapes",
+        NodeKind::Relay => "relays",
     }
 }
 
@@ -445,6 +446,9 @@ impl<'a> Validator<'a> {
                 self.lu_hosts(&lptr, &a.name, lu);
             }
         }
+        for (i, r) in t.relays.iter().enumerate() {
+            self.relay_settings(i, r);
+        }
         for (i, tape) in t.tapes.iter().enumerate() {
             if tape.capacity_bytes == Some(0) {
                 self.err(
@@ -452,6 +456,45 @@ impl<'a> Validator<'a> {
                     format!("tape \"{}\": capacity_bytes must be at least 1", tape.name),
                 );
             }
+        }
+    }
+
+    /// A relay's settings: the combinations its core refuses, each at its field.
+    fn relay_settings(&mut self, i: usize, r: &crate::format::RelaySpec) {
+        use crate::format::RelaySchedule;
+        use fcsim_devices::relay::RelayError;
+        let ptr = format!("/topology/relays/{i}");
+        if r.capacity_bytes == 0 {
+            self.err(
+                &format!("{ptr}/capacity_bytes"),
+                format!("relay \"{}\": capacity_bytes must be at least 1", r.name),
+            );
+        }
+        if r.resend_after.as_nanos() == 0 {
+            self.err(
+                &format!("{ptr}/resend_after"),
+                format!("relay \"{}\": resend_after must be longer than 0", r.name),
+            );
+        }
+        if let RelaySchedule::Deferred { clock: Some(c), .. } = r.schedule
+            && c.period.is_some_and(|p| p.as_nanos() == 0)
+        {
+            self.err(
+                &format!("{ptr}/schedule/clock/period"),
+                format!(
+                    "relay \"{}\": a clock trigger's period must be longer than 0",
+                    r.name
+                ),
+            );
+        }
+        if let Err(RelayError::NeedsNonVolatile(mode)) = r.settings().config().validate() {
+            self.err(
+                &format!("{ptr}/schedule/mode"),
+                format!(
+                    "relay \"{}\": {mode} forwarding holds acknowledged records, so it needs \"durability\": \"non_volatile\"",
+                    r.name
+                ),
+            );
         }
     }
 
@@ -1459,6 +1502,28 @@ impl<'a> Validator<'a> {
                     self.pairs.insert(p.name.as_str(), sync.clone());
                 }
             }
+            Step::RelayControl {
+                relay,
+                control,
+                sources,
+            } => {
+                self.kind_named(&at("relay"), "relay_control relay", relay, NodeKind::Relay);
+                match control {
+                    crate::format::RelayControlOp::Fence if sources.is_empty() => {
+                        self.err(
+                            &at("control"),
+                            "relay_control fence: name at least one source in `sources`",
+                        );
+                    }
+                    crate::format::RelayControlOp::Forward if !sources.is_empty() => {
+                        self.err(
+                            &at("sources"),
+                            "relay_control forward: only `fence` takes `sources`",
+                        );
+                    }
+                    _ => {}
+                }
+            }
             Step::TapeFault {
                 tape,
                 offline,
@@ -2022,6 +2087,14 @@ impl<'a> Validator<'a> {
                     );
                 }
             }
+            Check::RelayState { relay, .. } => {
+                self.kind_named(
+                    &at("relay"),
+                    &format!("{name} relay"),
+                    relay,
+                    NodeKind::Relay,
+                );
+            }
             Check::RscnSeen { port, .. } | Check::LoggedIn { port } => {
                 self.end_port(&at("port"), &format!("{name} port"), port);
             }
@@ -2149,6 +2222,94 @@ impl<'a> Validator<'a> {
             }
         }
     }
+}
+
+/// One-way fabric latency between two nodes: the least, over paths of cables that
+/// pass only through switches, of the sum of each cable's latency as the link model
+/// charges it (`km × 5 µs` + the hop latency, `fcsim_fabric::runtime::linkmodel`).
+/// `None` when no such path joins them.
+pub fn fabric_latency(
+    t: &crate::format::Topology,
+    from: &str,
+    to: &str,
+) -> Option<std::time::Duration> {
+    use fcsim_fabric::runtime::linkmodel::LinkModel;
+    use std::time::Duration;
+    let switch = |n: &str| t.switches.iter().any(|s| s.name == n);
+    let mut best: BTreeMap<&str, Duration> = BTreeMap::new();
+    let mut queue: BTreeSet<(Duration, &str)> = BTreeSet::new();
+    best.insert(from, Duration::ZERO);
+    queue.insert((Duration::ZERO, from));
+    while let Some((d, n)) = queue.pop_first() {
+        if n == to {
+            return Some(d);
+        }
+        if best.get(n).is_some_and(|b| *b < d) || (n != from && !switch(n)) {
+            continue;
+        }
+        for l in &t.links {
+            let other = if l.a.node == n {
+                &l.b.node
+            } else if l.b.node == n {
+                &l.a.node
+            } else {
+                continue;
+            };
+            let nd = d + LinkModel::new(l.km, l.gfc).latency();
+            if best.get(other.as_str()).is_none_or(|b| nd < *b) {
+                best.insert(other, nd);
+                queue.insert((nd, other));
+            }
+        }
+    }
+    None
+}
+
+/// Relay placement (seed 002 §2.2, R10) for a relay pair from `primary` to `standby`
+/// (array names, or `array:lun` volumes) through `relays`: no relay in the primary's
+/// disaster zone, and every relay closer to the primary in fabric latency
+/// ([`fabric_latency`]) than the standby is. The message names the relay and the
+/// reason.
+pub fn validate_relay_placement(
+    t: &crate::format::Topology,
+    primary: &str,
+    standby: &str,
+    relays: &[String],
+) -> Result<(), String> {
+    use fcsim_devices::relay::{RelayPlacement, validate_placement};
+    let node = |s: &str| s.split(':').next().unwrap_or(s).to_string();
+    let (primary, standby) = (node(primary), node(standby));
+    let zone_of = |n: &str| -> Result<String, String> {
+        let v = t.node(n).ok_or_else(|| format!("no node named \"{n}\""))?;
+        let site = t
+            .site(v.site)
+            .ok_or_else(|| format!("{n}: no site named \"{}\"", v.site))?;
+        Ok(site.disaster_zone().to_string())
+    };
+    let primary_zone = zone_of(&primary)?;
+    let standby_latency = fabric_latency(t, &primary, &standby)
+        .ok_or_else(|| format!("no fabric path from {primary} to the standby {standby}"))?;
+    let mut placed = Vec::new();
+    for r in relays {
+        match t.node(r) {
+            Some(v) if v.kind == NodeKind::Relay => {}
+            Some(v) => {
+                return Err(format!(
+                    "\"{r}\" is {} {}, not a relay",
+                    article(v.kind),
+                    v.kind.as_str()
+                ));
+            }
+            None => return Err(format!("no relay named \"{r}\"")),
+        }
+        placed.push(RelayPlacement {
+            name: r.clone(),
+            zone: zone_of(r)?,
+            latency: fabric_latency(t, &primary, r)
+                .ok_or_else(|| format!("no fabric path from {primary} to the relay {r}"))?,
+        });
+    }
+    validate_placement(&primary_zone, standby_latency, &placed).map_err(|e| e.to_string())
 }
 
 fn article(kind: NodeKind) -> &'static str {
@@ -3650,6 +3811,7 @@ mod tests {
                         || ok::<ArraySpec>(line)
                         || ok::<HostSpec>(line)
                         || ok::<TapeSpec>(line)
+                        || ok::<RelaySpec>(line)
                         || ok::<LinkSpec>(line)
                         || ok::<ZoneSpec>(line)
                         || ok::<LuSpec>(line)
@@ -3681,5 +3843,157 @@ mod tests {
                 "sense key {key} must be listed in docs/scenario-format.md"
             );
         }
+    }
+
+    /// BASE with relay `r1` (given by `relay`, a JSON object) cabled to sw2/1, and
+    /// `steps` as the timeline.
+    fn with_relay(relay: &str, steps: &str) -> String {
+        with_steps(steps)
+            .replace(
+                r#""hosts": ["#,
+                &format!(r#""relays": [{relay}], "hosts": ["#),
+            )
+            .replace(
+                r#"{"a": "arr1/0", "b": "sw2/0"},"#,
+                r#"{"a": "arr1/0", "b": "sw2/0"}, {"a": "r1/0", "b": "sw2/1"},"#,
+            )
+    }
+
+    #[test]
+    fn relays_are_nodes_with_checked_settings() {
+        let ok = r#"{"at": "1ms", "op": "check", "check": "logged_in", "port": "r1/0"}"#;
+        let s = parse(
+            &with_relay(r#"{"name": "r1", "site": "osaka"}"#, ok),
+            "x.json",
+        )
+        .unwrap_or_else(|d| panic!("{d}"));
+        let r = &s.topology.relays[0];
+        assert_eq!(
+            r.port_wwpns.as_deref().map(|w| w[0].to_string()),
+            Some("50:00:59:b0:00:00:10:01".to_string()),
+            "NAA 5 under the relay OUI"
+        );
+        assert_eq!(r.settings().config().validate(), Ok(()));
+        // Deferred on a volatile relay: the schedule's mode is pointed at.
+        let src = with_relay(
+            r#"{"name": "r1", "site": "osaka", "schedule": {"mode": "deferred", "max_age": "5ms"}}"#,
+            ok,
+        );
+        one_at_value(
+            &src,
+            r#""mode": "deferred""#,
+            "needs \"durability\": \"non_volatile\"",
+        );
+        let src = with_relay(
+            r#"{"name": "r1", "site": "osaka", "durability": "non_volatile", "capacity_bytes": 0}"#,
+            ok,
+        );
+        one_at_value(
+            &src,
+            r#""capacity_bytes": 0"#,
+            "capacity_bytes must be at least 1",
+        );
+        let src = with_relay(
+            r#"{"name": "r1", "site": "osaka", "durability": "non_volatile", "schedule": {"mode": "deferred", "clock": {"first": "1ms", "period": "0ms"}}}"#,
+            ok,
+        );
+        one_at_value(&src, r#""period": "0ms""#, "period must be longer than 0");
+        // Unknown fields and bad enum words are syntax errors.
+        assert_eq!(
+            diags(&with_relay(
+                r#"{"name": "r1", "site": "osaka", "durability": "ram"}"#,
+                ok
+            ))
+            .len(),
+            1
+        );
+        // A relay port in a zone.
+        let src = with_relay(r#"{"name": "r1", "site": "osaka"}"#, ok)
+            .replace(r#"["h1/0", "arr1/0"]"#, r#"["h1/0", "arr1/0", "r1/0"]"#);
+        assert!(diags(&src).is_empty(), "{:?}", diags(&src));
+    }
+
+    #[test]
+    fn relay_steps_and_checks_name_relays() {
+        let relay = r#"{"name": "r1", "site": "osaka"}"#;
+        let src = with_relay(
+            relay,
+            r#"{"at": "1ms", "op": "relay_control", "relay": "r1", "control": "fence", "sources": [1]},
+               {"at": "2ms", "op": "check", "check": "relay_state", "relay": "r1", "held_records": 0, "fenced": [1]}"#,
+        );
+        assert!(diags(&src).is_empty(), "{:?}", diags(&src));
+        let src = with_relay(
+            relay,
+            r#"{"at": "1ms", "op": "relay_control", "relay": "arr1", "control": "forward"}"#,
+        );
+        one_at_value(
+            &src,
+            r#""relay": "arr1""#,
+            "\"arr1\" is an array, not a relay",
+        );
+        let src = with_relay(
+            relay,
+            r#"{"at": "1ms", "op": "relay_control", "relay": "r1", "control": "fence"}"#,
+        );
+        one_at_value(&src, r#""control": "fence""#, "at least one source");
+        let src = with_relay(
+            relay,
+            r#"{"at": "1ms", "op": "check", "check": "relay_state", "relay": "h1"}"#,
+        );
+        one_at_value(&src, r#""relay": "h1""#, "not a relay");
+    }
+
+    fn placement_topology(relay_site: &str, relay_km: f64) -> crate::format::Topology {
+        let src = format!(
+            r#"{{"name": "p", "topology": {{
+  "sites": [{{"name": "tokyo", "zone": "kanto"}}, {{"name": "yokohama", "zone": "kanto"}},
+            {{"name": "nagoya", "zone": "chubu"}}, {{"name": "osaka", "zone": "kansai"}}],
+  "switches": [{{"name": "sw1", "site": "tokyo", "ports": 8}}, {{"name": "sw2", "site": "{relay_site}", "ports": 8}},
+               {{"name": "sw3", "site": "osaka", "ports": 8}}],
+  "arrays": [{{"name": "p1", "site": "tokyo", "ports": 1, "lus": [{{"lun": 0, "blocks": 8, "block_bytes": 512}}]}},
+             {{"name": "s1", "site": "osaka", "ports": 1, "lus": [{{"lun": 0, "blocks": 8, "block_bytes": 512}}]}}],
+  "relays": [{{"name": "r1", "site": "{relay_site}"}}],
+  "hosts": [{{"name": "h1", "site": "tokyo", "ports": 1}}],
+  "links": [{{"a": "p1/0", "b": "sw1/0"}}, {{"a": "h1/0", "b": "sw1/1"}}, {{"a": "r1/0", "b": "sw2/0"}}, {{"a": "s1/0", "b": "sw3/0"}},
+            {{"a": "sw1/7", "b": "sw2/7", "km": {relay_km}}}, {{"a": "sw2/6", "b": "sw3/6", "km": 300}},
+            {{"a": "sw1/6", "b": "sw3/7", "km": 400}}]
+}}}}"#
+        );
+        parse(&src, "p.json")
+            .unwrap_or_else(|d| panic!("{d}"))
+            .topology
+    }
+
+    #[test]
+    fn relay_placement_uses_zones_and_fabric_latency() {
+        use fcsim_fabric::runtime::linkmodel::HOP_LATENCY;
+        let t = placement_topology("nagoya", 100.0);
+        // p1 → s1: the direct 400 km ISL (three cables) beats 100 + 300 km (four).
+        let standby = fabric_latency(&t, "p1", "s1").expect("connected");
+        assert_eq!(
+            standby,
+            std::time::Duration::from_micros(2000) + HOP_LATENCY * 3
+        );
+        assert_eq!(
+            fabric_latency(&t, "p1", "r1"),
+            Some(std::time::Duration::from_micros(500) + HOP_LATENCY * 3)
+        );
+        // An end node is no transit: h1 → r1 does not pass through p1.
+        assert_eq!(fabric_latency(&t, "p1", "nowhere"), None);
+        let relays = ["r1".to_string()];
+        assert_eq!(
+            validate_relay_placement(&t, "p1:0", "s1:0", &relays),
+            Ok(())
+        );
+        // Too far: 450 km to the relay is not closer than the standby's 400 km.
+        let t = placement_topology("nagoya", 450.0);
+        let e = validate_relay_placement(&t, "p1", "s1", &relays).unwrap_err();
+        assert!(e.contains("`r1`") && e.contains("not closer"), "{e}");
+        // In the primary's disaster zone (yokohama is kanto, as tokyo).
+        let t = placement_topology("yokohama", 30.0);
+        let e = validate_relay_placement(&t, "p1", "s1", &relays).unwrap_err();
+        assert!(e.contains("disaster zone `kanto`"), "{e}");
+        let e = validate_relay_placement(&t, "p1", "s1", &["h1".to_string()]).unwrap_err();
+        assert!(e.contains("not a relay"), "{e}");
     }
 }

@@ -26,12 +26,12 @@
 //! Call order: the `handle_*` inputs and `crash` in any order, each followed by
 //! draining `poll_action`; call `handle_timeout` when `poll_timeout` is reached.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 
-use super::{Header, RecordId, RelayError};
+use super::{Header, RecordId, RelayError, SourceId};
 
 /// When forwarding of a record may start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -151,6 +151,9 @@ pub enum Admit {
     AlreadyHeld,
     /// No room: BUSY; nothing allocated.
     Busy,
+    /// The record's source is fenced (a takeover happened): RESERVATION CONFLICT;
+    /// nothing allocated.
+    Fenced,
 }
 
 /// What the node must do for the relay.
@@ -178,15 +181,43 @@ pub enum RelayAction {
 #[derive(Debug, Clone)]
 struct Region {
     header: Header,
-    /// The bytes stored so far, from offset 0 (the store pointer is its length).
-    data: BytesMut,
+    /// The bytes stored so far, from offset 0, as they arrived (shared, never copied).
+    chunks: Vec<Bytes>,
+    /// The store pointer: the chunks' total length.
+    stored: u64,
     arrived: Duration,
     down: Down,
 }
 
 impl Region {
     fn stored(&self) -> u64 {
-        self.data.len() as u64
+        self.stored
+    }
+
+    /// Stored bytes `from..to`: a slice of one chunk when they lie in one (no copy),
+    /// else joined.
+    fn range(&self, from: u64, to: u64) -> Bytes {
+        let mut at = 0u64;
+        let mut parts = Vec::new();
+        for c in &self.chunks {
+            let end = at + c.len() as u64;
+            if end > from && at < to {
+                let a = usize::try_from(from.max(at) - at).unwrap_or(0);
+                let b = usize::try_from(to.min(end) - at).unwrap_or(0);
+                parts.push(c.slice(a..b));
+            }
+            at = end;
+        }
+        match parts.len() {
+            1 => parts.pop().unwrap_or_default(),
+            _ => {
+                let mut b = BytesMut::with_capacity(parts.iter().map(Bytes::len).sum());
+                for p in parts {
+                    b.extend_from_slice(&p);
+                }
+                b.freeze()
+            }
+        }
     }
     fn complete(&self) -> bool {
         self.stored() == self.header.len
@@ -221,6 +252,9 @@ pub struct Relay {
     next_clock: Option<Duration>,
     /// A forward request waits for [`RelayAction::Drained`].
     drain_requested: bool,
+    /// Sources refused after a takeover's fence; their records are neither taken nor
+    /// forwarded any more.
+    fenced: BTreeSet<SourceId>,
     actions: VecDeque<RelayAction>,
 }
 
@@ -241,6 +275,7 @@ impl Relay {
             release_before: None,
             next_clock,
             drain_requested: false,
+            fenced: BTreeSet::new(),
             actions: VecDeque::new(),
         })
     }
@@ -263,6 +298,30 @@ impl Relay {
         self.regions.is_empty()
     }
 
+    /// Records held: wholly stored (so acknowledged upstream), not yet acknowledged by
+    /// the standby.
+    pub fn held_records(&self) -> u64 {
+        self.regions.values().filter(|r| r.complete()).count() as u64
+    }
+
+    /// Data bytes of the held records.
+    pub fn held_bytes(&self) -> u64 {
+        self.regions
+            .values()
+            .filter(|r| r.complete())
+            .map(|r| r.header.len)
+            .sum()
+    }
+
+    /// The fenced sources, in order.
+    pub fn fenced(&self) -> impl Iterator<Item = SourceId> + '_ {
+        self.fenced.iter().copied()
+    }
+
+    pub fn is_fenced(&self, source: SourceId) -> bool {
+        self.fenced.contains(&source)
+    }
+
     fn region(&self, id: RecordId) -> Option<&Region> {
         self.by_id.get(&id).and_then(|k| self.regions.get(k))
     }
@@ -279,6 +338,9 @@ impl Relay {
 
     /// The primary's write command for a record (S120/S140).
     pub fn handle_command(&mut self, header: Header, now: Duration) -> Admit {
+        if self.fenced.contains(&header.id.source) {
+            return Admit::Fenced;
+        }
         if self.holds(header.id) {
             self.actions
                 .push_back(RelayAction::AckUpstream { id: header.id });
@@ -296,12 +358,12 @@ impl Relay {
         self.next_arrival += 1;
         self.allocated += header.len;
         self.by_id.insert(header.id, k);
-        let len = usize::try_from(header.len).unwrap_or(usize::MAX);
         self.regions.insert(
             k,
             Region {
                 header,
-                data: BytesMut::with_capacity(len),
+                chunks: Vec::new(),
+                stored: 0,
                 arrived: now,
                 down: Down::Held,
             },
@@ -318,6 +380,12 @@ impl Relay {
     /// an exchange): bytes not at the store pointer, past the record's end or for no
     /// region are ignored.
     pub fn handle_data(&mut self, id: RecordId, offset: u64, data: &[u8], now: Duration) {
+        self.handle_data_bytes(id, offset, Bytes::copy_from_slice(data), now);
+    }
+
+    /// [`handle_data`](Self::handle_data) keeping the caller's buffer: the relay holds
+    /// and forwards slices of `data`, never a copy.
+    pub fn handle_data_bytes(&mut self, id: RecordId, offset: u64, data: Bytes, now: Duration) {
         let forwarding = self.config.forwarding;
         let Some(r) = self.region_mut(id) else {
             return;
@@ -325,7 +393,11 @@ impl Relay {
         if offset != r.stored() || r.stored() + data.len() as u64 > r.header.len {
             return;
         }
-        r.data.extend_from_slice(data);
+        if data.is_empty() {
+            return;
+        }
+        r.stored += data.len() as u64;
+        r.chunks.push(data);
         if r.complete() {
             // With a non-volatile log the record is logged here, before the ack.
             self.actions.push_back(RelayAction::AckUpstream { id });
@@ -369,6 +441,43 @@ impl Relay {
             self.remove(id);
             self.pump(now);
         }
+    }
+
+    /// The standby refused the record (RESERVATION CONFLICT: it fenced the source at a
+    /// takeover): the record will never be applied, so its region is freed and it is
+    /// not sent again. Returns whether the relay held it.
+    pub fn handle_downstream_refused(&mut self, id: RecordId, now: Duration) -> bool {
+        if self.region(id).is_some_and(|r| r.down != Down::Held) {
+            self.remove(id);
+            self.pump(now);
+            return true;
+        }
+        false
+    }
+
+    /// The takeover's fence (seed §7.3 "Takeover"): every later record of `sources` is
+    /// refused ([`Admit::Fenced`]) and every record of theirs still held is dropped,
+    /// its downstream exchange abandoned. Returns the records dropped, in log order.
+    pub fn fence(
+        &mut self,
+        sources: impl IntoIterator<Item = SourceId>,
+        now: Duration,
+    ) -> Vec<RecordId> {
+        self.fenced.extend(sources);
+        let dropped: Vec<(RecordId, bool)> = self
+            .regions
+            .values()
+            .filter(|r| self.fenced.contains(&r.header.id.source))
+            .map(|r| (r.header.id, r.down != Down::Held))
+            .collect();
+        for &(id, open) in &dropped {
+            self.remove(id);
+            if open {
+                self.actions.push_back(RelayAction::AbortDownstream { id });
+            }
+        }
+        self.pump(now);
+        dropped.into_iter().map(|(id, _)| id).collect()
     }
 
     /// The standby's forward request: release everything held now; answered with
@@ -427,10 +536,14 @@ impl Relay {
 
     /// Power loss and restart at `now`. The volatile buffer is lost; the non-volatile
     /// log keeps every whole record (each was acknowledged), and their downstream
-    /// exchanges start again. Queued actions not yet taken are lost.
+    /// exchanges start again. Queued actions not yet taken are lost; so is a fence
+    /// unless it is in the log.
     pub fn crash(&mut self, now: Duration) {
         self.actions.clear();
         let keep = self.config.durability == Durability::NonVolatile;
+        if !keep {
+            self.fenced.clear();
+        }
         let lost: Vec<RecordId> = self
             .regions
             .values()
@@ -515,12 +628,10 @@ fn send_more(r: &mut Region, forwarding: Forwarding, now: Duration) -> Option<Re
         sent: upto,
         at: now,
     };
-    let from = usize::try_from(sent).expect("in memory");
-    let to = usize::try_from(upto).expect("in memory");
     Some(RelayAction::SendDownstream {
         id: r.header.id,
         offset: sent,
-        data: Bytes::copy_from_slice(&r.data[from..to]),
+        data: r.range(sent, upto),
     })
 }
 
@@ -833,5 +944,112 @@ mod tests {
             actions(&mut r),
             vec![RelayAction::AckUpstream { id: id(2) }]
         );
+    }
+
+    #[test]
+    fn a_fence_refuses_later_records_and_drops_held_ones() {
+        let mut r = relay(
+            Forwarding::StoreAndForward,
+            Durability::NonVolatile,
+            Schedule::Immediate,
+        );
+        stored(&mut r, 1, T0);
+        let other = Header {
+            id: RecordId {
+                source: SourceId(2),
+                seq: 1,
+            },
+            kind: Kind::Write { lun: 0, lba: 0 },
+            len: 2,
+        };
+        r.handle_command(other, T0);
+        r.handle_data(other.id, 0, &[1; 2], T0);
+        actions(&mut r);
+        assert_eq!(r.held_records(), 2);
+        assert_eq!(r.fence([SourceId(1)], ms(1)), vec![id(1)]);
+        assert_eq!(
+            actions(&mut r),
+            vec![RelayAction::AbortDownstream { id: id(1) }]
+        );
+        assert!(r.is_fenced(SourceId(1)) && !r.is_fenced(SourceId(2)));
+        assert_eq!((r.held_records(), r.held_bytes()), (1, 2));
+        assert_eq!(r.handle_command(header(2, 2), ms(2)), Admit::Fenced);
+        assert!(actions(&mut r).is_empty(), "a fenced record is not kept");
+        // The log keeps the fence across a crash; RAM does not.
+        r.crash(ms(3));
+        assert_eq!(r.fenced().collect::<Vec<_>>(), vec![SourceId(1)]);
+        let mut v = relay(
+            Forwarding::StoreAndForward,
+            Durability::Volatile,
+            Schedule::Immediate,
+        );
+        v.fence([SourceId(1)], T0);
+        v.crash(ms(1));
+        assert!(!v.is_fenced(SourceId(1)));
+    }
+
+    #[test]
+    fn a_refused_record_is_dropped_not_resent() {
+        let mut r = relay(
+            Forwarding::StoreAndForward,
+            Durability::Volatile,
+            Schedule::Immediate,
+        );
+        stored(&mut r, 1, T0);
+        actions(&mut r);
+        r.handle_downstream_ready(id(1), T0);
+        actions(&mut r);
+        assert!(r.handle_downstream_refused(id(1), ms(1)));
+        assert!(r.is_empty());
+        assert_eq!(r.poll_timeout(), None, "nothing to resend");
+        assert!(!r.handle_downstream_refused(id(1), ms(2)));
+    }
+
+    #[test]
+    fn held_bytes_are_the_callers_never_copied() {
+        for forwarding in [Forwarding::StoreAndForward, Forwarding::CutThrough] {
+            let mut r = relay(forwarding, Durability::Volatile, Schedule::Immediate);
+            let data = Bytes::from(vec![3u8; 8]);
+            r.handle_command(header(1, 8), T0);
+            r.handle_downstream_ready(id(1), T0);
+            r.handle_data_bytes(id(1), 0, data.slice(..5), T0);
+            r.handle_data_bytes(id(1), 5, data.slice(5..), T0);
+            let sent: Vec<Bytes> = actions(&mut r)
+                .into_iter()
+                .filter_map(|a| match a {
+                    RelayAction::SendDownstream { data, .. } => Some(data),
+                    _ => None,
+                })
+                .collect();
+            let joined: Vec<u8> = sent.iter().flat_map(|b| b.iter().copied()).collect();
+            assert_eq!(joined, vec![3u8; 8]);
+            if forwarding == Forwarding::CutThrough {
+                // Each piece went as it arrived: slices of the caller's buffer.
+                assert_eq!(sent[0].as_ptr(), data.as_ptr());
+                assert_eq!(sent[1].as_ptr(), data[5..].as_ptr());
+            }
+            // A resend after the exchange is opened again: the whole record, joined
+            // from its two pieces, or one slice when it arrived whole.
+            r.handle_timeout(ms(100));
+            r.handle_downstream_ready(id(1), ms(100));
+            let again = actions(&mut r);
+            assert!(
+                again.iter().any(|a| matches!(a, RelayAction::SendDownstream { offset: 0, data, .. } if data.len() == 8))
+            );
+        }
+        let mut r = relay(
+            Forwarding::StoreAndForward,
+            Durability::Volatile,
+            Schedule::Immediate,
+        );
+        let data = Bytes::from(vec![9u8; 8]);
+        r.handle_command(header(1, 8), T0);
+        r.handle_data_bytes(id(1), 0, data.clone(), T0);
+        r.handle_downstream_ready(id(1), T0);
+        let sent = actions(&mut r).into_iter().find_map(|a| match a {
+            RelayAction::SendDownstream { data, .. } => Some(data),
+            _ => None,
+        });
+        assert_eq!(sent.map(|b| b.as_ptr()), Some(data.as_ptr()));
     }
 }

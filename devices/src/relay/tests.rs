@@ -541,7 +541,7 @@ impl World {
                             self.primaries[id.source.0 as usize].send_failed(rid(r), id.seq);
                         }
                     }
-                    Admit::AlreadyHeld => {}
+                    Admit::AlreadyHeld | Admit::Fenced => {}
                 }
             }
             Some(Up::Data { id, offset, data }) => {

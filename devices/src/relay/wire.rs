@@ -47,7 +47,9 @@ const KIND_RESTART_POINT: u8 = 1;
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum RelayControl {
     /// Forward everything held now, whatever the schedule (the standby's request of
-    /// [0115], and the drain at takeover).
+    /// [0115], and the drain at takeover). The relay node answers GOOD once it holds
+    /// nothing (every record acknowledged downstream, refused or fenced); the requester
+    /// bounds the wait with its exchange timeout.
     Forward,
     /// Refuse every later record of these sources, and from then on forward nothing
     /// more of them (the takeover's fence).
@@ -69,6 +71,15 @@ pub struct RelayState {
     pub fenced: Vec<u32>,
     /// "volatile" or "non_volatile".
     pub durability: String,
+    /// Records refused RESERVATION CONFLICT (fenced source) since start.
+    #[serde(default)]
+    pub refused: u64,
+    /// Records dropped: refused by the standby, or dropped by a fence.
+    #[serde(default)]
+    pub dropped: u64,
+    /// Downstream exchanges opened again after no answer or an error.
+    #[serde(default)]
+    pub resent: u64,
 }
 
 /// A record's header as a RELAY RECORD CDB bound for `destination` (a WWPN).
