@@ -915,7 +915,7 @@ impl<'a> Validator<'a> {
             PairModeSpec::Local if primary == secondary => {
                 self.err(&at("secondary"), "pair_create: primary and secondary are the same LU")
             }
-            PairModeSpec::Sync | PairModeSpec::Async if primary.node == secondary.node => self.err(
+            PairModeSpec::Sync | PairModeSpec::Async | PairModeSpec::Relay if primary.node == secondary.node => self.err(
                 &at("mode"),
                 format!("pair_create: a {} pair copies to another array; use mode local for two LUs of {}", mode.name(), primary.node),
             ),
@@ -1309,9 +1309,32 @@ impl<'a> Validator<'a> {
                 secondary,
                 mode,
                 group,
+                relay,
                 ..
             } => {
                 self.pair_create(ptr, name, primary, secondary, *mode, group.as_deref());
+                if let Some(r) = relay {
+                    if *mode != PairModeSpec::Relay {
+                        self.err(
+                            &at("relay"),
+                            format!(
+                                "pair_create: relay settings belong to mode relay, not {}",
+                                mode.name()
+                            ),
+                        );
+                    }
+                    for (i, w) in r.relays.iter().enumerate() {
+                        let hex: String = w.chars().filter(|c| *c != ':').collect();
+                        if hex.len() != 16 || u64::from_str_radix(&hex, 16).is_err() {
+                            self.err(
+                                &at(&format!("relay/relays/{i}")),
+                                format!(
+                                    "pair_create: relay \"{w}\" is not a port WWPN of 16 hex digits"
+                                ),
+                            );
+                        }
+                    }
+                }
             }
             Step::PairSplit { pair, .. }
             | Step::PairResync { pair }
@@ -1321,6 +1344,36 @@ impl<'a> Validator<'a> {
                 if let Step::Takeover { host: Some(h), .. } = step {
                     self.host_named(&at("host"), "takeover host", h);
                 }
+            }
+            Step::RelayTakeover { standby, group } => {
+                self.kind_named(
+                    &at("standby"),
+                    "relay_takeover standby",
+                    standby,
+                    NodeKind::Array,
+                );
+                self.group_of(
+                    &at("group"),
+                    "relay_takeover group",
+                    group,
+                    &[PairModeSpec::Relay],
+                );
+                if let Some(d) = crate::copy::pair_defs(self.s).values().find(|d| {
+                    (d.group == *group || d.name == *group) && d.secondary.node != *standby
+                }) {
+                    self.err(
+                        &at("standby"),
+                        format!("relay_takeover: the standby of group \"{group}\" is {} (pair \"{}\"), not {standby}", d.secondary.node, d.name),
+                    );
+                }
+            }
+            Step::RestartPoint { pair, .. } => {
+                self.group_of(
+                    &at("pair"),
+                    "restart_point pair",
+                    pair,
+                    &[PairModeSpec::Relay],
+                );
             }
             Step::CopyManagerRestart { array } => {
                 self.kind_named(
@@ -1704,6 +1757,10 @@ impl<'a> Validator<'a> {
                         format!("{name}: blocks_at_least {a} is above blocks_at_most {b}"),
                     );
                 }
+            }
+            Check::RelayStandby { array, group, .. } => {
+                self.kind_named(&at("array"), name, array, NodeKind::Array);
+                self.group_of(&at("group"), name, group, &[PairModeSpec::Relay]);
             }
             Check::PairState { pair, state, .. } => {
                 self.pair_ref(&at("pair"), name, pair);
