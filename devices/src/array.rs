@@ -779,6 +779,9 @@ impl ArrayLayer {
     /// Sends what the copy engine asked for, answers released host writes, and retries
     /// backups that were waiting for differences.
     fn pump_engine(&mut self, ctx: &mut Fc4Ctx<'_>) {
+        if !self.engine.is_idle() {
+            self.engine.relay_pump(&mut LuStores(&mut self.scsi));
+        }
         while let Some(a) = self.engine.poll_action() {
             if let copysvc::Action::Release { host, sense } = a {
                 if let Some((cmd, status, held_sense)) = self.held.remove(&host) {

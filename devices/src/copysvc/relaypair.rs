@@ -133,6 +133,11 @@ pub(crate) struct Drain {
 pub(crate) struct RelayStandby {
     pub(crate) core: Standby,
     pub(crate) group: String,
+    /// The pairs replicating here (names a takeover may be asked by).
+    pub(crate) pairs: BTreeSet<String>,
+    /// The core may have actions the node has not carried out yet (a relay answered
+    /// outside a call that has the volumes): run [`CopyEngine::relay_pump`].
+    pub(crate) dirty: bool,
     /// Target port of `RelayId(i)`: `relays[i]` (the relays other than this array).
     pub(crate) relays: Vec<u64>,
     /// Who may send records: the primary's ports and the relays.
@@ -143,6 +148,16 @@ pub(crate) struct RelayStandby {
     pub(crate) preimages: BTreeMap<(u16, u64), Bytes>,
     pub(crate) drain: Option<Drain>,
     pub(crate) report: Option<RelayTakeoverReport>,
+}
+
+impl RelayStandby {
+    /// Remembers what is held behind a gap now: the fence that may follow drops it.
+    fn note_held(&mut self, source: u32) {
+        let held = self.core.held(SourceId(source)) as u64;
+        if let Some(d) = self.drain.as_mut() {
+            d.dropped = held;
+        }
+    }
 }
 
 impl CopyEngine {
@@ -440,6 +455,8 @@ impl CopyEngine {
                     drain_timeout: Duration::from_millis(opts.drain_timeout_ms),
                 }),
                 group: notice.group.clone(),
+                pairs: BTreeSet::new(),
+                dirty: false,
                 relays: relays.clone(),
                 writers: BTreeSet::new(),
                 luns: BTreeSet::new(),
@@ -453,6 +470,7 @@ impl CopyEngine {
             return;
         }
         sb.luns.insert(lun);
+        sb.pairs.insert(notice.pair.clone());
         sb.writers.extend(notice.writers.iter().copied());
         sb.writers.extend(relays.iter().copied());
         if matches!(notice.state, Some(PairState::Copy | PairState::Resync)) {
@@ -558,13 +576,11 @@ impl CopyEngine {
                     });
                 }
                 StandbyAction::Fence { sources, relays } => {
-                    let dropped = sb.core.held(SourceId(source)) as u64;
                     let targets: Vec<u64> =
                         relays.iter().map(|r| sb.relays[usize::from(r.0)]).collect();
                     let fenced: BTreeSet<u64> = sb.writers.clone();
                     let luns = sb.luns.clone();
                     let d = sb.drain.get_or_insert_with(Drain::default);
-                    d.dropped = dropped;
                     d.fenced_relays = u32::try_from(targets.len()).unwrap_or(u32::MAX);
                     d.polls.clear();
                     for target in targets {
@@ -624,15 +640,29 @@ impl CopyEngine {
 
     /// The standby of relay group (or pair) `target`'s source.
     fn standby_of(&self, target: &str) -> Option<u32> {
-        let group = self
-            .roles
-            .values()
-            .find(|r| r.notice.pair == target || r.notice.group == target)
-            .map_or(target, |r| r.notice.group.as_str());
         self.standbys
             .iter()
-            .find(|(_, s)| s.group == group)
+            .find(|(_, s)| s.group == target || s.pairs.contains(target))
             .map(|(src, _)| *src)
+    }
+
+    /// Carries out what the standbys asked for since the last call that had the
+    /// volumes (a takeover finishing on a relay's answer).
+    pub fn relay_pump(&mut self, vols: &mut dyn Volumes) {
+        let dirty: Vec<u32> = self
+            .standbys
+            .iter()
+            .filter(|(_, s)| s.dirty)
+            .map(|(src, _)| *src)
+            .collect();
+        for source in dirty {
+            if let Some(sb) = self.standbys.get_mut(&source) {
+                sb.dirty = false;
+            }
+            if let Err(sense) = self.drain_standby(vols, source) {
+                warn!(source, ?sense, "relay standby: a media write failed");
+            }
+        }
     }
 
     /// Starts the takeover of relay group (or pair) `target` at this standby array:
@@ -660,7 +690,10 @@ impl CopyEngine {
             .filter_map(|(i, _)| u16::try_from(i).ok().map(RelayId))
             .collect();
         info!(group = %sb.group, reachable = live.len(), of = sb.relays.len(), "relay takeover: draining");
-        sb.drain = Some(Drain::default());
+        sb.drain = Some(Drain {
+            dropped: sb.core.held(SourceId(source)) as u64,
+            ..Drain::default()
+        });
         sb.core.take_over(&live, now);
         let _ = self.drain_standby(vols, source);
         Ok(())
@@ -725,7 +758,9 @@ impl CopyEngine {
                 let held = serde_json::from_slice::<RelayState>(data_in)
                     .map_or(u64::MAX, |s| s.held_records);
                 if held == 0 {
+                    sb.note_held(source);
                     sb.core.relay_drained(relay, now);
+                    sb.dirty = true;
                 } else if let Some(d) = sb.drain.as_mut() {
                     d.polls.insert(target, now + DRAIN_POLL);
                 }
@@ -755,6 +790,7 @@ impl CopyEngine {
                     .poll_timeout()
                     .into_iter()
                     .chain(s.drain.iter().flat_map(|d| d.polls.values().copied()))
+                    .chain(s.dirty.then_some(self.last_tick))
             })
             .min()
     }
@@ -784,10 +820,12 @@ impl CopyEngine {
                 }
                 self.relay_status_poll(source, target);
             }
-            if let Some(sb) = self.standbys.get_mut(&source)
-                && sb.core.poll_timeout().is_some_and(|t| t <= now)
-            {
-                sb.core.handle_timeout(now);
+            if let Some(sb) = self.standbys.get_mut(&source) {
+                sb.dirty = false;
+                if sb.core.poll_timeout().is_some_and(|t| t <= now) {
+                    sb.note_held(source);
+                    sb.core.handle_timeout(now);
+                }
             }
             let _ = self.drain_standby(vols, source);
         }

@@ -95,6 +95,11 @@ fn run(e: &mut CopyEngine, v: &mut Vols, now: &mut Duration, ok: bool) -> Vec<Ac
                     e.completed(*token, ok)
                 }
                 Action::Notify { token, .. } => e.completed(*token, true),
+                Action::RelayRecord { token, .. }
+                | Action::RelayControl { token, .. }
+                | Action::RelayStatus { token, .. } => {
+                    e.relay_completed(*token, ok.then_some(0), &Bytes::new(), *now)
+                }
                 Action::Release { .. } => {}
                 Action::Copy { .. } | Action::Proceed { .. } => unreachable!("direct mode"),
             }
@@ -244,6 +249,7 @@ fn async_journal_is_applied_as_a_prefix() {
             journal_seq: 0,
             mode: Some(PairMode::Async),
             image_time: None,
+            relay: None,
         },
         Duration::ZERO,
     );
@@ -768,6 +774,7 @@ fn sync_notice(state: Option<PairState>) -> wire::PairNotice {
         journal_seq: 0,
         mode: Some(PairMode::Sync),
         image_time: None,
+        relay: None,
     }
 }
 
@@ -834,4 +841,379 @@ fn site_2_remembers_the_image_time_of_the_last_complete_image() {
     e.on_notice(&v, 0, n, ms(9));
     assert_eq!(e.role_image_time(0), Some(ms(5)));
     assert!(e.generations().volume(0).is_none(), "async: no tables");
+}
+
+// ---- relay pairs (seed 002) -------------------------------------------------------------
+
+const STANDBY_PORT: u64 = 0x5000_0000_0000_0002;
+const PRIMARY_PORT: u64 = 0x5000_0000_0000_0001;
+
+fn relay_opts(relays: Vec<u64>, consistency: RelayConsistency) -> RelayOptions {
+    RelayOptions {
+        relays,
+        consistency,
+        source: 7,
+        destination: STANDBY_PORT,
+        standby_lun: 0,
+        ..RelayOptions::default()
+    }
+}
+
+/// A primary engine with relay pair `p` (arr1:0 → LU 0 of the standby), formed.
+fn relay_primary(relays: Vec<u64>) -> (CopyEngine, Vols, Duration) {
+    let (mut e, mut v, mut now) = (
+        CopyEngine::new(vec![Wwpn(Wwn(PRIMARY_PORT))]),
+        Vols::new(&[0]),
+        Duration::ZERO,
+    );
+    let options = PairOptions {
+        relay: Some(relay_opts(relays, RelayConsistency::Immediate)),
+        ..PairOptions::default()
+    };
+    e.create(
+        PairSpec {
+            name: "p".into(),
+            primary: 0,
+            secondary: Secondary::Remote(Wwn(0x6000)),
+            mode: PairMode::Relay,
+            group: Some("g".into()),
+            options,
+            initial: None,
+        },
+        &|l| v.geometry(l),
+    )
+    .unwrap();
+    run(&mut e, &mut v, &mut now, true);
+    assert_eq!(state(&e, "p"), PairState::Pair);
+    (e, v, now)
+}
+
+fn drain(e: &mut CopyEngine) -> Vec<Action> {
+    std::iter::from_fn(|| e.poll_action()).collect()
+}
+
+/// (token, target, seq) of the RELAY RECORDs among `a`.
+fn records(a: &[Action]) -> Vec<(u64, u64, u64)> {
+    a.iter()
+        .filter_map(|a| match a {
+            Action::RelayRecord {
+                token,
+                target,
+                record,
+                destination,
+                ..
+            } => {
+                assert_eq!(*destination, STANDBY_PORT);
+                Some((*token, *target, record.id().seq))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+fn released(a: &[Action]) -> Vec<(u64, Option<Sense>)> {
+    a.iter()
+        .filter_map(|a| match a {
+            Action::Release { host, sense } => Some((*host, sense.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn relay_pair_completes_the_host_on_the_relay_ack() {
+    let (mut e, mut v, now) = relay_primary(vec![]);
+    assert!(
+        v.host_write(&mut e, 0, 3, 9, 1),
+        "the host waits for a relay"
+    );
+    let a = drain(&mut e);
+    let sent = records(&a);
+    assert_eq!(sent.len(), 1);
+    let (token, target, seq) = sent[0];
+    assert_eq!(
+        (target, seq),
+        (STANDBY_PORT, 1),
+        "direct: the standby is the relay"
+    );
+    assert!(
+        matches!(&a[0], Action::RelayRecord { naa: Some(Wwn(0x6000)), record, .. }
+            if record.data == Bytes::from(vec![9; BB]) && record.header.kind == crate::relay::Kind::Write { lun: 0, lba: 3 })
+    );
+    assert!(
+        released(&a).is_empty(),
+        "not before the relay's GOOD status"
+    );
+    e.relay_completed(token, Some(0), &Bytes::new(), now);
+    assert_eq!(released(&drain(&mut e)), vec![(1, None)]);
+    assert_eq!(state(&e, "p"), PairState::Pair);
+    let st = &e.status(Some("p")).unwrap()[0];
+    assert_eq!((st.mode.as_str(), st.relay_last_seq), ("relay", 1));
+}
+
+#[test]
+fn relay_busy_is_sent_again_and_lost_relays_suspend_the_pair() {
+    let (mut e, mut v, now) = relay_primary(vec![0xA1, 0xA2]);
+    v.host_write(&mut e, 0, 3, 9, 1);
+    let (t1, r1, s1) = records(&drain(&mut e))[0];
+    assert_eq!((r1, s1), (0xA1, 1), "round robin starts at the first relay");
+    // BUSY (relay full): the same record goes again, to the other relay.
+    e.relay_completed(t1, Some(0x08), &Bytes::new(), now);
+    let (t2, r2, s2) = records(&drain(&mut e))[0];
+    assert_eq!((r2, s2), (0xA2, 1));
+    // The exchange fails: that relay is down, the record goes back to the first.
+    e.relay_completed(t2, None, &Bytes::new(), now);
+    let (t3, r3, _) = records(&drain(&mut e))[0];
+    assert_eq!(r3, 0xA1);
+    // The last relay is lost as well: the pair suspends, the host is answered, and
+    // the block waits for the resync.
+    e.relay_completed(t3, None, &Bytes::new(), now);
+    let a = drain(&mut e);
+    assert_eq!(released(&a), vec![(1, None)]);
+    assert_eq!(state(&e, "p"), PairState::Suspended);
+    assert!(e.pair("p").unwrap().diff.get(3));
+    assert_eq!(
+        e.pair("p").unwrap().suspend_reason.as_deref(),
+        Some("relays not reachable")
+    );
+    // The notice of the suspension names the stream's last sequence number.
+    assert!(a.iter().any(|x| matches!(x, Action::Notify { notice, .. }
+        if notice.journal_seq == 1 && notice.relay.is_some())));
+}
+
+#[test]
+fn a_fenced_relay_pair_suspends() {
+    let (mut e, mut v, now) = relay_primary(vec![]);
+    v.host_write(&mut e, 0, 3, 9, 1);
+    let (t, _, _) = records(&drain(&mut e))[0];
+    e.relay_completed(t, Some(0x18), &Bytes::new(), now);
+    assert_eq!(released(&drain(&mut e)), vec![(1, None)]);
+    assert_eq!(
+        e.pair("p").unwrap().suspend_reason.as_deref(),
+        Some("fenced by the standby (takeover)")
+    );
+}
+
+#[test]
+fn relay_restart_points_need_pair_and_travel_in_order() {
+    let (mut e, mut v, now) = relay_primary(vec![]);
+    v.host_write(&mut e, 0, 3, 9, 1);
+    assert_eq!(e.restart_point("g", Bytes::from_static(b"state")), Ok(1));
+    let sent = records(&drain(&mut e));
+    assert_eq!(sent.iter().map(|s| s.2).collect::<Vec<_>>(), vec![1, 2]);
+    for (t, _, _) in sent {
+        e.relay_completed(t, Some(0), &Bytes::new(), now);
+    }
+    assert_eq!(
+        e.restart_point("nope", Bytes::new()),
+        Err(CopyError::NoSuchPair("nope".into()))
+    );
+}
+
+/// A standby engine holding LU 0 for relay source 7, fed by PRIMARY_PORT (and relays).
+fn relay_standby(relays: Vec<u64>, consistency: RelayConsistency) -> (CopyEngine, Vols) {
+    let (mut e, v) = (
+        CopyEngine::new(vec![Wwpn(Wwn(STANDBY_PORT))]),
+        Vols::new(&[0]),
+    );
+    for state in [PairState::Copy, PairState::Pair] {
+        e.on_notice(
+            &v,
+            0,
+            wire::PairNotice {
+                pair: "p".into(),
+                group: "g".into(),
+                state: Some(state),
+                writers: vec![PRIMARY_PORT],
+                journal_seq: 0,
+                mode: Some(PairMode::Relay),
+                image_time: None,
+                relay: Some(relay_opts(relays.clone(), consistency)),
+            },
+            Duration::ZERO,
+        );
+    }
+    (e, v)
+}
+
+fn rec(seq: u64, lba: u64, val: u8) -> (crate::relay::Header, Bytes) {
+    let r = crate::relay::Record::new(
+        crate::relay::RecordId {
+            source: crate::relay::SourceId(7),
+            seq,
+        },
+        crate::relay::Kind::Write { lun: 0, lba },
+        Bytes::from(vec![val; BB]),
+    );
+    (r.header, r.data)
+}
+
+fn point(seq: u64, p: u64, state: &'static [u8]) -> (crate::relay::Header, Bytes) {
+    let r = crate::relay::Record::new(
+        crate::relay::RecordId {
+            source: crate::relay::SourceId(7),
+            seq,
+        },
+        crate::relay::Kind::RestartPoint { point: p },
+        Bytes::from_static(state),
+    );
+    (r.header, r.data)
+}
+
+#[test]
+fn relay_standby_applies_in_order_and_fences_after_takeover() {
+    let (mut e, mut v) = relay_standby(vec![], RelayConsistency::Immediate);
+    let from = Wwpn(Wwn(PRIMARY_PORT));
+    let (h2, d2) = rec(2, 5, 2);
+    assert_eq!(e.on_relay_record(&mut v, from, h2, d2.clone()), Ok(true));
+    assert_eq!(v.block(0, 5), 0, "held behind the gap");
+    let (h1, d1) = rec(1, 4, 1);
+    assert_eq!(e.on_relay_record(&mut v, from, h1, d1), Ok(true));
+    assert_eq!((v.block(0, 4), v.block(0, 5)), (1, 2));
+    assert_eq!(
+        e.on_relay_record(&mut v, from, h2, d2),
+        Ok(true),
+        "a duplicate"
+    );
+    // Someone else: not a writer of this standby.
+    let (h3, d3) = rec(3, 6, 3);
+    let other = e.on_relay_record(&mut v, Wwpn(Wwn(0xBAD)), h3, d3.clone());
+    assert_eq!(
+        other.unwrap_err().key,
+        crate::scsi::sense::SenseKey::DATA_PROTECT
+    );
+    // A record that outruns its data length is malformed.
+    assert!(e.on_relay_record(&mut v, from, h3, Bytes::new()).is_err());
+    // Record 4 arrives, 3 never does: dropped at the takeover.
+    let (h4, d4) = rec(4, 7, 4);
+    e.on_relay_record(&mut v, from, h4, d4).unwrap();
+    e.relay_takeover(&mut v, "g", &|_| true, Duration::ZERO)
+        .unwrap();
+    let r = e.relay_takeover_report("p").expect("direct: done at once");
+    assert_eq!(
+        (r.applied, r.dropped, r.resumed, r.luns),
+        (2, 1, None, vec![0])
+    );
+    assert_eq!(v.block(0, 7), 0);
+    // The old primary is fenced: records refused, writes too.
+    assert_eq!(e.on_relay_record(&mut v, from, h3, d3), Ok(false));
+    assert!(e.is_fenced(0, from));
+    assert!(
+        !e.is_fenced(0, Wwpn(Wwn(0x1234))),
+        "other hosts use the volume"
+    );
+    let s = &e.relay_standbys()[0];
+    assert!(s.fenced && s.applied == 2);
+}
+
+#[test]
+fn relay_standby_snapshots_roll_back_to_the_last_restart_point() {
+    let (mut e, mut v) = relay_standby(vec![], RelayConsistency::Snapshots);
+    let from = Wwpn(Wwn(PRIMARY_PORT));
+    for (h, d) in [
+        rec(1, 4, 1),
+        point(2, 1, b"app"),
+        rec(3, 4, 9),
+        rec(4, 5, 9),
+    ] {
+        e.on_relay_record(&mut v, from, h, d).unwrap();
+    }
+    assert_eq!((v.block(0, 4), v.block(0, 5)), (9, 9));
+    e.relay_takeover(&mut v, "g", &|_| true, Duration::ZERO)
+        .unwrap();
+    let r = e.relay_takeover_report("g").unwrap();
+    assert_eq!(
+        (v.block(0, 4), v.block(0, 5)),
+        (1, 0),
+        "the image of restart point 1"
+    );
+    let p = r.resumed.expect("resumed from point 1");
+    assert_eq!((p.point, p.app_state), (1, Bytes::from_static(b"app")));
+}
+
+#[test]
+fn relay_takeover_drains_the_reachable_relays_then_fences_them() {
+    let (mut e, mut v) = relay_standby(vec![0xA1, 0xA2], RelayConsistency::Immediate);
+    let mut now = Duration::from_millis(1);
+    // A2 is not reachable: only A1 is asked to forward.
+    e.relay_takeover(&mut v, "g", &|w| w == 0xA1, now).unwrap();
+    let a = drain(&mut e);
+    let [
+        Action::RelayControl {
+            token,
+            target: 0xA1,
+            control: crate::relay::wire::RelayControl::Forward,
+        },
+    ] = a.as_slice()
+    else {
+        panic!("{a:?}");
+    };
+    e.relay_completed(*token, Some(0), &Bytes::new(), now);
+    let held = |n: u64| {
+        Bytes::from(
+            serde_json::to_vec(&crate::relay::wire::RelayState {
+                held_records: n,
+                ..Default::default()
+            })
+            .unwrap(),
+        )
+    };
+    let mut polls = 0;
+    let mut fenced = Vec::new();
+    for _ in 0..100 {
+        for a in drain(&mut e) {
+            match a {
+                Action::RelayStatus { token, target } => {
+                    assert_eq!(target, 0xA1);
+                    polls += 1;
+                    let left = if polls < 3 { 1 } else { 0 };
+                    e.relay_completed(token, Some(0), &held(left), now);
+                }
+                Action::RelayControl {
+                    token,
+                    target,
+                    control: crate::relay::wire::RelayControl::Fence { sources },
+                } => {
+                    assert_eq!(sources, vec![7]);
+                    fenced.push(target);
+                    e.relay_completed(token, Some(0), &Bytes::new(), now);
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        if e.relay_takeover_report("g").is_some() {
+            break;
+        }
+        now = e.poll_timeout(now).expect("a poll is due");
+        e.tick(&mut v, now);
+    }
+    assert_eq!(polls, 3, "asked until the relay held nothing");
+    fenced.extend(drain(&mut e).iter().filter_map(|a| match a {
+        Action::RelayControl { target, .. } => Some(*target),
+        _ => None,
+    }));
+    assert_eq!(
+        fenced,
+        vec![0xA1, 0xA2],
+        "every relay is fenced, reachable or not"
+    );
+    assert_eq!(e.relay_takeover_report("g").unwrap().fenced_relays, 2);
+    assert!(e.is_fenced(0, Wwpn(Wwn(0xA2))));
+}
+
+#[test]
+fn relay_takeover_times_out_on_a_silent_relay() {
+    let (mut e, mut v) = relay_standby(vec![0xA1], RelayConsistency::Immediate);
+    e.relay_takeover(&mut v, "g", &|_| true, Duration::ZERO)
+        .unwrap();
+    drain(&mut e);
+    assert!(e.relay_takeover_report("g").is_none(), "draining");
+    let deadline = e.poll_timeout(Duration::ZERO).unwrap();
+    assert_eq!(
+        deadline,
+        Duration::from_millis(100),
+        "the default drain timeout"
+    );
+    e.tick(&mut v, deadline);
+    assert!(e.relay_takeover_report("g").is_some());
 }
