@@ -1401,7 +1401,7 @@ impl CopyEngine {
                 generation,
                 relay,
                 seq,
-            } => self.relay_record_done(&group, generation, relay, seq, status),
+            } => self.relay_record_done(&group, generation, relay, seq, status, now),
             Pending::RelayControl {
                 source,
                 target,
@@ -1540,6 +1540,7 @@ impl CopyEngine {
 
     fn tick_with<'v>(&mut self, mut vols: Option<&mut (dyn Volumes + 'v)>, now: Duration) {
         self.run_due_splits(now);
+        self.relay_resend(now);
         if let Some(v) = vols.as_deref_mut() {
             self.relay_tick(v, now);
         }

@@ -51,6 +51,9 @@ use crate::scsi::sense::{Sense, SenseKey, asc};
 
 /// How often a takeover asks a draining relay for its status.
 const DRAIN_POLL: Duration = Duration::from_millis(1);
+/// How long a record refused BUSY (the relay's buffer is full) waits before it is sent
+/// again: a full relay is not hammered.
+const BUSY_RETRY: Duration = Duration::from_micros(500);
 
 /// The source identifier of a group: the configured one, or one derived from the
 /// group's name (FNV-1a, never 0).
@@ -83,6 +86,8 @@ pub(crate) struct RelaySource {
     pub(crate) hosts: BTreeMap<u64, Vec<(String, u64, u64)>>,
     /// Restart points issued, not yet held by a relay (their tags).
     pub(crate) points: BTreeSet<u64>,
+    /// Records refused BUSY, sent again at the given time: (due, relay, seq).
+    pub(crate) busy: Vec<(Duration, RelayId, u64)>,
 }
 
 /// What a relay takeover reported.
@@ -211,6 +216,7 @@ impl CopyEngine {
                 down: BTreeSet::new(),
                 hosts: BTreeMap::new(),
                 points: BTreeSet::new(),
+                busy: Vec::new(),
             },
         );
         Ok(())
@@ -359,6 +365,7 @@ impl CopyEngine {
         relay: RelayId,
         seq: u64,
         status: Option<u8>,
+        now: Duration,
     ) {
         let Some(s) = self.relay_sources.get_mut(group) else {
             return;
@@ -368,7 +375,11 @@ impl CopyEngine {
         }
         match status {
             Some(0x00) => s.core.relay_acked(seq),
-            Some(0x08) => s.core.send_failed(relay, seq),
+            Some(0x08) => {
+                let due = self.last_tick.max(now) + BUSY_RETRY;
+                s.busy.push((due, relay, seq));
+                return;
+            }
             Some(0x18) => {
                 warn!(
                     group,
@@ -398,6 +409,7 @@ impl CopyEngine {
         };
         let hosts = std::mem::take(&mut s.hosts);
         s.points.clear();
+        s.busy.clear();
         let fresh = Primary::resume_after(
             SourceId(s.source),
             relay_ids(s.targets.len()).unwrap_or_default(),
@@ -781,8 +793,14 @@ impl CopyEngine {
             .push_back(Action::RelayStatus { token, target });
     }
 
-    /// Timers of the standbys: drain deadlines and status polls.
+    /// Timers of relay pairs: BUSY resends; and of the standbys: drain deadlines and
+    /// status polls.
     pub(crate) fn relay_timeout(&self) -> Option<Duration> {
+        let busy = self
+            .relay_sources
+            .values()
+            .flat_map(|s| s.busy.iter().map(|b| b.0))
+            .min();
         self.standbys
             .values()
             .flat_map(|s| {
@@ -792,7 +810,28 @@ impl CopyEngine {
                     .chain(s.drain.iter().flat_map(|d| d.polls.values().copied()))
                     .chain(s.dirty.then_some(self.last_tick))
             })
+            .chain(busy)
             .min()
+    }
+
+    /// Sends again the records refused BUSY whose wait is over.
+    pub(crate) fn relay_resend(&mut self, now: Duration) {
+        let groups: Vec<String> = self
+            .relay_sources
+            .iter()
+            .filter(|(_, s)| s.busy.iter().any(|b| b.0 <= now))
+            .map(|(g, _)| g.clone())
+            .collect();
+        for g in groups {
+            if let Some(s) = self.relay_sources.get_mut(&g) {
+                let (due, later): (Vec<_>, Vec<_>) = s.busy.drain(..).partition(|b| b.0 <= now);
+                s.busy = later;
+                for (_, relay, seq) in due {
+                    s.core.send_failed(relay, seq);
+                }
+            }
+            self.pump_relay(&g);
+        }
     }
 
     /// Runs the standbys' due timers.

@@ -957,8 +957,13 @@ fn relay_busy_is_sent_again_and_lost_relays_suspend_the_pair() {
     v.host_write(&mut e, 0, 3, 9, 1);
     let (t1, r1, s1) = records(&drain(&mut e))[0];
     assert_eq!((r1, s1), (0xA1, 1), "round robin starts at the first relay");
-    // BUSY (relay full): the same record goes again, to the other relay.
+    // BUSY (relay full): after a short wait the same record goes again, to the other
+    // relay.
     e.relay_completed(t1, Some(0x08), &Bytes::new(), now);
+    assert!(records(&drain(&mut e)).is_empty(), "not at once");
+    let due = e.poll_timeout(now).expect("a resend is due");
+    assert!(due > now);
+    e.tick(&mut v, due);
     let (t2, r2, s2) = records(&drain(&mut e))[0];
     assert_eq!((r2, s2), (0xA2, 1));
     // The exchange fails: that relay is down, the record goes back to the first.
