@@ -5,11 +5,13 @@
 //!
 //! - `relay_standby_keeps_every_acknowledged_write`: a relay-mode pair arr1:0 → arr2:0
 //!   whose records go straight to the standby's port (direct mode), random distance,
-//!   queue depth, I/O size, selection-independent workload and disaster instant; after
-//!   the primary site's disaster and `relay_takeover` at osaka, every write the host saw
-//!   acknowledged is on the standby (seed 002 R1/R2: host completion = local write +
-//!   relay acknowledgement) and the standby is a prefix of the primary's write order
-//!   (R12: per-source in-order application).
+//!   queue depth, I/O size, disaster instant, standby consistency (immediate, epochs,
+//!   snapshots) and restart points; after the primary site's disaster and
+//!   `relay_takeover` at osaka, the standby is a prefix of the primary's write order
+//!   (R12: per-source in-order application; under epochs and snapshots, the image of
+//!   the last restart point that landed) and, under `immediate`, every write the host
+//!   saw acknowledged is on it (seed 002 R1/R2: host completion = local write + relay
+//!   acknowledgement).
 //!
 //! Broken engine it was seen to fail on: the host write answered once it landed
 //! locally, before the relay's acknowledgement (the engine releasing the host at
@@ -55,35 +57,88 @@ fn topology(km: u32) -> Value {
     })
 }
 
-fn scenario(seed: u64, km: u32, qd: u32, io_bytes: u32, disaster_us: u64) -> Value {
-    let checks = [
-        json!({"check": "no_acked_write_lost", "workload": "w", "volume": "arr2:0"}),
+/// One generated case.
+#[derive(Debug, Clone)]
+struct Case {
+    seed: u64,
+    km: u32,
+    qd: u32,
+    io_bytes: u32,
+    disaster_us: u64,
+    /// `immediate`, `epochs` or `snapshots`.
+    consistency: &'static str,
+    /// Restart points issued at these times (µs after the workload starts).
+    points_us: Vec<u64>,
+}
+
+fn case() -> impl Strategy<Value = Case> {
+    (
+        any::<u64>(),
+        prop::sample::select(vec![0u32, 10, 100, 400]),
+        1u32..8,
+        prop::sample::select(vec![512u32, 4096, 16384]),
+        1_000u64..20_000,
+        prop::sample::select(vec!["immediate", "epochs", "snapshots"]),
+        prop::collection::vec(100u64..20_000, 0..4),
+    )
+        .prop_map(
+            |(seed, km, qd, io_bytes, disaster_us, consistency, mut points_us)| {
+                points_us.retain(|t| *t + 200 < disaster_us);
+                points_us.sort_unstable();
+                points_us.dedup();
+                Case {
+                    seed,
+                    km,
+                    qd,
+                    io_bytes,
+                    disaster_us,
+                    consistency,
+                    points_us,
+                }
+            },
+        )
+}
+
+fn scenario(c: &Case) -> Value {
+    let mut checks = vec![
         json!({"check": "prefix_consistent", "workload": "w", "volume": "arr2:0"}),
         json!({"check": "relay_standby", "array": "arr2", "group": "g", "fenced": true}),
     ];
-    let mut steps = vec![
-        at(
-            0,
-            json!({"op": "workload", "name": "w", "host": "h1", "target": "arr1:0",
-                   "mix": "write", "block_bytes": io_bytes, "qd": qd,
-                   "duration": format!("{}us", disaster_us + 5_000)}),
-        ),
-        at(disaster_us, json!({"op": "disaster", "site": "tokyo"})),
-        at(
-            disaster_us + 1,
-            json!({"op": "relay_takeover", "standby": "arr2", "group": "g"}),
-        ),
-    ];
-    steps.extend(checks.into_iter().map(|mut c| {
-        c["op"] = json!("check");
-        at(disaster_us + 2, c)
+    // Under epochs and snapshots the standby gives up the writes after the last
+    // restart point that landed (emb 7, 8): only `immediate` keeps every one.
+    if c.consistency == "immediate" {
+        checks.push(json!({"check": "no_acked_write_lost", "workload": "w", "volume": "arr2:0"}));
+    }
+    let mut steps = vec![at(
+        0,
+        json!({"op": "workload", "name": "w", "host": "h1", "target": "arr1:0",
+               "mix": "write", "block_bytes": c.io_bytes, "qd": c.qd,
+               "duration": format!("{}us", c.disaster_us + 5_000)}),
+    )];
+    for (i, t) in c.points_us.iter().enumerate() {
+        steps.push(at(
+            *t,
+            json!({"op": "restart_point", "pair": "p", "app_state": format!("state-{}", i + 1)}),
+        ));
+    }
+    steps.push(at(
+        c.disaster_us,
+        json!({"op": "disaster", "site": "tokyo"}),
+    ));
+    steps.push(at(
+        c.disaster_us + 1,
+        json!({"op": "relay_takeover", "standby": "arr2", "group": "g"}),
+    ));
+    steps.extend(checks.into_iter().map(|mut x| {
+        x["op"] = json!("check");
+        at(c.disaster_us + 2, x)
     }));
     json!({
-        "name": "prop-relay-disaster", "seed": seed, "topology": topology(km),
+        "name": "prop-relay-disaster", "seed": c.seed, "topology": topology(c.km),
         "setup": [
             {"op": "wait", "until": {"fabric": "converged"}},
             {"op": "pair_create", "name": "p", "primary": "arr1:0", "secondary": "arr2:0",
-             "mode": "relay", "group": "g"},
+             "mode": "relay", "group": "g", "relay": {"consistency": c.consistency}},
             {"op": "wait", "until": {"pair": "p", "state": "pair"}},
         ],
         "steps": steps,
@@ -94,14 +149,8 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: cases(6), max_shrink_iters: 8, ..ProptestConfig::default() })]
 
     #[test]
-    fn relay_standby_keeps_every_acknowledged_write(
-        seed in any::<u64>(),
-        km in prop::sample::select(vec![0u32, 10, 100, 400]),
-        qd in 1u32..8,
-        io_bytes in prop::sample::select(vec![512u32, 4096, 16384]),
-        disaster_us in 1_000u64..20_000,
-    ) {
-        let sc = scenario(seed, km, qd, io_bytes, disaster_us);
+    fn relay_standby_keeps_every_acknowledged_write(c in case()) {
+        let sc = scenario(&c);
         let (r, text) = run(&sc)?;
         passed(&r, &text)?;
     }

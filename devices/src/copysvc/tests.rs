@@ -1139,6 +1139,10 @@ fn relay_standby_snapshots_roll_back_to_the_last_restart_point() {
 #[test]
 fn relay_takeover_drains_the_reachable_relays_then_fences_them() {
     let (mut e, mut v) = relay_standby(vec![0xA1, 0xA2], RelayConsistency::Immediate);
+    // The relays are writers of the standby: a record a relay forwards is taken.
+    let (h1, d1) = rec(1, 4, 1);
+    assert_eq!(e.on_relay_record(&mut v, Wwpn(Wwn(0xA2)), h1, d1), Ok(true));
+    assert_eq!(v.block(0, 4), 1);
     let mut now = Duration::from_millis(1);
     // A2 is not reachable: only A1 is asked to forward.
     e.relay_takeover(&mut v, "g", &|w| w == 0xA1, now).unwrap();
@@ -1193,6 +1197,7 @@ fn relay_takeover_drains_the_reachable_relays_then_fences_them() {
         e.tick(&mut v, now);
     }
     assert_eq!(polls, 3, "asked until the relay held nothing");
+    assert_eq!(e.relay_standbys()[0].applied, 1);
     fenced.extend(drain(&mut e).iter().filter_map(|a| match a {
         Action::RelayControl { target, .. } => Some(*target),
         _ => None,
