@@ -605,6 +605,14 @@ impl CopyEngine {
             None if self.groups.contains_key(target) => target.to_string(),
             None => return Err(CopyError::NoSuchPair(target.to_string())),
         };
+        // A relay stream has no split point the standby could hold: records already
+        // acknowledged by a relay may still be on their way (seed 002 has takeover and
+        // restart points instead).
+        if self.relay_sources.contains_key(&group) {
+            return Err(CopyError::BadMode(format!(
+                "`{target}` is a relay pair: it does not split (use a restart point, or a relay takeover at the standby)"
+            )));
+        }
         self.all_in(
             &group,
             &[PairState::Copy, PairState::Pair],
@@ -1841,6 +1849,7 @@ impl CopyEngine {
                 info!(lun, pair = %notice.pair, "secondary released: simplex");
                 self.roles.remove(&lun);
                 self.untrack(lun);
+                self.relay_release(lun);
             }
             Some(s) => {
                 if !self.roles.contains_key(&lun) {

@@ -491,6 +491,19 @@ impl CopyEngine {
         }
     }
 
+    /// LU `lun`'s relay pair was deleted: it leaves its standby, which goes when it
+    /// has no LU left (unless it took over: the fence stays).
+    pub(crate) fn relay_release(&mut self, lun: u16) {
+        self.standbys.retain(|source, sb| {
+            sb.luns.remove(&lun);
+            let keep = !sb.luns.is_empty() || sb.core.is_active();
+            if !keep {
+                info!(source, group = %sb.group, "relay standby released");
+            }
+            keep
+        });
+    }
+
     /// Whether `from` is fenced off LU `lun` by a relay takeover (RESERVATION CONFLICT).
     pub fn is_fenced(&self, lun: u16, from: Wwpn) -> bool {
         self.fenced.get(&lun).is_some_and(|w| w.contains(&from.0.0))

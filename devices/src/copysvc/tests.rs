@@ -1013,6 +1013,10 @@ fn relay_restart_points_need_pair_and_travel_in_order() {
         e.restart_point("nope", Bytes::new()),
         Err(CopyError::NoSuchPair("nope".into()))
     );
+    assert!(
+        matches!(e.split("p", None, now), Err(CopyError::BadMode(_))),
+        "a relay pair does not split"
+    );
 }
 
 /// A standby engine holding LU 0 for relay source 7, fed by PRIMARY_PORT (and relays).
@@ -1109,6 +1113,23 @@ fn relay_standby_applies_in_order_and_fences_after_takeover() {
     );
     let s = &e.relay_standbys()[0];
     assert!(s.fenced && s.applied == 2);
+}
+
+#[test]
+fn deleting_a_relay_pair_releases_its_standby() {
+    let (mut e, mut v) = relay_standby(vec![], RelayConsistency::Immediate);
+    let mut notice = sync_notice(None);
+    notice.pair = "p".into();
+    notice.group = "g".into();
+    e.on_notice(&v, 0, notice, Duration::ZERO);
+    assert!(e.relay_standbys().is_empty());
+    let (h, d) = rec(1, 4, 1);
+    let r = e.on_relay_record(&mut v, Wwpn(Wwn(PRIMARY_PORT)), h, d);
+    assert_eq!(
+        r.unwrap_err().asc,
+        crate::scsi::sense::asc::COMMAND_SEQUENCE_ERROR.asc,
+        "no stream of that source here"
+    );
 }
 
 #[test]
