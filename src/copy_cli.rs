@@ -1037,6 +1037,46 @@ pub fn status_table(
             &rows,
         ));
     }
+    if !r.relay_standbys.is_empty() {
+        s.push_str("\nRelay standbys of this array (seed 002):\n");
+        let rows: Vec<Vec<String>> = r
+            .relay_standbys
+            .iter()
+            .map(|x| {
+                vec![
+                    x.group.clone(),
+                    x.source.to_string(),
+                    x.luns
+                        .iter()
+                        .map(|l| l.to_string())
+                        .collect::<Vec<_>>()
+                        .join(","),
+                    x.applied_seq.to_string(),
+                    x.held_records.to_string(),
+                    x.point.map_or("-".into(), |p| p.to_string()),
+                    if x.fenced {
+                        "taken over".into()
+                    } else if x.draining {
+                        "draining".into()
+                    } else {
+                        "replicating".into()
+                    },
+                ]
+            })
+            .collect();
+        s.push_str(&table(
+            &[
+                "Group",
+                "Source",
+                "LUNs",
+                "Applied seq",
+                "Held",
+                "Restart point",
+                "State",
+            ],
+            &rows,
+        ));
+    }
     s
 }
 
