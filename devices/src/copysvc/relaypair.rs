@@ -375,7 +375,8 @@ impl CopyEngine {
         }
         match status {
             Some(0x00) => s.core.relay_acked(seq),
-            Some(0x08) => {
+            // BUSY, or TASK SET FULL: the relay could not take it now.
+            Some(0x08 | 0x28) => {
                 let due = self.last_tick.max(now) + BUSY_RETRY;
                 s.busy.push((due, relay, seq));
                 return;
@@ -437,7 +438,7 @@ impl CopyEngine {
                         ));
                     }
                 }
-                self.release(host, sense.clone());
+                self.release(host, sense);
             }
         }
     }
