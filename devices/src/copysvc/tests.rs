@@ -1248,3 +1248,80 @@ fn relay_takeover_times_out_on_a_silent_relay() {
     e.tick(&mut v, deadline);
     assert!(e.relay_takeover_report("g").is_some());
 }
+
+/// Primary engine → two relays (store and forward, emulated: GOOD upstream at once, the
+/// same RELAY RECORD sent on unchanged later) → standby engine. The host is answered on
+/// the relays' acknowledgements, before the standby has anything; the standby applies
+/// in order whatever relay a record came through; a relay lost with a record leaves a
+/// gap that the takeover drops.
+#[test]
+fn relay_records_cross_relays_unchanged_and_in_order() {
+    let (mut p, mut pv, now) = relay_primary(vec![0xA1, 0xA2]);
+    let (mut s, mut sv) = relay_standby(vec![0xA1, 0xA2], RelayConsistency::Immediate);
+    let mut held: BTreeMap<u64, Vec<(Bytes, Bytes)>> = BTreeMap::new();
+    let mut answered = Vec::new();
+    for (i, host) in (1..=5u64).enumerate() {
+        assert!(pv.host_write(&mut p, 0, i as u64, 10 + i as u8, host));
+        for a in drain(&mut p) {
+            let Some(out) = wire::relay_outgoing(&a) else {
+                answered.extend(released(&[a]).iter().map(|r| r.0));
+                continue;
+            };
+            assert_eq!(out.naa, None, "through a relay, not to the secondary LU");
+            held.entry(out.target)
+                .or_default()
+                .push((out.cdb.clone(), out.data_out.clone()));
+            // The relay holds the whole record: GOOD upstream.
+            p.relay_completed(out.token, Some(0), &Bytes::new(), now);
+        }
+    }
+    answered.extend(released(&drain(&mut p)).iter().map(|r| r.0));
+    assert_eq!(
+        answered,
+        vec![1, 2, 3, 4, 5],
+        "every host write answered, in order"
+    );
+    assert_eq!(
+        held.values().map(Vec::len).collect::<Vec<_>>(),
+        vec![3, 2],
+        "round robin"
+    );
+    // Relay A2 forwards first (out of order), A1 forwards only its first record and is
+    // then lost with the other two.
+    let deliver = |s: &mut CopyEngine, v: &mut Vols, relay: u64, (cdb, data): &(Bytes, Bytes)| {
+        let crate::relay::wire::Command::Record {
+            header,
+            destination,
+        } = crate::relay::wire::parse(cdb).expect("a RELAY RECORD")
+        else {
+            panic!("not a record");
+        };
+        assert_eq!(destination, STANDBY_PORT);
+        s.on_relay_record(v, Wwpn(Wwn(relay)), header, data.clone())
+    };
+    for r in &held[&0xA2] {
+        assert_eq!(deliver(&mut s, &mut sv, 0xA2, r), Ok(true));
+    }
+    assert_eq!(s.relay_standbys()[0].applied, 0, "2 and 4 wait for 1");
+    assert_eq!(deliver(&mut s, &mut sv, 0xA1, &held[&0xA1][0]), Ok(true));
+    let st = &s.relay_standbys()[0];
+    assert_eq!(
+        (st.applied, st.held),
+        (2, 1),
+        "1, 2 applied; 4 behind the gap at 3"
+    );
+    s.relay_takeover(&mut sv, "g", &|_| false, now).unwrap();
+    let r = s
+        .relay_takeover_report("g")
+        .expect("no relay reachable: at once");
+    assert_eq!((r.applied, r.dropped, r.fenced_relays), (2, 1, 2));
+    assert_eq!(
+        (sv.block(0, 0), sv.block(0, 1), sv.block(0, 3)),
+        (10, 11, 0)
+    );
+    assert_eq!(
+        deliver(&mut s, &mut sv, 0xA1, &held[&0xA1][1]),
+        Ok(false),
+        "fenced"
+    );
+}
