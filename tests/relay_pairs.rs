@@ -169,3 +169,44 @@ fn a_fenced_primary_cannot_write_the_standby() {
         r.summary_table()
     );
 }
+
+/// The replication link is cut: the records in flight time out, the pair suspends
+/// (`relays not reachable`) and the host writes go on, tracked in the bitmap. The link
+/// heals, the pair is resynchronised (the copy, then the stream going on after the
+/// sequence number the standby was told) and a second workload is replicated again:
+/// arr2:0 ends equal to arr1:0 and holds every acknowledged write.
+#[test]
+fn a_suspended_relay_pair_resyncs_and_replicates_again() {
+    let sc = scenario(
+        "relay-suspend-resync",
+        json!({}),
+        vec![
+            json!({"at": "0ms", "op": "workload", "name": "w1", "host": "h1", "target": "arr1:0",
+                   "mix": "write", "block_bytes": 4096, "qd": 2, "duration": "60ms"}),
+            json!({"at": "9ms", "op": "check", "check": "relay_standby", "array": "arr2",
+                   "group": "g", "min_applied": 1}),
+            json!({"at": "10ms", "op": "partition", "a": "tokyo", "b": "osaka"}),
+            json!({"at": "150ms", "op": "check", "check": "pair_state", "pair": "p",
+                   "state": "suspended"}),
+            json!({"at": "160ms", "op": "heal", "a": "tokyo", "b": "osaka"}),
+            json!({"at": "400ms", "op": "pair_resync", "pair": "p"}),
+            json!({"at": "600ms", "op": "check", "check": "pair_state", "pair": "p",
+                   "state": "pair"}),
+            json!({"at": "610ms", "op": "workload", "name": "w2", "host": "h1", "target": "arr1:0",
+                   "mix": "write", "block_bytes": 4096, "qd": 4, "duration": "20ms"}),
+            json!({"at": "700ms", "op": "check", "check": "no_acked_write_lost",
+                   "workload": "w2", "volume": "arr2:0"}),
+            json!({"at": "700ms", "op": "check", "check": "volumes_equal", "a": "arr1:0",
+                   "b": "arr2:0"}),
+            json!({"at": "700ms", "op": "check", "check": "relay_standby", "array": "arr2",
+                   "group": "g", "fenced": false, "min_applied": 10}),
+        ],
+    );
+    let r = run(&sc);
+    let text = serde_json::to_string(&r).expect("report serializes");
+    assert!(
+        text.contains("suspended: relays not reachable"),
+        "{}",
+        r.summary_table()
+    );
+}

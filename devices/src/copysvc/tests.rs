@@ -1325,3 +1325,41 @@ fn relay_records_cross_relays_unchanged_and_in_order() {
         "fenced"
     );
 }
+
+/// After a suspension the stream goes on with the same numbering: the resync's notice
+/// tells the standby the last sequence number, and the next record is the one after it.
+#[test]
+fn a_resynced_relay_pair_goes_on_numbering() {
+    let (mut e, mut v, mut now) = relay_primary(vec![]);
+    v.host_write(&mut e, 0, 3, 9, 1);
+    let (t, _, _) = records(&drain(&mut e))[0];
+    e.relay_completed(t, None, &Bytes::new(), now);
+    drain(&mut e);
+    assert_eq!(state(&e, "p"), PairState::Suspended);
+    e.resync("p").unwrap();
+    let a = run(&mut e, &mut v, &mut now, true);
+    let notices: Vec<(Option<PairState>, u64)> = a
+        .iter()
+        .filter_map(|x| match x {
+            Action::Notify { notice, .. } => Some((notice.state, notice.journal_seq)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        notices,
+        vec![(Some(PairState::Resync), 1), (Some(PairState::Pair), 1)]
+    );
+    v.host_write(&mut e, 0, 4, 9, 2);
+    assert_eq!(records(&drain(&mut e))[0].2, 2);
+    // The standby told so skips what the resync copy superseded.
+    let (mut s2, mut sv) = relay_standby(vec![], RelayConsistency::Immediate);
+    let mut n = sync_notice(Some(PairState::Resync));
+    (n.pair, n.group, n.journal_seq, n.mode) = ("p".into(), "g".into(), 1, Some(PairMode::Relay));
+    n.writers = vec![PRIMARY_PORT];
+    n.relay = Some(relay_opts(vec![], RelayConsistency::Immediate));
+    s2.on_notice(&sv, 0, n, Duration::ZERO);
+    let (h, d) = rec(2, 4, 9);
+    s2.on_relay_record(&mut sv, Wwpn(Wwn(PRIMARY_PORT)), h, d)
+        .unwrap();
+    assert_eq!(s2.relay_standbys()[0].applied, 2);
+}
