@@ -1978,6 +1978,11 @@ impl CopyEngine {
     /// become writable Simplex volumes holding the last applicable prefix. Returns the
     /// LUNs taken over.
     pub fn takeover(&mut self, pair: &str) -> Result<Vec<u16>, CopyError> {
+        if self.relay_takeover_report(pair).is_none() && self.has_relay_standby(pair) {
+            return Err(CopyError::BadMode(format!(
+                "`{pair}` is a relay pair: its standby takes over with a relay takeover (drain, fence)"
+            )));
+        }
         let group = self
             .roles
             .values()

@@ -725,6 +725,11 @@ impl CopyEngine {
         Ok(())
     }
 
+    /// Whether this array is the standby of relay group (or pair) `target`.
+    pub(crate) fn has_relay_standby(&self, target: &str) -> bool {
+        self.standby_of(target).is_some()
+    }
+
     /// The report of the takeover of relay group (or pair) `target`, once done.
     pub fn relay_takeover_report(&self, target: &str) -> Option<RelayTakeoverReport> {
         let source = self.standby_of(target)?;

@@ -1096,6 +1096,10 @@ fn relay_standby_applies_in_order_and_fences_after_takeover() {
     // Record 4 arrives, 3 never does: dropped at the takeover.
     let (h4, d4) = rec(4, 7, 4);
     e.on_relay_record(&mut v, from, h4, d4).unwrap();
+    assert!(
+        matches!(e.takeover("p"), Err(CopyError::BadMode(_))),
+        "a plain takeover would leave the source unfenced"
+    );
     e.relay_takeover(&mut v, "g", &|_| true, Duration::ZERO)
         .unwrap();
     let r = e.relay_takeover_report("p").expect("direct: done at once");
