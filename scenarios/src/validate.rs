@@ -1344,6 +1344,26 @@ impl<'a> Validator<'a> {
                 if let Step::Takeover { host: Some(h), .. } = step {
                     self.host_named(&at("host"), "takeover host", h);
                 }
+                if let Step::Takeover { pair, .. } = step
+                    && let Some(d) = crate::copy::pair_defs(self.s).values().find(|d| {
+                        (d.name == *pair || d.group == *pair) && d.mode == PairModeSpec::Relay
+                    })
+                {
+                    self.err(
+                        &at("pair"),
+                        format!("takeover: \"{}\" is a relay pair; its standby takes over with relay_takeover", d.name),
+                    );
+                }
+                if let Step::PairSplit { pair, .. } = step
+                    && let Some(d) = crate::copy::pair_defs(self.s).values().find(|d| {
+                        (d.name == *pair || d.group == *pair) && d.mode == PairModeSpec::Relay
+                    })
+                {
+                    self.err(
+                        &at("pair"),
+                        format!("pair_split: \"{}\" is a relay pair, which does not split (use restart_point, or relay_takeover at the standby)", d.name),
+                    );
+                }
             }
             Step::RelayTakeover { standby, group } => {
                 self.kind_named(
@@ -2770,6 +2790,58 @@ mod tests {
         );
         assert!(
             d.iter().any(|x| x.message.contains("pair state \"gone\"")),
+            "{d:?}"
+        );
+    }
+
+    #[test]
+    fn relay_fields_are_checked() {
+        // arr1 and arr2 run remote-async; a relay pair p (group g) arr1:0 → arr2:0.
+        let two = with(
+            r#"{"name": "arr1", "site": "osaka", "ports": 1, "lus": [{"lun": 0, "blocks": 100, "block_bytes": 512}]}"#,
+            r#"{"name": "arr1", "site": "osaka", "ports": 1, "functions": ["remote-async"], "lus": [{"lun": 0, "blocks": 100, "block_bytes": 512}]},
+      {"name": "arr2", "site": "osaka", "ports": 1, "functions": ["remote-async"], "lus": [{"lun": 0, "blocks": 100, "block_bytes": 512}]}"#,
+        )
+        .replace(
+            r#"{"a": "arr1/0", "b": "sw2/0"},"#,
+            r#"{"a": "arr1/0", "b": "sw2/0"}, {"a": "arr2/0", "b": "sw2/1"},"#,
+        );
+        let steps = |create: &str, s: &str| {
+            two.replace(
+                r#"{"at": "1ms", "op": "check", "check": "logged_in", "port": "h1/0"}"#,
+                &format!(r#"{create}, {s}"#),
+            )
+        };
+        let relay = r#"{"at": "1ms", "op": "pair_create", "name": "p", "primary": "arr1:0", "secondary": "arr2:0", "mode": "relay", "group": "g", "relay": {"relays": ["50:06:0e:80:00:00:00:01"], "consistency": "epochs"}}"#;
+        let ok = diags(&steps(
+            relay,
+            r#"{"at": "2ms", "op": "restart_point", "pair": "g", "app_state": "x"}, {"at": "3ms", "op": "relay_takeover", "standby": "arr2", "group": "g"}, {"at": "4ms", "op": "check", "check": "relay_standby", "array": "arr2", "group": "g", "fenced": true}"#,
+        ));
+        assert!(ok.is_empty(), "{ok:?}");
+        let d = diags(&steps(
+            &relay.replace("50:06:0e:80:00:00:00:01", "r1"),
+            r#"{"at": "3ms", "op": "relay_takeover", "standby": "arr1", "group": "g"}, {"at": "4ms", "op": "takeover", "pair": "p"}, {"at": "5ms", "op": "pair_split", "pair": "g"}"#,
+        ));
+        for want in [
+            "relay \"r1\" is not a port WWPN",
+            "the standby of group \"g\" is arr2",
+            "its standby takes over with relay_takeover",
+            "which does not split",
+        ] {
+            assert!(d.iter().any(|x| x.message.contains(want)), "{want}: {d:?}");
+        }
+        let d = diags(&steps(
+            r#"{"at": "1ms", "op": "pair_create", "name": "p", "primary": "arr1:0", "secondary": "arr2:0", "mode": "async", "relay": {}}"#,
+            r#"{"at": "2ms", "op": "restart_point", "pair": "p"}"#,
+        ));
+        assert!(
+            d.iter()
+                .any(|x| x.message.contains("relay settings belong to mode relay")),
+            "{d:?}"
+        );
+        assert!(
+            d.iter()
+                .any(|x| x.message.contains("is async, expected relay")),
             "{d:?}"
         );
     }
