@@ -1823,7 +1823,19 @@ impl ArrayLayer {
                 self.chunk_written(ctx, id, n * u64::from(chunk_bytes));
             }
         }
-        while self.init.poll_event().is_some() {}
+        while let Some(ev) = self.init.poll_event() {
+            // A relay found down gets records again once a path to it comes back.
+            if let crate::initiator::InitiatorEvent::PathUp { naa, target, .. } = ev
+                && let Some(wwpn) = self.init.device(naa).and_then(|d| {
+                    d.paths
+                        .iter()
+                        .find(|p| p.target == target)
+                        .map(|p| p.target_wwpn.0.0)
+                })
+            {
+                self.engine.relay_path_up(wwpn);
+            }
+        }
     }
 
     fn block_bytes_of(&self, naa: NaaId) -> u32 {

@@ -402,6 +402,29 @@ impl CopyEngine {
         self.pump_relay(group);
     }
 
+    /// A path to target port `wwpn` came up: a relay found down there gets records
+    /// again.
+    pub fn relay_path_up(&mut self, wwpn: u64) {
+        let groups: Vec<String> = self.relay_sources.keys().cloned().collect();
+        for g in groups {
+            let Some(s) = self.relay_sources.get_mut(&g) else {
+                continue;
+            };
+            let up: Vec<RelayId> = s
+                .down
+                .iter()
+                .copied()
+                .filter(|r| s.targets.get(usize::from(r.0)) == Some(&wwpn))
+                .collect();
+            for r in up {
+                info!(group = %g, relay = wwpn, "relay reachable again");
+                s.down.remove(&r);
+                s.core.relay_up(r);
+            }
+            self.pump_relay(&g);
+        }
+    }
+
     /// The group suspended: its waiting host writes are answered, their blocks go to
     /// the resync, and the stream restarts (same numbering) with every relay live.
     pub(crate) fn abandon_relay(&mut self, group: &str) {

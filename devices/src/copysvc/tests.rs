@@ -1367,3 +1367,24 @@ fn a_resynced_relay_pair_goes_on_numbering() {
         .unwrap();
     assert_eq!(s2.relay_standbys()[0].applied, 2);
 }
+
+#[test]
+fn a_relay_comes_back_when_a_path_to_it_does() {
+    let (mut e, mut v, now) = relay_primary(vec![0xA1, 0xA2]);
+    let mut send = |e: &mut CopyEngine, v: &mut Vols, host: u64| {
+        v.host_write(e, 0, host, 1, host);
+        records(&drain(e))[0]
+    };
+    let (t, r, _) = send(&mut e, &mut v, 1);
+    assert_eq!(r, 0xA1);
+    e.relay_completed(t, None, &Bytes::new(), now);
+    let (t, r, seq) = records(&drain(&mut e))[0];
+    assert_eq!((r, seq), (0xA2, 1), "A1 is down: to A2");
+    e.relay_completed(t, Some(0), &Bytes::new(), now);
+    let (t, r, _) = send(&mut e, &mut v, 2);
+    assert_eq!(r, 0xA2, "still only A2");
+    e.relay_completed(t, Some(0), &Bytes::new(), now);
+    e.relay_path_up(0xA1);
+    let (_, r, _) = send(&mut e, &mut v, 3);
+    assert_eq!(r, 0xA1, "A1 is back in the round robin");
+}
