@@ -13,7 +13,13 @@
 //!   saw acknowledged is on it (seed 002 R1/R2: host completion = local write + relay
 //!   acknowledgement).
 //!
-//! Broken engine it was seen to fail on: the host write answered once it landed
+//! - `relay_selection_over_two_ports_keeps_the_order`: the same with the standby's two
+//!   target ports as the pair's two "relays" (records reach the standby over two paths
+//!   and may arrive out of order) and every selection mode (round robin, least loaded,
+//!   random, split by speed, duplicate): nothing acknowledged is lost and the standby is
+//!   a prefix.
+//!
+//! Broken engine they were seen to fail on: the host write answered once it landed
 //! locally, before the relay's acknowledgement (the engine releasing the host at
 //! `relay_write` instead of at the core's `Complete`): `no_acked_write_lost` fails.
 //!
@@ -145,12 +151,87 @@ fn scenario(c: &Case) -> Value {
     })
 }
 
+/// `topology(km)` with arr2 on two ports, both reachable from arr1's copy port.
+fn two_port_topology(km: u32) -> Value {
+    let mut t = topology(km);
+    t["arrays"][1]["ports"] = json!(2);
+    t["links"]
+        .as_array_mut()
+        .expect("links")
+        .push(json!({"a": "arr2/1", "b": "sw2/2"}));
+    t["zones"][1]["members"] = json!(["arr1/1", "arr2/0", "arr2/1"]);
+    t
+}
+
+/// WWPN of arr2's port `port` (the second array of the topology), 16 hex digits.
+fn arr2_port(port: u32) -> String {
+    use fcsim_scenarios::derived::end_node_wwpn;
+    use fcsim_scenarios::format::NodeKind;
+    format!("{:016x}", end_node_wwpn(NodeKind::Array, 1, port).0.0)
+}
+
+fn two_port_scenario(
+    seed: u64,
+    km: u32,
+    qd: u32,
+    io_bytes: u32,
+    disaster_us: u64,
+    selection: &str,
+) -> Value {
+    let mut steps = vec![
+        at(
+            0,
+            json!({"op": "workload", "name": "w", "host": "h1", "target": "arr1:0",
+                   "mix": "write", "block_bytes": io_bytes, "qd": qd,
+                   "duration": format!("{}us", disaster_us + 5_000)}),
+        ),
+        at(disaster_us, json!({"op": "disaster", "site": "tokyo"})),
+        at(
+            disaster_us + 1,
+            json!({"op": "relay_takeover", "standby": "arr2", "group": "g"}),
+        ),
+    ];
+    for mut c in [
+        json!({"check": "no_acked_write_lost", "workload": "w", "volume": "arr2:0"}),
+        json!({"check": "prefix_consistent", "workload": "w", "volume": "arr2:0"}),
+        json!({"check": "relay_standby", "array": "arr2", "group": "g", "fenced": true}),
+    ] {
+        c["op"] = json!("check");
+        steps.push(at(disaster_us + 2, c));
+    }
+    json!({
+        "name": "prop-relay-two-ports", "seed": seed, "topology": two_port_topology(km),
+        "setup": [
+            {"op": "wait", "until": {"fabric": "converged"}},
+            {"op": "pair_create", "name": "p", "primary": "arr1:0", "secondary": "arr2:0",
+             "mode": "relay", "group": "g",
+             "relay": {"relays": [arr2_port(0), arr2_port(1)], "selection": selection}},
+            {"op": "wait", "until": {"pair": "p", "state": "pair"}},
+        ],
+        "steps": steps,
+    })
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: cases(6), max_shrink_iters: 8, ..ProptestConfig::default() })]
 
     #[test]
     fn relay_standby_keeps_every_acknowledged_write(c in case()) {
         let sc = scenario(&c);
+        let (r, text) = run(&sc)?;
+        passed(&r, &text)?;
+    }
+
+    #[test]
+    fn relay_selection_over_two_ports_keeps_the_order(
+        seed in any::<u64>(),
+        km in prop::sample::select(vec![0u32, 100]),
+        qd in 1u32..8,
+        io_bytes in prop::sample::select(vec![512u32, 4096, 16384]),
+        disaster_us in 1_000u64..15_000,
+        selection in prop::sample::select(vec!["round_robin", "least_loaded", "random", "split_by_speed", "duplicate"]),
+    ) {
+        let sc = two_port_scenario(seed, km, qd, io_bytes, disaster_us, selection);
         let (r, text) = run(&sc)?;
         passed(&r, &text)?;
     }

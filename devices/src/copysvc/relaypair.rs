@@ -8,8 +8,9 @@
 //! LUN the secondary's; with no relays configured the standby's own port is the one
 //! "relay" (direct mode). The host write is answered once it landed locally and a relay
 //! acknowledged its record (and every record before it): GOOD status from the relay.
-//! BUSY: sent again (`send_failed`). A failed exchange or any other status: the relay is
-//! down (`relay_down`); with no relay left the group suspends like an async group that
+//! BUSY (or TASK SET FULL): sent again after a short wait (`send_failed`). A failed
+//! exchange or any other status: the relay is down (`relay_down`) until a path to it
+//! comes up again (`relay_up`); with no relay left the group suspends like an async group that
 //! lost its secondary: the waiting host writes are answered (GOOD, or the fence sense
 //! with `fence`), their blocks marked for the resync, and the stream goes on from the
 //! same sequence number after the resync copy. RESERVATION CONFLICT: the standby took
