@@ -267,14 +267,13 @@ impl CopyEngine {
             .map(|p| p.group.clone())
             .or_else(|| self.groups.contains_key(target).then(|| target.to_string()))
             .ok_or_else(|| CopyError::NoSuchPair(target.to_string()))?;
-        let state = self.groups[&group]
+        let not_pair = self.groups[&group]
             .pairs
             .iter()
             .filter_map(|p| self.pairs.get(p))
             .map(|p| p.state)
-            .max()
-            .unwrap_or(PairState::Copy);
-        if state != PairState::Pair {
+            .find(|s| *s != PairState::Pair);
+        if let Some(state) = not_pair {
             return Err(CopyError::WrongState {
                 pair: target.to_string(),
                 state: state.name(),

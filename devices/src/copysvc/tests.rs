@@ -1002,6 +1002,29 @@ fn a_fenced_relay_pair_suspends() {
 #[test]
 fn relay_restart_points_need_pair_and_travel_in_order() {
     let (mut e, mut v, now) = relay_primary(vec![]);
+    // A second pair of the group, still in its formation copy: no restart point yet.
+    e.create(
+        PairSpec {
+            name: "p2".into(),
+            primary: 1,
+            secondary: Secondary::Remote(Wwn(0x6001)),
+            mode: PairMode::Relay,
+            group: Some("g".into()),
+            options: PairOptions {
+                relay: Some(relay_opts(vec![], RelayConsistency::Immediate)),
+                ..PairOptions::default()
+            },
+            initial: None,
+        },
+        &|_| Some((64, BB as u32)),
+    )
+    .unwrap();
+    assert!(matches!(
+        e.restart_point("g", Bytes::new()),
+        Err(CopyError::WrongState { state: "copy", .. })
+    ));
+    e.delete("p2").unwrap();
+    drain(&mut e);
     v.host_write(&mut e, 0, 3, 9, 1);
     assert_eq!(e.restart_point("g", Bytes::from_static(b"state")), Ok(1));
     let sent = records(&drain(&mut e));
