@@ -163,13 +163,6 @@ fn two_port_topology(km: u32) -> Value {
     t
 }
 
-/// WWPN of arr2's port `port` (the second array of the topology), 16 hex digits.
-fn arr2_port(port: u32) -> String {
-    use fcsim_scenarios::derived::end_node_wwpn;
-    use fcsim_scenarios::format::NodeKind;
-    format!("{:016x}", end_node_wwpn(NodeKind::Array, 1, port).0.0)
-}
-
 fn two_port_scenario(
     seed: u64,
     km: u32,
@@ -205,7 +198,7 @@ fn two_port_scenario(
             {"op": "wait", "until": {"fabric": "converged"}},
             {"op": "pair_create", "name": "p", "primary": "arr1:0", "secondary": "arr2:0",
              "mode": "relay", "group": "g",
-             "relay": {"relays": [arr2_port(0), arr2_port(1)], "selection": selection}},
+             "relay": {"relays": ["arr2/0", "arr2/1"], "selection": selection}},
             {"op": "wait", "until": {"pair": "p", "state": "pair"}},
         ],
         "steps": steps,

@@ -6,12 +6,13 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use fcsim_fabric::Wwpn;
 use fcsim_proto::v1 as pb;
 
 use crate::format::{
-    BackupStrategySpec, Check, CopyResultsSpec, CyclePhase, GranularitySpec, LuRef, PairModeSpec,
-    PairSettings, RecoveryUnitSpec, RelayConsistencySpec, RelaySelectionSpec, RelaySettings,
-    SelectionRuleSpec, Step,
+    BackupStrategySpec, Check, CopyResultsSpec, CyclePhase, GranularitySpec, LuRef, NodeKind,
+    PairModeSpec, PairSettings, PortRef, RecoveryUnitSpec, RelayConsistencySpec,
+    RelaySelectionSpec, RelaySettings, SelectionRuleSpec, Step, Topology,
 };
 use crate::launch::lu_naa;
 use crate::runner::{Orchestrator, StepResult};
@@ -110,13 +111,60 @@ fn options(s: &PairSettings) -> pb::PairOptions {
     }
 }
 
-/// The relay fields of a `CreatePairRequest` (seed 002).
-fn relay_request(r: Option<&RelaySettings>) -> pb::CreatePairRequest {
-    let Some(r) = r else {
-        return pb::CreatePairRequest::default();
+/// The target port a relay pair's `relays` entry names: a WWPN (16 hex digits,
+/// colons allowed), a port `node/port`, or a node name (its port 0), of an end node
+/// that is no host or tape. `Err` says why not.
+pub(crate) fn relay_target(t: &Topology, entry: &str) -> Result<Wwpn, String> {
+    let hex: String = entry.chars().filter(|c| *c != ':').collect();
+    if hex.len() == 16
+        && let Ok(w) = u64::from_str_radix(&hex, 16)
+    {
+        return Ok(Wwpn(fcsim_fabric::Wwn(w)));
+    }
+    let port = if entry.contains('/') {
+        entry
+            .parse::<PortRef>()
+            .map_err(|e| format!("relay \"{entry}\": {e}"))?
+    } else {
+        PortRef::new(entry, 0)
     };
-    pb::CreatePairRequest {
-        relays: r.relays.clone(),
+    let node = t
+        .node(&port.node)
+        .ok_or_else(|| format!("relay \"{entry}\": no node named \"{}\"", port.node))?;
+    if matches!(
+        node.kind,
+        NodeKind::Switch | NodeKind::Host | NodeKind::Tape
+    ) {
+        return Err(format!(
+            "relay \"{entry}\": {} is a {}, not a relay (or the standby array)",
+            port.node,
+            node.kind.as_str()
+        ));
+    }
+    if port.port >= node.ports {
+        return Err(format!(
+            "relay \"{entry}\": {} has no port {}",
+            port.node, port.port
+        ));
+    }
+    // Before the derived values are filled in (validation), the derived WWPN.
+    Ok(t.port_wwpn(&port)
+        .unwrap_or_else(|| crate::derived::end_node_wwpn(node.kind, node.index, port.port)))
+}
+
+/// The relay fields of a `CreatePairRequest` (seed 002): the relays as target port
+/// WWPNs.
+fn relay_request(t: &Topology, r: Option<&RelaySettings>) -> Result<pb::CreatePairRequest, String> {
+    let Some(r) = r else {
+        return Ok(pb::CreatePairRequest::default());
+    };
+    let relays = r
+        .relays
+        .iter()
+        .map(|e| relay_target(t, e).map(|w| format!("{:016x}", w.0.0)))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(pb::CreatePairRequest {
+        relays,
         selection: r
             .selection
             .map(|s| {
@@ -148,7 +196,7 @@ fn relay_request(r: Option<&RelaySettings>) -> pb::CreatePairRequest {
                 .max(1)
         }),
         ..pb::CreatePairRequest::default()
-    }
+    })
 }
 
 fn describe(p: &pb::PairInfo) -> String {
@@ -239,7 +287,7 @@ impl Orchestrator {
                     group: group.clone().unwrap_or_default(),
                     options: Some(options(settings)),
                     journal_bytes: journal_bytes.unwrap_or(0),
-                    ..relay_request(relay.as_ref())
+                    ..relay_request(&self.scenario.topology, relay.as_ref())?
                 };
                 // A remote secondary needs the primary array's copy port to have found
                 // it (its remote path); an operator retries until it has.

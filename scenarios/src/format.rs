@@ -998,8 +998,9 @@ impl PairModeSpec {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RelaySettings {
-    /// The relays' target port WWPNs (16 hex digits, colons allowed), in selection
-    /// order; empty (default): the records go straight to the standby's port.
+    /// The relays, in selection order, each a node name (its port 0), a port
+    /// `node/port`, or a target port WWPN (16 hex digits, colons allowed); empty
+    /// (default): the records go straight to the standby's port.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub relays: Vec<String>,
     /// `round_robin` (default), `least_loaded`, `random`, `split_by_speed` or

@@ -1324,13 +1324,10 @@ impl<'a> Validator<'a> {
                         );
                     }
                     for (i, w) in r.relays.iter().enumerate() {
-                        let hex: String = w.chars().filter(|c| *c != ':').collect();
-                        if hex.len() != 16 || u64::from_str_radix(&hex, 16).is_err() {
+                        if let Err(e) = crate::copy::relay_target(&self.s.topology, w) {
                             self.err(
                                 &at(&format!("relay/relays/{i}")),
-                                format!(
-                                    "pair_create: relay \"{w}\" is not a port WWPN of 16 hex digits"
-                                ),
+                                format!("pair_create: {e}"),
                             );
                         }
                     }
@@ -2812,18 +2809,21 @@ mod tests {
                 &format!(r#"{create}, {s}"#),
             )
         };
-        let relay = r#"{"at": "1ms", "op": "pair_create", "name": "p", "primary": "arr1:0", "secondary": "arr2:0", "mode": "relay", "group": "g", "relay": {"relays": ["50:06:0e:80:00:00:00:01"], "consistency": "epochs"}}"#;
+        let relay = r#"{"at": "1ms", "op": "pair_create", "name": "p", "primary": "arr1:0", "secondary": "arr2:0", "mode": "relay", "group": "g", "relay": {"relays": ["50:06:0e:80:00:00:00:01", "arr2/0", "arr2"], "consistency": "epochs"}}"#;
         let ok = diags(&steps(
             relay,
             r#"{"at": "2ms", "op": "restart_point", "pair": "g", "app_state": "x"}, {"at": "3ms", "op": "relay_takeover", "standby": "arr2", "group": "g"}, {"at": "4ms", "op": "check", "check": "relay_standby", "array": "arr2", "group": "g", "fenced": true}"#,
         ));
         assert!(ok.is_empty(), "{ok:?}");
         let d = diags(&steps(
-            &relay.replace("50:06:0e:80:00:00:00:01", "r1"),
+            &relay
+                .replace("50:06:0e:80:00:00:00:01", "r1")
+                .replace("\"arr2\"]", "\"h1/0\"]"),
             r#"{"at": "3ms", "op": "relay_takeover", "standby": "arr1", "group": "g"}, {"at": "4ms", "op": "takeover", "pair": "p"}, {"at": "5ms", "op": "pair_split", "pair": "g"}"#,
         ));
         for want in [
-            "relay \"r1\" is not a port WWPN",
+            "relay \"r1\": no node named \"r1\"",
+            "relay \"h1/0\": h1 is a host",
             "the standby of group \"g\" is arr2",
             "its standby takes over with relay_takeover",
             "which does not split",
