@@ -330,6 +330,27 @@ pub fn copy(control_addr: &str, cmd: CopyCmd) -> anyhow::Result<ExitCode> {
             .await?
             .into_inner()
             .now_us;
+        let mut cmd = cmd;
+        // Relays named by node or port are resolved through the fabric's topology.
+        if let CopyCmd::Create { relay, .. } = &mut cmd
+            && !relay.relays.is_empty()
+        {
+            let json = control
+                .get_topology(pb::GetTopologyRequest {})
+                .await?
+                .into_inner()
+                .json;
+            let topo: fcsim_scenarios::Topology = serde_json::from_str(&json)?;
+            relay.relays = relay
+                .relays
+                .iter()
+                .map(|r| {
+                    fcsim_scenarios::copy::relay_target(&topo, r)
+                        .map(|w| format!("{:016x}", w.0.0))
+                        .map_err(|e| anyhow!("relays: {e}"))
+                })
+                .collect::<anyhow::Result<_>>()?;
+        }
         run(&nodes, Duration::from_micros(now), cmd).await
     })
 }
@@ -337,8 +358,9 @@ pub fn copy(control_addr: &str, cmd: CopyCmd) -> anyhow::Result<ExitCode> {
 /// Relay pair settings of `create --mode relay` (seed 002).
 #[derive(Args, Default)]
 pub struct RelayArgs {
-    /// The relays' target port WWPNs (16 hex digits), comma-separated, in selection
-    /// order; none: the records go straight to the standby.
+    /// The relays, comma-separated, in selection order: node names (port 0), ports
+    /// `NODE/PORT` or target port WWPNs (16 hex digits); none: the records go straight
+    /// to the standby.
     #[arg(long, value_delimiter = ',')]
     relays: Vec<String>,
     /// How records are spread over the relays.

@@ -541,6 +541,26 @@ fn copy_cli_relay() {
         ],
     );
     assert!(!ok && err.contains("only with --mode relay"), "{err}");
+    let (ok, _, err) = fcsim(
+        addr,
+        "copy",
+        &[
+            "create",
+            "bad",
+            "--primary",
+            "arr1:1",
+            "--secondary",
+            "arr2:0",
+            "--mode",
+            "relay",
+            "--relays",
+            "h1",
+        ],
+    );
+    assert!(
+        !ok && err.contains("relays: relay \"h1\": h1 is a host"),
+        "{err}"
+    );
     let out = copy_until_ok(
         addr,
         &[
@@ -556,6 +576,8 @@ fn copy_cli_relay() {
             "rg",
             "--consistency",
             "epochs",
+            "--relays",
+            "arr2/0",
         ],
         100,
     );

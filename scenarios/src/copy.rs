@@ -114,7 +114,7 @@ fn options(s: &PairSettings) -> pb::PairOptions {
 /// The target port a relay pair's `relays` entry names: a WWPN (16 hex digits,
 /// colons allowed), a port `node/port`, or a node name (its port 0), of an end node
 /// that is no host or tape. `Err` says why not.
-pub(crate) fn relay_target(t: &Topology, entry: &str) -> Result<Wwpn, String> {
+pub fn relay_target(t: &Topology, entry: &str) -> Result<Wwpn, String> {
     let hex: String = entry.chars().filter(|c| *c != ':').collect();
     if hex.len() == 16
         && let Ok(w) = u64::from_str_radix(&hex, 16)
