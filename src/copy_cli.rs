@@ -61,8 +61,9 @@ pub enum CopyCmd {
         #[arg(long)]
         secondary: String,
         /// local: in-array mirror; sync: remote, the host is acknowledged once the
-        /// secondary has the write; async: remote, through the group's journal.
-        #[arg(long, value_parser = ["local", "sync", "async"])]
+        /// secondary has the write; async: remote, through the group's journal; relay:
+        /// remote through relays (seed 002), acknowledged once a relay holds the write.
+        #[arg(long, value_parser = ["local", "sync", "async", "relay"])]
         mode: String,
         /// Consistency group; default: a group of its own named after the pair.
         #[arg(long)]
@@ -72,6 +73,8 @@ pub enum CopyCmd {
         journal_bytes: Option<u64>,
         #[command(flatten)]
         options: OptionArgs,
+        #[command(flatten)]
+        relay: RelayArgs,
     },
     /// Split a pair or a consistency group: the secondary keeps the split-time image
     /// (split_pending until the split-time differences are copied, then split).
@@ -122,6 +125,28 @@ pub enum CopyCmd {
         /// The secondary's array.
         #[arg(long)]
         array: String,
+    },
+    /// Seed 002, at the standby array of a relay group: drain the reachable relays, fence
+    /// the old primary and the relays, and make the volumes writable simplex.
+    RelayTakeover {
+        /// The standby array.
+        #[arg(long)]
+        array: String,
+        /// The relay pairs' consistency group (or a pair).
+        #[arg(long)]
+        group: String,
+    },
+    /// Seed 002 emb 7-9, at a relay pair's primary array: an application restart point
+    /// carrying the application's state.
+    RestartPoint {
+        /// A relay pair or its group.
+        pair: String,
+        /// The primary's array.
+        #[arg(long)]
+        array: String,
+        /// The application state (text) shipped with the restart point.
+        #[arg(long, default_value = "")]
+        app_state: String,
     },
     /// Three sites (seed 000), at site 3: clear the sync group's older difference table
     /// at a time (the split time at site 1); refused once that time has passed there.
@@ -328,8 +353,72 @@ pub fn copy(control_addr: &str, cmd: CopyCmd) -> anyhow::Result<ExitCode> {
             .await?
             .into_inner()
             .now_us;
+        let mut cmd = cmd;
+        // Relays named by node or port are resolved through the fabric's topology.
+        if let CopyCmd::Create { relay, .. } = &mut cmd
+            && !relay.relays.is_empty()
+        {
+            let json = control
+                .get_topology(pb::GetTopologyRequest {})
+                .await?
+                .into_inner()
+                .json;
+            let topo: fcsim_scenarios::Topology = serde_json::from_str(&json)?;
+            relay.relays = relay
+                .relays
+                .iter()
+                .map(|r| {
+                    fcsim_scenarios::copy::relay_target(&topo, r)
+                        .map(|w| format!("{:016x}", w.0.0))
+                        .map_err(|e| anyhow!("relays: {e}"))
+                })
+                .collect::<anyhow::Result<_>>()?;
+        }
         run(&nodes, Duration::from_micros(now), cmd).await
     })
+}
+
+/// Relay pair settings of `create --mode relay` (seed 002).
+#[derive(Args, Default)]
+pub struct RelayArgs {
+    /// The relays, comma-separated, in selection order: node names (port 0), ports
+    /// `NODE/PORT` or target port WWPNs (16 hex digits); none: the records go straight
+    /// to the standby.
+    #[arg(long, value_delimiter = ',')]
+    relays: Vec<String>,
+    /// How records are spread over the relays.
+    #[arg(long, value_parser = ["round_robin", "least_loaded", "random", "split_by_speed", "duplicate"])]
+    selection: Option<String>,
+    /// The source (stream) identifier; default derived from the group's name.
+    #[arg(long)]
+    source: Option<u32>,
+    /// How records land on the standby.
+    #[arg(long, value_parser = ["immediate", "epochs", "snapshots"])]
+    consistency: Option<String>,
+    /// The longest a takeover waits for the relays to drain, ms (default 100).
+    #[arg(long)]
+    drain_timeout_ms: Option<u64>,
+}
+
+impl RelayArgs {
+    fn is_set(&self) -> bool {
+        !self.relays.is_empty()
+            || self.selection.is_some()
+            || self.source.is_some()
+            || self.consistency.is_some()
+            || self.drain_timeout_ms.is_some()
+    }
+
+    fn to_pb(&self) -> pb::CreatePairRequest {
+        pb::CreatePairRequest {
+            relays: self.relays.clone(),
+            selection: self.selection.clone().unwrap_or_default(),
+            source: self.source.unwrap_or(0),
+            consistency: self.consistency.clone().unwrap_or_default(),
+            drain_timeout_ms: self.drain_timeout_ms.unwrap_or(0),
+            ..pb::CreatePairRequest::default()
+        }
+    }
 }
 
 /// Runs `cmd`; `now` is the fabric's time.
@@ -344,8 +433,14 @@ async fn run(nodes: &[pb::NodeInfo], now: Duration, cmd: CopyCmd) -> anyhow::Res
             group,
             journal_bytes,
             options,
+            relay,
         } => {
             let (array, primary_lun) = parse_lu("primary", &primary)?;
+            if mode != "relay" && relay.is_set() {
+                bail!(
+                    "relays, selection, source, consistency, drain-timeout-ms: only with --mode relay"
+                );
+            }
             let (secondary_lun, secondary_naa) = if mode == "local" {
                 let (s_array, lun) = parse_lu("secondary", &secondary)?;
                 if s_array != array {
@@ -367,6 +462,7 @@ async fn run(nodes: &[pb::NodeInfo], now: Duration, cmd: CopyCmd) -> anyhow::Res
                 group: group.unwrap_or_default(),
                 options: Some(options.to_pb()),
                 journal_bytes: journal_bytes.unwrap_or(0),
+                ..relay.to_pb()
             };
             let r = copy_client(nodes, array).await?.create_pair(req).await?;
             (array.to_string(), r.into_inner())
@@ -515,6 +611,49 @@ async fn run(nodes: &[pb::NodeInfo], now: Duration, cmd: CopyCmd) -> anyhow::Res
                 );
             }
             (array, r.status.unwrap_or_default())
+        }
+        CopyCmd::RelayTakeover { array, group } => {
+            let r = copy_client(nodes, &array)
+                .await?
+                .relay_takeover(pb::PairRequest {
+                    pair: group.clone(),
+                })
+                .await?
+                .into_inner();
+            let luns: Vec<String> = r.luns.iter().map(|l| format!("{array}:{l}")).collect();
+            println!(
+                "relay takeover of `{group}` at {array}: source {} applied up to record {}, {} dropped behind a gap; {} relays fenced",
+                r.source, r.applied_seq, r.dropped_records, r.fenced_relays
+            );
+            match r.resumed_point {
+                Some(p) => println!(
+                    "resumed from restart point {p} ({} bytes of application state)",
+                    r.app_state.len()
+                ),
+                None => println!("no restart point to resume from"),
+            }
+            println!("{} now writable simplex", luns.join(", "));
+            return Ok(ExitCode::SUCCESS);
+        }
+        CopyCmd::RestartPoint {
+            pair,
+            array,
+            app_state,
+        } => {
+            let r = copy_client(nodes, &array)
+                .await?
+                .restart_point(pb::RestartPointRequest {
+                    pair: pair.clone(),
+                    app_state: app_state.clone().into_bytes().into(),
+                })
+                .await?
+                .into_inner();
+            println!(
+                "restart point {} of `{pair}` issued at {array} ({} bytes of state)",
+                r.point,
+                app_state.len()
+            );
+            return Ok(ExitCode::SUCCESS);
         }
         CopyCmd::Takeover { pair, array } => {
             let r = copy_client(nodes, &array)
@@ -1019,6 +1158,46 @@ pub fn status_table(
             .collect();
         s.push_str(&table(
             &["LUN", "Pair", "Group", "State", "Applied seq", "Image time"],
+            &rows,
+        ));
+    }
+    if !r.relay_standbys.is_empty() {
+        s.push_str("\nRelay standbys of this array (seed 002):\n");
+        let rows: Vec<Vec<String>> = r
+            .relay_standbys
+            .iter()
+            .map(|x| {
+                vec![
+                    x.group.clone(),
+                    x.source.to_string(),
+                    x.luns
+                        .iter()
+                        .map(|l| l.to_string())
+                        .collect::<Vec<_>>()
+                        .join(","),
+                    x.applied_seq.to_string(),
+                    x.held_records.to_string(),
+                    x.point.map_or("-".into(), |p| p.to_string()),
+                    if x.fenced {
+                        "taken over".into()
+                    } else if x.draining {
+                        "draining".into()
+                    } else {
+                        "replicating".into()
+                    },
+                ]
+            })
+            .collect();
+        s.push_str(&table(
+            &[
+                "Group",
+                "Source",
+                "LUNs",
+                "Applied seq",
+                "Held",
+                "Restart point",
+                "State",
+            ],
             &rows,
         ));
     }

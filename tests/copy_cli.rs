@@ -503,3 +503,119 @@ fn copy_cli_recovery() {
     assert!(out.contains("remote (save_old): idle"), "{out}");
     assert!(out.contains("last: none"), "{out}");
 }
+
+/// A relay pair (seed 002) straight to the standby: `create --mode relay`, a restart
+/// point with application state, and `relay-takeover` at the standby array resuming
+/// from it; the relay options are refused with another mode.
+#[test]
+fn copy_cli_relay() {
+    let mut up = common::Up::start("copy-basics.json");
+    let addr = up.addr.clone();
+    let addr = addr.as_str();
+    let mut ready = false;
+    for _ in 0..200 {
+        if let Some(status) = up.child.try_wait().expect("poll fcsim up") {
+            panic!("fcsim up exited: {status}");
+        }
+        if fcsim(addr, "copy", &["status", "--array", "arr1"]).0 {
+            ready = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(ready, "fcsim up never served {addr}");
+    let (ok, _, err) = fcsim(
+        addr,
+        "copy",
+        &[
+            "create",
+            "bad",
+            "--primary",
+            "arr1:1",
+            "--secondary",
+            "arr2:0",
+            "--mode",
+            "sync",
+            "--consistency",
+            "epochs",
+        ],
+    );
+    assert!(!ok && err.contains("only with --mode relay"), "{err}");
+    let (ok, _, err) = fcsim(
+        addr,
+        "copy",
+        &[
+            "create",
+            "bad",
+            "--primary",
+            "arr1:1",
+            "--secondary",
+            "arr2:0",
+            "--mode",
+            "relay",
+            "--relays",
+            "h1",
+        ],
+    );
+    assert!(
+        !ok && err.contains("relays: relay \"h1\": h1 is a host"),
+        "{err}"
+    );
+    let out = copy_until_ok(
+        addr,
+        &[
+            "create",
+            "rp",
+            "--primary",
+            "arr1:1",
+            "--secondary",
+            "arr2:0",
+            "--mode",
+            "relay",
+            "--group",
+            "rg",
+            "--consistency",
+            "epochs",
+            "--relays",
+            "arr2/0",
+        ],
+        100,
+    );
+    assert_eq!(row(&out, "rp")[..2], ["rp", "relay"], "{out}");
+    let out = copy(addr, &["status", "rp", "--array", "arr1", "--watch"]);
+    assert_eq!(states(&out, "rp"), ("pair", "pair", "pair"), "{out}");
+    let out = copy(
+        addr,
+        &[
+            "restart-point",
+            "rg",
+            "--array",
+            "arr1",
+            "--app-state",
+            "ckpt",
+        ],
+    );
+    assert!(
+        out.contains("restart point 1 of `rg` issued at arr1 (4 bytes of state)"),
+        "{out}"
+    );
+    // The restart point reaches the standby (it travels in order with the writes).
+    let standby = poll_until(&mut up, "copy", &["status", "--array", "arr2"], |out| {
+        out.lines()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>())
+            .any(|w| w.first() == Some(&"rg") && w.get(5) == Some(&"1"))
+    });
+    assert!(
+        standby.contains("Relay standbys of this array"),
+        "{standby}"
+    );
+    let out = copy(
+        addr,
+        &["relay-takeover", "--array", "arr2", "--group", "rg"],
+    );
+    assert!(
+        out.contains("resumed from restart point 1 (4 bytes of application state)"),
+        "{out}"
+    );
+    assert!(out.contains("arr2:0 now writable simplex"), "{out}");
+}

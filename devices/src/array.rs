@@ -256,6 +256,11 @@ pub struct ArrayLayer {
     rcv_seq: u64,
     /// Fabric time of the last input.
     now: std::time::Duration,
+    /// Relay takeovers asked for and not yet done (seed 002): group or pair, reply.
+    relay_takeovers: Vec<(
+        String,
+        oneshot::Sender<Result<pb::RelayTakeoverResponse, Status>>,
+    )>,
 }
 
 /// The array's LUs as the copy engine sees them.
@@ -374,6 +379,7 @@ impl ArrayLayer {
             rcv_queues: BTreeMap::new(),
             rcv_seq: 0,
             now: std::time::Duration::ZERO,
+            relay_takeovers: Vec::new(),
             cfg,
         })
     }
@@ -400,6 +406,31 @@ impl ArrayLayer {
             return;
         };
         let visible = self.visible_luns(initiator);
+        // A relay takeover fenced the old primary's ports and the relays off its LUs
+        // (seed 002): their writes and copy-services commands meet RESERVATION CONFLICT.
+        if let Some(lun) = cmd.lun.and_then(|l| u16::try_from(l).ok())
+            && (cmd.cdb.first() == Some(&copysvc::wire::OPCODE) || write_range(&cmd.cdb).is_some())
+            && self.engine.is_fenced(lun, initiator)
+        {
+            debug!(lun, initiator = %initiator, "fenced initiator: reservation conflict");
+            return self.fcp.complete(
+                cmd,
+                ScsiStatus::RESERVATION_CONFLICT.0,
+                Bytes::new(),
+                Bytes::new(),
+            );
+        }
+        if cmd.cdb.first() == Some(&crate::relay::wire::OPCODE)
+            && matches!(
+                cmd.cdb.get(1),
+                Some(
+                    &(crate::relay::wire::SA_RELAY_RECORD
+                        ..=crate::relay::wire::SA_RECEIVE_RELAY_STATUS)
+                )
+            )
+        {
+            return self.relay_command(cmd, initiator, &visible);
+        }
         if cmd.cdb.first() == Some(&copysvc::wire::OPCODE) {
             return self.copy_services_command(cmd, (initiator, node), &visible);
         }
@@ -609,6 +640,45 @@ impl ArrayLayer {
         self.engine.backup_begin(lun, &ranges, now)
     }
 
+    /// A relay replication command (seed 002) to this array: RELAY RECORD to a
+    /// standby's LU (from the primary directly or from a relay). RELAY CONTROL and
+    /// RECEIVE RELAY STATUS are for relays: an array refuses them (INVALID FIELD IN
+    /// CDB, the service action).
+    fn relay_command(&mut self, cmd: &TargetCommand, initiator: Wwpn, visible: &[u16]) {
+        let lun = cmd
+            .lun
+            .and_then(|l| u16::try_from(l).ok())
+            .filter(|l| visible.contains(l) && self.scsi.lu(*l).is_some());
+        let result = match (crate::relay::wire::parse(&cmd.cdb), lun) {
+            (Err(byte), _) => Err(Sense::invalid_field_in_cdb(byte, None)),
+            (Ok(_), None) => Err(Sense::lu_not_supported()),
+            (Ok(crate::relay::wire::Command::Record { header, .. }), Some(_)) => {
+                self.engine.on_relay_record(
+                    &mut LuStores(&mut self.scsi),
+                    initiator,
+                    header,
+                    cmd.data_out.clone(),
+                )
+            }
+            (Ok(_), Some(_)) => Err(Sense::invalid_field_in_cdb(1, None)),
+        };
+        match result {
+            Ok(true) => self.fcp.complete(cmd, 0, Bytes::new(), Bytes::new()),
+            Ok(false) => self.fcp.complete(
+                cmd,
+                ScsiStatus::RESERVATION_CONFLICT.0,
+                Bytes::new(),
+                Bytes::new(),
+            ),
+            Err(sense) => self.fcp.complete(
+                cmd,
+                ScsiStatus::CHECK_CONDITION.0,
+                sense.encode(),
+                Bytes::new(),
+            ),
+        }
+    }
+
     /// A COPY SERVICES (D6h) command from a primary array's copy port (or from a
     /// switch managing a pair it delegated here), to an LU the initiator may see (LUN
     /// masking applies as to any command).
@@ -709,6 +779,9 @@ impl ArrayLayer {
     /// Sends what the copy engine asked for, answers released host writes, and retries
     /// backups that were waiting for differences.
     fn pump_engine(&mut self, ctx: &mut Fc4Ctx<'_>) {
+        if !self.engine.is_idle() {
+            self.engine.relay_pump(&mut LuStores(&mut self.scsi));
+        }
         while let Some(a) = self.engine.poll_action() {
             if let copysvc::Action::Release { host, sense } = a {
                 if let Some((cmd, status, held_sense)) = self.held.remove(&host) {
@@ -722,6 +795,10 @@ impl ArrayLayer {
                         None => self.fcp.complete(&cmd, status, held_sense, Bytes::new()),
                     }
                 }
+                continue;
+            }
+            if let Some(out) = copysvc::wire::relay_outgoing(&a) {
+                self.send_relay(ctx, out);
                 continue;
             }
             let init = &self.init;
@@ -754,6 +831,64 @@ impl ArrayLayer {
         for id in waiting {
             self.step_copy(ctx, id);
         }
+        let asked = std::mem::take(&mut self.relay_takeovers);
+        for (group, reply) in asked {
+            match self.engine.relay_takeover_report(&group) {
+                Some(r) => {
+                    let _ = reply.send(Ok(crate::copy_service::relay_takeover_info(r)));
+                }
+                None => self.relay_takeovers.push((group, reply)),
+            }
+        }
+    }
+
+    /// Sends a relay command (seed 002) to the target port it names: through the LU
+    /// the engine gave (direct mode: the standby's secondary), else through any LU that
+    /// port presents to this array (a relay's LU 0 first).
+    fn send_relay(&mut self, ctx: &mut Fc4Ctx<'_>, out: copysvc::wire::RelayOutgoing) {
+        let target = Wwpn(Wwn(out.target));
+        let via = |d: &crate::initiator::Device| {
+            d.paths
+                .iter()
+                .filter(|p| p.target_wwpn == target)
+                .map(|p| p.lun)
+                .min()
+        };
+        let naa = out
+            .naa
+            .filter(|n| self.init.device(*n).and_then(via).is_some())
+            .or_else(|| {
+                self.init
+                    .devices()
+                    .values()
+                    .filter_map(|d| via(d).map(|lun| (lun, d.naa)))
+                    .min()
+                    .map(|(_, n)| n)
+            });
+        let Some(naa) = naa else {
+            debug!(target = %target, "relay target not reachable");
+            let now = self.now;
+            self.engine
+                .relay_completed(out.token, None, &Bytes::new(), now);
+            return;
+        };
+        let req = IoRequest {
+            lun: 0,
+            cdb: out.cdb,
+            data_out: out.data_out,
+            data_in_len: out.data_in_len,
+        };
+        let io = self.init.submit_to_target(ctx, naa, target, req);
+        self.engine_ios.insert(io, out.token);
+    }
+
+    /// Whether this array's copy port reaches target port `wwpn` now.
+    fn reaches(&self, wwpn: u64) -> bool {
+        self.init.devices().values().any(|d| {
+            d.paths
+                .iter()
+                .any(|p| p.active && p.target_wwpn.0.0 == wwpn)
+        })
     }
 
     /// A `fcsim.v1.Copy` request.
@@ -789,6 +924,39 @@ impl ArrayLayer {
                 let _ = reply.send(r.map(|luns| pb::TakeoverResponse {
                     luns: luns.into_iter().map(u32::from).collect(),
                 }));
+            }
+            CopyAdmin::RelayTakeover { pair, reply } => {
+                let reach: Vec<u64> = self
+                    .init
+                    .devices()
+                    .values()
+                    .flat_map(|d| d.paths.iter())
+                    .map(|p| p.target_wwpn.0.0)
+                    .filter(|w| self.reaches(*w))
+                    .collect();
+                let r = self.engine.relay_takeover(
+                    &mut LuStores(&mut self.scsi),
+                    &pair,
+                    &|w| reach.contains(&w),
+                    now,
+                );
+                match r {
+                    Ok(()) => self.relay_takeovers.push((pair, reply)),
+                    Err(e) => {
+                        let _ = reply.send(Err(status_of(e)));
+                    }
+                }
+            }
+            CopyAdmin::RestartPoint {
+                pair,
+                app_state,
+                reply,
+            } => {
+                let r = self
+                    .engine
+                    .restart_point(&pair, app_state)
+                    .map_err(status_of);
+                let _ = reply.send(r.map(|point| pb::RestartPointResponse { point }));
             }
             CopyAdmin::Options { pair, patch, reply } => {
                 let r = self.engine.set_options(&pair, &patch).map_err(status_of);
@@ -918,10 +1086,11 @@ impl ArrayLayer {
         spec: copysvc::PairSpec,
         journal_bytes: u64,
     ) -> Result<String, Status> {
+        // A relay pair is asynchronous to its standby: it runs under `remote-async`.
         let function = match spec.mode {
             copysvc::PairMode::Local => "local-pair",
             copysvc::PairMode::Sync => "remote-sync",
-            copysvc::PairMode::Async => "remote-async",
+            copysvc::PairMode::Async | copysvc::PairMode::Relay => "remote-async",
         };
         if !self.cfg.functions.iter().any(|f| f == function) {
             return Err(Status::failed_precondition(format!(
@@ -937,6 +1106,30 @@ impl ArrayLayer {
                 "secondary_naa: LU {naa} is not reachable from {}'s ports (zoning, masking or no path)",
                 self.cfg.node.name
             )));
+        }
+        let mut spec = spec;
+        // A relay pair's records are addressed to the standby's port and LUN through
+        // which this array reaches the secondary (an active path first).
+        if let copysvc::Secondary::Remote(naa) = spec.secondary
+            && let Some(o) = spec.options.relay.as_mut()
+            && let Some(d) = self.init.device(naa)
+        {
+            let path = d
+                .paths
+                .iter()
+                .find(|p| p.active && (o.destination == 0 || p.target_wwpn.0.0 == o.destination))
+                .or_else(|| d.paths.first());
+            if let Some(p) = path {
+                if o.destination == 0 {
+                    o.destination = p.target_wwpn.0.0;
+                }
+                o.standby_lun = u16::try_from(p.lun).map_err(|_| {
+                    Status::failed_precondition(format!(
+                        "secondary_naa: LU {naa} is at LUN {} (above 65535)",
+                        p.lun
+                    ))
+                })?;
+            }
         }
         let name = spec.name.clone();
         let group = spec.group.clone().unwrap_or_else(|| name.clone());
@@ -1026,6 +1219,11 @@ impl ArrayLayer {
             .collect::<Vec<_>>();
         if pairs.is_empty()
             && secondaries.is_empty()
+            && !self
+                .engine
+                .relay_standbys()
+                .iter()
+                .any(|s| pair.is_some_and(|x| x == s.group))
             && let Some(p) = pair
         {
             return Err(Status::not_found(format!(
@@ -1039,6 +1237,13 @@ impl ArrayLayer {
                 .map(|p| crate::copy_service::pair_info(p, &self.cfg.node.name))
                 .collect(),
             secondaries,
+            relay_standbys: self
+                .engine
+                .relay_standbys()
+                .into_iter()
+                .filter(|s| pair.is_none_or(|x| x == s.group))
+                .map(crate::copy_service::relay_standby_info)
+                .collect(),
         })
     }
 
@@ -1587,8 +1792,10 @@ impl ArrayLayer {
                 continue;
             }
             if let Some(token) = self.engine_ios.remove(&io) {
-                let ok = c.result.transport.is_none() && c.result.status == 0;
-                self.engine.completed(token, ok);
+                let status = c.result.transport.is_none().then_some(c.result.status);
+                let now = self.now;
+                self.engine
+                    .command_done(token, status, &c.result.data_in, now);
                 continue;
             }
             let Some((id, read)) = self.copy_ios.remove(&io) else {
@@ -1623,7 +1830,19 @@ impl ArrayLayer {
                 self.chunk_written(ctx, id, n * u64::from(chunk_bytes));
             }
         }
-        while self.init.poll_event().is_some() {}
+        while let Some(ev) = self.init.poll_event() {
+            // A relay found down gets records again once a path to it comes back.
+            if let crate::initiator::InitiatorEvent::PathUp { naa, target, .. } = ev
+                && let Some(wwpn) = self.init.device(naa).and_then(|d| {
+                    d.paths
+                        .iter()
+                        .find(|p| p.target == target)
+                        .map(|p| p.target_wwpn.0.0)
+                })
+            {
+                self.engine.relay_path_up(wwpn);
+            }
+        }
     }
 
     fn block_bytes_of(&self, naa: NaaId) -> u32 {

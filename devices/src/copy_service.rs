@@ -10,7 +10,8 @@ use tonic::{Request, Response, Status};
 use crate::copysvc::generations::{Generation, GenerationsError};
 use crate::copysvc::{
     BackupStrategy, CopyError, FailoverPair, Granularity, OptionsPatch, PairMode, PairOptions,
-    PairSpec, PairStatus, RemoteReport, Secondary, SelectionRule,
+    PairSpec, PairStatus, RelayConsistency, RelayOptions, RelaySelection, RelayStandbyStatus,
+    RelayTakeoverReport, RemoteReport, Secondary, SelectionRule,
 };
 
 type Reply<T> = oneshot::Sender<Result<T, Status>>;
@@ -42,6 +43,17 @@ pub enum CopyAdmin {
     Takeover {
         pair: String,
         reply: Reply<pb::TakeoverResponse>,
+    },
+    /// Seed 002: the takeover of a relay group at its standby array.
+    RelayTakeover {
+        pair: String,
+        reply: Reply<pb::RelayTakeoverResponse>,
+    },
+    /// Seed 002 emb 7-9: a restart point at a relay pair's primary.
+    RestartPoint {
+        pair: String,
+        app_state: bytes::Bytes,
+        reply: Reply<pb::RestartPointResponse>,
     },
     Options {
         pair: String,
@@ -190,7 +202,75 @@ pub fn pair_info(p: PairStatus, executor: &str) -> pb::PairInfo {
         journal_bytes: p.journal_bytes,
         suspend_reason: p.suspend_reason.unwrap_or_default(),
         executor: executor.to_string(),
+        relay_last_seq: p.relay_last_seq,
+        relay_outstanding: p.relay_outstanding,
     }
+}
+
+/// A relay standby as the API shows it.
+pub fn relay_standby_info(s: RelayStandbyStatus) -> pb::RelayStandby {
+    pb::RelayStandby {
+        group: s.group,
+        source: s.source,
+        applied_seq: s.applied,
+        held_records: s.held,
+        point: s.point,
+        draining: s.draining,
+        fenced: s.fenced,
+        luns: s.luns.into_iter().map(u32::from).collect(),
+    }
+}
+
+/// A relay takeover's report as the API shows it.
+pub fn relay_takeover_info(r: RelayTakeoverReport) -> pb::RelayTakeoverResponse {
+    pb::RelayTakeoverResponse {
+        group: r.group,
+        source: r.source,
+        applied_seq: r.applied,
+        dropped_records: r.dropped,
+        resumed_point: r.resumed.as_ref().map(|p| p.point),
+        app_state: r.resumed.map(|p| p.app_state).unwrap_or_default(),
+        fenced_relays: r.fenced_relays,
+        luns: r.luns.into_iter().map(u32::from).collect(),
+    }
+}
+
+/// The relay settings of a `CreatePairRequest` (seed 002); the standby's port and LUN
+/// are resolved by the array.
+fn relay_options(r: &pb::CreatePairRequest) -> Result<RelayOptions, Status> {
+    let mut relays = Vec::new();
+    for (i, w) in r.relays.iter().enumerate() {
+        relays.push(parse_naa(&format!("relays[{i}]"), w)?.0);
+    }
+    let selection = match r.selection.as_str() {
+        "" => RelaySelection::RoundRobin,
+        x => RelaySelection::from_name(x).ok_or_else(|| {
+            Status::invalid_argument(format!(
+                "selection: `{x}` is not round_robin, least_loaded, random, split_by_speed or duplicate"
+            ))
+        })?,
+    };
+    let consistency = match r.consistency.as_str() {
+        "" => RelayConsistency::Immediate,
+        x => RelayConsistency::from_name(x).ok_or_else(|| {
+            Status::invalid_argument(format!(
+                "consistency: `{x}` is not immediate, epochs or snapshots"
+            ))
+        })?,
+    };
+    Ok(RelayOptions {
+        relays,
+        selection,
+        source: r.source,
+        consistency,
+        drain_timeout_ms: if r.drain_timeout_ms == 0 {
+            RelayOptions::default().drain_timeout_ms
+        } else {
+            r.drain_timeout_ms
+        },
+        destination: 0,
+        standby_lun: 0,
+    })
 }
 
 /// Parses API pair options into the settings they change.
@@ -268,12 +348,16 @@ impl pb::copy_server::Copy for CopyService {
             "local" => PairMode::Local,
             "sync" => PairMode::Sync,
             "async" => PairMode::Async,
+            "relay" => PairMode::Relay,
             m => {
                 return Err(Status::invalid_argument(format!(
-                    "mode: `{m}` is not local, sync or async"
+                    "mode: `{m}` is not local, sync, async or relay"
                 )));
             }
         };
+        let relay = (mode == PairMode::Relay)
+            .then(|| relay_options(&r))
+            .transpose()?;
         let secondary = if mode == PairMode::Local {
             Secondary::Local(
                 u16::try_from(r.secondary_lun)
@@ -291,6 +375,7 @@ impl pb::copy_server::Copy for CopyService {
             options: {
                 let mut o = PairOptions::default();
                 o.apply(&options_patch(r.options)?);
+                o.relay = relay;
                 o
             },
             initial: None,
@@ -356,6 +441,32 @@ impl pb::copy_server::Copy for CopyService {
         self.ask(|reply| CopyAdmin::Takeover { pair, reply })
             .await
             .map(Response::new)
+    }
+
+    async fn relay_takeover(
+        &self,
+        r: Request<pb::PairRequest>,
+    ) -> Result<Response<pb::RelayTakeoverResponse>, Status> {
+        let pair = named(r.into_inner().pair)?;
+        self.ask(|reply| CopyAdmin::RelayTakeover { pair, reply })
+            .await
+            .map(Response::new)
+    }
+
+    async fn restart_point(
+        &self,
+        r: Request<pb::RestartPointRequest>,
+    ) -> Result<Response<pb::RestartPointResponse>, Status> {
+        let r = r.into_inner();
+        let pair = named(r.pair)?;
+        let app_state = r.app_state;
+        self.ask(|reply| CopyAdmin::RestartPoint {
+            pair,
+            app_state,
+            reply,
+        })
+        .await
+        .map(Response::new)
     }
 
     async fn clear_difference(

@@ -531,6 +531,30 @@ impl ScsiInitiator {
         self.start(ctx, naa, req, tried)
     }
 
+    /// Sends `req` to `naa` only through paths to the target port `target` (a command
+    /// addressed to one port, such as a RELAY RECORD to a relay or to the standby's
+    /// destination port); it fails at once when no such path is active.
+    pub fn submit_to_target(
+        &mut self,
+        ctx: &mut Fc4Ctx<'_>,
+        naa: Wwn,
+        target: Wwpn,
+        req: IoRequest,
+    ) -> IoId {
+        let tried = self
+            .devices
+            .get(&naa)
+            .map(|d| {
+                d.paths
+                    .iter()
+                    .filter(|p| p.target_wwpn != target)
+                    .map(|p| (p.port, p.target))
+                    .collect()
+            })
+            .unwrap_or_default();
+        self.start(ctx, naa, req, tried)
+    }
+
     fn start(
         &mut self,
         ctx: &mut Fc4Ctx<'_>,

@@ -6,11 +6,13 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use fcsim_fabric::Wwpn;
 use fcsim_proto::v1 as pb;
 
 use crate::format::{
-    BackupStrategySpec, Check, CopyResultsSpec, CyclePhase, GranularitySpec, LuRef, PairModeSpec,
-    PairSettings, RecoveryUnitSpec, SelectionRuleSpec, Step,
+    BackupStrategySpec, Check, CopyResultsSpec, CyclePhase, GranularitySpec, LuRef, NodeKind,
+    PairModeSpec, PairSettings, PortRef, RecoveryUnitSpec, RelayConsistencySpec,
+    RelaySelectionSpec, RelaySettings, SelectionRuleSpec, Step, Topology,
 };
 use crate::launch::lu_naa;
 use crate::runner::{Orchestrator, StepResult};
@@ -109,6 +111,94 @@ fn options(s: &PairSettings) -> pb::PairOptions {
     }
 }
 
+/// The target port a relay pair's `relays` entry names: a WWPN (16 hex digits,
+/// colons allowed), a port `node/port`, or a node name (its port 0), of an end node
+/// that is no host or tape. `Err` says why not.
+pub fn relay_target(t: &Topology, entry: &str) -> Result<Wwpn, String> {
+    let hex: String = entry.chars().filter(|c| *c != ':').collect();
+    if hex.len() == 16
+        && let Ok(w) = u64::from_str_radix(&hex, 16)
+    {
+        return Ok(Wwpn(fcsim_fabric::Wwn(w)));
+    }
+    let port = if entry.contains('/') {
+        entry
+            .parse::<PortRef>()
+            .map_err(|e| format!("relay \"{entry}\": {e}"))?
+    } else {
+        PortRef::new(entry, 0)
+    };
+    let node = t
+        .node(&port.node)
+        .ok_or_else(|| format!("relay \"{entry}\": no node named \"{}\"", port.node))?;
+    if matches!(
+        node.kind,
+        NodeKind::Switch | NodeKind::Host | NodeKind::Tape
+    ) {
+        return Err(format!(
+            "relay \"{entry}\": {} is a {}, not a relay (or the standby array)",
+            port.node,
+            node.kind.as_str()
+        ));
+    }
+    if port.port >= node.ports {
+        return Err(format!(
+            "relay \"{entry}\": {} has no port {}",
+            port.node, port.port
+        ));
+    }
+    // Before the derived values are filled in (validation), the derived WWPN.
+    Ok(t.port_wwpn(&port)
+        .unwrap_or_else(|| crate::derived::end_node_wwpn(node.kind, node.index, port.port)))
+}
+
+/// The relay fields of a `CreatePairRequest` (seed 002): the relays as target port
+/// WWPNs.
+fn relay_request(t: &Topology, r: Option<&RelaySettings>) -> Result<pb::CreatePairRequest, String> {
+    let Some(r) = r else {
+        return Ok(pb::CreatePairRequest::default());
+    };
+    let relays = r
+        .relays
+        .iter()
+        .map(|e| relay_target(t, e).map(|w| format!("{:016x}", w.0.0)))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(pb::CreatePairRequest {
+        relays,
+        selection: r
+            .selection
+            .map(|s| {
+                match s {
+                    RelaySelectionSpec::RoundRobin => "round_robin",
+                    RelaySelectionSpec::LeastLoaded => "least_loaded",
+                    RelaySelectionSpec::Random => "random",
+                    RelaySelectionSpec::SplitBySpeed => "split_by_speed",
+                    RelaySelectionSpec::Duplicate => "duplicate",
+                }
+                .to_string()
+            })
+            .unwrap_or_default(),
+        source: r.source.unwrap_or(0),
+        consistency: r
+            .consistency
+            .map(|c| {
+                match c {
+                    RelayConsistencySpec::Immediate => "immediate",
+                    RelayConsistencySpec::Epochs => "epochs",
+                    RelayConsistencySpec::Snapshots => "snapshots",
+                }
+                .to_string()
+            })
+            .unwrap_or_default(),
+        drain_timeout_ms: r.drain_timeout.map_or(0, |d| {
+            u64::try_from(d.to_std().as_millis())
+                .unwrap_or(u64::MAX)
+                .max(1)
+        }),
+        ..pb::CreatePairRequest::default()
+    })
+}
+
 fn describe(p: &pb::PairInfo) -> String {
     format!(
         "{} ({} {}, group {}): {} [P {}, S {}], {} of {} blocks to copy{}",
@@ -180,6 +270,7 @@ impl Orchestrator {
                 group,
                 settings,
                 journal_bytes,
+                relay,
             } => {
                 let secondary_naa = match mode {
                     PairModeSpec::Local => String::new(),
@@ -196,6 +287,7 @@ impl Orchestrator {
                     group: group.clone().unwrap_or_default(),
                     options: Some(options(settings)),
                     journal_bytes: journal_bytes.unwrap_or(0),
+                    ..relay_request(&self.scenario.topology, relay.as_ref())?
                 };
                 // A remote secondary needs the primary array's copy port to have found
                 // it (its remote path); an operator retries until it has.
@@ -302,6 +394,49 @@ impl Orchestrator {
                     host.as_ref()
                         .map(|h| format!(" for {h}"))
                         .unwrap_or_default()
+                ))
+            }
+            Step::RelayTakeover { standby, group } => {
+                let mut c = self.copy_client(standby).await?;
+                let r = c
+                    .relay_takeover(pb::PairRequest {
+                        pair: group.clone(),
+                    })
+                    .await
+                    .map_err(err)?
+                    .into_inner();
+                let text = format!(
+                    "relay takeover of {group} at {standby}: applied up to record {}, {} dropped behind a gap, resumed from {}, {} relays fenced, LUNs {:?} simplex and writable",
+                    r.applied_seq,
+                    r.dropped_records,
+                    r.resumed_point
+                        .map_or("no restart point".to_string(), |p| format!(
+                            "restart point {p} ({} bytes of state)",
+                            r.app_state.len()
+                        )),
+                    r.fenced_relays,
+                    r.luns
+                );
+                self.relay_takeovers
+                    .insert((standby.clone(), group.clone()), r);
+                Ok(text)
+            }
+            Step::RestartPoint { pair, app_state } => {
+                let def = self.pair_def(pair)?;
+                let mut c = self.copy_client(&def.primary.node).await?;
+                let r = c
+                    .restart_point(pb::RestartPointRequest {
+                        pair: pair.clone(),
+                        app_state: app_state.clone().into_bytes().into(),
+                    })
+                    .await
+                    .map_err(err)?
+                    .into_inner();
+                Ok(format!(
+                    "restart point {} of {pair} issued at {} ({} bytes of state)",
+                    r.point,
+                    def.primary.node,
+                    app_state.len()
                 ))
             }
             Step::CopyManagerRestart { array } => {
@@ -1057,6 +1192,64 @@ impl Orchestrator {
 
     pub(crate) async fn copy_check(&mut self, c: &Check) -> StepResult {
         match c {
+            Check::RelayStandby {
+                array,
+                group,
+                min_applied,
+                resumed_point,
+                fenced,
+            } => {
+                let mut c = self.copy_client(array).await?;
+                let r = c
+                    .pair_status(pb::PairRequest {
+                        pair: group.clone(),
+                    })
+                    .await
+                    .map_err(|s| s.message().to_string())?
+                    .into_inner();
+                let s = r
+                    .relay_standbys
+                    .into_iter()
+                    .find(|s| s.group == *group)
+                    .ok_or_else(|| format!("{array} is no relay standby of group {group}"))?;
+                let resumed = self
+                    .relay_takeovers
+                    .get(&(array.clone(), group.clone()))
+                    .map(|t| t.resumed_point.unwrap_or(0));
+                let text = format!(
+                    "{array} standby of {group}: applied up to record {}, {} held behind a gap, last restart point {}, {}{}",
+                    s.applied_seq,
+                    s.held_records,
+                    s.point.map_or("none".to_string(), |p| p.to_string()),
+                    if s.fenced {
+                        "taken over, source fenced"
+                    } else {
+                        "replicating"
+                    },
+                    resumed.map_or(String::new(), |p| format!(", resumed from point {p}"))
+                );
+                let mut bad = Vec::new();
+                if let Some(m) = min_applied
+                    && s.applied_seq < *m
+                {
+                    bad.push(format!("expected at least {m} records applied"));
+                }
+                if let Some(p) = resumed_point
+                    && resumed != Some(*p)
+                {
+                    bad.push(format!("expected a takeover resumed from point {p}"));
+                }
+                if let Some(f) = fenced
+                    && s.fenced != *f
+                {
+                    bad.push(format!("expected fenced: {f}"));
+                }
+                if bad.is_empty() {
+                    Ok(text)
+                } else {
+                    Err(format!("{text}; {}", bad.join(", ")))
+                }
+            }
             Check::PairState {
                 pair,
                 state,

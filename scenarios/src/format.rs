@@ -906,6 +906,9 @@ pub enum Step {
         /// Async groups: journal capacity in bytes; default 64 MiB.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         journal_bytes: Option<u64>,
+        /// Relay pairs (seed 002): relays, selection and the standby's settings.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        relay: Option<RelaySettings>,
     },
     /// Split a pair (and its whole consistency group): acknowledged at once, the
     /// secondary `split_pending` until the split-time differences are copied. With
@@ -942,6 +945,24 @@ pub enum Step {
         /// The host that will use the secondary (informational; it must be zoned to it).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         host: Option<String>,
+    },
+    /// Seed 002, at the standby array of a relay group: drain the reachable relays (or
+    /// wait the drain timeout), fence the old primary and the relays, and make the LUs
+    /// writable simplex volumes resuming from the last restart point.
+    RelayTakeover {
+        /// The standby array.
+        standby: String,
+        /// The relay pair's consistency group (or the pair).
+        group: String,
+    },
+    /// Seed 002 emb 7-9, at a relay pair's primary array: an application restart point
+    /// carrying the application's state, sent in order with the writes.
+    RestartPoint {
+        /// Relay pair or group.
+        pair: String,
+        /// The application state shipped with it (UTF-8 text); default empty.
+        #[serde(default)]
+        app_state: String,
     },
     /// A fault: an array's copy-manager worker restarts. Running EXTENDED COPYs end in
     /// COPY ABORTED; copy pairs are kept.
@@ -1078,6 +1099,8 @@ pub enum PairModeSpec {
     Local,
     Sync,
     Async,
+    /// Through relays to a standby (seed 002).
+    Relay,
 }
 
 impl PairModeSpec {
@@ -1086,6 +1109,7 @@ impl PairModeSpec {
             PairModeSpec::Local => "local",
             PairModeSpec::Sync => "sync",
             PairModeSpec::Async => "async",
+            PairModeSpec::Relay => "relay",
         }
     }
 
@@ -1094,9 +1118,54 @@ impl PairModeSpec {
         match self {
             PairModeSpec::Local => ArrayFunction::LocalPair,
             PairModeSpec::Sync => ArrayFunction::RemoteSync,
-            PairModeSpec::Async => ArrayFunction::RemoteAsync,
+            PairModeSpec::Async | PairModeSpec::Relay => ArrayFunction::RemoteAsync,
         }
     }
+}
+
+/// A relay pair's settings (seed 002).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RelaySettings {
+    /// The relays, in selection order, each a node name (its port 0), a port
+    /// `node/port`, or a target port WWPN (16 hex digits, colons allowed); empty
+    /// (default): the records go straight to the standby's port.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub relays: Vec<String>,
+    /// `round_robin` (default), `least_loaded`, `random`, `split_by_speed` or
+    /// `duplicate`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selection: Option<RelaySelectionSpec>,
+    /// The source (stream) identifier; default derived from the group's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<u32>,
+    /// How records land on the standby: `immediate` (default), `epochs` (emb 7) or
+    /// `snapshots` (emb 8).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consistency: Option<RelayConsistencySpec>,
+    /// The longest a takeover waits for the relays to drain; default 100ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drain_timeout: Option<SimDuration>,
+}
+
+/// Relay selection (seed 002 emb 4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RelaySelectionSpec {
+    RoundRobin,
+    LeastLoaded,
+    Random,
+    SplitBySpeed,
+    Duplicate,
+}
+
+/// How a relay standby applies records (seed 002).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RelayConsistencySpec {
+    Immediate,
+    Epochs,
+    Snapshots,
 }
 
 /// Pair settings (seed 004 §7.3); absent fields keep the array's defaults.
@@ -1166,6 +1235,8 @@ impl Step {
             Step::PairDelete { .. } => "pair_delete",
             Step::PairOptions { .. } => "pair_options",
             Step::Takeover { .. } => "takeover",
+            Step::RelayTakeover { .. } => "relay_takeover",
+            Step::RestartPoint { .. } => "restart_point",
             Step::CopyManagerRestart { .. } => "copy_manager_restart",
             Step::ClearDifference { .. } => "clear_difference",
             Step::ThreeDcCycle { .. } => "three_dc_cycle",
@@ -1567,6 +1638,22 @@ pub enum Check {
         /// Largest acceptable count.
         at_most: u64,
     },
+    /// The standby of a relay group on `array` (seed 002): at least `min_applied`
+    /// records applied, the restart point it resumed from (after `relay_takeover`), and
+    /// whether the old primary is fenced.
+    RelayStandby {
+        /// The standby array.
+        array: String,
+        /// The relay pair's consistency group.
+        group: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        min_applied: Option<u64>,
+        /// The restart point number the standby resumed from (0: none).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        resumed_point: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        fenced: Option<bool>,
+    },
     /// A copy pair is in `state` (as its primary array reports it), with at most
     /// `diff_blocks_at_most` blocks still to copy.
     PairState {
@@ -1717,6 +1804,7 @@ impl Check {
             Check::ReadReturns { .. } => "read_returns",
             Check::WorkloadErrors { .. } => "workload_errors",
             Check::PairState { .. } => "pair_state",
+            Check::RelayStandby { .. } => "relay_standby",
             Check::BackupEqualsSplitImage { .. } => "backup_equals_split_image",
             Check::SecondaryEqualsSplitImage { .. } => "secondary_equals_split_image",
             Check::PrefixConsistent { .. } => "prefix_consistent",

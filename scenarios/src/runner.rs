@@ -411,6 +411,8 @@ pub(crate) struct Orchestrator {
     /// Copy pairs split by the scenario: the fabric-time window in which each split
     /// took effect (asked, acknowledged).
     pub(crate) splits: BTreeMap<String, (Duration, Duration)>,
+    /// Relay takeovers done (seed 002), by (standby array, group).
+    pub(crate) relay_takeovers: BTreeMap<(String, String), pb::RelayTakeoverResponse>,
 }
 
 pub(crate) type StepResult = Result<String, String>;
@@ -456,6 +458,7 @@ impl Orchestrator {
             workloads: BTreeMap::new(),
             observer: None,
             splits: BTreeMap::new(),
+            relay_takeovers: BTreeMap::new(),
             scenario,
         }
     }
@@ -903,6 +906,8 @@ impl Orchestrator {
             | Step::PairDelete { .. }
             | Step::PairOptions { .. }
             | Step::Takeover { .. }
+            | Step::RelayTakeover { .. }
+            | Step::RestartPoint { .. }
             | Step::CopyManagerRestart { .. }
             | Step::ClearDifference { .. }
             | Step::ThreeDcCycle { .. }
@@ -1191,7 +1196,8 @@ impl Orchestrator {
             | Check::RpoAtMost { .. }
             | Check::CopyResults { .. }
             | Check::FailoverCopied { .. }
-            | Check::RecoveryOutcome { .. } => self.copy_check(c).await,
+            | Check::RecoveryOutcome { .. }
+            | Check::RelayStandby { .. } => self.copy_check(c).await,
             Check::PortBytesAtMost { port, at_most } => {
                 let p = self.port_info(port).await?;
                 let c = p.counters.unwrap_or_default();

@@ -958,7 +958,7 @@ impl<'a> Validator<'a> {
             PairModeSpec::Local if primary == secondary => {
                 self.err(&at("secondary"), "pair_create: primary and secondary are the same LU")
             }
-            PairModeSpec::Sync | PairModeSpec::Async if primary.node == secondary.node => self.err(
+            PairModeSpec::Sync | PairModeSpec::Async | PairModeSpec::Relay if primary.node == secondary.node => self.err(
                 &at("mode"),
                 format!("pair_create: a {} pair copies to another array; use mode local for two LUs of {}", mode.name(), primary.node),
             ),
@@ -1352,9 +1352,29 @@ impl<'a> Validator<'a> {
                 secondary,
                 mode,
                 group,
+                relay,
                 ..
             } => {
                 self.pair_create(ptr, name, primary, secondary, *mode, group.as_deref());
+                if let Some(r) = relay {
+                    if *mode != PairModeSpec::Relay {
+                        self.err(
+                            &at("relay"),
+                            format!(
+                                "pair_create: relay settings belong to mode relay, not {}",
+                                mode.name()
+                            ),
+                        );
+                    }
+                    for (i, w) in r.relays.iter().enumerate() {
+                        if let Err(e) = crate::copy::relay_target(&self.s.topology, w) {
+                            self.err(
+                                &at(&format!("relay/relays/{i}")),
+                                format!("pair_create: {e}"),
+                            );
+                        }
+                    }
+                }
             }
             Step::PairSplit { pair, .. }
             | Step::PairResync { pair }
@@ -1364,6 +1384,56 @@ impl<'a> Validator<'a> {
                 if let Step::Takeover { host: Some(h), .. } = step {
                     self.host_named(&at("host"), "takeover host", h);
                 }
+                if let Step::Takeover { pair, .. } = step
+                    && let Some(d) = crate::copy::pair_defs(self.s).values().find(|d| {
+                        (d.name == *pair || d.group == *pair) && d.mode == PairModeSpec::Relay
+                    })
+                {
+                    self.err(
+                        &at("pair"),
+                        format!("takeover: \"{}\" is a relay pair; its standby takes over with relay_takeover", d.name),
+                    );
+                }
+                if let Step::PairSplit { pair, .. } = step
+                    && let Some(d) = crate::copy::pair_defs(self.s).values().find(|d| {
+                        (d.name == *pair || d.group == *pair) && d.mode == PairModeSpec::Relay
+                    })
+                {
+                    self.err(
+                        &at("pair"),
+                        format!("pair_split: \"{}\" is a relay pair, which does not split (use restart_point, or relay_takeover at the standby)", d.name),
+                    );
+                }
+            }
+            Step::RelayTakeover { standby, group } => {
+                self.kind_named(
+                    &at("standby"),
+                    "relay_takeover standby",
+                    standby,
+                    NodeKind::Array,
+                );
+                self.group_of(
+                    &at("group"),
+                    "relay_takeover group",
+                    group,
+                    &[PairModeSpec::Relay],
+                );
+                if let Some(d) = crate::copy::pair_defs(self.s).values().find(|d| {
+                    (d.group == *group || d.name == *group) && d.secondary.node != *standby
+                }) {
+                    self.err(
+                        &at("standby"),
+                        format!("relay_takeover: the standby of group \"{group}\" is {} (pair \"{}\"), not {standby}", d.secondary.node, d.name),
+                    );
+                }
+            }
+            Step::RestartPoint { pair, .. } => {
+                self.group_of(
+                    &at("pair"),
+                    "restart_point pair",
+                    pair,
+                    &[PairModeSpec::Relay],
+                );
             }
             Step::CopyManagerRestart { array } => {
                 self.kind_named(
@@ -1818,6 +1888,10 @@ impl<'a> Validator<'a> {
                         format!("{name}: blocks_at_least {a} is above blocks_at_most {b}"),
                     );
                 }
+            }
+            Check::RelayStandby { array, group, .. } => {
+                self.kind_named(&at("array"), name, array, NodeKind::Array);
+                self.group_of(&at("group"), name, group, &[PairModeSpec::Relay]);
             }
             Check::PairState { pair, state, .. } => {
                 self.pair_ref(&at("pair"), name, pair);
@@ -2939,6 +3013,61 @@ mod tests {
         );
         assert!(
             d.iter().any(|x| x.message.contains("pair state \"gone\"")),
+            "{d:?}"
+        );
+    }
+
+    #[test]
+    fn relay_fields_are_checked() {
+        // arr1 and arr2 run remote-async; a relay pair p (group g) arr1:0 → arr2:0.
+        let two = with(
+            r#"{"name": "arr1", "site": "osaka", "ports": 1, "lus": [{"lun": 0, "blocks": 100, "block_bytes": 512}]}"#,
+            r#"{"name": "arr1", "site": "osaka", "ports": 1, "functions": ["remote-async"], "lus": [{"lun": 0, "blocks": 100, "block_bytes": 512}]},
+      {"name": "arr2", "site": "osaka", "ports": 1, "functions": ["remote-async"], "lus": [{"lun": 0, "blocks": 100, "block_bytes": 512}]}"#,
+        )
+        .replace(
+            r#"{"a": "arr1/0", "b": "sw2/0"},"#,
+            r#"{"a": "arr1/0", "b": "sw2/0"}, {"a": "arr2/0", "b": "sw2/1"},"#,
+        );
+        let steps = |create: &str, s: &str| {
+            two.replace(
+                r#"{"at": "1ms", "op": "check", "check": "logged_in", "port": "h1/0"}"#,
+                &format!(r#"{create}, {s}"#),
+            )
+        };
+        let relay = r#"{"at": "1ms", "op": "pair_create", "name": "p", "primary": "arr1:0", "secondary": "arr2:0", "mode": "relay", "group": "g", "relay": {"relays": ["50:06:0e:80:00:00:00:01", "arr2/0", "arr2"], "consistency": "epochs"}}"#;
+        let ok = diags(&steps(
+            relay,
+            r#"{"at": "2ms", "op": "restart_point", "pair": "g", "app_state": "x"}, {"at": "3ms", "op": "relay_takeover", "standby": "arr2", "group": "g"}, {"at": "4ms", "op": "check", "check": "relay_standby", "array": "arr2", "group": "g", "fenced": true}"#,
+        ));
+        assert!(ok.is_empty(), "{ok:?}");
+        let d = diags(&steps(
+            &relay
+                .replace("50:06:0e:80:00:00:00:01", "r1")
+                .replace("\"arr2\"]", "\"h1/0\"]"),
+            r#"{"at": "3ms", "op": "relay_takeover", "standby": "arr1", "group": "g"}, {"at": "4ms", "op": "takeover", "pair": "p"}, {"at": "5ms", "op": "pair_split", "pair": "g"}"#,
+        ));
+        for want in [
+            "relay \"r1\": no node named \"r1\"",
+            "relay \"h1/0\": h1 is a host",
+            "the standby of group \"g\" is arr2",
+            "its standby takes over with relay_takeover",
+            "which does not split",
+        ] {
+            assert!(d.iter().any(|x| x.message.contains(want)), "{want}: {d:?}");
+        }
+        let d = diags(&steps(
+            r#"{"at": "1ms", "op": "pair_create", "name": "p", "primary": "arr1:0", "secondary": "arr2:0", "mode": "async", "relay": {}}"#,
+            r#"{"at": "2ms", "op": "restart_point", "pair": "p"}"#,
+        ));
+        assert!(
+            d.iter()
+                .any(|x| x.message.contains("relay settings belong to mode relay")),
+            "{d:?}"
+        );
+        assert!(
+            d.iter()
+                .any(|x| x.message.contains("is async, expected relay")),
             "{d:?}"
         );
     }

@@ -321,6 +321,16 @@ impl Engine {
                 let _ = reply.send(Err(three_site_unsupported()));
             }
             // The protected recovery copy runs between arrays (seed 001).
+            CopyAdmin::RelayTakeover { reply, .. } => {
+                let _ = reply.send(Err(tonic::Status::unimplemented(
+                    "relay takeover: run at the standby array, not at a switch",
+                )));
+            }
+            CopyAdmin::RestartPoint { reply, .. } => {
+                let _ = reply.send(Err(tonic::Status::unimplemented(
+                    "restart point: run at a relay pair's primary array, not at a switch",
+                )));
+            }
             CopyAdmin::Recover { reply, .. } | CopyAdmin::RecoveryStatus { reply } => {
                 let _ = reply.send(Err(tonic::Status::unimplemented(
                     "recovery copy: run at the primary array, not at a switch",
@@ -421,6 +431,7 @@ impl Engine {
         Ok(pb::PairStatusResponse {
             pairs: pairs.into_iter().map(|p| pair_info(p, SWITCH)).collect(),
             secondaries: Vec::new(),
+            relay_standbys: Vec::new(),
         })
     }
 
@@ -440,6 +451,7 @@ impl Engine {
                 })
                 .collect(),
             secondaries: Vec::new(),
+            relay_standbys: Vec::new(),
         }
     }
 
@@ -472,6 +484,13 @@ impl Engine {
     ) {
         if self.pairs.pair(&spec.name).is_some() || self.delegated.contains_key(&spec.name) {
             let _ = reply.send(Err(status_of(CopyError::Exists(spec.name))));
+            return;
+        }
+        // Relay replication (seed 002) runs between arrays and relays, not on virtual LUs.
+        if spec.mode == fcsim_devices::copysvc::PairMode::Relay {
+            let _ = reply.send(Err(Status::invalid_argument(
+                "mode: relay pairs run at an array, not at a switch's virtual LUs",
+            )));
             return;
         }
         let plan = match self.offload_pair(&spec) {

@@ -73,7 +73,7 @@ impl SupportFunction {
         match mode {
             PairMode::Local => SupportFunction::LocalPair,
             PairMode::Sync => SupportFunction::RemoteSync,
-            PairMode::Async => SupportFunction::RemoteAsync,
+            PairMode::Async | PairMode::Relay => SupportFunction::RemoteAsync,
         }
     }
 }

@@ -26,6 +26,7 @@ pub mod generations;
 pub mod journal;
 pub mod pair;
 pub mod recovery;
+pub mod relaypair;
 pub mod wire;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -43,8 +44,9 @@ pub use generations::{DiffGenerations, RemoteReport, SelectionRule};
 pub use journal::{Journal, JournalApplier};
 pub use pair::{
     BackupStrategy, CopyPair, Granularity, OptionsPatch, PairMode, PairOptions, PairState,
-    Propagate, Secondary,
+    Propagate, RelayConsistency, RelayOptions, RelaySelection, Secondary,
 };
+pub use relaypair::{RelayStandbyStatus, RelayTakeoverReport};
 
 /// Synchronous access to the array's own LUs.
 pub trait Volumes {
@@ -95,6 +97,24 @@ pub enum Action {
     /// Deferred mode: the host write `host` that [`CopyEngine::admit_deferred`] held may
     /// land now.
     Proceed { host: u64 },
+    /// RELAY RECORD of `record` (seed 002) to the target port `target` (a relay, or the
+    /// standby in direct mode, then through the secondary LU `naa`), bound for the
+    /// standby port `destination`; report with [`CopyEngine::relay_completed`].
+    RelayRecord {
+        token: u64,
+        target: u64,
+        naa: Option<Wwn>,
+        destination: u64,
+        record: crate::relay::Record,
+    },
+    /// RELAY CONTROL to the relay at target port `target` (its LU 0).
+    RelayControl {
+        token: u64,
+        target: u64,
+        control: crate::relay::wire::RelayControl,
+    },
+    /// RECEIVE RELAY STATUS from the relay at target port `target`.
+    RelayStatus { token: u64, target: u64 },
 }
 
 /// Refusals of management requests; nothing changed.
@@ -196,6 +216,12 @@ pub struct PairStatus {
     pub journal_entries: u64,
     pub journal_bytes: u64,
     pub suspend_reason: Option<String>,
+    /// Relay pairs: the source's last sequence number.
+    #[serde(default)]
+    pub relay_last_seq: u64,
+    /// Relay pairs: records not yet held by a relay.
+    #[serde(default)]
+    pub relay_outstanding: u64,
 }
 
 /// A consistency group, primary side.
@@ -242,6 +268,24 @@ enum Pending {
         seq: u64,
     },
     Notify,
+    /// A RELAY RECORD of relay group `group`'s core `generation`.
+    Relay {
+        group: String,
+        generation: u32,
+        relay: crate::relay::RelayId,
+        seq: u64,
+    },
+    /// A takeover's RELAY CONTROL (`forward`, else `fence`) to the relay at `target`.
+    RelayControl {
+        source: u32,
+        target: u64,
+        forward: bool,
+    },
+    /// A takeover's RECEIVE RELAY STATUS from the relay at `target`.
+    RelayStatus {
+        source: u32,
+        target: u64,
+    },
 }
 
 /// A sync write waiting for an overlapping one to the same pair to finish.
@@ -334,6 +378,14 @@ pub struct CopyEngine {
     generations: DiffGenerations,
     /// Site 3: the start time of each group's last completed clear.
     clears_done: BTreeMap<String, Duration>,
+    /// Relay groups' primary sides (seed 002), by group.
+    relay_sources: BTreeMap<String, relaypair::RelaySource>,
+    /// This array as the standby of relay sources, by source identifier.
+    standbys: BTreeMap<u32, relaypair::RelayStandby>,
+    /// LUs taken over by a relay takeover: the ports fenced off each.
+    fenced: BTreeMap<u16, std::collections::BTreeSet<u64>>,
+    /// Restart points issued (their host tags count down from the top).
+    next_point_tag: u64,
 }
 
 impl CopyEngine {
@@ -365,7 +417,10 @@ impl CopyEngine {
     /// Whether any pair or role involves this array (the node may skip the engine
     /// otherwise).
     pub fn is_idle(&self) -> bool {
-        self.pairs.is_empty() && self.roles.is_empty()
+        self.pairs.is_empty()
+            && self.roles.is_empty()
+            && self.standbys.is_empty()
+            && self.fenced.is_empty()
     }
 
     // ---- management -------------------------------------------------------------
@@ -412,7 +467,12 @@ impl CopyEngine {
             }
             (_, Secondary::Local(_)) => {
                 return Err(CopyError::BadMode(
-                    "a remote pair (sync or async) needs another array's LU".into(),
+                    "a remote pair (sync, async or relay) needs another array's LU".into(),
+                ));
+            }
+            (PairMode::Relay, Secondary::Remote(_)) if spec.options.relay.is_none() => {
+                return Err(CopyError::BadMode(
+                    "a relay pair needs its relay settings".into(),
                 ));
             }
             (_, Secondary::Remote(_)) => {}
@@ -445,6 +505,11 @@ impl CopyEngine {
                 b.blocks(),
                 spec.primary
             )));
+        }
+        if spec.mode == PairMode::Relay
+            && let Some(o) = &spec.options.relay
+        {
+            self.relay_source_for(&group, o, bb)?;
         }
         let mut pair = CopyPair::new(
             spec.name.clone(),
@@ -540,6 +605,14 @@ impl CopyEngine {
             None if self.groups.contains_key(target) => target.to_string(),
             None => return Err(CopyError::NoSuchPair(target.to_string())),
         };
+        // A relay stream has no split point the standby could hold: records already
+        // acknowledged by a relay may still be on their way (seed 002 has takeover and
+        // restart points instead).
+        if self.relay_sources.contains_key(&group) {
+            return Err(CopyError::BadMode(format!(
+                "`{target}` is a relay pair: it does not split (use a restart point, or a relay takeover at the standby)"
+            )));
+        }
         self.all_in(
             &group,
             &[PairState::Copy, PairState::Pair],
@@ -679,6 +752,7 @@ impl CopyEngine {
                         journal_seq: 0,
                         mode: Some(p.mode),
                         image_time: None,
+                        relay: None,
                     },
                 });
             }
@@ -686,6 +760,7 @@ impl CopyEngine {
                 g.pairs.retain(|x| x != m);
                 if g.pairs.is_empty() {
                     self.groups.remove(&p.group);
+                    self.relay_sources.remove(&p.group);
                 }
             }
             self.budget.remove(m);
@@ -724,6 +799,11 @@ impl CopyEngine {
                     journal_entries: j.len() as u64,
                     journal_bytes: j.bytes(),
                     suspend_reason: p.suspend_reason.clone(),
+                    relay_last_seq: self.relay_last_seq(&p.group).unwrap_or(0),
+                    relay_outstanding: self
+                        .relay_sources
+                        .get(&p.group)
+                        .map_or(0, |s| s.core.outstanding() as u64),
                 }
             })
             .collect())
@@ -742,9 +822,12 @@ impl CopyEngine {
             group: p.group.clone(),
             state: Some(p.state),
             writers: self.ports.iter().map(|w| w.0.0).collect(),
-            journal_seq: self.groups.get(&p.group).map_or(0, |g| g.journal.last_seq),
+            journal_seq: self
+                .relay_last_seq(&p.group)
+                .unwrap_or_else(|| self.groups.get(&p.group).map_or(0, |g| g.journal.last_seq)),
             mode: Some(p.mode),
             image_time: self.image_time(p.primary),
+            relay: p.options.relay.clone(),
         };
         let token = self.token(Pending::Notify);
         self.actions
@@ -1078,6 +1161,7 @@ impl CopyEngine {
                         self.send_sync(&n, host, lba, data.clone(), now);
                     }
                 }
+                Propagate::Relay => self.relay_write(&n, host, lba, data.clone()),
                 Propagate::Journal => {
                     let Secondary::Remote(naa) = p.secondary else {
                         continue;
@@ -1173,6 +1257,7 @@ impl CopyEngine {
                 warn!(pair = %m, why, "pair suspended");
             }
         }
+        self.abandon_relay(group);
         for m in &members {
             self.notify(m);
         }
@@ -1268,8 +1353,73 @@ impl CopyEngine {
                     warn!("pair notice to the secondary array failed");
                 }
             }
+            p @ (Pending::Relay { .. }
+            | Pending::RelayControl { .. }
+            | Pending::RelayStatus { .. }) => {
+                let now = self.last_tick;
+                self.relay_pending_done(p, ok.then_some(0), &Bytes::new(), now);
+            }
         }
         self.settle_all();
+    }
+
+    /// Any command the engine asked for ended: SCSI `status` (`None`: the exchange
+    /// failed) and its data-in. Relay commands need the status itself (BUSY, RESERVATION
+    /// CONFLICT); the others only whether it was GOOD.
+    pub fn command_done(&mut self, token: u64, status: Option<u8>, data_in: &Bytes, now: Duration) {
+        let relay = matches!(
+            self.pending.get(&token),
+            Some(
+                Pending::Relay { .. } | Pending::RelayControl { .. } | Pending::RelayStatus { .. }
+            )
+        );
+        if relay {
+            self.relay_completed(token, status, data_in, now);
+        } else {
+            self.completed(token, status == Some(0));
+        }
+    }
+
+    /// A relay command (RELAY RECORD, RELAY CONTROL, RECEIVE RELAY STATUS) the engine
+    /// asked for ended with SCSI `status` (`None`: the exchange failed) and `data_in`.
+    pub fn relay_completed(
+        &mut self,
+        token: u64,
+        status: Option<u8>,
+        data_in: &Bytes,
+        now: Duration,
+    ) {
+        let Some(p) = self.pending.remove(&token) else {
+            return;
+        };
+        self.relay_pending_done(p, status, data_in, now);
+        self.settle_all();
+    }
+
+    fn relay_pending_done(
+        &mut self,
+        p: Pending,
+        status: Option<u8>,
+        data_in: &Bytes,
+        now: Duration,
+    ) {
+        match p {
+            Pending::Relay {
+                group,
+                generation,
+                relay,
+                seq,
+            } => self.relay_record_done(&group, generation, relay, seq, status, now),
+            Pending::RelayControl {
+                source,
+                target,
+                forward,
+            } => self.relay_control_done(source, target, Some(forward), status, data_in, now),
+            Pending::RelayStatus { source, target } => {
+                self.relay_control_done(source, target, None, status, data_in, now);
+            }
+            _ => {}
+        }
     }
 
     fn ship_journals(&mut self) {
@@ -1374,6 +1524,7 @@ impl CopyEngine {
             .values()
             .filter_map(|g| g.split_at)
             .chain(self.generations.poll_timeout())
+            .chain(self.relay_timeout())
             .min();
         // From the last tick, not from now: a stream of host writes must not keep pushing
         // the copier's deadline away.
@@ -1397,6 +1548,10 @@ impl CopyEngine {
 
     fn tick_with<'v>(&mut self, mut vols: Option<&mut (dyn Volumes + 'v)>, now: Duration) {
         self.run_due_splits(now);
+        self.relay_resend(now);
+        if let Some(v) = vols.as_deref_mut() {
+            self.relay_tick(v, now);
+        }
         self.generations.tick(now);
         self.drain_clears();
         let elapsed = now.saturating_sub(self.last_tick).as_nanos();
@@ -1694,6 +1849,7 @@ impl CopyEngine {
                 info!(lun, pair = %notice.pair, "secondary released: simplex");
                 self.roles.remove(&lun);
                 self.untrack(lun);
+                self.relay_release(lun);
             }
             Some(s) => {
                 if !self.roles.contains_key(&lun) {
@@ -1709,6 +1865,7 @@ impl CopyEngine {
                     }
                 }
                 self.appliers.entry(notice.group.clone()).or_default();
+                self.relay_notice(lun, &notice);
                 if s == PairState::Copy || s == PairState::Resync {
                     // A formation or resync copy: the journal goes on after it from the
                     // primary's current sequence number.
@@ -1821,6 +1978,11 @@ impl CopyEngine {
     /// become writable Simplex volumes holding the last applicable prefix. Returns the
     /// LUNs taken over.
     pub fn takeover(&mut self, pair: &str) -> Result<Vec<u16>, CopyError> {
+        if self.relay_takeover_report(pair).is_none() && self.has_relay_standby(pair) {
+            return Err(CopyError::BadMode(format!(
+                "`{pair}` is a relay pair: its standby takes over with a relay takeover (drain, fence)"
+            )));
+        }
         let group = self
             .roles
             .values()

@@ -29,6 +29,10 @@ pub enum PairMode {
     /// Remote, asynchronous: writes go to the consistency group's journal, applied in
     /// sequence order at the secondary.
     Async,
+    /// Remote through relays (seed 002): each write becomes a RELAY RECORD of the
+    /// group's source stream, sent to a relay (or straight to the standby); the host is
+    /// acknowledged once the local write is done and a relay holds the record.
+    Relay,
 }
 
 impl PairMode {
@@ -37,6 +41,7 @@ impl PairMode {
             PairMode::Local => "local",
             PairMode::Sync => "sync",
             PairMode::Async => "async",
+            PairMode::Relay => "relay",
         }
     }
 }
@@ -170,6 +175,113 @@ pub struct PairOptions {
     /// Sync pairs: fail the host write instead of suspending when the secondary cannot
     /// be written (fence level "data"); default "never" (suspend and acknowledge).
     pub fence: bool,
+    /// Relay pairs: the relays, their selection and the standby's settings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relay: Option<RelayOptions>,
+}
+
+/// How a relay pair's records travel (seed 002), fixed at creation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RelayOptions {
+    /// Target port WWPNs of the relays, in selection order; empty: straight to the
+    /// standby (the standby is the one "relay").
+    pub relays: Vec<u64>,
+    pub selection: RelaySelection,
+    /// The source's identifier (the consistency group's stream); 0: derived from the
+    /// group's name.
+    pub source: u32,
+    /// How records land on the standby.
+    pub consistency: RelayConsistency,
+    /// The longest a takeover waits for the reachable relays to drain, ms.
+    pub drain_timeout_ms: u64,
+    /// The standby's target port WWPN the records are addressed to (DESTINATION); 0:
+    /// resolved by the array at creation from its path to the secondary.
+    pub destination: u64,
+    /// The secondary's LUN on the standby array; resolved with `destination`.
+    pub standby_lun: u16,
+}
+
+impl Default for RelayOptions {
+    fn default() -> Self {
+        RelayOptions {
+            relays: Vec::new(),
+            selection: RelaySelection::RoundRobin,
+            source: 0,
+            consistency: RelayConsistency::Immediate,
+            drain_timeout_ms: 100,
+            destination: 0,
+            standby_lun: 0,
+        }
+    }
+}
+
+/// [`crate::relay::Selection`] as configured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RelaySelection {
+    RoundRobin,
+    LeastLoaded,
+    /// Seeded from the source identifier.
+    Random,
+    /// Writes cut into up to 4 portions.
+    SplitBySpeed,
+    Duplicate,
+}
+
+impl RelaySelection {
+    pub fn from_name(s: &str) -> Option<RelaySelection> {
+        Some(match s {
+            "round_robin" => RelaySelection::RoundRobin,
+            "least_loaded" => RelaySelection::LeastLoaded,
+            "random" => RelaySelection::Random,
+            "split_by_speed" => RelaySelection::SplitBySpeed,
+            "duplicate" => RelaySelection::Duplicate,
+            _ => return None,
+        })
+    }
+
+    /// The core's selection for source `source`.
+    pub fn core(self, source: u32) -> crate::relay::Selection {
+        use crate::relay::Selection as S;
+        match self {
+            RelaySelection::RoundRobin => S::RoundRobin,
+            RelaySelection::LeastLoaded => S::LeastLoaded,
+            RelaySelection::Random => S::Random {
+                seed: u64::from(source),
+            },
+            RelaySelection::SplitBySpeed => S::SplitBySpeed { portions: 4 },
+            RelaySelection::Duplicate => S::Duplicate,
+        }
+    }
+}
+
+/// [`crate::relay::Consistency`] as configured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum RelayConsistency {
+    #[default]
+    Immediate,
+    Epochs,
+    Snapshots,
+}
+
+impl RelayConsistency {
+    pub fn from_name(s: &str) -> Option<RelayConsistency> {
+        Some(match s {
+            "immediate" => RelayConsistency::Immediate,
+            "epochs" => RelayConsistency::Epochs,
+            "snapshots" => RelayConsistency::Snapshots,
+            _ => return None,
+        })
+    }
+
+    pub fn core(self) -> crate::relay::Consistency {
+        match self {
+            RelayConsistency::Immediate => crate::relay::Consistency::Immediate,
+            RelayConsistency::Epochs => crate::relay::Consistency::Epochs,
+            RelayConsistency::Snapshots => crate::relay::Consistency::Snapshots,
+        }
+    }
 }
 
 impl Default for PairOptions {
@@ -181,6 +293,7 @@ impl Default for PairOptions {
             priority: true,
             backup_implies_split: false,
             fence: false,
+            relay: None,
         }
     }
 }
@@ -330,6 +443,7 @@ impl CopyPair {
                 }
                 PairMode::Sync => Propagate::Sync,
                 PairMode::Async => Propagate::Journal,
+                PairMode::Relay => Propagate::Relay,
             },
         }
     }
@@ -487,6 +601,8 @@ pub enum Propagate {
     Sync,
     /// Appended to the group's journal.
     Journal,
+    /// A record of the group's relay stream.
+    Relay,
 }
 
 #[cfg(test)]

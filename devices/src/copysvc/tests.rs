@@ -95,6 +95,11 @@ fn run(e: &mut CopyEngine, v: &mut Vols, now: &mut Duration, ok: bool) -> Vec<Ac
                     e.completed(*token, ok)
                 }
                 Action::Notify { token, .. } => e.completed(*token, true),
+                Action::RelayRecord { token, .. }
+                | Action::RelayControl { token, .. }
+                | Action::RelayStatus { token, .. } => {
+                    e.relay_completed(*token, ok.then_some(0), &Bytes::new(), *now)
+                }
                 Action::Release { .. } => {}
                 Action::Copy { .. } | Action::Proceed { .. } => unreachable!("direct mode"),
             }
@@ -244,6 +249,7 @@ fn async_journal_is_applied_as_a_prefix() {
             journal_seq: 0,
             mode: Some(PairMode::Async),
             image_time: None,
+            relay: None,
         },
         Duration::ZERO,
     );
@@ -768,6 +774,7 @@ fn sync_notice(state: Option<PairState>) -> wire::PairNotice {
         journal_seq: 0,
         mode: Some(PairMode::Sync),
         image_time: None,
+        relay: None,
     }
 }
 
@@ -834,4 +841,573 @@ fn site_2_remembers_the_image_time_of_the_last_complete_image() {
     e.on_notice(&v, 0, n, ms(9));
     assert_eq!(e.role_image_time(0), Some(ms(5)));
     assert!(e.generations().volume(0).is_none(), "async: no tables");
+}
+
+// ---- relay pairs (seed 002) -------------------------------------------------------------
+
+const STANDBY_PORT: u64 = 0x5000_0000_0000_0002;
+const PRIMARY_PORT: u64 = 0x5000_0000_0000_0001;
+
+fn relay_opts(relays: Vec<u64>, consistency: RelayConsistency) -> RelayOptions {
+    RelayOptions {
+        relays,
+        consistency,
+        source: 7,
+        destination: STANDBY_PORT,
+        standby_lun: 0,
+        ..RelayOptions::default()
+    }
+}
+
+/// A primary engine with relay pair `p` (arr1:0 → LU 0 of the standby), formed.
+fn relay_primary(relays: Vec<u64>) -> (CopyEngine, Vols, Duration) {
+    let (mut e, mut v, mut now) = (
+        CopyEngine::new(vec![Wwpn(Wwn(PRIMARY_PORT))]),
+        Vols::new(&[0]),
+        Duration::ZERO,
+    );
+    let options = PairOptions {
+        relay: Some(relay_opts(relays, RelayConsistency::Immediate)),
+        ..PairOptions::default()
+    };
+    e.create(
+        PairSpec {
+            name: "p".into(),
+            primary: 0,
+            secondary: Secondary::Remote(Wwn(0x6000)),
+            mode: PairMode::Relay,
+            group: Some("g".into()),
+            options,
+            initial: None,
+        },
+        &|l| v.geometry(l),
+    )
+    .unwrap();
+    run(&mut e, &mut v, &mut now, true);
+    assert_eq!(state(&e, "p"), PairState::Pair);
+    (e, v, now)
+}
+
+fn drain(e: &mut CopyEngine) -> Vec<Action> {
+    std::iter::from_fn(|| e.poll_action()).collect()
+}
+
+/// (token, target, seq) of the RELAY RECORDs among `a`.
+fn records(a: &[Action]) -> Vec<(u64, u64, u64)> {
+    a.iter()
+        .filter_map(|a| match a {
+            Action::RelayRecord {
+                token,
+                target,
+                record,
+                destination,
+                ..
+            } => {
+                assert_eq!(*destination, STANDBY_PORT);
+                Some((*token, *target, record.id().seq))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+fn released(a: &[Action]) -> Vec<(u64, Option<Sense>)> {
+    a.iter()
+        .filter_map(|a| match a {
+            Action::Release { host, sense } => Some((*host, sense.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn relay_pair_completes_the_host_on_the_relay_ack() {
+    let (mut e, mut v, now) = relay_primary(vec![]);
+    assert!(
+        v.host_write(&mut e, 0, 3, 9, 1),
+        "the host waits for a relay"
+    );
+    let a = drain(&mut e);
+    let sent = records(&a);
+    assert_eq!(sent.len(), 1);
+    let (token, target, seq) = sent[0];
+    assert_eq!(
+        (target, seq),
+        (STANDBY_PORT, 1),
+        "direct: the standby is the relay"
+    );
+    assert!(
+        matches!(&a[0], Action::RelayRecord { naa: Some(Wwn(0x6000)), record, .. }
+            if record.data == Bytes::from(vec![9; BB]) && record.header.kind == crate::relay::Kind::Write { lun: 0, lba: 3 })
+    );
+    assert!(
+        released(&a).is_empty(),
+        "not before the relay's GOOD status"
+    );
+    e.relay_completed(token, Some(0), &Bytes::new(), now);
+    assert_eq!(released(&drain(&mut e)), vec![(1, None)]);
+    assert_eq!(state(&e, "p"), PairState::Pair);
+    let st = &e.status(Some("p")).unwrap()[0];
+    assert_eq!((st.mode.as_str(), st.relay_last_seq), ("relay", 1));
+}
+
+#[test]
+fn relay_busy_is_sent_again_and_lost_relays_suspend_the_pair() {
+    let (mut e, mut v, now) = relay_primary(vec![0xA1, 0xA2]);
+    v.host_write(&mut e, 0, 3, 9, 1);
+    let (t1, r1, s1) = records(&drain(&mut e))[0];
+    assert_eq!((r1, s1), (0xA1, 1), "round robin starts at the first relay");
+    // BUSY (relay full): after a short wait the same record goes again, to the other
+    // relay.
+    e.relay_completed(t1, Some(0x08), &Bytes::new(), now);
+    assert!(records(&drain(&mut e)).is_empty(), "not at once");
+    let due = e.poll_timeout(now).expect("a resend is due");
+    assert!(due > now);
+    e.tick(&mut v, due);
+    let (t2, r2, s2) = records(&drain(&mut e))[0];
+    assert_eq!((r2, s2), (0xA2, 1));
+    // The exchange fails: that relay is down, the record goes back to the first.
+    e.relay_completed(t2, None, &Bytes::new(), now);
+    let (t3, r3, _) = records(&drain(&mut e))[0];
+    assert_eq!(r3, 0xA1);
+    // The last relay is lost as well: the pair suspends, the host is answered, and
+    // the block waits for the resync.
+    e.relay_completed(t3, None, &Bytes::new(), now);
+    let a = drain(&mut e);
+    assert_eq!(released(&a), vec![(1, None)]);
+    assert_eq!(state(&e, "p"), PairState::Suspended);
+    assert!(e.pair("p").unwrap().diff.get(3));
+    assert_eq!(
+        e.pair("p").unwrap().suspend_reason.as_deref(),
+        Some("relays not reachable")
+    );
+    // The notice of the suspension names the stream's last sequence number.
+    assert!(a.iter().any(|x| matches!(x, Action::Notify { notice, .. }
+        if notice.journal_seq == 1 && notice.relay.is_some())));
+}
+
+#[test]
+fn a_fenced_relay_pair_suspends() {
+    let (mut e, mut v, now) = relay_primary(vec![]);
+    v.host_write(&mut e, 0, 3, 9, 1);
+    let (t, _, _) = records(&drain(&mut e))[0];
+    e.relay_completed(t, Some(0x18), &Bytes::new(), now);
+    assert_eq!(released(&drain(&mut e)), vec![(1, None)]);
+    assert_eq!(
+        e.pair("p").unwrap().suspend_reason.as_deref(),
+        Some("fenced by the standby (takeover)")
+    );
+}
+
+#[test]
+fn relay_restart_points_need_pair_and_travel_in_order() {
+    let (mut e, mut v, now) = relay_primary(vec![]);
+    // A second pair of the group, still in its formation copy: no restart point yet.
+    e.create(
+        PairSpec {
+            name: "p2".into(),
+            primary: 1,
+            secondary: Secondary::Remote(Wwn(0x6001)),
+            mode: PairMode::Relay,
+            group: Some("g".into()),
+            options: PairOptions {
+                relay: Some(relay_opts(vec![], RelayConsistency::Immediate)),
+                ..PairOptions::default()
+            },
+            initial: None,
+        },
+        &|_| Some((64, BB as u32)),
+    )
+    .unwrap();
+    assert!(matches!(
+        e.restart_point("g", Bytes::new()),
+        Err(CopyError::WrongState { state: "copy", .. })
+    ));
+    e.delete("p2").unwrap();
+    drain(&mut e);
+    v.host_write(&mut e, 0, 3, 9, 1);
+    assert_eq!(e.restart_point("g", Bytes::from_static(b"state")), Ok(1));
+    let sent = records(&drain(&mut e));
+    assert_eq!(sent.iter().map(|s| s.2).collect::<Vec<_>>(), vec![1, 2]);
+    for (t, _, _) in sent {
+        e.relay_completed(t, Some(0), &Bytes::new(), now);
+    }
+    assert_eq!(
+        e.restart_point("nope", Bytes::new()),
+        Err(CopyError::NoSuchPair("nope".into()))
+    );
+    assert!(
+        matches!(e.split("p", None, now), Err(CopyError::BadMode(_))),
+        "a relay pair does not split"
+    );
+}
+
+/// A standby engine holding LU 0 for relay source 7, fed by PRIMARY_PORT (and relays).
+fn relay_standby(relays: Vec<u64>, consistency: RelayConsistency) -> (CopyEngine, Vols) {
+    let (mut e, v) = (
+        CopyEngine::new(vec![Wwpn(Wwn(STANDBY_PORT))]),
+        Vols::new(&[0]),
+    );
+    for state in [PairState::Copy, PairState::Pair] {
+        e.on_notice(
+            &v,
+            0,
+            wire::PairNotice {
+                pair: "p".into(),
+                group: "g".into(),
+                state: Some(state),
+                writers: vec![PRIMARY_PORT],
+                journal_seq: 0,
+                mode: Some(PairMode::Relay),
+                image_time: None,
+                relay: Some(relay_opts(relays.clone(), consistency)),
+            },
+            Duration::ZERO,
+        );
+    }
+    (e, v)
+}
+
+fn rec(seq: u64, lba: u64, val: u8) -> (crate::relay::Header, Bytes) {
+    let r = crate::relay::Record::new(
+        crate::relay::RecordId {
+            source: crate::relay::SourceId(7),
+            seq,
+        },
+        crate::relay::Kind::Write { lun: 0, lba },
+        Bytes::from(vec![val; BB]),
+    );
+    (r.header, r.data)
+}
+
+fn point(seq: u64, p: u64, state: &'static [u8]) -> (crate::relay::Header, Bytes) {
+    let r = crate::relay::Record::new(
+        crate::relay::RecordId {
+            source: crate::relay::SourceId(7),
+            seq,
+        },
+        crate::relay::Kind::RestartPoint { point: p },
+        Bytes::from_static(state),
+    );
+    (r.header, r.data)
+}
+
+#[test]
+fn relay_standby_applies_in_order_and_fences_after_takeover() {
+    let (mut e, mut v) = relay_standby(vec![], RelayConsistency::Immediate);
+    let from = Wwpn(Wwn(PRIMARY_PORT));
+    let (h2, d2) = rec(2, 5, 2);
+    assert_eq!(e.on_relay_record(&mut v, from, h2, d2.clone()), Ok(true));
+    assert_eq!(v.block(0, 5), 0, "held behind the gap");
+    let (h1, d1) = rec(1, 4, 1);
+    assert_eq!(e.on_relay_record(&mut v, from, h1, d1), Ok(true));
+    assert_eq!((v.block(0, 4), v.block(0, 5)), (1, 2));
+    assert_eq!(
+        e.on_relay_record(&mut v, from, h2, d2),
+        Ok(true),
+        "a duplicate"
+    );
+    // Someone else: not a writer of this standby.
+    let (h3, d3) = rec(3, 6, 3);
+    let other = e.on_relay_record(&mut v, Wwpn(Wwn(0xBAD)), h3, d3.clone());
+    assert_eq!(
+        other.unwrap_err().key,
+        crate::scsi::sense::SenseKey::DATA_PROTECT
+    );
+    // A record that outruns its data length is malformed.
+    assert!(e.on_relay_record(&mut v, from, h3, Bytes::new()).is_err());
+    // Record 4 arrives, 3 never does: dropped at the takeover.
+    let (h4, d4) = rec(4, 7, 4);
+    e.on_relay_record(&mut v, from, h4, d4).unwrap();
+    assert!(
+        matches!(e.takeover("p"), Err(CopyError::BadMode(_))),
+        "a plain takeover would leave the source unfenced"
+    );
+    e.relay_takeover(&mut v, "g", &|_| true, Duration::ZERO)
+        .unwrap();
+    let r = e.relay_takeover_report("p").expect("direct: done at once");
+    assert_eq!(
+        (r.applied, r.dropped, r.resumed, r.luns),
+        (2, 1, None, vec![0])
+    );
+    assert_eq!(v.block(0, 7), 0);
+    // The old primary is fenced: records refused, writes too.
+    assert_eq!(e.on_relay_record(&mut v, from, h3, d3), Ok(false));
+    assert!(e.is_fenced(0, from));
+    assert!(
+        !e.is_fenced(0, Wwpn(Wwn(0x1234))),
+        "other hosts use the volume"
+    );
+    let s = &e.relay_standbys()[0];
+    assert!(s.fenced && s.applied == 2);
+}
+
+#[test]
+fn deleting_a_relay_pair_releases_its_standby() {
+    let (mut e, mut v) = relay_standby(vec![], RelayConsistency::Immediate);
+    let mut notice = sync_notice(None);
+    notice.pair = "p".into();
+    notice.group = "g".into();
+    e.on_notice(&v, 0, notice, Duration::ZERO);
+    assert!(e.relay_standbys().is_empty());
+    let (h, d) = rec(1, 4, 1);
+    let r = e.on_relay_record(&mut v, Wwpn(Wwn(PRIMARY_PORT)), h, d);
+    assert_eq!(
+        r.unwrap_err().asc,
+        crate::scsi::sense::asc::COMMAND_SEQUENCE_ERROR.asc,
+        "no stream of that source here"
+    );
+}
+
+#[test]
+fn relay_standby_snapshots_roll_back_to_the_last_restart_point() {
+    let (mut e, mut v) = relay_standby(vec![], RelayConsistency::Snapshots);
+    let from = Wwpn(Wwn(PRIMARY_PORT));
+    for (h, d) in [
+        rec(1, 4, 1),
+        point(2, 1, b"app"),
+        rec(3, 4, 9),
+        rec(4, 5, 9),
+    ] {
+        e.on_relay_record(&mut v, from, h, d).unwrap();
+    }
+    assert_eq!((v.block(0, 4), v.block(0, 5)), (9, 9));
+    e.relay_takeover(&mut v, "g", &|_| true, Duration::ZERO)
+        .unwrap();
+    let r = e.relay_takeover_report("g").unwrap();
+    assert_eq!(
+        (v.block(0, 4), v.block(0, 5)),
+        (1, 0),
+        "the image of restart point 1"
+    );
+    let p = r.resumed.expect("resumed from point 1");
+    assert_eq!((p.point, p.app_state), (1, Bytes::from_static(b"app")));
+}
+
+#[test]
+fn relay_takeover_drains_the_reachable_relays_then_fences_them() {
+    let (mut e, mut v) = relay_standby(vec![0xA1, 0xA2], RelayConsistency::Immediate);
+    // The relays are writers of the standby: a record a relay forwards is taken.
+    let (h1, d1) = rec(1, 4, 1);
+    assert_eq!(e.on_relay_record(&mut v, Wwpn(Wwn(0xA2)), h1, d1), Ok(true));
+    assert_eq!(v.block(0, 4), 1);
+    let mut now = Duration::from_millis(1);
+    // A2 is not reachable: only A1 is asked to forward.
+    e.relay_takeover(&mut v, "g", &|w| w == 0xA1, now).unwrap();
+    let a = drain(&mut e);
+    let [
+        Action::RelayControl {
+            token,
+            target: 0xA1,
+            control: crate::relay::wire::RelayControl::Forward,
+        },
+    ] = a.as_slice()
+    else {
+        panic!("{a:?}");
+    };
+    e.relay_completed(*token, Some(0), &Bytes::new(), now);
+    let held = |n: u64| {
+        Bytes::from(
+            serde_json::to_vec(&crate::relay::wire::RelayState {
+                held_records: n,
+                ..Default::default()
+            })
+            .unwrap(),
+        )
+    };
+    let mut polls = 0;
+    let mut fenced = Vec::new();
+    for _ in 0..100 {
+        for a in drain(&mut e) {
+            match a {
+                Action::RelayStatus { token, target } => {
+                    assert_eq!(target, 0xA1);
+                    polls += 1;
+                    let left = if polls < 3 { 1 } else { 0 };
+                    e.relay_completed(token, Some(0), &held(left), now);
+                }
+                Action::RelayControl {
+                    token,
+                    target,
+                    control: crate::relay::wire::RelayControl::Fence { sources },
+                } => {
+                    assert_eq!(sources, vec![7]);
+                    fenced.push(target);
+                    e.relay_completed(token, Some(0), &Bytes::new(), now);
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        if e.relay_takeover_report("g").is_some() {
+            break;
+        }
+        now = e.poll_timeout(now).expect("a poll is due");
+        e.tick(&mut v, now);
+    }
+    assert_eq!(polls, 3, "asked until the relay held nothing");
+    assert_eq!(e.relay_standbys()[0].applied, 1);
+    fenced.extend(drain(&mut e).iter().filter_map(|a| match a {
+        Action::RelayControl { target, .. } => Some(*target),
+        _ => None,
+    }));
+    assert_eq!(
+        fenced,
+        vec![0xA1, 0xA2],
+        "every relay is fenced, reachable or not"
+    );
+    assert_eq!(e.relay_takeover_report("g").unwrap().fenced_relays, 2);
+    assert!(e.is_fenced(0, Wwpn(Wwn(0xA2))));
+}
+
+#[test]
+fn relay_takeover_times_out_on_a_silent_relay() {
+    let (mut e, mut v) = relay_standby(vec![0xA1], RelayConsistency::Immediate);
+    e.relay_takeover(&mut v, "g", &|_| true, Duration::ZERO)
+        .unwrap();
+    drain(&mut e);
+    assert!(e.relay_takeover_report("g").is_none(), "draining");
+    let deadline = e.poll_timeout(Duration::ZERO).unwrap();
+    assert_eq!(
+        deadline,
+        Duration::from_millis(100),
+        "the default drain timeout"
+    );
+    e.tick(&mut v, deadline);
+    assert!(e.relay_takeover_report("g").is_some());
+}
+
+/// Primary engine → two relays (store and forward, emulated: GOOD upstream at once, the
+/// same RELAY RECORD sent on unchanged later) → standby engine. The host is answered on
+/// the relays' acknowledgements, before the standby has anything; the standby applies
+/// in order whatever relay a record came through; a relay lost with a record leaves a
+/// gap that the takeover drops.
+#[test]
+fn relay_records_cross_relays_unchanged_and_in_order() {
+    let (mut p, mut pv, now) = relay_primary(vec![0xA1, 0xA2]);
+    let (mut s, mut sv) = relay_standby(vec![0xA1, 0xA2], RelayConsistency::Immediate);
+    let mut held: BTreeMap<u64, Vec<(Bytes, Bytes)>> = BTreeMap::new();
+    let mut answered = Vec::new();
+    for (i, host) in (1..=5u64).enumerate() {
+        assert!(pv.host_write(&mut p, 0, i as u64, 10 + i as u8, host));
+        for a in drain(&mut p) {
+            let Some(out) = wire::relay_outgoing(&a) else {
+                answered.extend(released(&[a]).iter().map(|r| r.0));
+                continue;
+            };
+            assert_eq!(out.naa, None, "through a relay, not to the secondary LU");
+            held.entry(out.target)
+                .or_default()
+                .push((out.cdb.clone(), out.data_out.clone()));
+            // The relay holds the whole record: GOOD upstream.
+            p.relay_completed(out.token, Some(0), &Bytes::new(), now);
+        }
+    }
+    answered.extend(released(&drain(&mut p)).iter().map(|r| r.0));
+    assert_eq!(
+        answered,
+        vec![1, 2, 3, 4, 5],
+        "every host write answered, in order"
+    );
+    assert_eq!(
+        held.values().map(Vec::len).collect::<Vec<_>>(),
+        vec![3, 2],
+        "round robin"
+    );
+    // Relay A2 forwards first (out of order), A1 forwards only its first record and is
+    // then lost with the other two.
+    let deliver = |s: &mut CopyEngine, v: &mut Vols, relay: u64, (cdb, data): &(Bytes, Bytes)| {
+        let crate::relay::wire::Command::Record {
+            header,
+            destination,
+        } = crate::relay::wire::parse(cdb).expect("a RELAY RECORD")
+        else {
+            panic!("not a record");
+        };
+        assert_eq!(destination, STANDBY_PORT);
+        s.on_relay_record(v, Wwpn(Wwn(relay)), header, data.clone())
+    };
+    for r in &held[&0xA2] {
+        assert_eq!(deliver(&mut s, &mut sv, 0xA2, r), Ok(true));
+    }
+    assert_eq!(s.relay_standbys()[0].applied, 0, "2 and 4 wait for 1");
+    assert_eq!(deliver(&mut s, &mut sv, 0xA1, &held[&0xA1][0]), Ok(true));
+    let st = &s.relay_standbys()[0];
+    assert_eq!(
+        (st.applied, st.held),
+        (2, 1),
+        "1, 2 applied; 4 behind the gap at 3"
+    );
+    s.relay_takeover(&mut sv, "g", &|_| false, now).unwrap();
+    let r = s
+        .relay_takeover_report("g")
+        .expect("no relay reachable: at once");
+    assert_eq!((r.applied, r.dropped, r.fenced_relays), (2, 1, 2));
+    assert_eq!(
+        (sv.block(0, 0), sv.block(0, 1), sv.block(0, 3)),
+        (10, 11, 0)
+    );
+    assert_eq!(
+        deliver(&mut s, &mut sv, 0xA1, &held[&0xA1][1]),
+        Ok(false),
+        "fenced"
+    );
+}
+
+/// After a suspension the stream goes on with the same numbering: the resync's notice
+/// tells the standby the last sequence number, and the next record is the one after it.
+#[test]
+fn a_resynced_relay_pair_goes_on_numbering() {
+    let (mut e, mut v, mut now) = relay_primary(vec![]);
+    v.host_write(&mut e, 0, 3, 9, 1);
+    let (t, _, _) = records(&drain(&mut e))[0];
+    e.relay_completed(t, None, &Bytes::new(), now);
+    drain(&mut e);
+    assert_eq!(state(&e, "p"), PairState::Suspended);
+    e.resync("p").unwrap();
+    let a = run(&mut e, &mut v, &mut now, true);
+    let notices: Vec<(Option<PairState>, u64)> = a
+        .iter()
+        .filter_map(|x| match x {
+            Action::Notify { notice, .. } => Some((notice.state, notice.journal_seq)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        notices,
+        vec![(Some(PairState::Resync), 1), (Some(PairState::Pair), 1)]
+    );
+    v.host_write(&mut e, 0, 4, 9, 2);
+    assert_eq!(records(&drain(&mut e))[0].2, 2);
+    // The standby told so skips what the resync copy superseded.
+    let (mut s2, mut sv) = relay_standby(vec![], RelayConsistency::Immediate);
+    let mut n = sync_notice(Some(PairState::Resync));
+    (n.pair, n.group, n.journal_seq, n.mode) = ("p".into(), "g".into(), 1, Some(PairMode::Relay));
+    n.writers = vec![PRIMARY_PORT];
+    n.relay = Some(relay_opts(vec![], RelayConsistency::Immediate));
+    s2.on_notice(&sv, 0, n, Duration::ZERO);
+    let (h, d) = rec(2, 4, 9);
+    s2.on_relay_record(&mut sv, Wwpn(Wwn(PRIMARY_PORT)), h, d)
+        .unwrap();
+    assert_eq!(s2.relay_standbys()[0].applied, 2);
+}
+
+#[test]
+fn a_relay_comes_back_when_a_path_to_it_does() {
+    let (mut e, mut v, now) = relay_primary(vec![0xA1, 0xA2]);
+    let mut send = |e: &mut CopyEngine, v: &mut Vols, host: u64| {
+        v.host_write(e, 0, host, 1, host);
+        records(&drain(e))[0]
+    };
+    let (t, r, _) = send(&mut e, &mut v, 1);
+    assert_eq!(r, 0xA1);
+    e.relay_completed(t, None, &Bytes::new(), now);
+    let (t, r, seq) = records(&drain(&mut e))[0];
+    assert_eq!((r, seq), (0xA2, 1), "A1 is down: to A2");
+    e.relay_completed(t, Some(0), &Bytes::new(), now);
+    let (t, r, _) = send(&mut e, &mut v, 2);
+    assert_eq!(r, 0xA2, "still only A2");
+    e.relay_completed(t, Some(0), &Bytes::new(), now);
+    e.relay_path_up(0xA1);
+    let (_, r, _) = send(&mut e, &mut v, 3);
+    assert_eq!(r, 0xA1, "A1 is back in the round robin");
 }

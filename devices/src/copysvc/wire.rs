@@ -44,6 +44,7 @@ use serde::{Deserialize, Serialize};
 
 use super::Action;
 use super::pair::{OptionsPatch, PairMode, PairOptions, PairState};
+use crate::relay::wire as rw;
 use crate::scsi::cdb::Write16;
 
 pub const OPCODE: u8 = 0xD6;
@@ -118,6 +119,11 @@ pub struct PairNotice {
     /// pair: that pair's split time (seed 000: S1v = P1 at T, carried to V2).
     #[serde(default)]
     pub image_time: Option<std::time::Duration>,
+    /// A relay pair (seed 002): the relays, the source and the standby's settings; with
+    /// `journal_seq`, the last sequence number of the source before a formation or
+    /// resync copy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relay: Option<super::pair::RelayOptions>,
 }
 
 fn put48(b: &mut [u8], v: u64) {
@@ -259,13 +265,78 @@ pub fn outgoing(a: Action, block_bytes: impl Fn(Wwn) -> u32) -> Option<Outgoing>
             let len = u32::try_from(body.len()).unwrap_or(u32::MAX);
             (token, naa, Bytes::copy_from_slice(&notify(len)), body)
         }
-        Action::Release { .. } | Action::Copy { .. } | Action::Proceed { .. } => return None,
+        Action::Release { .. }
+        | Action::Copy { .. }
+        | Action::Proceed { .. }
+        | Action::RelayRecord { .. }
+        | Action::RelayControl { .. }
+        | Action::RelayStatus { .. } => return None,
     };
     Some(Outgoing {
         token,
         naa,
         cdb,
         data_out,
+    })
+}
+
+/// A relay replication action (seed 002) as the command that carries it: sent to the
+/// target port `target` (a relay's, or the standby's own in direct mode), through the
+/// LU `naa` when the sender knows which LU that port presents for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelayOutgoing {
+    pub token: u64,
+    pub target: u64,
+    pub naa: Option<Wwn>,
+    pub cdb: Bytes,
+    pub data_out: Bytes,
+    /// Data-in bytes the command expects (RECEIVE RELAY STATUS).
+    pub data_in_len: u32,
+}
+
+/// The command for a relay action: RELAY RECORD, RELAY CONTROL (to a relay's LU 0) or
+/// RECEIVE RELAY STATUS; `None` for every other action.
+pub fn relay_outgoing(a: &Action) -> Option<RelayOutgoing> {
+    Some(match a {
+        Action::RelayRecord {
+            token,
+            target,
+            naa,
+            destination,
+            record,
+        } => RelayOutgoing {
+            token: *token,
+            target: *target,
+            naa: *naa,
+            cdb: Bytes::copy_from_slice(&rw::relay_record(&record.header, *destination)),
+            data_out: record.data.clone(),
+            data_in_len: 0,
+        },
+        Action::RelayControl {
+            token,
+            target,
+            control,
+        } => {
+            let body = Bytes::from(serde_json::to_vec(control).unwrap_or_default());
+            let len = u32::try_from(body.len()).unwrap_or(u32::MAX);
+            RelayOutgoing {
+                token: *token,
+                target: *target,
+                naa: None,
+                cdb: Bytes::copy_from_slice(&rw::relay_control(len)),
+                data_out: body,
+                data_in_len: 0,
+            }
+        }
+        Action::RelayStatus { token, target } => RelayOutgoing {
+            token: *token,
+            target: *target,
+            naa: None,
+            cdb: Bytes::copy_from_slice(&rw::receive_relay_status()),
+            data_out: Bytes::new(),
+            data_in_len: rw::STATUS_ALLOCATION,
+        },
+        _ => return None,
     })
 }
 

@@ -141,8 +141,39 @@ impl Primary {
         })
     }
 
+    /// A primary like [`Primary::new`] whose numbering goes on after `last_seq` and
+    /// restart point `last_point`: the stream of a pair resumed after a suspension (the
+    /// standby is told to expect `last_seq + 1` once the resync copy is done).
+    pub fn resume_after(
+        source: SourceId,
+        relays: Vec<RelayId>,
+        selection: Selection,
+        block_bytes: u32,
+        (last_seq, last_point): (u64, u64),
+    ) -> Result<Primary, RelayError> {
+        let mut p = Primary::new(source, relays, selection, block_bytes)?;
+        p.last_seq = last_seq;
+        p.last_point = last_point;
+        Ok(p)
+    }
+
     pub fn source(&self) -> SourceId {
         self.source
+    }
+
+    /// The last restart point handed out.
+    pub fn last_point(&self) -> u64 {
+        self.last_point
+    }
+
+    /// The host requests not yet complete.
+    pub fn waiting_hosts(&self) -> impl Iterator<Item = u64> + '_ {
+        self.hosts.keys().copied()
+    }
+
+    /// The relays believed up.
+    pub fn live_relays(&self) -> usize {
+        self.live.len()
     }
 
     /// The last sequence number handed out.

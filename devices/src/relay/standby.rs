@@ -161,6 +161,35 @@ impl Standby {
             .is_some_and(|s| s.order.has(id.seq))
     }
 
+    /// Records of `source` received behind a gap (dropped at takeover).
+    pub fn held(&self, source: SourceId) -> usize {
+        self.streams.get(&source).map_or(0, |s| s.order.held())
+    }
+
+    /// The last restart point of `source` that landed.
+    pub fn restart_point(&self, source: SourceId) -> Option<&RestartPoint> {
+        self.streams.get(&source).and_then(|s| s.point.as_ref())
+    }
+
+    /// Whether a takeover is draining the relays.
+    pub fn is_draining(&self) -> bool {
+        matches!(self.phase, Phase::Draining { .. })
+    }
+
+    /// A resync copy brought `source`'s image up to date outside the stream: its next
+    /// record is `seq + 1`. Whatever was held or in the open epoch is superseded by the
+    /// copy. Ignored after takeover, and when `seq` is not ahead of what was applied.
+    pub fn resync_after(&mut self, source: SourceId, seq: u64) {
+        if self.phase != Phase::Replicating {
+            return;
+        }
+        let stream = self.streams.entry(source).or_default();
+        if seq > stream.order.applied {
+            stream.order = JournalApplier::after(seq);
+            stream.epoch.discard();
+        }
+    }
+
     /// Whether the takeover is done: the standby is the active storage.
     pub fn is_active(&self) -> bool {
         self.phase == Phase::Active

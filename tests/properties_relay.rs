@@ -1,0 +1,231 @@
+//! Property tests of relay replication at the arrays (seed 002; DESIGN.md §7 "Relay
+//! replication") over the deterministic simulation. Each property generates a scenario,
+//! runs it through the runner and judges the report, whose checks use the host's write
+//! history as the oracle:
+//!
+//! - `relay_standby_keeps_every_acknowledged_write`: a relay-mode pair arr1:0 → arr2:0
+//!   whose records go straight to the standby's port (direct mode), random distance,
+//!   queue depth, I/O size, disaster instant, standby consistency (immediate, epochs,
+//!   snapshots) and restart points; after the primary site's disaster and
+//!   `relay_takeover` at osaka, the standby is a prefix of the primary's write order
+//!   (R12: per-source in-order application; under epochs and snapshots, the image of
+//!   the last restart point that landed) and, under `immediate`, every write the host
+//!   saw acknowledged is on it (seed 002 R1/R2: host completion = local write + relay
+//!   acknowledgement).
+//!
+//! - `relay_selection_over_two_ports_keeps_the_order`: the same with the standby's two
+//!   target ports as the pair's two "relays" (records reach the standby over two paths
+//!   and may arrive out of order) and every selection mode (round robin, least loaded,
+//!   random, split by speed, duplicate): nothing acknowledged is lost and the standby is
+//!   a prefix.
+//!
+//! Broken engine they were seen to fail on: the host write answered once it landed
+//! locally, before the relay's acknowledgement (the engine releasing the host at
+//! `relay_write` instead of at the core's `Complete`): `no_acked_write_lost` fails.
+//!
+//! Cases: `FCSIM_PROP_CASES` (default 6). A failure prints the generated scenario, seed
+//! included: `fcsim run` replays it exactly. `FCSIM_PROP_ECHO=1` prints every report.
+
+use fcsim_scenarios::{Report, RunOptions};
+
+#[allow(dead_code)]
+mod common;
+use common::harness::{self, cases, passed};
+use proptest::prelude::*;
+use serde_json::{Value, json};
+
+fn run(sc: &Value) -> Result<(Report, String), TestCaseError> {
+    harness::run(sc, &RunOptions::default())
+}
+
+fn at(t_us: u64, mut step: Value) -> Value {
+    step["at"] = json!(format!("{t_us}us"));
+    step
+}
+
+fn topology(km: u32) -> Value {
+    json!({
+        "sites": [{"name": "tokyo"}, {"name": "osaka"}],
+        "switches": [{"name": "sw1", "site": "tokyo", "domain": 1, "ports": 8},
+                     {"name": "sw2", "site": "osaka", "domain": 2, "ports": 8}],
+        "arrays": [
+            {"name": "arr1", "site": "tokyo", "ports": 2, "functions": ["remote-async"],
+             "lus": [{"lun": 0, "blocks": 2048, "block_bytes": 512}]},
+            {"name": "arr2", "site": "osaka", "ports": 1, "functions": ["remote-async"],
+             "lus": [{"lun": 0, "blocks": 2048, "block_bytes": 512}]}],
+        "hosts": [{"name": "h1", "site": "tokyo", "ports": 1}, {"name": "h2", "site": "osaka", "ports": 1}],
+        "links": [{"a": "h1/0", "b": "sw1/0"}, {"a": "arr1/0", "b": "sw1/1"}, {"a": "arr1/1", "b": "sw1/2"},
+                  {"a": "h2/0", "b": "sw2/0"}, {"a": "arr2/0", "b": "sw2/1"},
+                  {"a": "sw1/7", "b": "sw2/7", "km": km}],
+        "zones": [{"name": "z_h1", "members": ["h1/0", "arr1/0"]},
+                  {"name": "z_rep", "members": ["arr1/1", "arr2/0"]},
+                  {"name": "z_h2", "members": ["h2/0", "arr2/0"]}],
+    })
+}
+
+/// One generated case.
+#[derive(Debug, Clone)]
+struct Case {
+    seed: u64,
+    km: u32,
+    qd: u32,
+    io_bytes: u32,
+    disaster_us: u64,
+    /// `immediate`, `epochs` or `snapshots`.
+    consistency: &'static str,
+    /// Restart points issued at these times (µs after the workload starts).
+    points_us: Vec<u64>,
+}
+
+fn case() -> impl Strategy<Value = Case> {
+    (
+        any::<u64>(),
+        prop::sample::select(vec![0u32, 10, 100, 400]),
+        1u32..8,
+        prop::sample::select(vec![512u32, 4096, 16384]),
+        1_000u64..20_000,
+        prop::sample::select(vec!["immediate", "epochs", "snapshots"]),
+        prop::collection::vec(100u64..20_000, 0..4),
+    )
+        .prop_map(
+            |(seed, km, qd, io_bytes, disaster_us, consistency, mut points_us)| {
+                points_us.retain(|t| *t + 200 < disaster_us);
+                points_us.sort_unstable();
+                points_us.dedup();
+                Case {
+                    seed,
+                    km,
+                    qd,
+                    io_bytes,
+                    disaster_us,
+                    consistency,
+                    points_us,
+                }
+            },
+        )
+}
+
+fn scenario(c: &Case) -> Value {
+    let mut checks = vec![
+        json!({"check": "prefix_consistent", "workload": "w", "volume": "arr2:0"}),
+        json!({"check": "relay_standby", "array": "arr2", "group": "g", "fenced": true}),
+    ];
+    // Under epochs and snapshots the standby gives up the writes after the last
+    // restart point that landed (emb 7, 8): only `immediate` keeps every one.
+    if c.consistency == "immediate" {
+        checks.push(json!({"check": "no_acked_write_lost", "workload": "w", "volume": "arr2:0"}));
+    }
+    let mut steps = vec![at(
+        0,
+        json!({"op": "workload", "name": "w", "host": "h1", "target": "arr1:0",
+               "mix": "write", "block_bytes": c.io_bytes, "qd": c.qd,
+               "duration": format!("{}us", c.disaster_us + 5_000)}),
+    )];
+    for (i, t) in c.points_us.iter().enumerate() {
+        steps.push(at(
+            *t,
+            json!({"op": "restart_point", "pair": "p", "app_state": format!("state-{}", i + 1)}),
+        ));
+    }
+    steps.push(at(
+        c.disaster_us,
+        json!({"op": "disaster", "site": "tokyo"}),
+    ));
+    steps.push(at(
+        c.disaster_us + 1,
+        json!({"op": "relay_takeover", "standby": "arr2", "group": "g"}),
+    ));
+    steps.extend(checks.into_iter().map(|mut x| {
+        x["op"] = json!("check");
+        at(c.disaster_us + 2, x)
+    }));
+    json!({
+        "name": "prop-relay-disaster", "seed": c.seed, "topology": topology(c.km),
+        "setup": [
+            {"op": "wait", "until": {"fabric": "converged"}},
+            {"op": "pair_create", "name": "p", "primary": "arr1:0", "secondary": "arr2:0",
+             "mode": "relay", "group": "g", "relay": {"consistency": c.consistency}},
+            {"op": "wait", "until": {"pair": "p", "state": "pair"}},
+        ],
+        "steps": steps,
+    })
+}
+
+/// `topology(km)` with arr2 on two ports, both reachable from arr1's copy port.
+fn two_port_topology(km: u32) -> Value {
+    let mut t = topology(km);
+    t["arrays"][1]["ports"] = json!(2);
+    t["links"]
+        .as_array_mut()
+        .expect("links")
+        .push(json!({"a": "arr2/1", "b": "sw2/2"}));
+    t["zones"][1]["members"] = json!(["arr1/1", "arr2/0", "arr2/1"]);
+    t
+}
+
+fn two_port_scenario(
+    seed: u64,
+    km: u32,
+    qd: u32,
+    io_bytes: u32,
+    disaster_us: u64,
+    selection: &str,
+) -> Value {
+    let mut steps = vec![
+        at(
+            0,
+            json!({"op": "workload", "name": "w", "host": "h1", "target": "arr1:0",
+                   "mix": "write", "block_bytes": io_bytes, "qd": qd,
+                   "duration": format!("{}us", disaster_us + 5_000)}),
+        ),
+        at(disaster_us, json!({"op": "disaster", "site": "tokyo"})),
+        at(
+            disaster_us + 1,
+            json!({"op": "relay_takeover", "standby": "arr2", "group": "g"}),
+        ),
+    ];
+    for mut c in [
+        json!({"check": "no_acked_write_lost", "workload": "w", "volume": "arr2:0"}),
+        json!({"check": "prefix_consistent", "workload": "w", "volume": "arr2:0"}),
+        json!({"check": "relay_standby", "array": "arr2", "group": "g", "fenced": true}),
+    ] {
+        c["op"] = json!("check");
+        steps.push(at(disaster_us + 2, c));
+    }
+    json!({
+        "name": "prop-relay-two-ports", "seed": seed, "topology": two_port_topology(km),
+        "setup": [
+            {"op": "wait", "until": {"fabric": "converged"}},
+            {"op": "pair_create", "name": "p", "primary": "arr1:0", "secondary": "arr2:0",
+             "mode": "relay", "group": "g",
+             "relay": {"relays": ["arr2/0", "arr2/1"], "selection": selection}},
+            {"op": "wait", "until": {"pair": "p", "state": "pair"}},
+        ],
+        "steps": steps,
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: cases(6), max_shrink_iters: 8, ..ProptestConfig::default() })]
+
+    #[test]
+    fn relay_standby_keeps_every_acknowledged_write(c in case()) {
+        let sc = scenario(&c);
+        let (r, text) = run(&sc)?;
+        passed(&r, &text)?;
+    }
+
+    #[test]
+    fn relay_selection_over_two_ports_keeps_the_order(
+        seed in any::<u64>(),
+        km in prop::sample::select(vec![0u32, 100]),
+        qd in 1u32..8,
+        io_bytes in prop::sample::select(vec![512u32, 4096, 16384]),
+        disaster_us in 1_000u64..15_000,
+        selection in prop::sample::select(vec!["round_robin", "least_loaded", "random", "split_by_speed", "duplicate"]),
+    ) {
+        let sc = two_port_scenario(seed, km, qd, io_bytes, disaster_us, selection);
+        let (r, text) = run(&sc)?;
+        passed(&r, &text)?;
+    }
+}
