@@ -101,7 +101,8 @@ pub enum InitiatorEvent {
 
 #[derive(Debug, Clone)]
 struct LuInfo {
-    /// A stream (tape) device, peripheral type 01h: no capacity, no copy functions.
+    /// A stream (tape) device, peripheral type 01h, or a processor device, 03h (a
+    /// relay's LU 0): no capacity, no copy functions.
     stream: bool,
     vendor: String,
     product: String,
@@ -405,8 +406,12 @@ impl ScsiInitiator {
                 let Some(info) = parse::standard_inquiry(&r.data_in) else {
                     return;
                 };
-                // Direct-access block devices (00h) and stream devices (01h, tapes).
-                if r.data_in.first().is_some_and(|b| b & 0x1F <= 1) {
+                // Direct-access block devices (00h), stream devices (01h, tapes) and
+                // processor devices (03h, relays: commands addressed to their port).
+                if r.data_in
+                    .first()
+                    .is_some_and(|b| matches!(b & 0x1F, 0 | 1 | 3))
+                {
                     self.probe(ctx, port, target, ProbeStep::Vpd83 { lun, info });
                 }
             }
@@ -822,7 +827,7 @@ pub mod parse {
                 .map(|b| String::from_utf8_lossy(b).trim().to_string())
         };
         Some(LuInfo {
-            stream: d.first().is_some_and(|b| b & 0x1F == 1),
+            stream: d.first().is_some_and(|b| matches!(b & 0x1F, 1 | 3)),
             vendor: text(8..16)?,
             product: text(16..32)?,
             third_party_copy: d.get(5).is_some_and(|b| b & 0x08 != 0),

@@ -1417,6 +1417,18 @@ impl pb::copy_server::Copy for RelayCopyService {
     ) -> Result<Response<pb::RecoveryStatusResponse>, Status> {
         self.no_pairs()
     }
+    async fn relay_takeover(
+        &self,
+        _: Request<pb::PairRequest>,
+    ) -> Result<Response<pb::RelayTakeoverResponse>, Status> {
+        self.no_pairs()
+    }
+    async fn restart_point(
+        &self,
+        _: Request<pb::RestartPointRequest>,
+    ) -> Result<Response<pb::RestartPointResponse>, Status> {
+        self.no_pairs()
+    }
     async fn relay_status(
         &self,
         _: Request<pb::RelayStatusRequest>,

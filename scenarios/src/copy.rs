@@ -1395,6 +1395,7 @@ impl Orchestrator {
                 workload,
                 volume,
                 writes,
+                lost_at_least,
             } => {
                 let (device, history) = self.workload_history(workload, true).await?;
                 let digests = self.lu_digests(volume).await?;
@@ -1413,7 +1414,8 @@ impl Orchestrator {
                         _ => String::new(),
                     }
                 );
-                if rpo.lost_writes as u64 <= *writes {
+                let lost = rpo.lost_writes as u64;
+                if lost <= *writes && lost >= *lost_at_least {
                     Ok(text)
                 } else {
                     Err(text)

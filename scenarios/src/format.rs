@@ -1740,6 +1740,10 @@ pub enum Check {
         volume: LuRef,
         /// Largest acceptable number of lost acknowledged writes.
         writes: u64,
+        /// At least this many acknowledged writes are missing: the loss a scenario
+        /// demonstrates (e.g. a volatile relay's crash); default 0.
+        #[serde(default)]
+        lost_at_least: u64,
     },
     /// RECEIVE COPY RESULTS for a copy: `completed` (good), `failed` (completed with
     /// error) or `in_progress`.

@@ -1374,6 +1374,29 @@ impl<'a> Validator<'a> {
                             );
                         }
                     }
+                    // Seed 002 R10: relays named by the topology (not by a bare WWPN)
+                    // stand outside the primary's disaster zone, closer than the standby.
+                    let named: Vec<String> = r
+                        .relays
+                        .iter()
+                        .map(|w| w.split('/').next().unwrap_or(w).to_string())
+                        .filter(|n| {
+                            self.s
+                                .topology
+                                .node(n)
+                                .is_some_and(|v| v.kind == NodeKind::Relay)
+                        })
+                        .collect();
+                    if !named.is_empty()
+                        && let Err(e) = validate_relay_placement(
+                            &self.s.topology,
+                            &primary.to_string(),
+                            &secondary.to_string(),
+                            &named,
+                        )
+                    {
+                        self.err(&at("relay/relays"), format!("pair_create: {e}"));
+                    }
                 }
             }
             Step::PairSplit { pair, .. }
