@@ -10,6 +10,11 @@
 //!   CONFLICT, held records dropped), a standby's RESERVATION CONFLICT dropping the
 //!   record, RELAY CONTROL and RECEIVE RELAY STATUS as SCSI commands, and the relay's
 //!   `Copy` service (`RelayStatus`, `RelayControl`, UNIMPLEMENTED pair RPCs).
+//! - `a_non_volatile_relay_forwards_its_log_once_the_destination_is_reachable_again`:
+//!   the cable to the standby's switch cut while relays hold records, a crash and
+//!   restart while it is cut, the cable back: the log is forwarded, a relay that did not
+//!   crash forwards too, a volatile relay lost its records; the standby's round trip is
+//!   longer than the resend interval.
 //! - `scenario_steps_reach_the_relay`: `relay_control` and `relay_state` in a scenario.
 //! - `a_crash_keeps_a_non_volatile_relays_log_in_every_mode`: crash and restart in the
 //!   simulation, live and as processes (the file log).
@@ -296,6 +301,19 @@ impl Rig {
             .count()
     }
 
+    /// Enables or disables port `port` of node `node` (a disabled port drops its cable).
+    async fn set_port(&self, node: &str, port: u32, enabled: bool) {
+        let mut c = pb::link_client::LinkClient::new(
+            Net::Sim
+                .channel(&format!("{node}:7000"))
+                .await
+                .expect("channel"),
+        );
+        c.set_port(pb::SetPortRequest { port, enabled })
+            .await
+            .expect("set port");
+    }
+
     async fn bounce(&self, node: &str) {
         self.control.apply(SimCommand::Crash(node.into())).await;
         self.control.apply(SimCommand::Restart(node.into())).await;
@@ -336,7 +354,17 @@ where
     F: FnOnce(Rig) -> Fut + 'static,
     Fut: std::future::Future<Output = ()> + 'static,
 {
-    let s = fcsim_scenarios::parse(TOPOLOGY, "relay-node.json").unwrap_or_else(|d| panic!("{d}"));
+    simulate_in(TOPOLOGY, body);
+}
+
+/// Runs `body` in a simulation of `topology` (with hosts `p1` and `s1`) with the
+/// stand-ins in place.
+fn simulate_in<F, Fut>(topology: &str, body: F)
+where
+    F: FnOnce(Rig) -> Fut + 'static,
+    Fut: std::future::Future<Output = ()> + 'static,
+{
+    let s = fcsim_scenarios::parse(topology, "relay-node.json").unwrap_or_else(|d| panic!("{d}"));
     let specs = plan(&s, &Addressing::Sim, None).expect("plan");
     let wwpn: BTreeMap<String, Wwpn> = s
         .topology
@@ -698,6 +726,120 @@ fn relay_node_serves_scsi_and_relays_records() {
             (r.sense[15] & 0x80, r.sense[16], r.sense[17]),
             (0x80, 0, 40)
         );
+    });
+}
+
+/// Two switches: the relays and the primary on sw1, the standby behind a 520 km ISL on
+/// sw2: a round trip (5.2 ms) longer than the relays' resend interval (5 ms).
+const TWO_SWITCHES: &str = r#"{
+  "name": "relay-node-isl",
+  "topology": {
+    "sites": [{"name": "tokyo", "zone": "kanto"}, {"name": "chiba", "zone": "boso"},
+              {"name": "osaka", "zone": "kansai"}],
+    "switches": [{"name": "sw1", "site": "chiba", "domain": 1, "ports": 8},
+                 {"name": "sw2", "site": "osaka", "domain": 2, "ports": 8}],
+    "hosts": [{"name": "p1", "site": "tokyo", "ports": 1}, {"name": "s1", "site": "osaka", "ports": 1}],
+    "relays": [
+      {"name": "rn", "site": "chiba", "durability": "non_volatile", "resend_after": "5ms"},
+      {"name": "rv", "site": "chiba", "resend_after": "5ms"},
+      {"name": "rw", "site": "chiba", "resend_after": "5ms"}
+    ],
+    "links": [
+      {"a": "p1/0", "b": "sw1/0", "km": 10}, {"a": "s1/0", "b": "sw2/0"},
+      {"a": "sw1/7", "b": "sw2/7", "km": 520},
+      {"a": "rn/0", "b": "sw1/1"}, {"a": "rv/0", "b": "sw1/2"}, {"a": "rw/0", "b": "sw1/3"}
+    ]
+  }
+}"#;
+
+/// The cable to the standby's switch is cut while relays hold acknowledged records
+/// (their logins to the destination fail): a non-volatile relay that crashes and
+/// restarts while it is still cut forwards every record of its log once the cable is
+/// back; a relay that did not crash forwards what it held too; a volatile relay's
+/// crash loses what it held. The standby's answers take longer than the resend
+/// interval: a downstream exchange must outlive it (an exchange that timed out after
+/// one interval never saw its GOOD, and dropped the destination's login each time, so
+/// nothing was ever forwarded).
+#[test]
+fn a_non_volatile_relay_forwards_its_log_once_the_destination_is_reachable_again() {
+    simulate_in(TWO_SWITCHES, |rig| async move {
+        let data = Bytes::from(vec![0x5A; 512]);
+        // The path works: each relay has logged in to the standby once.
+        for (relay, seq) in [("rn", 1), ("rv", 300), ("rw", 200)] {
+            assert_eq!(rig.record(relay, 1, seq, &data).await, 0);
+        }
+        sleep(Duration::from_millis(30)).await;
+        for seq in [1, 300, 200] {
+            assert!(rig.received(1, seq) >= 1, "record {seq} forwarded");
+        }
+
+        // ---- the cable between the switches is cut: records are held ----
+        rig.set_port("sw1", 7, false).await;
+        rig.set_port("sw2", 7, false).await;
+        sleep(Duration::from_millis(20)).await;
+        let held_nv: Vec<u64> = (2..=117).collect();
+        for &seq in &held_nv {
+            assert_eq!(rig.record("rn", 1, seq, &data).await, 0, "GOOD once held");
+        }
+        for seq in 301..=303 {
+            assert_eq!(rig.record("rv", 1, seq, &data).await, 0);
+        }
+        for seq in 201..=203 {
+            assert_eq!(rig.record("rw", 1, seq, &data).await, 0);
+        }
+        // Several resend intervals: the logins to the destination fail.
+        sleep(Duration::from_millis(30)).await;
+        let s = rig.status("rn").await;
+        assert_eq!((s.held_records, s.forwarded), (116, 1));
+
+        // ---- both crash and restart while the cable is still cut ----
+        rig.bounce("rn").await;
+        rig.bounce("rv").await;
+        sleep(Duration::from_millis(2)).await;
+        let s = rig.status("rn").await;
+        assert_eq!((s.held_records, s.acked), (116, 0), "the log kept them");
+        let s = rig.status("rv").await;
+        assert_eq!((s.held_records, s.acked), (0, 0), "lost with the node");
+        assert_eq!(rig.status("rw").await.held_records, 3);
+
+        // ---- the cable is back: everything held reaches the standby ----
+        rig.set_port("sw1", 7, true).await;
+        rig.set_port("sw2", 7, true).await;
+        let mut s = rig.status("rn").await;
+        for _ in 0..60 {
+            if s.held_records == 0 {
+                break;
+            }
+            sleep(Duration::from_millis(5)).await;
+            s = rig.status("rn").await;
+        }
+        assert_eq!(
+            (s.held_records, s.forwarded),
+            (0, 116),
+            "the recovered log is forwarded: {s:?}"
+        );
+        for &seq in &held_nv {
+            assert!(
+                rig.received(1, seq) >= 1,
+                "record {seq} reached the standby"
+            );
+        }
+        let s = rig.status("rw").await;
+        assert_eq!(
+            (s.held_records, s.forwarded),
+            (0, 4),
+            "held without a crash, forwarded: {s:?}"
+        );
+        for seq in 201..=203 {
+            assert!(
+                rig.received(1, seq) >= 1,
+                "record {seq} reached the standby"
+            );
+        }
+        for seq in 301..=303 {
+            assert_eq!(rig.received(1, seq), 0, "the volatile relay lost {seq}");
+        }
+        assert_eq!(rig.status("rv").await.held_records, 0);
     });
 }
 

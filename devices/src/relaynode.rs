@@ -11,10 +11,13 @@
 //! [`Relay::handle_data`]; GOOD once the whole record is held (the core's
 //! `AckUpstream`), BUSY when the buffer is full, RESERVATION CONFLICT for a fenced
 //! source. Downstream, every `OpenDownstream` becomes a RELAY RECORD to the record's
-//! DESTINATION WWPN (PLOGI/PRLI through the node's N_Port on first use), its data sent
-//! as first burst once the core releases it; GOOD frees the record, RESERVATION
-//! CONFLICT (the standby fenced the source) drops it, anything else (BUSY, CHECK
-//! CONDITION, no answer) waits for the core's resend timer.
+//! DESTINATION WWPN (PLOGI/PRLI through the node's N_Port on first use; a login the
+//! destination made to the relay serves too, and a name-server change retries a failed
+//! login at once), its data sent as first burst once the core releases it; GOOD frees
+//! the record, RESERVATION CONFLICT (the standby fenced the source) drops it, anything
+//! else (BUSY, CHECK CONDITION, no answer) waits for the core's resend timer. An
+//! exchange lives several resend intervals, so a standby whose answer takes longer than
+//! one (a long cable, a queue of records after a restart) is still heard.
 //!
 //! RELAY CONTROL (`forward`, `fence`) and RECEIVE RELAY STATUS are answered at LU 0; a
 //! `forward` completes with GOOD once the relay holds nothing (the core's `Drained`),
@@ -64,6 +67,10 @@ use crate::scsi::target::encode_lun;
 /// Downstream traffic is measured over windows this long (deferred and hybrid
 /// schedules).
 const TRAFFIC_WINDOW: Duration = Duration::from_millis(10);
+
+/// A downstream exchange is given this many resend intervals to be answered (the core
+/// opens it again after one).
+const EXCHANGE_LIFETIME_RESENDS: u32 = 8;
 
 /// The relay LU's peripheral device type: processor (SPC-5 table 150, 03h); hosts'
 /// discovery skips it, as it is no block or stream device.
@@ -535,8 +542,8 @@ pub struct RelayLayer {
     /// Every record the core holds (or is receiving): its destination.
     held: BTreeMap<RecordId, Held>,
     down: BTreeMap<RecordId, Down>,
-    /// Submitted downstream exchanges: tag → (record, generation).
-    tags: BTreeMap<Tag, (RecordId, u64)>,
+    /// Submitted downstream exchanges: tag → (record, generation, the login used).
+    tags: BTreeMap<Tag, (RecordId, u64, Login)>,
     logins: BTreeMap<Wwpn, Login>,
     /// RELAY CONTROL `forward` commands answered at the next `Drained`.
     drains: Vec<TargetCommand>,
@@ -1015,13 +1022,18 @@ impl RelayLayer {
             data_out: data,
             data_in_len: 0,
         };
-        let timeout = Duration::from_micros(self.settings.resend_after_us.max(1));
+        // The exchange outlives the core's resend interval: a standby farther than that
+        // (a long round trip, a queue of records after a restart) still answers it, and
+        // its GOOD frees the record even if the core opened the exchange again.
+        let timeout = Duration::from_micros(self.settings.resend_after_us.max(1))
+            .saturating_mul(EXCHANGE_LIFETIME_RESENDS);
         let tag = self
             .init
             .submit_within(port, s_id, fc_id, req, ctx.now, timeout);
         debug!(source = id.source.0, seq = id.seq, %dest, port, "RELAY RECORD downstream");
         d.tag = Some(tag);
-        self.tags.insert(tag, (id, d.generation));
+        self.tags
+            .insert(tag, (id, d.generation, Login::Done { port, fc_id }));
     }
 
     /// Logs in to `dest` from the first online port.
@@ -1038,10 +1050,42 @@ impl RelayLayer {
         self.logins.insert(dest, Login::Pending { port, ticket });
     }
 
+    /// `dest` is logged in at `fc_id` through local port `port`: the records waiting for
+    /// it go now.
+    fn logged_in(&mut self, ctx: &mut Fc4Ctx<'_>, dest: Wwpn, port: u32, fc_id: FcId) {
+        self.logins.insert(dest, Login::Done { port, fc_id });
+        let waiting: Vec<RecordId> = self
+            .down
+            .iter()
+            .filter(|(_, d)| d.destination == dest && d.tag.is_none() && d.released == d.header.len)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in waiting {
+            self.submit(ctx, id);
+        }
+        self.flush(ctx);
+    }
+
+    /// Logs in to every destination that records wait for and that has no login, done
+    /// or under way.
+    fn login_waiting(&mut self, ctx: &mut Fc4Ctx<'_>) {
+        let dests: BTreeSet<Wwpn> = self
+            .down
+            .values()
+            .filter(|d| d.tag.is_none() && d.released == d.header.len)
+            .map(|d| d.destination)
+            .filter(|w| !self.logins.contains_key(w))
+            .collect();
+        for dest in dests {
+            debug!(%dest, "name server changed: logging in to the destination");
+            self.login(ctx, dest);
+        }
+    }
+
     /// Downstream exchanges that ended.
     fn completions(&mut self, ctx: &mut Fc4Ctx<'_>) {
         while let Some((tag, r)) = self.init.poll_completion() {
-            let Some((id, generation)) = self.tags.remove(&tag) else {
+            let Some((id, generation, used)) = self.tags.remove(&tag) else {
                 continue;
             };
             let current = self
@@ -1055,8 +1099,13 @@ impl RelayLayer {
                     ?t,
                     "downstream exchange failed"
                 );
-                if let Some(d) = self.down.get(&id) {
-                    // The destination may have a new address: look it up again.
+                if let Some(d) = self.down.get(&id)
+                    && self.logins.get(&d.destination) == Some(&used)
+                {
+                    // The destination may have a new address: look it up again. Only
+                    // the login this exchange went through: a newer one (or one under
+                    // way, whose answer would otherwise find no login to complete)
+                    // stays.
                     self.logins.remove(&d.destination);
                 }
                 if current && let Some(d) = self.down.get_mut(&id) {
@@ -1176,27 +1225,7 @@ impl Fc4Layer for RelayLayer {
                 match outcome {
                     LoginOutcome::Accepted { fc_id } => {
                         info!(%dest, %fc_id, port, "logged in to the destination");
-                        self.logins.insert(
-                            dest,
-                            Login::Done {
-                                port,
-                                fc_id: *fc_id,
-                            },
-                        );
-                        let waiting: Vec<RecordId> = self
-                            .down
-                            .iter()
-                            .filter(|(_, d)| {
-                                d.destination == dest
-                                    && d.tag.is_none()
-                                    && d.released == d.header.len
-                            })
-                            .map(|(id, _)| *id)
-                            .collect();
-                        for id in waiting {
-                            self.submit(ctx, id);
-                        }
-                        self.flush(ctx);
+                        self.logged_in(ctx, dest, port, *fc_id);
                     }
                     other => {
                         warn!(%dest, outcome = ?other, "login to the destination failed; records wait for their resend");
@@ -1206,6 +1235,19 @@ impl Fc4Layer for RelayLayer {
             }
             // A port came online (at start: what the log released can go now).
             NPortEvent::Online => self.pump(ctx),
+            // The name server changed (a destination may have come back behind a cable
+            // that was down): log in at once rather than at the next resend.
+            NPortEvent::ViewUpdated { .. } => self.login_waiting(ctx),
+            // The destination logged in to us (a standby reaching its relays once a
+            // path is back): that login serves our records too, without waiting for
+            // our own PLOGI and PRLI, two round trips on a long cable.
+            NPortEvent::RemoteLogin { fc_id, wwpn }
+                if !matches!(self.logins.get(wwpn), Some(Login::Done { .. }))
+                    && self.down.values().any(|d| d.destination == *wwpn) =>
+            {
+                info!(dest = %wwpn, %fc_id, port, "the destination logged in to us");
+                self.logged_in(ctx, *wwpn, port, *fc_id);
+            }
             NPortEvent::RemoteLogout { fc_id } => {
                 self.logins
                     .retain(|_, l| !matches!(l, Login::Done { fc_id: f, port: p } if f == fc_id && *p == port));

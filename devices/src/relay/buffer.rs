@@ -775,6 +775,42 @@ mod tests {
         }
     }
 
+    /// A record recovered from the log while the standby is unreachable: its exchange
+    /// is opened again every resend interval, however long that lasts, and the first
+    /// acknowledgement frees it (the relay node's side of this is
+    /// `tests/relay_node.rs`).
+    #[test]
+    fn a_recovered_record_is_resent_until_the_standby_answers() {
+        let mut r = relay(
+            Forwarding::StoreAndForward,
+            Durability::NonVolatile,
+            Schedule::Immediate,
+        );
+        stored(&mut r, 1, T0);
+        actions(&mut r);
+        r.crash(ms(3));
+        assert_eq!(opened(&actions(&mut r)), vec![1]);
+        // Unreachable: the node gets no ready, or sends and hears nothing.
+        let mut now = ms(3);
+        for round in 0..5 {
+            assert_eq!(r.poll_timeout(), Some(now + ms(10)), "round {round}");
+            now += ms(10);
+            r.handle_timeout(now);
+            assert_eq!(opened(&actions(&mut r)), vec![1]);
+            if round % 2 == 1 {
+                r.handle_downstream_ready(id(1), now);
+                assert!(matches!(
+                    actions(&mut r).as_slice(),
+                    [RelayAction::SendDownstream { offset: 0, .. }]
+                ));
+            }
+        }
+        // Reachable again: an acknowledgement (of any of the exchanges) frees it.
+        r.handle_downstream_ack(id(1), now + ms(1));
+        assert!(r.is_empty());
+        assert_eq!(r.poll_timeout(), None);
+    }
+
     #[test]
     fn deferred_and_hybrid_need_the_log() {
         let c = RelayConfig {
