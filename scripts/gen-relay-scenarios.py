@@ -185,12 +185,12 @@ def crash():
         {"at": "32ms", "op": "restart", "node": "rv"},
         {"at": "32ms", "op": "restart", "node": "rn"},
         {"at": "34ms", "op": "link_up", "port": "swr/6"},
-        takeover("50ms", "gpv"),
-        takeover("50ms", "gpn"),
-        *kept("60ms", "wn", 1),
-        check("60ms", check="rpo_at_most", workload="wn", volume="arr2:1", writes=0),
-        check("60ms", check="prefix_consistent", workload="wv", volume="arr2:0"),
-        check("60ms", check="rpo_at_most", workload="wv", volume="arr2:0", writes=1000000, lost_at_least=10),
+        takeover("80ms", "gpv"),
+        takeover("80ms", "gpn"),
+        *kept("90ms", "wn", 1),
+        check("90ms", check="rpo_at_most", workload="wn", volume="arr2:1", writes=0),
+        check("90ms", check="prefix_consistent", workload="wv", volume="arr2:0"),
+        check("90ms", check="rpo_at_most", workload="wv", volume="arr2:0", writes=1000000, lost_at_least=10),
     ]
     write(s)
 

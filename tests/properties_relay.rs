@@ -320,13 +320,14 @@ fn relay_scenario(c: &RelayCase) -> Value {
         timed.push((t + 2_000, json!({"op": "restart", "node": "r1"})));
     }
     timed.push((c.disaster_us, json!({"op": "disaster", "site": "tokyo"})));
-    // The takeover waits for everything to come back: cable, relay.
+    // The takeover comes once cable and relay are back and a relay had time to log in
+    // to the standby again over the 460 km cable (two round trips) and forward.
     let back = c
         .cut
         .map_or(0, |(_, to)| to)
         .max(c.crash_us.map_or(0, |t| t + 2_000))
         .max(c.disaster_us)
-        + 10_000;
+        + 40_000;
     timed.push((
         back,
         json!({"op": "relay_takeover", "standby": "arr2", "group": "g"}),
