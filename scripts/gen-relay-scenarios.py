@@ -295,6 +295,29 @@ def split_brain():
     write(s)
 
 
+def split_brain_late_fence():
+    s = base("relay-split-brain-late-fence", 209,
+             "Seed 002 R12 when the relay cannot be fenced at once: the 460 km cable chiba-osaka is cut, so osaka "
+             "sees neither tokyo nor r1 while tokyo still reaches r1 and goes on writing through it. Osaka takes "
+             "over without draining (r1 unreachable) and fences itself; r1's fence is pending. When the cable comes "
+             "back arr2 fences r1 as soon as it has a path to it: r1 refuses tokyo's records from then on, the pair "
+             "suspends (fenced by the standby), and nothing tokyo wrote after the takeover lands on arr2:0.",
+             [relay("r1", resend_after="5ms")])
+    pair(s, "pf", 0, "relay", relays=["r1"], source=1, drain_timeout="5ms")
+    s["steps"] = [
+        workload("0ms", "w", 0, "100ms"),
+        {"at": "20ms", "op": "link_down", "port": "swr/6"},
+        takeover("38ms", "gpf"),
+        check("40ms", check="relay_state", relay="r1", fenced=[]),
+        {"at": "45ms", "op": "link_up", "port": "swr/6"},
+        check("90ms", check="relay_state", relay="r1", fenced=[1]),
+        check("90ms", check="pair_state", pair="pf", state="suspended"),
+        check("120ms", check="prefix_consistent", workload="w", volume="arr2:0"),
+        check("120ms", check="relay_standby", array="arr2", group="gpf", fenced=True),
+    ]
+    write(s)
+
+
 if __name__ == "__main__":
     latency()
     drain()
@@ -304,3 +327,4 @@ if __name__ == "__main__":
     restart_points("epochs", 206)
     restart_points("snapshots", 208)
     split_brain()
+    split_brain_late_fence()

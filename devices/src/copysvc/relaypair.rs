@@ -154,6 +154,11 @@ pub(crate) struct RelayStandby {
     pub(crate) preimages: BTreeMap<(u16, u64), Bytes>,
     pub(crate) drain: Option<Drain>,
     pub(crate) report: Option<RelayTakeoverReport>,
+    /// After the takeover: the sources fenced, and the relays that have not confirmed
+    /// their fence yet (unreachable then): each is fenced again when a path to it comes
+    /// back, so the old primary cannot go on writing through it (split brain).
+    pub(crate) fence_sources: Vec<u32>,
+    pub(crate) unfenced: BTreeSet<u64>,
 }
 
 impl RelayStandby {
@@ -403,8 +408,31 @@ impl CopyEngine {
     }
 
     /// A path to target port `wwpn` came up: a relay found down there gets records
-    /// again.
+    /// again, and a relay a takeover could not fence then is fenced now.
     pub fn relay_path_up(&mut self, wwpn: u64) {
+        let refence: Vec<(u32, Vec<u32>)> = self
+            .standbys
+            .iter()
+            .filter(|(_, sb)| sb.unfenced.contains(&wwpn))
+            .map(|(src, sb)| (*src, sb.fence_sources.clone()))
+            .collect();
+        for (source, sources) in refence {
+            info!(
+                source,
+                relay = wwpn,
+                "fencing a relay the takeover could not reach"
+            );
+            let token = self.token(Pending::RelayControl {
+                source,
+                target: wwpn,
+                forward: false,
+            });
+            self.actions.push_back(Action::RelayControl {
+                token,
+                target: wwpn,
+                control: RelayControl::Fence { sources },
+            });
+        }
         let groups: Vec<String> = self.relay_sources.keys().cloned().collect();
         for g in groups {
             let Some(s) = self.relay_sources.get_mut(&g) else {
@@ -500,6 +528,8 @@ impl CopyEngine {
                 preimages: BTreeMap::new(),
                 drain: None,
                 report: None,
+                fence_sources: Vec::new(),
+                unfenced: BTreeSet::new(),
             }
         });
         if sb.core.is_active() {
@@ -632,6 +662,8 @@ impl CopyEngine {
                     let d = sb.drain.get_or_insert_with(Drain::default);
                     d.fenced_relays = u32::try_from(targets.len()).unwrap_or(u32::MAX);
                     d.polls.clear();
+                    sb.fence_sources = sources.iter().map(|s| s.0).collect();
+                    sb.unfenced = targets.iter().copied().collect();
                     for target in targets {
                         let token = self.token(Pending::RelayControl {
                             source,
@@ -801,8 +833,15 @@ impl CopyEngine {
         match (forward, status) {
             // The fence went out (or could not): nothing waits for it.
             (Some(false), s) => {
-                if s != Some(0) {
-                    warn!(source, relay = target, ?s, "relay fence not confirmed");
+                if s == Some(0) {
+                    sb.unfenced.remove(&target);
+                } else {
+                    warn!(
+                        source,
+                        relay = target,
+                        ?s,
+                        "relay fence not confirmed: sent again when the relay is reachable"
+                    );
                 }
             }
             // The forward request was taken: read the relay's status now.
