@@ -817,9 +817,11 @@ pub fn recovery_table(r: &pb::RecoveryStatusResponse) -> String {
                 }
             ));
             out.push_str(&format!(
-                "  reached [{}], {} tracks sent, n = {}, save capacity {} tracks, started {}{}\n",
+                "  reached [{}], {} tracks sent ({} left), {} requests resent, n = {}, save capacity {} tracks, started {}{}\n",
                 m.reached.join(", "),
                 m.tracks_sent,
+                m.tracks_left,
+                m.resent,
                 m.concurrency,
                 m.save_capacity_tracks,
                 fmt_ns(m.started_ns),
@@ -836,7 +838,14 @@ pub fn recovery_table(r: &pb::RecoveryStatusResponse) -> String {
         out.push_str(&format!(
             "remote ({}): {}, saved {} in cache + {} on parity/spare (peak {}), parity rows borrowed {:?}; last: {}{}{}\n",
             x.protection,
-            if x.in_progress { "in progress" } else { "idle" },
+            if x.in_progress {
+                format!(
+                    "session {} in progress, {} writes applied, reached LUNs {:?}",
+                    x.session, x.writes_received, x.reached
+                )
+            } else {
+                "idle".to_string()
+            },
             x.cache_tracks,
             x.row_tracks,
             x.peak_row_tracks,
@@ -1529,6 +1538,8 @@ mod tests {
                 started_ns: 320_000_000,
                 ended_ns: 340_000_000,
                 tracks_sent: 65,
+                tracks_left: 0,
+                resent: 2,
             }),
             remote: Some(pb::RecoveryRemote {
                 protection: "save_old".into(),
@@ -1541,7 +1552,10 @@ mod tests {
         let t = recovery_table(&r);
         assert!(t.contains("master: ps — ended rolled_back"), "{t}");
         assert!(t.contains("(last: save_area_exhausted)"), "{t}");
-        assert!(t.contains("65 tracks sent"), "{t}");
+        assert!(
+            t.contains("65 tracks sent (0 left), 2 requests resent"),
+            "{t}"
+        );
         assert!(t.contains("remote (save_old): idle"), "{t}");
         assert!(t.contains("rolled back LUNs [0]"), "{t}");
         let none = recovery_table(&pb::RecoveryStatusResponse::default());
@@ -1595,6 +1609,7 @@ mod tests {
                 ..Default::default()
             }],
             secondaries: vec![],
+            relay_standbys: vec![],
         };
         let out = status_table(&r, "arr1", &BTreeMap::new());
         assert!(
