@@ -276,8 +276,7 @@ mod tests {
             FabricClock::Sim.sleep(Duration::from_millis(20)).await;
         })
         .unwrap();
-        let out = log.borrow().clone();
-        out
+        log.take()
     }
 
     #[test]
