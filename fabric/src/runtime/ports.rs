@@ -1,7 +1,12 @@
 //! A node's ports and their cables: the `fcsim.v1.Link` service and the port drivers.
 //!
 //! A cable is one `Link/Attach` bidirectional stream, opened by the dialing end (the `a`
-//! end of the topology link). `PortHub` owns, per port, the enabled flag, the live cable
+//! end of the topology link), or a pair of in-process channels when both ends run in
+//! this process: always in simulation (each run has its own [`LocalEnds`] table), and
+//! live for the cables that carry a [`PeerSpec::local_key`]. Both kinds behave alike: a
+//! disabled far port refuses the cable, a node that dies or cuts the cable ends it at
+//! the other end (`PortEvent::Down`), and frames still on their way to the end that went
+//! away are lost. `PortHub` owns, per port, the enabled flag, the live cable
 //! (if any), the link model and the counters. It turns cable traffic into `PortEvent`s for
 //! the node's actor and stamps every outgoing frame with its modelled arrival time; the
 //! receiving driver holds each frame until that fabric time, so distance costs simulated
@@ -62,8 +67,9 @@ pub struct PeerSpec {
     /// Names this cable the same at both ends when the two ends may run in one process
     /// (an intelligent switch's internal cables to its engine). Live, when the far end
     /// is in this process, the cable is an in-process channel instead of a loopback
-    /// gRPC stream; elsewhere (another process, simulation) it is the usual stream.
-    /// Unique among the cables of one process (it holds the dialing end's address).
+    /// gRPC stream; in another process it is the usual stream. Unique among the cables
+    /// of one process (it holds the dialing end's address). Simulation ignores it:
+    /// there every cable is in-process, named after its dialing end.
     #[serde(default)]
     pub local_key: Option<String>,
 }
@@ -119,7 +125,7 @@ impl Inbound {
     }
 }
 
-/// The accepting end of a co-locatable cable, as the process-wide registry holds it:
+/// The accepting end of an in-process cable, as a [`LocalEnds`] registry holds it:
 /// enough to rebuild the node's `PortHub` while the node lives, nothing that keeps it
 /// alive.
 struct LocalEnd {
@@ -133,15 +139,41 @@ struct LocalEnd {
     port: u32,
 }
 
-/// Accepting ends of co-locatable cables by [`PeerSpec::local_key`], for every node of
-/// this process that runs live (a process-wide table: live nodes are threads).
-static LOCAL_ENDS: std::sync::LazyLock<Mutex<BTreeMap<String, LocalEnd>>> =
-    std::sync::LazyLock::new(|| Mutex::new(BTreeMap::new()));
+/// Accepting ends of in-process cables by cable key, for the nodes that may reach each
+/// other without the network.
+///
+/// Live, one table serves the whole process ([`LocalEnds::live`]): live nodes are
+/// threads of it, and only cables with a [`PeerSpec::local_key`] use it. In simulation
+/// every cable is in-process, and each simulated run has its own table
+/// ([`sim::run`](super::sim::run) creates it and the run's nodes find it through
+/// [`sim::cables`](super::sim::cables)), so that runs sharing a process (test
+/// threads, property cases) never see each other's nodes.
+#[derive(Default)]
+pub struct LocalEnds {
+    ends: Mutex<BTreeMap<String, LocalEnd>>,
+}
 
-fn local_ends() -> MutexGuard<'static, BTreeMap<String, LocalEnd>> {
-    LOCAL_ENDS
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
+impl std::fmt::Debug for LocalEnds {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalEnds")
+            .field("ends", &self.lock().keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl LocalEnds {
+    /// The table of this process's live nodes.
+    fn live() -> Arc<LocalEnds> {
+        static LIVE: std::sync::LazyLock<Arc<LocalEnds>> =
+            std::sync::LazyLock::new(|| Arc::new(LocalEnds::default()));
+        LIVE.clone()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, BTreeMap<String, LocalEnd>> {
+        self.ends
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 }
 
 struct PortState {
@@ -213,6 +245,10 @@ pub struct PortHub {
     net: Net,
     state: Arc<Mutex<HubState>>,
     events: mpsc::UnboundedSender<PortEvent>,
+    /// Where this node's in-process cables meet their far ends: the process's table
+    /// live, the run's table in simulation, none when this node cannot have any (a
+    /// simulated node outside [`sim::run`](super::sim::run)).
+    ends: Option<Arc<LocalEnds>>,
 }
 
 /// A snapshot of one port for views.
@@ -274,27 +310,31 @@ impl PortHub {
                 armed,
             })),
             events,
+            ends: match net {
+                Net::Tokio => Some(LocalEnds::live()),
+                Net::Sim => super::sim::cables(),
+            },
         };
         hub.register_local_ends(&peers);
         (hub, rx)
     }
 
-    /// Live only: enters this node's accepting ends of co-locatable cables in the
-    /// process-wide registry (replacing a dead node's entry for the same key) and drops
-    /// the entries of nodes that are gone.
+    /// Enters this node's accepting ends of in-process cables in its table (replacing
+    /// a dead node's entry for the same key) and drops the entries of nodes that are
+    /// gone. Outside a tokio runtime there is nowhere to run readers: no entries.
     fn register_local_ends(&self, peers: &BTreeMap<u32, PeerSpec>) {
-        if self.net != Net::Tokio {
+        let Some(table) = &self.ends else {
             return;
-        }
+        };
         let Ok(rt) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        let mut ends = local_ends();
+        let mut ends = table.lock();
         ends.retain(|_, e| e.state.strong_count() > 0);
         for (port, p) in peers {
-            if let (Some(key), false) = (&p.local_key, p.dial) {
+            if let (Some(key), false) = (self.cable_key(*port, p), p.dial) {
                 ends.insert(
-                    key.clone(),
+                    key,
                     LocalEnd {
                         node: self.node.clone(),
                         clock: self.clock,
@@ -309,10 +349,24 @@ impl PortHub {
         }
     }
 
-    /// The live accepting end registered under `key`, if its node is in this process
-    /// and alive, as its hub and port.
-    fn local_end(key: &str) -> Option<(PortHub, u32, tokio::runtime::Handle)> {
-        let ends = local_ends();
+    /// The name both ends give the cable on `port` (whose far end is `peer`) in their
+    /// table, if it may be in-process. Live: its [`PeerSpec::local_key`]. Simulated:
+    /// every cable, named after its dialing end (`node/port`), unique in one run.
+    fn cable_key(&self, port: u32, peer: &PeerSpec) -> Option<String> {
+        match self.net {
+            Net::Tokio => peer.local_key.clone(),
+            Net::Sim if peer.dial => Some(format!("{}/{port}", self.node)),
+            Net::Sim => Some(peer.name.clone()),
+        }
+    }
+
+    /// The accepting end registered under `key` in `table`, if its node is alive, as
+    /// its hub and port and the runtime it runs on.
+    fn local_end(
+        table: &Arc<LocalEnds>,
+        key: &str,
+    ) -> Option<(PortHub, u32, tokio::runtime::Handle)> {
+        let ends = table.lock();
         let e = ends.get(key)?;
         let hub = PortHub {
             node: e.node.clone(),
@@ -320,6 +374,7 @@ impl PortHub {
             net: e.net,
             state: e.state.upgrade()?,
             events: e.events.upgrade()?,
+            ends: Some(table.clone()),
         };
         Some((hub, e.port, e.rt.clone()))
     }
@@ -389,11 +444,20 @@ impl PortHub {
     }
 
     async fn open_cable(&self, port: u32, peer: &PeerSpec) -> Result<(), String> {
-        if self.net == Net::Tokio
-            && let Some(key) = &peer.local_key
-            && let Some((far, far_port, rt)) = Self::local_end(key)
+        if let Some(table) = &self.ends
+            && let Some(key) = self.cable_key(port, peer)
         {
-            return self.open_local_cable(port, far, far_port, &rt).await;
+            match Self::local_end(table, &key) {
+                Some((far, far_port, rt)) => {
+                    return self.open_local_cable(port, far, far_port, &rt).await;
+                }
+                // Simulated, every node of the run is in the table while it lives: not
+                // there means not up (where live would go on to the network).
+                None if self.net == Net::Sim => {
+                    return Err(format!("{} is not running", peer.name));
+                }
+                None => {}
+            }
         }
         let channel = self
             .net
