@@ -117,6 +117,8 @@ pub(crate) struct FecSend {
     pub(crate) out: BTreeSet<u16>,
     /// Rounds of resends so far.
     pub(crate) resends: u32,
+    /// The target port each unit was last sent to.
+    pub(crate) via: Vec<u64>,
 }
 
 /// What a relay takeover reported.
@@ -435,6 +437,7 @@ impl CopyEngine {
         {
             Ok(units) => {
                 let all: Vec<u16> = units.iter().map(|u| u.index).collect();
+                let via = vec![0; units.len()];
                 s.fec.insert(
                     seq,
                     FecSend {
@@ -444,6 +447,7 @@ impl CopyEngine {
                         good: BTreeSet::new(),
                         out: BTreeSet::new(),
                         resends: 0,
+                        via,
                     },
                 );
                 self.send_fec_units(group, seq, &all);
@@ -490,10 +494,19 @@ impl CopyEngine {
             };
             f.out.insert(index);
             let redundancy = f.redundancy;
-            let target = match unit.network {
+            let home = match unit.network {
                 Network::Second if second != 0 => second,
                 _ => destination,
             };
+            // A unit sent again goes through the other network when there are two: the
+            // one it was lost on may be the lossy one (or its path down).
+            let last = f.via[usize::from(index)];
+            let target = match (last, second) {
+                (0, _) | (_, 0) => home,
+                (l, s) if l == destination => s,
+                _ => destination,
+            };
+            f.via[usize::from(index)] = target;
             let token = self.token(Pending::FecUnit {
                 group: group.to_string(),
                 generation,
