@@ -56,8 +56,12 @@ const DRAIN_POLL: Duration = Duration::from_millis(1);
 /// again: a full relay is not hammered.
 const BUSY_RETRY: Duration = Duration::from_micros(500);
 /// FEC (emb 5/6): rounds of resending a record's lost units before the standby counts
-/// as not reachable. Each round follows an exchange that failed on every path.
-const FEC_RESENDS: u32 = 3;
+/// as not reachable. Each round follows an exchange that failed on every path; the
+/// first goes at once, each later one after twice the previous wait (from
+/// [`FEC_RESEND_WAIT`]), so a path the initiator is rediscovering can come back (about
+/// 1.3 s in all).
+const FEC_RESENDS: u32 = 8;
+const FEC_RESEND_WAIT: Duration = Duration::from_millis(10);
 /// FEC: how long the standby keeps a group short of units before it checks whether the
 /// record arrived some other way (the primary resends lost units on its exchange
 /// timeouts; the standby has no channel back).
@@ -98,6 +102,8 @@ pub(crate) struct RelaySource {
     pub(crate) busy: Vec<(Duration, RelayId, u64)>,
     /// FEC: the records whose units are out, by sequence number.
     pub(crate) fec: BTreeMap<u64, FecSend>,
+    /// FEC: resend rounds due at the given time: (due, seq).
+    pub(crate) fec_retry: Vec<(Duration, u64)>,
 }
 
 /// One record sent as a FEC group (emb 5/6, primary side). The standby answers each unit
@@ -119,6 +125,8 @@ pub(crate) struct FecSend {
     pub(crate) resends: u32,
     /// The target port each unit was last sent to.
     pub(crate) via: Vec<u64>,
+    /// A resend round is scheduled (in `RelaySource::fec_retry`).
+    pub(crate) scheduled: bool,
 }
 
 /// What a relay takeover reported.
@@ -300,6 +308,7 @@ impl CopyEngine {
                 points: BTreeSet::new(),
                 busy: Vec::new(),
                 fec: BTreeMap::new(),
+                fec_retry: Vec::new(),
             },
         );
         Ok(())
@@ -448,6 +457,7 @@ impl CopyEngine {
                         out: BTreeSet::new(),
                         resends: 0,
                         via,
+                        scheduled: false,
                     },
                 );
                 self.send_fec_units(group, seq, &all);
@@ -533,8 +543,9 @@ impl CopyEngine {
         seq: u64,
         index: u16,
         status: Option<u8>,
-        _now: Duration,
+        now: Duration,
     ) {
+        let now = self.last_tick.max(now);
         let Some(s) = self.relay_sources.get_mut(group) else {
             return;
         };
@@ -564,7 +575,7 @@ impl CopyEngine {
             None | Some(0x08 | 0x28) => {
                 let mut could = f.good.clone();
                 could.extend(f.out.iter().copied());
-                if !f.redundancy.restores(&could) {
+                if !f.redundancy.restores(&could) && !f.scheduled {
                     if f.resends >= FEC_RESENDS {
                         warn!(
                             group,
@@ -574,11 +585,13 @@ impl CopyEngine {
                         return self.fec_standby_down(group);
                     }
                     f.resends += 1;
-                    let missing: Vec<u16> = (0..u16::try_from(f.units.len()).unwrap_or(u16::MAX))
-                        .filter(|i| !f.good.contains(i) && !f.out.contains(i))
-                        .collect();
-                    info!(group, seq, units = ?missing, "fec: beyond tolerance, units sent again");
-                    self.send_fec_units(group, seq, &missing);
+                    if f.resends == 1 {
+                        self.fec_resend(group, seq);
+                    } else {
+                        f.scheduled = true;
+                        let wait = FEC_RESEND_WAIT * 2u32.pow(f.resends - 2);
+                        s.fec_retry.push((now + wait, seq));
+                    }
                 }
             }
             Some(other) => {
@@ -594,6 +607,23 @@ impl CopyEngine {
             }
         }
         self.pump_relay(group);
+    }
+
+    /// Sends again the units of record `seq` that are neither acknowledged nor out.
+    fn fec_resend(&mut self, group: &str, seq: u64) {
+        let Some(f) = self
+            .relay_sources
+            .get_mut(group)
+            .and_then(|s| s.fec.get_mut(&seq))
+        else {
+            return;
+        };
+        f.scheduled = false;
+        let missing: Vec<u16> = (0..u16::try_from(f.units.len()).unwrap_or(u16::MAX))
+            .filter(|i| !f.good.contains(i) && !f.out.contains(i))
+            .collect();
+        info!(group, seq, units = ?missing, round = f.resends, "fec: beyond tolerance, units sent again");
+        self.send_fec_units(group, seq, &missing);
     }
 
     /// The standby (the one "relay" of a FEC pair) is not reachable.
@@ -710,6 +740,7 @@ impl CopyEngine {
         s.points.clear();
         s.busy.clear();
         s.fec.clear();
+        s.fec_retry.clear();
         let fresh = Primary::resume_after(
             SourceId(s.source),
             relay_ids(s.targets.len()).unwrap_or_default(),
@@ -1166,7 +1197,12 @@ impl CopyEngine {
         let busy = self
             .relay_sources
             .values()
-            .flat_map(|s| s.busy.iter().map(|b| b.0))
+            .flat_map(|s| {
+                s.busy
+                    .iter()
+                    .map(|b| b.0)
+                    .chain(s.fec_retry.iter().map(|r| r.0))
+            })
             .min();
         self.standbys
             .values()
@@ -1184,6 +1220,27 @@ impl CopyEngine {
 
     /// Sends again the records refused BUSY whose wait is over.
     pub(crate) fn relay_resend(&mut self, now: Duration) {
+        let groups: Vec<String> = self
+            .relay_sources
+            .iter()
+            .filter(|(_, s)| s.fec_retry.iter().any(|r| r.0 <= now))
+            .map(|(g, _)| g.clone())
+            .collect();
+        for g in groups {
+            let due: Vec<u64> = match self.relay_sources.get_mut(&g) {
+                Some(s) => {
+                    let (due, later): (Vec<_>, Vec<_>) =
+                        s.fec_retry.drain(..).partition(|r| r.0 <= now);
+                    s.fec_retry = later;
+                    due.into_iter().map(|r| r.1).collect()
+                }
+                None => continue,
+            };
+            for seq in due {
+                self.fec_resend(&g, seq);
+            }
+            self.pump_relay(&g);
+        }
         let groups: Vec<String> = self
             .relay_sources
             .iter()
