@@ -92,6 +92,9 @@ pub enum FaultCmd {
     Partition { a: String, b: String },
     /// Restore the cables between two sites.
     Heal { a: String, b: String },
+    /// Bit errors on a switch port (`switch/port`): it discards every DROP_EVERY-th
+    /// frame it receives (CRC errors); 0 clears.
+    PortErrors { port: String, drop_every: u32 },
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -293,6 +296,9 @@ pub fn fault(control_addr: &str, cmd: FaultCmd) -> anyhow::Result<ExitCode> {
             site_a: a,
             site_b: b,
         }),
+        FaultCmd::PortErrors { port, drop_every } => {
+            Fault::PortErrors(pb::PortErrorsFault { port, drop_every })
+        }
     };
     runtime()?.block_on(async move {
         let mut control = ControlClient::new(channel(control_addr).await?);
