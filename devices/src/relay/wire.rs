@@ -25,8 +25,11 @@
 //! a relay to the standby, unchanged: the header travels in the CDB so the data is sent
 //! as it is, never copied behind a header. GOOD status is the acknowledgement (a relay:
 //! the whole record is in its buffer or log; the standby: received, applied or held
-//! behind a gap). BUSY: the relay's buffer is full, nothing was kept. RESERVATION
-//! CONFLICT: the source (or the relay) is fenced after a takeover.
+//! behind a gap; a FEC unit: the standby holds it, or already restored its record — the
+//! sender counts the record acknowledged once its GOOD units restore it, and a relay
+//! refuses KIND 2 with INVALID FIELD IN CDB, byte 2). BUSY: the relay's buffer is full,
+//! nothing was kept. RESERVATION CONFLICT: the source (or the relay) is fenced after a
+//! takeover.
 //!
 //! RELAY CONTROL and RECEIVE RELAY STATUS are addressed to a relay's LU 0 (the standby's
 //! forward request and fencing at takeover, and inspection); the standby's own state is
