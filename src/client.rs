@@ -30,7 +30,8 @@ pub enum CtlCmd {
     },
     /// The zoning database and active configuration (FOS `zoneshow`).
     Zoneshow { switch: String },
-    /// Frame, byte, discard and zoning-drop counters per port (FOS `portstatsshow`).
+    /// Frame, byte, discard, zoning-drop and CRC-error counters per port (FOS
+    /// `portstatsshow`).
     Portstatsshow { switch: String },
     /// The FSPF routing table (FOS `uroutershow`).
     Routeshow { switch: String },
