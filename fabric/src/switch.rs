@@ -96,6 +96,14 @@ struct PortErrors {
     seen: u64,
 }
 
+impl PortErrors {
+    /// Counts one more frame received; whether it is the one to discard.
+    fn discards_next(&mut self) -> bool {
+        self.seen += 1;
+        self.every != 0 && self.seen.is_multiple_of(u64::from(self.every))
+    }
+}
+
 /// The switch's state: the cores plus what the wiring needs to remember.
 struct SwitchNode {
     cfg: SwitchConfig,
@@ -323,8 +331,7 @@ impl SwitchNode {
         let Some(e) = self.port_errors.get_mut(&port) else {
             return false;
         };
-        e.seen += 1;
-        if e.seen.is_multiple_of(u64::from(e.every)) {
+        if e.discards_next() {
             *self.crc_errors.entry(port).or_default() += 1;
             true
         } else {
@@ -1301,5 +1308,24 @@ impl pb::switch_server::Switch for SwitchService {
         self.ask(|tx| SwitchAdmin::PortErrors(r.port, r.drop_every, tx))
             .await?
             .map(Response::new)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PortErrors;
+
+    #[test]
+    fn port_errors_discard_every_kth_frame_deterministically() {
+        let mut e = PortErrors { every: 3, seen: 0 };
+        let got: Vec<bool> = (0..9).map(|_| e.discards_next()).collect();
+        assert_eq!(
+            got,
+            [false, false, true, false, false, true, false, false, true]
+        );
+        let mut all = PortErrors { every: 1, seen: 0 };
+        assert!((0..4).all(|_| all.discards_next()));
+        let mut none = PortErrors { every: 0, seen: 0 };
+        assert!((0..4).all(|_| !none.discards_next()));
     }
 }
