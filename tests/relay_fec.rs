@@ -7,6 +7,8 @@
 //!   plain pair's, nothing acknowledged lost after the disaster and takeover).
 //! - `replicas_restore_on_one_network`: whole and piece replicas on one network with
 //!   a lossy port: the pairs keep replicating and nothing acknowledged is lost.
+//! - `a_whole_replica_survives_either_network`: F5 — a whole replica on two networks
+//!   keeps replicating with either network's ISL cut.
 //! - `bad_fec_settings_name_their_field`: refusals at validation.
 
 use fcsim_scenarios::{Report, RunOptions};
@@ -82,6 +84,34 @@ fn replicas_restore_on_one_network() {
          "volume": "arr2:1"},
     ]);
     run_text(&sc.to_string());
+}
+
+#[test]
+fn a_whole_replica_survives_either_network() {
+    for cut in ["sw1/7", "sw3/7"] {
+        let mut sc = library();
+        sc["name"] = json!(format!("relay-fec-f5-{}", cut.replace('/', "-")));
+        sc["setup"] = json!([
+            {"op": "wait", "until": {"fabric": "converged"}},
+            {"op": "pair_create", "name": "pw", "primary": "arr1:0", "secondary": "arr2:0",
+             "mode": "relay", "group": "gw",
+             "relay": {"source": 1, "fec": {"replica": "whole"}, "networks": 2}},
+            {"op": "wait", "until": {"pair": "pw", "state": "pair"}},
+        ]);
+        sc["steps"] = json!([
+            {"at": "1ms", "op": "workload", "name": "w", "host": "h1", "target": "arr1:0",
+             "mix": "write", "block_bytes": 2048, "qd": 4, "duration": "200ms"},
+            {"at": "50ms", "op": "link_down", "port": cut},
+            {"at": "260ms", "op": "check", "check": "pair_state", "pair": "pw", "state": "pair"},
+            {"at": "270ms", "op": "disaster", "site": "tokyo"},
+            {"at": "271ms", "op": "relay_takeover", "standby": "arr2", "group": "gw"},
+            {"at": "300ms", "op": "check", "check": "no_acked_write_lost", "workload": "w",
+             "volume": "arr2:0"},
+            {"at": "300ms", "op": "check", "check": "prefix_consistent", "workload": "w",
+             "volume": "arr2:0"},
+        ]);
+        run_text(&sc.to_string());
+    }
 }
 
 #[test]
