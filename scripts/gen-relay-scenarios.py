@@ -318,6 +318,82 @@ def split_brain_late_fence():
     write(s)
 
 
+def fec_losses():
+    """Seed 002 emb 5/6 (issue 8 follow-up): FEC on the direct hop over two networks, with
+    a lossy port on the first one; a plain direct pair suffers the same losses."""
+    lus = [{"lun": l, "blocks": 4096, "block_bytes": 512} for l in range(2)]
+    functions = ["xcopy", "remote-sync", "remote-async"]
+    s = {
+        "name": "relay-fec-losses",
+        "description": "Seed 002 emb 5/6, forward error correction (Fig. 17): arr1 (tokyo) replicates to arr2 (osaka, "
+                       "500 km) over two independent networks, sw1-sw2 (arr1/1 to arr2/0) and sw3-sw4 (arr1/2 to "
+                       "arr2/1). The ISL port sw2/7 has bit errors: every 5th frame it receives is discarded. pf "
+                       "is a FEC relay pair, 4 data + 2 parity units per record, data units on the first network, "
+                       "parity on the second: the standby restores a record from any 4 units and each host write "
+                       "completes as soon as the standby holds them, without waiting for a lost unit. pf keeps its "
+                       "median at one round trip and stays in pair. pp is a plain direct relay pair to arr2/0 over "
+                       "the lossy network: its first lost frame ends the record's exchange in a timeout, the standby "
+                       "counts as not reachable and pp suspends. Tokyo is then destroyed; after the relay takeover "
+                       "nothing h1 saw acknowledged on pf is lost.",
+        "seed": 211,
+        "topology": {
+            "sites": [{"name": "tokyo", "zone": "kanto"}, {"name": "osaka", "zone": "kansai"}],
+            "switches": [
+                {"name": "sw1", "site": "tokyo", "domain": 1, "ports": 8},
+                {"name": "sw2", "site": "osaka", "domain": 2, "ports": 8},
+                {"name": "sw3", "site": "tokyo", "domain": 3, "ports": 8},
+                {"name": "sw4", "site": "osaka", "domain": 4, "ports": 8},
+            ],
+            "arrays": [
+                {"name": "arr1", "site": "tokyo", "ports": 3, "functions": functions, "lus": lus},
+                {"name": "arr2", "site": "osaka", "ports": 2, "functions": functions, "lus": lus},
+            ],
+            "hosts": [
+                {"name": "h1", "site": "tokyo", "ports": 1},
+                {"name": "h2", "site": "osaka", "ports": 1},
+            ],
+            "links": [
+                {"a": "h1/0", "b": "sw1/0"},
+                {"a": "arr1/0", "b": "sw1/1"},
+                {"a": "arr1/1", "b": "sw1/2"},
+                {"a": "arr1/2", "b": "sw3/2"},
+                {"a": "h2/0", "b": "sw2/0"},
+                {"a": "arr2/0", "b": "sw2/1"},
+                {"a": "arr2/1", "b": "sw4/1"},
+                {"a": "sw1/7", "b": "sw2/7", "km": 500},
+                {"a": "sw3/7", "b": "sw4/7", "km": 500},
+            ],
+            "zones": [
+                {"name": "z_h1", "members": ["h1/0", "arr1/0"]},
+                {"name": "z_rep", "members": ["arr1/1", "arr2/0"]},
+                {"name": "z_rep2", "members": ["arr1/2", "arr2/1"]},
+                {"name": "z_h2", "members": ["h2/0", "arr2/0"]},
+            ],
+        },
+        "setup": [{"op": "wait", "until": {"fabric": "converged"}}],
+        "steps": [],
+    }
+    pair(s, "pf", 0, "relay", source=1, fec={"data": 4, "parity": 2}, networks=2)
+    pair(s, "pp", 1, "relay", source=2, relays=["arr2/0"])
+    s["steps"] = [
+        {"at": "0ms", "op": "port_errors", "port": "sw2/7", "drop_every": 5},
+        workload("1ms", "wf", 0, "600ms", qd=4),
+        workload("1ms", "wp", 1, "600ms", qd=4),
+        check("700ms", check="port_errors_at_least", port="sw2/7", at_least=10),
+        # One round trip (5 ms at 500 km) per write: no write waited for a lost unit.
+        check("700ms", check="workload_errors", workload="wf", p50_at_most="6ms"),
+        check("700ms", check="pair_state", pair="pf", state="pair"),
+        # The plain pair's lost frame ends its record's exchange in a timeout: the
+        # standby counts as not reachable and the pair suspends.
+        check("700ms", check="pair_state", pair="pp", state="suspended"),
+        {"at": "710ms", "op": "disaster", "site": "tokyo"},
+        takeover("711ms", "gpf"),
+        *kept("760ms", "wf", 0),
+        check("761ms", check="relay_standby", array="arr2", group="gpf", fenced=True),
+    ]
+    write(s)
+
+
 if __name__ == "__main__":
     latency()
     drain()
@@ -328,3 +404,4 @@ if __name__ == "__main__":
     restart_points("snapshots", 208)
     split_brain()
     split_brain_late_fence()
+    fec_losses()

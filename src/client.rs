@@ -30,7 +30,8 @@ pub enum CtlCmd {
     },
     /// The zoning database and active configuration (FOS `zoneshow`).
     Zoneshow { switch: String },
-    /// Frame, byte, discard and zoning-drop counters per port (FOS `portstatsshow`).
+    /// Frame, byte, discard, zoning-drop and CRC-error counters per port (FOS
+    /// `portstatsshow`).
     Portstatsshow { switch: String },
     /// The FSPF routing table (FOS `uroutershow`).
     Routeshow { switch: String },
@@ -92,6 +93,9 @@ pub enum FaultCmd {
     Partition { a: String, b: String },
     /// Restore the cables between two sites.
     Heal { a: String, b: String },
+    /// Bit errors on a switch port (`switch/port`): it discards every DROP_EVERY-th
+    /// frame it receives (CRC errors); 0 clears.
+    PortErrors { port: String, drop_every: u32 },
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -293,6 +297,9 @@ pub fn fault(control_addr: &str, cmd: FaultCmd) -> anyhow::Result<ExitCode> {
             site_a: a,
             site_b: b,
         }),
+        FaultCmd::PortErrors { port, drop_every } => {
+            Fault::PortErrors(pb::PortErrorsFault { port, drop_every })
+        }
     };
     runtime()?.block_on(async move {
         let mut control = ControlClient::new(channel(control_addr).await?);

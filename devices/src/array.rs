@@ -660,6 +660,24 @@ impl ArrayLayer {
                     cmd.data_out.clone(),
                 )
             }
+            (
+                Ok(crate::relay::wire::Command::Unit {
+                    header,
+                    redundancy,
+                    index,
+                    ..
+                }),
+                Some(_),
+            ) => {
+                let now = self.now;
+                self.engine.on_fec_unit(
+                    &mut LuStores(&mut self.scsi),
+                    initiator,
+                    (header, redundancy, index),
+                    cmd.data_out.clone(),
+                    now,
+                )
+            }
             (Ok(_), Some(_)) => Err(Sense::invalid_field_in_cdb(1, None)),
         };
         match result {
@@ -1122,6 +1140,21 @@ impl ArrayLayer {
             if let Some(p) = path {
                 if o.destination == 0 {
                     o.destination = p.target_wwpn.0.0;
+                }
+                if o.networks == 2 && o.destination2 == 0 {
+                    // Fig. 17: the second network is a path through another standby port.
+                    let first = o.destination;
+                    o.destination2 = d
+                        .paths
+                        .iter()
+                        .filter(|q| q.target_wwpn.0.0 != first && q.lun == p.lun)
+                        .min_by_key(|q| !q.active)
+                        .map(|q| q.target_wwpn.0.0)
+                        .ok_or_else(|| {
+                            Status::failed_precondition(format!(
+                                "networks: 2 networks need a second path to LU {naa} through another standby port"
+                            ))
+                        })?;
                 }
                 o.standby_lun = u16::try_from(p.lun).map_err(|_| {
                     Status::failed_precondition(format!(

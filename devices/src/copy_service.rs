@@ -10,8 +10,8 @@ use tonic::{Request, Response, Status};
 use crate::copysvc::generations::{Generation, GenerationsError};
 use crate::copysvc::{
     BackupStrategy, CopyError, FailoverPair, Granularity, OptionsPatch, PairMode, PairOptions,
-    PairSpec, PairStatus, RelayConsistency, RelayOptions, RelaySelection, RelayStandbyStatus,
-    RelayTakeoverReport, RemoteReport, Secondary, SelectionRule,
+    PairSpec, PairStatus, RelayConsistency, RelayFec, RelayOptions, RelaySelection,
+    RelayStandbyStatus, RelayTakeoverReport, RemoteReport, Secondary, SelectionRule,
 };
 
 type Reply<T> = oneshot::Sender<Result<T, Status>>;
@@ -270,7 +270,44 @@ fn relay_options(r: &pb::CreatePairRequest) -> Result<RelayOptions, Status> {
         },
         destination: 0,
         standby_lun: 0,
+        fec: r.fec.as_ref().map(relay_fec).transpose()?,
+        networks: match r.networks {
+            0 | 1 => 1,
+            2 => 2,
+            n => {
+                return Err(Status::invalid_argument(format!(
+                    "networks: {n} is not 1 or 2"
+                )));
+            }
+        },
+        destination2: 0,
     })
+}
+
+/// A `RelayFec` as the scheme it names.
+fn relay_fec(f: &pb::RelayFec) -> Result<RelayFec, Status> {
+    let small = |field: &str, n: u32| {
+        u16::try_from(n)
+            .map_err(|_| Status::invalid_argument(format!("fec.{field}: {n} is too large")))
+    };
+    let fec = match f.replica.as_str() {
+        "" => RelayFec::ErasureCode {
+            data: small("data", f.data)?,
+            parity: small("parity", f.parity)?,
+        },
+        "whole" => RelayFec::WholeReplica,
+        "pieces" => RelayFec::PieceReplica {
+            pieces: small("pieces", f.pieces)?,
+        },
+        x => {
+            return Err(Status::invalid_argument(format!(
+                "fec.replica: `{x}` is not whole or pieces"
+            )));
+        }
+    };
+    fec.validate()
+        .map_err(|e| Status::invalid_argument(format!("fec: {e}")))?;
+    Ok(fec)
 }
 
 /// Parses API pair options into the settings they change.

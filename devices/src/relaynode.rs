@@ -724,6 +724,11 @@ impl RelayLayer {
                     header,
                     destination,
                 }) => self.record(ctx, cmd, header, destination),
+                // FEC units are for the direct hop to the standby (emb 5/6): a relay
+                // does not restore groups (KIND).
+                Ok(wire::Command::Unit { .. }) => {
+                    self.answer(&cmd, Err(Sense::invalid_field_in_cdb(2, None)))
+                }
                 Ok(wire::Command::Control { len }) => self.control(ctx, cmd, len),
                 Ok(wire::Command::ReceiveStatus { allocation }) => {
                     let json = serde_json::to_vec(&self.state()).unwrap_or_default();

@@ -180,6 +180,8 @@ pub fn port_info(node: &str, snap: &PortSnapshot, nport: &NPort) -> pb::PortInfo
             .iter()
             .map(|(fc_id, r)| format!("{fc_id} {}", r.wwpn))
             .collect(),
+        crc_errors: 0,
+        drop_every: 0,
     }
 }
 

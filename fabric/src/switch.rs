@@ -84,6 +84,24 @@ enum SwitchAdmin {
         oneshot::Sender<Result<pb::PortStatsShowResponse, Status>>,
     ),
     Routes(oneshot::Sender<pb::RouteShowResponse>),
+    PortErrors(u32, u32, oneshot::Sender<Result<pb::PortInfo, Status>>),
+}
+
+/// A `port_errors` fault on one port: every `every`-th frame received for forwarding is
+/// discarded, as a port with bit errors discards the frames that fail their CRC.
+#[derive(Debug, Clone, Copy, Default)]
+struct PortErrors {
+    every: u32,
+    /// Frames received for forwarding since the setting.
+    seen: u64,
+}
+
+impl PortErrors {
+    /// Counts one more frame received; whether it is the one to discard.
+    fn discards_next(&mut self) -> bool {
+        self.seen += 1;
+        self.every != 0 && self.seen.is_multiple_of(u64::from(self.every))
+    }
 }
 
 /// The switch's state: the cores plus what the wiring needs to remember.
@@ -106,6 +124,10 @@ struct SwitchNode {
     ns_dirty: bool,
     /// OX_IDs for frames the switch originates.
     next_ox_id: u16,
+    /// `port_errors` faults in force, by port.
+    port_errors: BTreeMap<u32, PortErrors>,
+    /// Frames discarded by `port_errors` faults, by port (kept after a clear).
+    crc_errors: BTreeMap<u32, u64>,
 }
 
 /// Runs a switch node until its task is dropped.
@@ -181,6 +203,8 @@ impl SwitchNode {
             shown_reachable: BTreeSet::new(),
             ns_dirty: false,
             next_ox_id: 0,
+            port_errors: BTreeMap::new(),
+            crc_errors: BTreeMap::new(),
             cfg,
             hub,
         }
@@ -281,6 +305,10 @@ impl SwitchNode {
     /// Sends a frame toward its D_ID: out of the F_Port it is logged in on, or along
     /// the FSPF route to its domain (exchange-based load sharing).
     fn forward(&mut self, in_port: u32, bytes: Bytes, h: &FcHeader) {
+        if self.corrupted(in_port) {
+            debug!(port = in_port, s_id = %h.s_id, d_id = %h.d_id, ox_id = h.ox_id, "CRC error: frame discarded");
+            return;
+        }
         let out = if h.d_id.domain() == self.domain().get() {
             self.login.by_fc_id(h.d_id).map(|l| u32::from(l.port))
         } else {
@@ -293,6 +321,42 @@ impl SwitchNode {
             Some(p) if self.hub.send(p, bytes) => {}
             _ => self.hub.count_discard(in_port),
         }
+    }
+
+    /// Whether the frame just received on `port` for forwarding is one its
+    /// `port_errors` fault discards (counted in `crc_errors`). Frames to the switch's own
+    /// servers (logins, name server, FSPF) are not counted: the fault models lost
+    /// payload traffic, not a flapping control plane.
+    fn corrupted(&mut self, port: u32) -> bool {
+        let Some(e) = self.port_errors.get_mut(&port) else {
+            return false;
+        };
+        if e.discards_next() {
+            *self.crc_errors.entry(port).or_default() += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Sets (or with `every` 0 clears) the `port_errors` fault of `port`.
+    fn set_port_errors(&mut self, port: u32, every: u32) -> Result<pb::PortInfo, Status> {
+        if usize::try_from(port).map_or(true, |p| p >= self.cfg.port_wwpns.len()) {
+            return Err(Status::invalid_argument(format!(
+                "port: {port} is not a port of {}",
+                self.cfg.name
+            )));
+        }
+        if every == 0 {
+            self.port_errors.remove(&port);
+        } else {
+            self.port_errors.insert(port, PortErrors { every, seen: 0 });
+        }
+        info!(port, drop_every = every, "port errors set");
+        self.port_info()
+            .into_iter()
+            .find(|p| p.port == port)
+            .ok_or_else(|| Status::internal(format!("port {port} has no state")))
     }
 
     // ---- F_Port services -----------------------------------------------------------
@@ -856,6 +920,8 @@ impl SwitchNode {
                         .on_port(p8)
                         .map(|l| format!("{} {}", l.fc_id, l.wwpn))
                         .collect(),
+                    crc_errors: self.crc_errors.get(&s.port).copied().unwrap_or(0),
+                    drop_every: self.port_errors.get(&s.port).map_or(0, |e| e.every),
                     ..Default::default()
                 }
             })
@@ -1022,6 +1088,9 @@ impl SwitchNode {
                         .collect()),
                 };
                 let _ = tx.send(r.map(|ports| pb::PortStatsShowResponse { ports }));
+            }
+            SwitchAdmin::PortErrors(port, every, tx) => {
+                let _ = tx.send(self.set_port_errors(port, every));
             }
             SwitchAdmin::Routes(tx) => {
                 let routes = self
@@ -1230,5 +1299,33 @@ impl pb::switch_server::Switch for SwitchService {
         _r: Request<pb::RouteShowRequest>,
     ) -> Result<Response<pb::RouteShowResponse>, Status> {
         self.ask(SwitchAdmin::Routes).await.map(Response::new)
+    }
+    async fn set_port_errors(
+        &self,
+        r: Request<pb::SetPortErrorsRequest>,
+    ) -> Result<Response<pb::PortInfo>, Status> {
+        let r = r.into_inner();
+        self.ask(|tx| SwitchAdmin::PortErrors(r.port, r.drop_every, tx))
+            .await?
+            .map(Response::new)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PortErrors;
+
+    #[test]
+    fn port_errors_discard_every_kth_frame_deterministically() {
+        let mut e = PortErrors { every: 3, seen: 0 };
+        let got: Vec<bool> = (0..9).map(|_| e.discards_next()).collect();
+        assert_eq!(
+            got,
+            [false, false, true, false, false, true, false, false, true]
+        );
+        let mut all = PortErrors { every: 1, seen: 0 };
+        assert!((0..4).all(|_| all.discards_next()));
+        let mut none = PortErrors { every: 0, seen: 0 };
+        assert!((0..4).all(|_| !none.discards_next()));
     }
 }

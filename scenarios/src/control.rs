@@ -93,6 +93,18 @@ impl pb::control_server::Control for ControlService {
             Fault::LinkUp(l) => Step::LinkUp {
                 port: port_arg("link_up.port", &l.port)?,
             },
+            Fault::PortErrors(e) => {
+                let port = port_arg("port_errors.port", &e.port)?;
+                if !o.is_switch(&port.node) {
+                    return Err(Status::invalid_argument(format!(
+                        "port_errors.port: `{port}` is not a switch port"
+                    )));
+                }
+                Step::PortErrors {
+                    port,
+                    drop_every: e.drop_every,
+                }
+            }
             Fault::Crash(n) => Step::Crash {
                 node: node(&o, "crash.node", &n.node)?,
             },

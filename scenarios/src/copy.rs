@@ -195,6 +195,13 @@ fn relay_request(t: &Topology, r: Option<&RelaySettings>) -> Result<pb::CreatePa
                 .unwrap_or(u64::MAX)
                 .max(1)
         }),
+        fec: r.fec.as_ref().map(|f| pb::RelayFec {
+            data: f.data.unwrap_or(0),
+            parity: f.parity.unwrap_or(0),
+            replica: f.replica.clone().unwrap_or_default(),
+            pieces: f.pieces.unwrap_or(0),
+        }),
+        networks: r.networks.map_or(0, u32::from),
         ..pb::CreatePairRequest::default()
     })
 }

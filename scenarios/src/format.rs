@@ -727,6 +727,13 @@ pub enum Step {
         /// Either end of the link.
         port: PortRef,
     },
+    /// A switch port with bit errors: it discards every `drop_every`-th frame it receives
+    /// for forwarding (the frame fails its CRC), counted in its `crc_errors`; 0 clears.
+    PortErrors {
+        /// A switch port `switch/port`.
+        port: PortRef,
+        drop_every: u32,
+    },
     /// Crash a node: volatile state is lost, durable state kept.
     Crash {
         /// Node name.
@@ -1146,6 +1153,62 @@ pub struct RelaySettings {
     /// The longest a takeover waits for the relays to drain; default 100ms.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drain_timeout: Option<SimDuration>,
+    /// Forward error correction on the direct hop to the standby (emb 5/6); no relays.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fec: Option<FecSpec>,
+    /// With `fec`: 1 (default) or 2 networks (the redundant units through the
+    /// standby's second port, Fig. 17).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub networks: Option<u8>,
+}
+
+/// A FEC scheme: `{"data": N, "parity": m}`, `{"replica": "whole"}` or
+/// `{"replica": "pieces", "pieces": N}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FecSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parity: Option<u32>,
+    /// `whole` or `pieces`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replica: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pieces: Option<u32>,
+}
+
+impl FecSpec {
+    /// The scheme, or what is wrong with it (naming the field under `fec`).
+    pub fn scheme(&self) -> Result<fcsim_devices::copysvc::RelayFec, String> {
+        use fcsim_devices::copysvc::RelayFec;
+        let small =
+            |f: &str, n: u32| u16::try_from(n).map_err(|_| format!("fec.{f}: {n} is too large"));
+        let fec = match (self.replica.as_deref(), self.data, self.parity, self.pieces) {
+            (None, Some(d), Some(p), None) => RelayFec::ErasureCode {
+                data: small("data", d)?,
+                parity: small("parity", p)?,
+            },
+            (None, _, _, _) => {
+                return Err(
+                    "fec: give `data` and `parity`, or `replica` (`whole`, or `pieces` with `pieces`)"
+                        .into(),
+                );
+            }
+            (Some("whole"), None, None, None) => RelayFec::WholeReplica,
+            (Some("pieces"), None, None, Some(n)) => RelayFec::PieceReplica {
+                pieces: small("pieces", n)?,
+            },
+            (Some("whole" | "pieces"), ..) => {
+                return Err(
+                    "fec.replica: `whole` takes no other field, `pieces` only `pieces`".into(),
+                );
+            }
+            (Some(x), ..) => return Err(format!("fec.replica: `{x}` is not whole or pieces")),
+        };
+        fec.validate()?;
+        Ok(fec)
+    }
 }
 
 /// Relay selection (seed 002 emb 4).
@@ -1214,6 +1277,7 @@ impl Step {
         match self {
             Step::LinkDown { .. } => "link_down",
             Step::LinkUp { .. } => "link_up",
+            Step::PortErrors { .. } => "port_errors",
             Step::Crash { .. } => "crash",
             Step::Restart { .. } => "restart",
             Step::Disaster { .. } => "disaster",
@@ -1472,6 +1536,13 @@ pub enum Check {
         to: String,
         /// Switch names along the route, both ends included.
         path: Vec<String>,
+    },
+    /// A switch port has discarded at least `at_least` frames for CRC errors (a
+    /// `port_errors` fault).
+    PortErrorsAtLeast {
+        /// A switch port `switch/port`.
+        port: PortRef,
+        at_least: u64,
     },
     /// A switch has dropped at least `at_least` frames for zoning (on one port, or on all).
     FramesDropped {
@@ -1797,6 +1868,7 @@ impl Check {
             Check::ZoningDenied { .. } => "zoning_denied",
             Check::RoutePath { .. } => "route_path",
             Check::FramesDropped { .. } => "frames_dropped",
+            Check::PortErrorsAtLeast { .. } => "port_errors_at_least",
             Check::RscnSeen { .. } => "rscn_seen",
             Check::RelayState { .. } => "relay_state",
             Check::PortBytesAtMost { .. } => "port_bytes_at_most",

@@ -797,6 +797,25 @@ impl Orchestrator {
                 self.set_link(i, true).await?;
                 Ok(format!("link up at {port}"))
             }
+            Step::PortErrors { port, drop_every } => {
+                let mut c = self.switch(&port.node).await?;
+                let info = c
+                    .set_port_errors(pb::SetPortErrorsRequest {
+                        port: port.port,
+                        drop_every: *drop_every,
+                    })
+                    .await
+                    .map_err(|s| s.message().to_string())?
+                    .into_inner();
+                Ok(if *drop_every == 0 {
+                    format!(
+                        "port errors cleared at {port} ({} frames discarded)",
+                        info.crc_errors
+                    )
+                } else {
+                    format!("port errors at {port}: every {drop_every}th frame discarded")
+                })
+            }
             Step::Crash { node } => {
                 // An intelligent switch's engine goes down with it.
                 let engine = crate::launch::engine_name(node);
@@ -1151,6 +1170,20 @@ impl Orchestrator {
                 }
             }
             Check::RoutePath { from, to, path } => self.check_route(from, to, path).await,
+            Check::PortErrorsAtLeast { port, at_least } => {
+                let mut c = self.switch(&port.node).await?;
+                let stats = c
+                    .port_stats_show(pb::PortStatsShowRequest {
+                        ports: vec![port.port],
+                    })
+                    .await
+                    .map_err(|s| s.message().to_string())?;
+                let n: u64 = stats.into_inner().ports.iter().map(|p| p.crc_errors).sum();
+                let text = format!(
+                    "{port} discarded {n} frames for CRC errors (at least {at_least} expected)"
+                );
+                if n >= *at_least { Ok(text) } else { Err(text) }
+            }
             Check::FramesDropped {
                 switch,
                 port,

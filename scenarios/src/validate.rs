@@ -1286,6 +1286,20 @@ impl<'a> Validator<'a> {
                     );
                 }
             }
+            Step::PortErrors { port, .. } => {
+                if let Some(n) = self.port_ref(&at("port"), "port_errors port", port)
+                    && n.kind != NodeKind::Switch
+                {
+                    self.err(
+                        &at("port"),
+                        format!(
+                            "port_errors port \"{port}\": {} \"{}\" is not a switch (port errors are a switch port's)",
+                            n.kind.as_str(),
+                            n.name
+                        ),
+                    );
+                }
+            }
             Step::Crash { node } | Step::Restart { node } => {
                 self.node_named(&at("node"), &format!("{op} node"), node);
             }
@@ -1365,6 +1379,29 @@ impl<'a> Validator<'a> {
                                 mode.name()
                             ),
                         );
+                    }
+                    if let Some(f) = &r.fec {
+                        if let Err(e) = f.scheme() {
+                            self.err(&at("relay/fec"), format!("pair_create: relay.{e}"));
+                        }
+                        if !r.relays.is_empty() {
+                            self.err(
+                                &at("relay/fec"),
+                                "pair_create: relay.fec: forward error correction is for the direct hop to the standby; remove `relays` or `fec`".to_string(),
+                            );
+                        }
+                    }
+                    match (r.networks, &r.fec) {
+                        (None | Some(1), _) | (Some(2), Some(_)) => {}
+                        (Some(2), None) => self.err(
+                            &at("relay/networks"),
+                            "pair_create: relay.networks: 2 networks carry FEC units; set `fec`"
+                                .to_string(),
+                        ),
+                        (Some(n), _) => self.err(
+                            &at("relay/networks"),
+                            format!("pair_create: relay.networks: {n} is not 1 or 2"),
+                        ),
                     }
                     for (i, w) in r.relays.iter().enumerate() {
                         if let Err(e) = crate::copy::relay_target(&self.s.topology, w) {
@@ -2168,6 +2205,16 @@ impl<'a> Validator<'a> {
                             );
                         }
                     }
+                }
+            }
+            Check::PortErrorsAtLeast { port, .. } => {
+                if let Some(n) = self.port_ref(&at("port"), &format!("{name} port"), port)
+                    && n.kind != NodeKind::Switch
+                {
+                    self.err(
+                        &at("port"),
+                        format!("{name} port \"{port}\": \"{}\" is not a switch", n.name),
+                    );
                 }
             }
             Check::FramesDropped { switch, port, .. } => {

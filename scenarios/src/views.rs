@@ -139,16 +139,24 @@ pub fn zoneshow(r: &pb::ZoneShowResponse) -> String {
 
 pub fn portstatsshow(ports: &[pb::PortInfo]) -> String {
     let mut s = format!(
-        "{:>4} {:<10} {:>10} {:>10} {:>12} {:>12} {:>9} {:>9}\n",
-        "Port", "State", "stat_ftx", "stat_frx", "stat_wtx", "stat_wrx", "discards", "zone_drp"
+        "{:>4} {:<10} {:>10} {:>10} {:>12} {:>12} {:>9} {:>9} {:>9}\n",
+        "Port",
+        "State",
+        "stat_ftx",
+        "stat_frx",
+        "stat_wtx",
+        "stat_wrx",
+        "discards",
+        "zone_drp",
+        "crc_err"
     );
-    s.push_str(&"=".repeat(82));
+    s.push_str(&"=".repeat(92));
     s.push('\n');
     for p in ports {
         let c = p.counters.unwrap_or_default();
         let _ = writeln!(
             s,
-            "{:>4} {:<10} {:>10} {:>10} {:>12} {:>12} {:>9} {:>9}",
+            "{:>4} {:<10} {:>10} {:>10} {:>12} {:>12} {:>9} {:>9} {:>9}",
             p.port,
             p.state,
             c.frames_out,
@@ -156,7 +164,8 @@ pub fn portstatsshow(ports: &[pb::PortInfo]) -> String {
             c.bytes_out,
             c.bytes_in,
             c.discards,
-            c.zoning_drops
+            c.zoning_drops,
+            p.crc_errors
         );
     }
     s

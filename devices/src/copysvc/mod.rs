@@ -44,7 +44,7 @@ pub use generations::{DiffGenerations, RemoteReport, SelectionRule};
 pub use journal::{Journal, JournalApplier};
 pub use pair::{
     BackupStrategy, CopyPair, Granularity, OptionsPatch, PairMode, PairOptions, PairState,
-    Propagate, RelayConsistency, RelayOptions, RelaySelection, Secondary,
+    Propagate, RelayConsistency, RelayFec, RelayOptions, RelaySelection, Secondary,
 };
 pub use relaypair::{RelayStandbyStatus, RelayTakeoverReport};
 
@@ -106,6 +106,17 @@ pub enum Action {
         naa: Option<Wwn>,
         destination: u64,
         record: crate::relay::Record,
+    },
+    /// One FEC unit (emb 5/6) of the record `header` as a RELAY RECORD of KIND 2 to the
+    /// standby's target port `target` (the one of the unit's network), through its
+    /// secondary LU `naa`; report with [`CopyEngine::relay_completed`].
+    FecUnit {
+        token: u64,
+        target: u64,
+        naa: Option<Wwn>,
+        header: crate::relay::Header,
+        redundancy: crate::relay::Redundancy,
+        unit: crate::relay::Unit,
     },
     /// RELAY CONTROL to the relay at target port `target` (its LU 0).
     RelayControl {
@@ -274,6 +285,13 @@ enum Pending {
         generation: u32,
         relay: crate::relay::RelayId,
         seq: u64,
+    },
+    /// One FEC unit (`index`) of record `seq` of relay group `group`'s core `generation`.
+    FecUnit {
+        group: String,
+        generation: u32,
+        seq: u64,
+        index: u16,
     },
     /// A takeover's RELAY CONTROL (`forward`, else `fence`) to the relay at `target`.
     RelayControl {
@@ -1354,6 +1372,7 @@ impl CopyEngine {
                 }
             }
             p @ (Pending::Relay { .. }
+            | Pending::FecUnit { .. }
             | Pending::RelayControl { .. }
             | Pending::RelayStatus { .. }) => {
                 let now = self.last_tick;
@@ -1370,7 +1389,10 @@ impl CopyEngine {
         let relay = matches!(
             self.pending.get(&token),
             Some(
-                Pending::Relay { .. } | Pending::RelayControl { .. } | Pending::RelayStatus { .. }
+                Pending::Relay { .. }
+                    | Pending::FecUnit { .. }
+                    | Pending::RelayControl { .. }
+                    | Pending::RelayStatus { .. }
             )
         );
         if relay {
@@ -1410,6 +1432,12 @@ impl CopyEngine {
                 relay,
                 seq,
             } => self.relay_record_done(&group, generation, relay, seq, status, now),
+            Pending::FecUnit {
+                group,
+                generation,
+                seq,
+                index,
+            } => self.fec_unit_done(&group, generation, seq, index, status, now),
             Pending::RelayControl {
                 source,
                 target,

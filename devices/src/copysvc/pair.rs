@@ -199,6 +199,59 @@ pub struct RelayOptions {
     pub destination: u64,
     /// The secondary's LUN on the standby array; resolved with `destination`.
     pub standby_lun: u16,
+    /// Forward error correction on the direct hop (emb 5/6): each record goes to the
+    /// standby as the units of a redundant group. Direct mode only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fec: Option<RelayFec>,
+    /// FEC over two networks (Fig. 17): the redundant units go to the standby's second
+    /// target port `destination2` (resolved by the array at creation); 1 or 2.
+    #[serde(default = "one_network")]
+    pub networks: u8,
+    #[serde(default)]
+    pub destination2: u64,
+}
+
+fn one_network() -> u8 {
+    1
+}
+
+/// [`crate::relay::Redundancy`] as configured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "scheme")]
+pub enum RelayFec {
+    /// `data` pieces plus `parity` Reed–Solomon pieces.
+    ErasureCode {
+        data: u16,
+        parity: u16,
+    },
+    WholeReplica,
+    PieceReplica {
+        pieces: u16,
+    },
+}
+
+impl RelayFec {
+    pub fn core(self) -> crate::relay::Redundancy {
+        match self {
+            RelayFec::ErasureCode { data, parity } => {
+                crate::relay::Redundancy::ErasureCode { data, parity }
+            }
+            RelayFec::WholeReplica => crate::relay::Redundancy::WholeReplica,
+            RelayFec::PieceReplica { pieces } => crate::relay::Redundancy::PieceReplica { pieces },
+        }
+    }
+
+    /// Refuses a scheme the coder or the FEC unit's CDB cannot carry.
+    pub fn validate(self) -> Result<(), String> {
+        let r = self.core();
+        r.validate().map_err(|e| e.to_string())?;
+        if !crate::relay::wire::fits_cdb(r) {
+            return Err(format!(
+                "fec: {self:?}: at most 255 data (or replicated) pieces and 255 parity pieces"
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl Default for RelayOptions {
@@ -211,6 +264,9 @@ impl Default for RelayOptions {
             drain_timeout_ms: 100,
             destination: 0,
             standby_lun: 0,
+            fec: None,
+            networks: 1,
+            destination2: 0,
         }
     }
 }

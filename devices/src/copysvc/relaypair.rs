@@ -39,14 +39,14 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use fcsim_fabric::{Wwn, Wwpn};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::pair::{PairState, RelayOptions, Secondary};
 use super::{Action, CopyEngine, CopyError, Pending, Volumes};
 use crate::relay::wire::{RelayControl, RelayState};
 use crate::relay::{
-    Kind, Primary, PrimaryAction, Record, RelayId, Reply, RestartPoint, SourceId, Standby,
-    StandbyAction, StandbyConfig,
+    FecReceiver, Header, Kind, Network, Primary, PrimaryAction, Receipt, Record, Redundancy,
+    RelayId, Reply, RestartPoint, SourceId, Standby, StandbyAction, StandbyConfig, Unit,
 };
 use crate::scsi::sense::{Sense, SenseKey, asc};
 
@@ -55,6 +55,17 @@ const DRAIN_POLL: Duration = Duration::from_millis(1);
 /// How long a record refused BUSY (the relay's buffer is full) waits before it is sent
 /// again: a full relay is not hammered.
 const BUSY_RETRY: Duration = Duration::from_micros(500);
+/// FEC (emb 5/6): rounds of resending a record's lost units before the standby counts
+/// as not reachable. Each round follows an exchange that failed on every path; the
+/// first goes at once, each later one after twice the previous wait (from
+/// [`FEC_RESEND_WAIT`]), so a path the initiator is rediscovering can come back (about
+/// 1.3 s in all).
+const FEC_RESENDS: u32 = 8;
+const FEC_RESEND_WAIT: Duration = Duration::from_millis(10);
+/// FEC: how long the standby keeps a group short of units before it checks whether the
+/// record arrived some other way (the primary resends lost units on its exchange
+/// timeouts; the standby has no channel back).
+const FEC_GROUP_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// The source identifier of a group: the configured one, or one derived from the
 /// group's name (FNV-1a, never 0).
@@ -89,6 +100,33 @@ pub(crate) struct RelaySource {
     pub(crate) points: BTreeSet<u64>,
     /// Records refused BUSY, sent again at the given time: (due, relay, seq).
     pub(crate) busy: Vec<(Duration, RelayId, u64)>,
+    /// FEC: the records whose units are out, by sequence number.
+    pub(crate) fec: BTreeMap<u64, FecSend>,
+    /// FEC: resend rounds due at the given time: (due, seq).
+    pub(crate) fec_retry: Vec<(Duration, u64)>,
+}
+
+/// One record sent as a FEC group (emb 5/6, primary side). The standby answers each unit
+/// GOOD once it holds it; the record is acknowledged once the GOOD units restore it
+/// ([`Redundancy::restores`]) — the standby's receiver restores at that very unit, so
+/// this is its "receive-complete" (S326) without waiting for the units still out (F3).
+/// A lost unit (its exchange failed on every path, or BUSY) is sent again only when the
+/// units still out can no longer restore the record (F2: no resend within tolerance).
+#[derive(Debug)]
+pub(crate) struct FecSend {
+    pub(crate) redundancy: Redundancy,
+    pub(crate) header: Header,
+    pub(crate) units: Vec<Unit>,
+    /// Units the standby answered GOOD.
+    pub(crate) good: BTreeSet<u16>,
+    /// Units whose exchange is still open.
+    pub(crate) out: BTreeSet<u16>,
+    /// Rounds of resends so far.
+    pub(crate) resends: u32,
+    /// The target port each unit was last sent to.
+    pub(crate) via: Vec<u64>,
+    /// A resend round is scheduled (in `RelaySource::fec_retry`).
+    pub(crate) scheduled: bool,
 }
 
 /// What a relay takeover reported.
@@ -159,9 +197,47 @@ pub(crate) struct RelayStandby {
     /// back, so the old primary cannot go on writing through it (split brain).
     pub(crate) fence_sources: Vec<u32>,
     pub(crate) unfenced: BTreeSet<u64>,
+    /// FEC groups being collected (emb 5/6, S320–S325).
+    pub(crate) fec: FecReceiver,
 }
 
 impl RelayStandby {
+    /// A record's sender and where it lands: CHECK CONDITION sense when refused.
+    fn check_record(
+        &self,
+        vols: &mut dyn Volumes,
+        from: Wwpn,
+        header: &Header,
+    ) -> Result<(), Sense> {
+        if !self.writers.contains(&from.0.0) {
+            return Err(Sense::new(SenseKey::DATA_PROTECT, asc::WRITE_PROTECTED));
+        }
+        if let Kind::Write { lun, lba } = header.kind {
+            let Some((total, bb)) = vols.geometry(lun).filter(|_| self.luns.contains(&lun)) else {
+                return Err(Sense::invalid_field_in_cdb(16, None));
+            };
+            let blocks = header.len / u64::from(bb.max(1));
+            if !header.len.is_multiple_of(u64::from(bb.max(1)))
+                || lba.checked_add(blocks).is_none_or(|end| end > total)
+            {
+                return Err(Sense::new(SenseKey::ILLEGAL_REQUEST, asc::LBA_OUT_OF_RANGE));
+            }
+        }
+        Ok(())
+    }
+
+    /// FEC groups past their deadline: those whose record is here are forgotten; the
+    /// others wait for the units the primary sends again.
+    fn fec_timeout(&mut self, now: Duration) {
+        for r in self.fec.handle_timeout(now) {
+            if self.core.has(r.group) {
+                self.fec.close(r.group);
+            } else {
+                debug!(source = r.group.source.0, seq = r.group.seq, missing = ?r.missing, "fec: group short of units");
+            }
+        }
+    }
+
     /// Remembers what is held behind a gap now: the fence that may follow drops it.
     fn note_held(&mut self, source: u32) {
         let held = self.core.held(SourceId(source)) as u64;
@@ -196,6 +272,19 @@ impl CopyEngine {
                 "relay pairs need the standby's target port (destination)".into(),
             ));
         }
+        if let Some(fec) = opts.fec {
+            if !opts.relays.is_empty() {
+                return Err(CopyError::BadMode(
+                    "fec: forward error correction is for the direct hop to the standby; a pair with relays cannot use it".into(),
+                ));
+            }
+            fec.validate().map_err(CopyError::BadMode)?;
+        }
+        if opts.networks == 2 && (opts.fec.is_none() || opts.destination2 == 0) {
+            return Err(CopyError::BadMode(
+                "networks: 2 networks need fec and a second standby port".into(),
+            ));
+        }
         let targets = if opts.relays.is_empty() {
             vec![opts.destination]
         } else {
@@ -223,6 +312,8 @@ impl CopyEngine {
                 hosts: BTreeMap::new(),
                 points: BTreeSet::new(),
                 busy: Vec::new(),
+                fec: BTreeMap::new(),
+                fec_retry: Vec::new(),
             },
         );
         Ok(())
@@ -316,6 +407,9 @@ impl CopyEngine {
                     s.hosts.remove(&host);
                     self.release(host, None);
                 }
+                PrimaryAction::Send { relay, record } if s.opts.fec.is_some() => {
+                    self.send_fec(group, relay, &record);
+                }
                 PrimaryAction::Send { relay, record } => {
                     let target = s.targets[usize::from(relay.0)];
                     let generation = s.generation;
@@ -339,6 +433,217 @@ impl CopyEngine {
                 }
             }
         }
+    }
+
+    /// FEC: builds the redundant group of `record` (S304) and sends every unit to the
+    /// standby as its own RELAY RECORD (S305), the redundant ones on the second network
+    /// when there are two.
+    fn send_fec(&mut self, group: &str, relay: RelayId, record: &Record) {
+        let Some(s) = self.relay_sources.get_mut(group) else {
+            return;
+        };
+        let Some(fec) = s.opts.fec else {
+            return;
+        };
+        let redundancy = fec.core();
+        let seq = record.id().seq;
+        match crate::relay::fec::encode(redundancy, s.opts.networks == 2, record.id(), &record.data)
+        {
+            Ok(units) => {
+                let all: Vec<u16> = units.iter().map(|u| u.index).collect();
+                let via = vec![0; units.len()];
+                s.fec.insert(
+                    seq,
+                    FecSend {
+                        redundancy,
+                        header: record.header,
+                        units,
+                        good: BTreeSet::new(),
+                        out: BTreeSet::new(),
+                        resends: 0,
+                        via,
+                        scheduled: false,
+                    },
+                );
+                self.send_fec_units(group, seq, &all);
+            }
+            Err(e) => {
+                warn!(group, error = %e, "fec: record not encoded");
+                s.down.insert(relay);
+                s.core.relay_down(relay);
+                if s.core.live_relays() == 0 {
+                    self.suspend_group(group, "fec: records not encoded");
+                }
+            }
+        }
+    }
+
+    /// Sends units `indices` of record `seq` of group `group`.
+    fn send_fec_units(&mut self, group: &str, seq: u64, indices: &[u16]) {
+        let record_lun = self
+            .relay_sources
+            .get(group)
+            .and_then(|s| s.fec.get(&seq))
+            .map(|f| f.header);
+        let Some(header) = record_lun else {
+            return;
+        };
+        let naa = self.lane_naa(
+            group,
+            &Record {
+                header,
+                data: Bytes::new(),
+            },
+        );
+        for &index in indices {
+            let Some(s) = self.relay_sources.get_mut(group) else {
+                return;
+            };
+            let (generation, destination, second) =
+                (s.generation, s.opts.destination, s.opts.destination2);
+            let Some(f) = s.fec.get_mut(&seq) else {
+                return;
+            };
+            let Some(unit) = f.units.get(usize::from(index)).cloned() else {
+                continue;
+            };
+            f.out.insert(index);
+            let redundancy = f.redundancy;
+            let home = match unit.network {
+                Network::Second if second != 0 => second,
+                _ => destination,
+            };
+            // A unit sent again goes through the other network when there are two: the
+            // one it was lost on may be the lossy one (or its path down).
+            let last = f.via[usize::from(index)];
+            let target = match (last, second) {
+                (0, _) | (_, 0) => home,
+                (l, s) if l == destination => s,
+                _ => destination,
+            };
+            f.via[usize::from(index)] = target;
+            let token = self.token(Pending::FecUnit {
+                group: group.to_string(),
+                generation,
+                seq,
+                index,
+            });
+            self.actions.push_back(Action::FecUnit {
+                token,
+                target,
+                naa,
+                header,
+                redundancy,
+                unit,
+            });
+        }
+    }
+
+    /// A FEC unit's RELAY RECORD ended: `status` is the SCSI status, `None` when the
+    /// exchange failed on every path (a frame of it was lost).
+    pub(crate) fn fec_unit_done(
+        &mut self,
+        group: &str,
+        generation: u32,
+        seq: u64,
+        index: u16,
+        status: Option<u8>,
+        now: Duration,
+    ) {
+        let now = self.last_tick.max(now);
+        let Some(s) = self.relay_sources.get_mut(group) else {
+            return;
+        };
+        if s.generation != generation {
+            return;
+        }
+        // Acknowledged already: a unit beyond what restored the record.
+        let Some(f) = s.fec.get_mut(&seq) else {
+            return;
+        };
+        f.out.remove(&index);
+        match status {
+            Some(0x00) => {
+                f.good.insert(index);
+                if f.redundancy.restores(&f.good) {
+                    s.fec.remove(&seq);
+                    s.core.relay_acked(seq);
+                }
+            }
+            Some(0x18) => {
+                warn!(group, "fec unit refused: the standby fenced this source");
+                self.suspend_group(group, "fenced by the standby (takeover)");
+                return;
+            }
+            // Lost (no answer on any path), or BUSY / TASK SET FULL: resend what the
+            // units still out cannot make up for.
+            None | Some(0x08 | 0x28) => {
+                let mut could = f.good.clone();
+                could.extend(f.out.iter().copied());
+                if !f.redundancy.restores(&could) && !f.scheduled {
+                    if f.resends >= FEC_RESENDS {
+                        warn!(
+                            group,
+                            seq, "fec: units lost again and again: standby not reachable"
+                        );
+                        s.fec.remove(&seq);
+                        return self.fec_standby_down(group);
+                    }
+                    f.resends += 1;
+                    if f.resends == 1 {
+                        self.fec_resend(group, seq);
+                    } else {
+                        f.scheduled = true;
+                        let wait = FEC_RESEND_WAIT * 2u32.pow(f.resends - 2);
+                        s.fec_retry.push((now + wait, seq));
+                    }
+                }
+            }
+            Some(other) => {
+                warn!(
+                    group,
+                    seq,
+                    index,
+                    status = other,
+                    "fec unit refused by the standby"
+                );
+                s.fec.remove(&seq);
+                return self.fec_standby_down(group);
+            }
+        }
+        self.pump_relay(group);
+    }
+
+    /// Sends again the units of record `seq` that are neither acknowledged nor out.
+    fn fec_resend(&mut self, group: &str, seq: u64) {
+        let Some(f) = self
+            .relay_sources
+            .get_mut(group)
+            .and_then(|s| s.fec.get_mut(&seq))
+        else {
+            return;
+        };
+        f.scheduled = false;
+        let missing: Vec<u16> = (0..u16::try_from(f.units.len()).unwrap_or(u16::MAX))
+            .filter(|i| !f.good.contains(i) && !f.out.contains(i))
+            .collect();
+        info!(group, seq, units = ?missing, round = f.resends, "fec: beyond tolerance, units sent again");
+        self.send_fec_units(group, seq, &missing);
+    }
+
+    /// The standby (the one "relay" of a FEC pair) is not reachable.
+    fn fec_standby_down(&mut self, group: &str) {
+        let Some(s) = self.relay_sources.get_mut(group) else {
+            return;
+        };
+        let relay = RelayId(0);
+        s.down.insert(relay);
+        s.core.relay_down(relay);
+        if s.core.live_relays() == 0 {
+            self.suspend_group(group, "standby not reachable");
+            return;
+        }
+        self.pump_relay(group);
     }
 
     /// The secondary LU a record goes to in direct mode: the pair whose standby LUN the
@@ -462,6 +767,8 @@ impl CopyEngine {
         let hosts = std::mem::take(&mut s.hosts);
         s.points.clear();
         s.busy.clear();
+        s.fec.clear();
+        s.fec_retry.clear();
         let fresh = Primary::resume_after(
             SourceId(s.source),
             relay_ids(s.targets.len()).unwrap_or_default(),
@@ -530,6 +837,7 @@ impl CopyEngine {
                 report: None,
                 fence_sources: Vec::new(),
                 unfenced: BTreeSet::new(),
+                fec: FecReceiver::new(FEC_GROUP_TIMEOUT),
             }
         });
         if sb.core.is_active() {
@@ -583,26 +891,72 @@ impl CopyEngine {
         if sb.core.is_active() {
             return Ok(false);
         }
-        if !sb.writers.contains(&from.0.0) {
-            return Err(Sense::new(SenseKey::DATA_PROTECT, asc::WRITE_PROTECTED));
-        }
         if data.len() as u64 != header.len {
             return Err(Sense::invalid_field_in_cdb(32, None));
         }
-        if let Kind::Write { lun, lba } = header.kind {
-            let Some((total, bb)) = vols.geometry(lun).filter(|_| sb.luns.contains(&lun)) else {
-                return Err(Sense::invalid_field_in_cdb(16, None));
-            };
-            let blocks = header.len / u64::from(bb.max(1));
-            if !header.len.is_multiple_of(u64::from(bb.max(1)))
-                || lba.checked_add(blocks).is_none_or(|end| end > total)
-            {
-                return Err(Sense::new(SenseKey::ILLEGAL_REQUEST, asc::LBA_OUT_OF_RANGE));
-            }
-        }
+        sb.check_record(vols, from, &header)?;
         let reply = sb.core.receive(Record { header, data });
         self.drain_standby(vols, source)?;
         Ok(reply != Reply::Fenced)
+    }
+
+    /// One FEC unit (emb 5/6) of the record `header` to LU `lun` of this array from port
+    /// `from` (S322–S326). The unit is kept in its group (opened by the first unit: the
+    /// scheme travels with each one); the unit that completes the group restores the
+    /// record, which the standby receives as any record. `Ok(true)`: GOOD (the unit is
+    /// held, or restored the record, or the record is here already: a late unit);
+    /// `Ok(false)`: RESERVATION CONFLICT (fenced); `Err`: CHECK CONDITION.
+    pub fn on_fec_unit(
+        &mut self,
+        vols: &mut dyn Volumes,
+        from: Wwpn,
+        (header, redundancy, index): (Header, Redundancy, u16),
+        data: Bytes,
+        now: Duration,
+    ) -> Result<bool, Sense> {
+        let source = header.id.source.0;
+        let Some(sb) = self.standbys.get_mut(&source) else {
+            return Err(Sense::new(
+                SenseKey::ILLEGAL_REQUEST,
+                asc::COMMAND_SEQUENCE_ERROR,
+            ));
+        };
+        if sb.core.is_active() {
+            return Ok(false);
+        }
+        sb.check_record(vols, from, &header)?;
+        if sb.core.has(header.id) {
+            // Restored before (S325 started): a later unit is discarded.
+            sb.fec.close(header.id);
+            return Ok(true);
+        }
+        let len = usize::try_from(header.len).map_err(|_| Sense::invalid_field_in_cdb(32, None))?;
+        if data.len() != redundancy.unit_bytes(len) {
+            // The unit's size follows from the scheme and the record's length.
+            return Err(Sense::invalid_field_in_cdb(32, None));
+        }
+        if !sb.fec.is_open(header.id) {
+            sb.fec
+                .open(header.id, redundancy, len, now)
+                .map_err(|_| Sense::invalid_field_in_cdb(20, None))?;
+        }
+        let unit = Unit {
+            group: header.id,
+            index,
+            network: Network::First,
+            bytes: data,
+        };
+        match sb.fec.receive(unit) {
+            Receipt::Pending => Ok(true),
+            Receipt::Restored(data) => {
+                let reply = sb.core.receive(Record { header, data });
+                self.drain_standby(vols, source)?;
+                Ok(reply != Reply::Fenced)
+            }
+            // Not of the open group's shape (another scheme or length for the same
+            // record).
+            Receipt::Discarded => Err(Sense::invalid_field_in_cdb(20, None)),
+        }
     }
 
     /// Carries out what the standby of `source` asked for, in order.
@@ -775,6 +1129,8 @@ impl CopyEngine {
             dropped: sb.core.held(SourceId(source)) as u64,
             ..Drain::default()
         });
+        // Groups short of units were never acknowledged: they go.
+        sb.fec.close_all();
         sb.core.take_over(&live, now);
         let _ = self.drain_standby(vols, source);
         Ok(())
@@ -880,7 +1236,12 @@ impl CopyEngine {
         let busy = self
             .relay_sources
             .values()
-            .flat_map(|s| s.busy.iter().map(|b| b.0))
+            .flat_map(|s| {
+                s.busy
+                    .iter()
+                    .map(|b| b.0)
+                    .chain(s.fec_retry.iter().map(|r| r.0))
+            })
             .min();
         self.standbys
             .values()
@@ -888,6 +1249,7 @@ impl CopyEngine {
                 s.core
                     .poll_timeout()
                     .into_iter()
+                    .chain(s.fec.poll_timeout())
                     .chain(s.drain.iter().flat_map(|d| d.polls.values().copied()))
                     .chain(s.dirty.then_some(self.last_tick))
             })
@@ -897,6 +1259,27 @@ impl CopyEngine {
 
     /// Sends again the records refused BUSY whose wait is over.
     pub(crate) fn relay_resend(&mut self, now: Duration) {
+        let groups: Vec<String> = self
+            .relay_sources
+            .iter()
+            .filter(|(_, s)| s.fec_retry.iter().any(|r| r.0 <= now))
+            .map(|(g, _)| g.clone())
+            .collect();
+        for g in groups {
+            let due: Vec<u64> = match self.relay_sources.get_mut(&g) {
+                Some(s) => {
+                    let (due, later): (Vec<_>, Vec<_>) =
+                        s.fec_retry.drain(..).partition(|r| r.0 <= now);
+                    s.fec_retry = later;
+                    due.into_iter().map(|r| r.1).collect()
+                }
+                None => continue,
+            };
+            for seq in due {
+                self.fec_resend(&g, seq);
+            }
+            self.pump_relay(&g);
+        }
         let groups: Vec<String> = self
             .relay_sources
             .iter()
@@ -942,6 +1325,9 @@ impl CopyEngine {
             }
             if let Some(sb) = self.standbys.get_mut(&source) {
                 sb.dirty = false;
+                if sb.fec.poll_timeout().is_some_and(|t| t <= now) {
+                    sb.fec_timeout(now);
+                }
                 if sb.core.poll_timeout().is_some_and(|t| t <= now) {
                     sb.note_held(source);
                     sb.core.handle_timeout(now);

@@ -96,6 +96,7 @@ fn run(e: &mut CopyEngine, v: &mut Vols, now: &mut Duration, ok: bool) -> Vec<Ac
                 }
                 Action::Notify { token, .. } => e.completed(*token, true),
                 Action::RelayRecord { token, .. }
+                | Action::FecUnit { token, .. }
                 | Action::RelayControl { token, .. }
                 | Action::RelayStatus { token, .. } => {
                     e.relay_completed(*token, ok.then_some(0), &Bytes::new(), *now)
@@ -861,13 +862,17 @@ fn relay_opts(relays: Vec<u64>, consistency: RelayConsistency) -> RelayOptions {
 
 /// A primary engine with relay pair `p` (arr1:0 → LU 0 of the standby), formed.
 fn relay_primary(relays: Vec<u64>) -> (CopyEngine, Vols, Duration) {
+    relay_primary_with(relay_opts(relays, RelayConsistency::Immediate))
+}
+
+fn relay_primary_with(opts: RelayOptions) -> (CopyEngine, Vols, Duration) {
     let (mut e, mut v, mut now) = (
         CopyEngine::new(vec![Wwpn(Wwn(PRIMARY_PORT))]),
         Vols::new(&[0]),
         Duration::ZERO,
     );
     let options = PairOptions {
-        relay: Some(relay_opts(relays, RelayConsistency::Immediate)),
+        relay: Some(opts),
         ..PairOptions::default()
     };
     e.create(
@@ -1410,4 +1415,169 @@ fn a_relay_comes_back_when_a_path_to_it_does() {
     e.relay_path_up(0xA1);
     let (_, r, _) = send(&mut e, &mut v, 3);
     assert_eq!(r, 0xA1, "A1 is back in the round robin");
+}
+
+// ---- FEC relay pairs (seed 002 emb 5/6) ----------------------------------------------------
+
+/// (token, target, header, redundancy, unit) of the FEC units among `a`.
+type FecOut = (
+    u64,
+    u64,
+    crate::relay::Header,
+    crate::relay::Redundancy,
+    crate::relay::Unit,
+);
+
+fn fec_units(a: &[Action]) -> Vec<FecOut> {
+    a.iter()
+        .filter_map(|a| match a {
+            Action::FecUnit {
+                token,
+                target,
+                header,
+                redundancy,
+                unit,
+                ..
+            } => Some((*token, *target, *header, *redundancy, unit.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn fec_opts(fec: RelayFec, networks: u8) -> RelayOptions {
+    RelayOptions {
+        fec: Some(fec),
+        networks,
+        destination2: if networks == 2 {
+            STANDBY_PORT + 0x10
+        } else {
+            0
+        },
+        ..relay_opts(vec![], RelayConsistency::Immediate)
+    }
+}
+
+#[test]
+fn fec_pair_completes_on_a_restoring_set_and_the_standby_applies_once() {
+    let (mut p, mut pv, now) =
+        relay_primary_with(fec_opts(RelayFec::ErasureCode { data: 4, parity: 2 }, 2));
+    let (mut sb, mut sv) = relay_standby(vec![], RelayConsistency::Immediate);
+    let from = Wwpn(Wwn(PRIMARY_PORT));
+    pv.host_write(&mut p, 0, 3, 9, 1);
+    let units = fec_units(&drain(&mut p));
+    assert_eq!(units.len(), 6);
+    // Fig. 17: data units on the first network, parity on the second.
+    let targets: Vec<u64> = units.iter().map(|u| u.1).collect();
+    assert_eq!(targets[..4], [STANDBY_PORT; 4]);
+    assert_eq!(targets[4..], [STANDBY_PORT + 0x10; 2]);
+    // Units 1 and 2 are lost; the others reach the standby, parity first.
+    let mut released_at = None;
+    for (i, u) in [5usize, 4, 0, 3].into_iter().enumerate() {
+        let (token, _, header, redundancy, unit) = units[u].clone();
+        let r = sb.on_fec_unit(
+            &mut sv,
+            from,
+            (header, redundancy, unit.index),
+            unit.bytes.clone(),
+            now,
+        );
+        assert_eq!(r, Ok(true));
+        p.relay_completed(token, Some(0), &Bytes::new(), now);
+        if !released(&drain(&mut p)).is_empty() {
+            released_at = Some(i);
+        }
+    }
+    assert_eq!(
+        released_at,
+        Some(3),
+        "the 4th GOOD unit completes the host (F3)"
+    );
+    assert_eq!(sv.read(0, 3, 1).unwrap(), Bytes::from(vec![9u8; BB]));
+    // The lost units' exchanges fail afterwards: nothing is sent again (F2).
+    for u in [1usize, 2] {
+        p.relay_completed(units[u].0, None, &Bytes::new(), now);
+    }
+    assert!(fec_units(&drain(&mut p)).is_empty());
+    // A late unit of the restored record is answered GOOD and applies nothing again.
+    let (_, _, header, redundancy, unit) = units[1].clone();
+    assert_eq!(
+        sb.on_fec_unit(
+            &mut sv,
+            from,
+            (header, redundancy, unit.index),
+            unit.bytes,
+            now
+        ),
+        Ok(true)
+    );
+    let st = sb.relay_standbys();
+    assert_eq!((st[0].applied, st[0].held), (1, 0));
+    assert_eq!(state(&p, "p"), PairState::Pair);
+}
+
+#[test]
+fn fec_units_beyond_tolerance_are_sent_again_and_bad_units_refused() {
+    let (mut p, mut pv, now) =
+        relay_primary_with(fec_opts(RelayFec::ErasureCode { data: 2, parity: 1 }, 1));
+    pv.host_write(&mut p, 0, 3, 7, 1);
+    let units = fec_units(&drain(&mut p));
+    assert_eq!(units.len(), 3);
+    // Unit 0 lost: units 1 and 2 still restore, nothing is resent.
+    p.relay_completed(units[0].0, None, &Bytes::new(), now);
+    assert!(fec_units(&drain(&mut p)).is_empty());
+    // Unit 1 lost too: beyond tolerance, the missing units go again.
+    p.relay_completed(units[1].0, None, &Bytes::new(), now);
+    let again = fec_units(&drain(&mut p));
+    let idx: Vec<u16> = again.iter().map(|u| u.4.index).collect();
+    assert_eq!(idx, vec![0, 1]);
+    p.relay_completed(units[2].0, Some(0), &Bytes::new(), now);
+    p.relay_completed(again[0].0, Some(0), &Bytes::new(), now);
+    assert_eq!(released(&drain(&mut p)), vec![(1, None)]);
+
+    // The standby names the field of a malformed unit.
+    let (mut sb, mut sv) = relay_standby(vec![], RelayConsistency::Immediate);
+    let from = Wwpn(Wwn(PRIMARY_PORT));
+    let (_, _, header, redundancy, unit) = units[0].clone();
+    let short = unit.bytes.slice(1..);
+    let err = sb
+        .on_fec_unit(&mut sv, from, (header, redundancy, 0), short, now)
+        .unwrap_err();
+    assert_eq!(err, Sense::invalid_field_in_cdb(32, None));
+    let err = sb
+        .on_fec_unit(
+            &mut sv,
+            Wwpn(Wwn(0xBAD)),
+            (header, redundancy, 0),
+            unit.bytes,
+            now,
+        )
+        .unwrap_err();
+    assert_eq!(err.key, SenseKey::DATA_PROTECT);
+}
+
+#[test]
+fn fec_is_refused_with_relays() {
+    let mut e = CopyEngine::new(vec![Wwpn(Wwn(PRIMARY_PORT))]);
+    let v = Vols::new(&[0]);
+    let mut opts = fec_opts(RelayFec::WholeReplica, 1);
+    opts.relays = vec![0xA1];
+    let r = e.create(
+        PairSpec {
+            name: "p".into(),
+            primary: 0,
+            secondary: Secondary::Remote(Wwn(0x6000)),
+            mode: PairMode::Relay,
+            group: Some("g".into()),
+            options: PairOptions {
+                relay: Some(opts),
+                ..PairOptions::default()
+            },
+            initial: None,
+        },
+        &|l| v.geometry(l),
+    );
+    assert!(
+        matches!(&r, Err(CopyError::BadMode(m)) if m.starts_with("fec:")),
+        "{r:?}"
+    );
 }

@@ -269,6 +269,7 @@ pub fn outgoing(a: Action, block_bytes: impl Fn(Wwn) -> u32) -> Option<Outgoing>
         | Action::Copy { .. }
         | Action::Proceed { .. }
         | Action::RelayRecord { .. }
+        | Action::FecUnit { .. }
         | Action::RelayControl { .. }
         | Action::RelayStatus { .. } => return None,
     };
@@ -310,6 +311,22 @@ pub fn relay_outgoing(a: &Action) -> Option<RelayOutgoing> {
             naa: *naa,
             cdb: Bytes::copy_from_slice(&rw::relay_record(&record.header, *destination)),
             data_out: record.data.clone(),
+            data_in_len: 0,
+        },
+        Action::FecUnit {
+            token,
+            target,
+            naa,
+            header,
+            redundancy,
+            unit,
+        } => RelayOutgoing {
+            token: *token,
+            target: *target,
+            naa: *naa,
+            // The scheme was checked to fit at configuration (`RelayFec::validate`).
+            cdb: Bytes::copy_from_slice(&rw::fec_unit(header, *redundancy, unit.index, *target)?),
+            data_out: unit.bytes.clone(),
             data_in_len: 0,
         },
         Action::RelayControl {

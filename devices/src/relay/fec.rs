@@ -84,9 +84,22 @@ impl Redundancy {
         }
     }
 
+    /// Whether the units `indices` (distinct or not) restore a record: `N` distinct
+    /// units of an erasure code, either copy of a whole replica, each piece index once
+    /// of piece replicas. What a sender counts its acknowledged units with.
+    pub fn restores(&self, indices: &std::collections::BTreeSet<u16>) -> bool {
+        match *self {
+            Redundancy::ErasureCode { data, .. } => indices.len() >= usize::from(data),
+            Redundancy::WholeReplica => !indices.is_empty(),
+            Redundancy::PieceReplica { pieces } => {
+                (0..pieces).all(|i| indices.contains(&i) || indices.contains(&(i + pieces)))
+            }
+        }
+    }
+
     /// Bytes per unit for a record of `len` bytes (Reed–Solomon wants them even, and
     /// non-zero).
-    fn unit_bytes(&self, len: usize) -> usize {
+    pub fn unit_bytes(&self, len: usize) -> usize {
         let n = len.div_ceil(self.pieces());
         match self {
             Redundancy::ErasureCode { .. } => n.next_multiple_of(2).max(2),
@@ -308,6 +321,22 @@ impl FecReceiver {
     pub fn open_groups(&self) -> usize {
         self.groups.len()
     }
+
+    /// Whether `group` is being collected.
+    pub fn is_open(&self, group: RecordId) -> bool {
+        self.groups.contains_key(&group)
+    }
+
+    /// Forgets `group` (its record arrived some other way, or will never be needed);
+    /// its later units are discarded.
+    pub fn close(&mut self, group: RecordId) {
+        self.groups.remove(&group);
+    }
+
+    /// Forgets every group (a takeover: what was not restored was never acknowledged).
+    pub fn close_all(&mut self) {
+        self.groups.clear();
+    }
 }
 
 #[cfg(test)]
@@ -416,6 +445,63 @@ mod tests {
             r.receive(units[2].clone()),
             Receipt::Restored(Bytes::from(data))
         );
+    }
+
+    /// F1 end to end: for every subset of `N` distinct units of a 3+2 group the record
+    /// is restored byte for byte, handed to the standby, and applied exactly once
+    /// however many units (and duplicates) follow.
+    #[test]
+    fn any_n_units_restore_a_record_applied_exactly_once() {
+        use super::super::standby::{Standby, StandbyAction, StandbyConfig};
+        use super::super::{Consistency, Kind, Record};
+        use std::collections::BTreeSet;
+        let data: Vec<u8> = (0..1536u32).map(|i| (i * 7 % 251) as u8).collect();
+        let scheme = Redundancy::ErasureCode { data: 3, parity: 2 };
+        // The stream's first record: the standby applies it at once.
+        let g = RecordId {
+            source: SourceId(3),
+            seq: 1,
+        };
+        let units = encode(scheme, true, g, &data).unwrap();
+        for mask in 0u32..32 {
+            if mask.count_ones() != 3 {
+                continue;
+            }
+            let mut sb = Standby::new(StandbyConfig {
+                consistency: Consistency::Immediate,
+                sources: vec![g.source],
+                relays: Vec::new(),
+                drain_timeout: Duration::from_secs(1),
+            });
+            let mut r = FecReceiver::new(Duration::from_secs(1));
+            r.open(g, scheme, data.len(), Duration::ZERO).unwrap();
+            let chosen: Vec<&Unit> = units
+                .iter()
+                .filter(|u| mask & (1 << u.index) != 0)
+                .collect();
+            let indices: BTreeSet<u16> = chosen.iter().map(|u| u.index).collect();
+            assert!(scheme.restores(&indices));
+            let mut writes = 0;
+            // The chosen units, then every unit again (late and duplicate units).
+            for u in chosen.into_iter().chain(units.iter()) {
+                if let Receipt::Restored(bytes) = r.receive(u.clone()) {
+                    assert_eq!(&bytes[..], &data[..], "mask {mask:05b}");
+                    sb.receive(Record::new(g, Kind::Write { lun: 0, lba: 0 }, bytes));
+                }
+                while let Some(a) = sb.poll_action() {
+                    if matches!(a, StandbyAction::Write { .. }) {
+                        writes += 1;
+                    }
+                }
+            }
+            assert_eq!(writes, 1, "mask {mask:05b}: applied exactly once");
+            assert_eq!(sb.applied(g.source), 1);
+        }
+        let two: BTreeSet<u16> = [0, 4].into();
+        assert!(!scheme.restores(&two));
+        let pieces = Redundancy::PieceReplica { pieces: 2 };
+        assert!(!pieces.restores(&[0, 2].into()), "piece 0 twice");
+        assert!(pieces.restores(&[0, 3].into()));
     }
 
     #[test]

@@ -5,10 +5,16 @@
 //! ```text
 //! RELAY RECORD (service action 08h), a 48-byte CDB (FCP_CMND additional CDB length 8
 //! words), data-out = the record's data (none for a zero-length restart point)
-//!   byte 0 D6h   byte 1 08h   byte 2 KIND (0 write, 1 restart point)
+//!   byte 0 D6h   byte 1 08h   byte 2 KIND (0 write, 1 restart point, 2 FEC unit)
 //!   bytes 4-7 SOURCE   bytes 8-15 SEQUENCE NUMBER   bytes 16-17 LUN (the standby's)
 //!   bytes 24-31 LBA (write) or RESTART POINT   bytes 32-39 DATA LENGTH (bytes)
 //!   bytes 40-47 DESTINATION: WWPN of the standby's target port the record goes to
+//! KIND 2, FEC unit (emb 5/6, [`super::fec`]): data-out = one unit of the record's
+//! redundant group (its size follows from the scheme and the DATA LENGTH, which stays
+//! the record's); the other fields describe the record, and the reserved bytes the unit:
+//!   byte 3 RECORD KIND (0 write, 1 restart point)   bytes 18-19 UNIT INDEX
+//!   byte 20 SCHEME (0 N data + m parity, 1 whole replica, 2 piece replica)
+//!   byte 21 N (data pieces; piece replica: pieces)   byte 22 m (parity pieces)
 //! RELAY CONTROL (service action 09h), data-out = JSON [`RelayControl`]
 //!   byte 0 D6h   byte 1 09h   bytes 10-13 PARAMETER LIST LENGTH
 //! RECEIVE RELAY STATUS (service action 0Ah), data-in = JSON [`RelayState`]
@@ -19,8 +25,11 @@
 //! a relay to the standby, unchanged: the header travels in the CDB so the data is sent
 //! as it is, never copied behind a header. GOOD status is the acknowledgement (a relay:
 //! the whole record is in its buffer or log; the standby: received, applied or held
-//! behind a gap). BUSY: the relay's buffer is full, nothing was kept. RESERVATION
-//! CONFLICT: the source (or the relay) is fenced after a takeover.
+//! behind a gap; a FEC unit: the standby holds it, or already restored its record — the
+//! sender counts the record acknowledged once its GOOD units restore it, and a relay
+//! refuses KIND 2 with INVALID FIELD IN CDB, byte 2). BUSY: the relay's buffer is full,
+//! nothing was kept. RESERVATION CONFLICT: the source (or the relay) is fenced after a
+//! takeover.
 //!
 //! RELAY CONTROL and RECEIVE RELAY STATUS are addressed to a relay's LU 0 (the standby's
 //! forward request and fencing at takeover, and inspection); the standby's own state is
@@ -28,7 +37,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Header, Kind, RecordId, SourceId};
+use super::{Header, Kind, RecordId, Redundancy, SourceId};
 
 pub const OPCODE: u8 = 0xD6;
 pub const SA_RELAY_RECORD: u8 = 0x08;
@@ -41,6 +50,20 @@ pub const STATUS_ALLOCATION: u32 = 1 << 20;
 
 const KIND_WRITE: u8 = 0;
 const KIND_RESTART_POINT: u8 = 1;
+const KIND_FEC_UNIT: u8 = 2;
+
+const SCHEME_ERASURE_CODE: u8 = 0;
+const SCHEME_WHOLE_REPLICA: u8 = 1;
+const SCHEME_PIECE_REPLICA: u8 = 2;
+
+/// Whether a scheme's parameters fit a FEC unit's CDB (one byte each).
+pub fn fits_cdb(r: Redundancy) -> bool {
+    match r {
+        Redundancy::ErasureCode { data, parity } => data <= 255 && parity <= 255,
+        Redundancy::WholeReplica => true,
+        Redundancy::PieceReplica { pieces } => pieces <= 255,
+    }
+}
 
 /// A request to a relay from the standby (or an operator).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -101,6 +124,30 @@ pub fn relay_record(header: &Header, destination: u64) -> [u8; RECORD_CDB_LEN] {
     c
 }
 
+/// One FEC unit (`index` of the redundant group of the record `header` under
+/// `redundancy`) as a RELAY RECORD CDB of KIND 2 bound for `destination`. `None` when
+/// the scheme does not fit the CDB ([`fits_cdb`]).
+pub fn fec_unit(
+    header: &Header,
+    redundancy: Redundancy,
+    index: u16,
+    destination: u64,
+) -> Option<[u8; RECORD_CDB_LEN]> {
+    let mut c = relay_record(header, destination);
+    let (scheme, n, m) = match redundancy {
+        Redundancy::ErasureCode { data, parity } => (SCHEME_ERASURE_CODE, data, parity),
+        Redundancy::WholeReplica => (SCHEME_WHOLE_REPLICA, 1, 0),
+        Redundancy::PieceReplica { pieces } => (SCHEME_PIECE_REPLICA, pieces, 0),
+    };
+    c[3] = c[2];
+    c[2] = KIND_FEC_UNIT;
+    c[18..20].copy_from_slice(&index.to_be_bytes());
+    c[20] = scheme;
+    c[21] = u8::try_from(n).ok()?;
+    c[22] = u8::try_from(m).ok()?;
+    Some(c)
+}
+
 /// A RELAY CONTROL CDB for a parameter list of `len` bytes.
 pub fn relay_control(len: u32) -> [u8; 16] {
     let mut c = [0u8; 16];
@@ -122,9 +169,23 @@ pub fn receive_relay_status() -> [u8; 16] {
 /// A parsed relay command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Command {
-    Record { header: Header, destination: u64 },
-    Control { len: u32 },
-    ReceiveStatus { allocation: u32 },
+    Record {
+        header: Header,
+        destination: u64,
+    },
+    /// One FEC unit of the record `header` (whose `len` is the record's).
+    Unit {
+        header: Header,
+        destination: u64,
+        redundancy: Redundancy,
+        index: u16,
+    },
+    Control {
+        len: u32,
+    },
+    ReceiveStatus {
+        allocation: u32,
+    },
 }
 
 fn be64(b: &[u8]) -> u64 {
@@ -150,28 +211,54 @@ pub fn parse(cdb: &[u8]) -> Result<Command, u16> {
                 return Err(0);
             }
             let at = be64(&cdb[24..32]);
-            let kind = match cdb[2] {
+            let fec = cdb[2] == KIND_FEC_UNIT;
+            let (kind_byte, kind_at) = if fec { (cdb[3], 3) } else { (cdb[2], 2) };
+            let kind = match kind_byte {
                 KIND_WRITE => Kind::Write {
                     lun: u16::from_be_bytes([cdb[16], cdb[17]]),
                     lba: at,
                 },
                 KIND_RESTART_POINT => Kind::RestartPoint { point: at },
-                _ => return Err(2),
+                _ => return Err(kind_at),
             };
             let seq = be64(&cdb[8..16]);
             if seq == 0 {
                 return Err(8);
             }
-            Ok(Command::Record {
-                header: Header {
-                    id: RecordId {
-                        source: SourceId(be32(&cdb[4..8])),
-                        seq,
-                    },
-                    kind,
-                    len: be64(&cdb[32..40]),
+            let header = Header {
+                id: RecordId {
+                    source: SourceId(be32(&cdb[4..8])),
+                    seq,
                 },
-                destination: be64(&cdb[40..48]),
+                kind,
+                len: be64(&cdb[32..40]),
+            };
+            let destination = be64(&cdb[40..48]);
+            if !fec {
+                return Ok(Command::Record {
+                    header,
+                    destination,
+                });
+            }
+            let (n, m) = (u16::from(cdb[21]), u16::from(cdb[22]));
+            let redundancy = match cdb[20] {
+                SCHEME_ERASURE_CODE => Redundancy::ErasureCode { data: n, parity: m },
+                SCHEME_WHOLE_REPLICA => Redundancy::WholeReplica,
+                SCHEME_PIECE_REPLICA => Redundancy::PieceReplica { pieces: n },
+                _ => return Err(20),
+            };
+            if redundancy.validate().is_err() {
+                return Err(21);
+            }
+            let index = u16::from_be_bytes([cdb[18], cdb[19]]);
+            if usize::from(index) >= redundancy.units() {
+                return Err(18);
+            }
+            Ok(Command::Unit {
+                header,
+                destination,
+                redundancy,
+                index,
             })
         }
         SA_RELAY_CONTROL => Ok(Command::Control {
@@ -236,6 +323,49 @@ mod tests {
         let mut c = relay_control(1);
         c[1] = 0x05;
         assert_eq!(parse(&c), Err(1));
+    }
+
+    #[test]
+    fn fec_units_round_trip_and_bad_unit_fields_are_named() {
+        let h = header(Kind::Write { lun: 2, lba: 40 }, 4096);
+        for (r, i) in [
+            (Redundancy::ErasureCode { data: 4, parity: 2 }, 5),
+            (Redundancy::WholeReplica, 1),
+            (Redundancy::PieceReplica { pieces: 3 }, 4),
+        ] {
+            let c = fec_unit(&h, r, i, 0x5006).unwrap();
+            assert_eq!(c[2], 2);
+            assert_eq!(
+                parse(&c),
+                Ok(Command::Unit {
+                    header: h,
+                    destination: 0x5006,
+                    redundancy: r,
+                    index: i
+                })
+            );
+        }
+        let p = header(Kind::RestartPoint { point: 3 }, 10);
+        let c = fec_unit(&p, Redundancy::WholeReplica, 0, 1).unwrap();
+        assert!(matches!(parse(&c), Ok(Command::Unit { header, .. }) if header == p));
+        let ec = Redundancy::ErasureCode { data: 4, parity: 2 };
+        let mut c = fec_unit(&h, ec, 0, 1).unwrap();
+        c[18..20].copy_from_slice(&6u16.to_be_bytes());
+        assert_eq!(parse(&c), Err(18), "index beyond the group");
+        let mut c = fec_unit(&h, ec, 0, 1).unwrap();
+        c[20] = 7;
+        assert_eq!(parse(&c), Err(20));
+        let mut c = fec_unit(&h, ec, 0, 1).unwrap();
+        c[22] = 0;
+        assert_eq!(parse(&c), Err(21), "no parity is no scheme");
+        let mut c = fec_unit(&h, ec, 0, 1).unwrap();
+        c[3] = 9;
+        assert_eq!(parse(&c), Err(3), "the record's kind");
+        assert!(fec_unit(&h, Redundancy::PieceReplica { pieces: 300 }, 0, 1).is_none());
+        assert!(!fits_cdb(Redundancy::ErasureCode {
+            data: 256,
+            parity: 1
+        }));
     }
 
     #[test]
