@@ -1399,7 +1399,7 @@ fn a_resynced_relay_pair_goes_on_numbering() {
 #[test]
 fn a_relay_comes_back_when_a_path_to_it_does() {
     let (mut e, mut v, now) = relay_primary(vec![0xA1, 0xA2]);
-    let mut send = |e: &mut CopyEngine, v: &mut Vols, host: u64| {
+    let send = |e: &mut CopyEngine, v: &mut Vols, host: u64| {
         v.host_write(e, 0, host, 1, host);
         records(&drain(e))[0]
     };
