@@ -398,6 +398,20 @@ pub struct RelayArgs {
     /// The longest a takeover waits for the relays to drain, ms (default 100).
     #[arg(long)]
     drain_timeout_ms: Option<u64>,
+    /// Forward error correction on the direct hop (emb 5/6): N data units ...
+    #[arg(long)]
+    fec_data: Option<u32>,
+    /// ... plus M Reed–Solomon parity units; any N restore a record.
+    #[arg(long)]
+    fec_parity: Option<u32>,
+    /// Or replicas: `whole` (the record twice) or `pieces` (each of `--fec-pieces` twice).
+    #[arg(long, value_parser = ["whole", "pieces"])]
+    fec_replica: Option<String>,
+    #[arg(long)]
+    fec_pieces: Option<u32>,
+    /// With FEC: 1 or 2 networks (with 2 the redundant units take the second).
+    #[arg(long)]
+    networks: Option<u32>,
 }
 
 impl RelayArgs {
@@ -407,6 +421,22 @@ impl RelayArgs {
             || self.source.is_some()
             || self.consistency.is_some()
             || self.drain_timeout_ms.is_some()
+            || self.fec().is_some()
+            || self.networks.is_some()
+    }
+
+    /// The FEC scheme asked for, if any (the array checks the combination).
+    fn fec(&self) -> Option<pb::RelayFec> {
+        let any = self.fec_data.is_some()
+            || self.fec_parity.is_some()
+            || self.fec_replica.is_some()
+            || self.fec_pieces.is_some();
+        any.then(|| pb::RelayFec {
+            data: self.fec_data.unwrap_or(0),
+            parity: self.fec_parity.unwrap_or(0),
+            replica: self.fec_replica.clone().unwrap_or_default(),
+            pieces: self.fec_pieces.unwrap_or(0),
+        })
     }
 
     fn to_pb(&self) -> pb::CreatePairRequest {
@@ -416,6 +446,8 @@ impl RelayArgs {
             source: self.source.unwrap_or(0),
             consistency: self.consistency.clone().unwrap_or_default(),
             drain_timeout_ms: self.drain_timeout_ms.unwrap_or(0),
+            fec: self.fec(),
+            networks: self.networks.unwrap_or(0),
             ..pb::CreatePairRequest::default()
         }
     }
@@ -1519,6 +1551,23 @@ mod tests {
             assert!(row.contains(cell), "{row}");
         }
         assert!(relay_table(&pb::RelayStatusResponse::default()).contains(" -"));
+    }
+
+    #[test]
+    fn relay_fec_arguments_reach_the_request() {
+        let a = RelayArgs {
+            fec_data: Some(4),
+            fec_parity: Some(2),
+            networks: Some(2),
+            ..RelayArgs::default()
+        };
+        assert!(a.is_set());
+        let r = a.to_pb();
+        assert_eq!(
+            (r.fec.map(|f| (f.data, f.parity)), r.networks),
+            (Some((4, 2)), 2)
+        );
+        assert!(RelayArgs::default().to_pb().fec.is_none());
     }
 
     #[test]
