@@ -380,21 +380,20 @@ impl NameServer {
         }
     }
 
+    /// Whether a record of `domain` at `version` would be taken: another switch's, and
+    /// newer than the held copy. Lets a switch drop a flooded duplicate unparsed.
+    pub fn takes(&self, domain: DomainId, version: u64) -> bool {
+        domain != self.domain && self.remote.get(&domain).is_none_or(|h| h.version < version)
+    }
+
     /// Takes another switch's record if it is newer than the held copy. Records for
     /// this switch's own domain, or with entries outside their domain, are ignored.
     pub fn apply_remote(&mut self, mut record: DomainRecord) -> bool {
-        if record.domain == self.domain
+        if !self.takes(record.domain, record.version)
             || record
                 .entries
                 .iter()
                 .any(|e| e.fc_id.domain() != record.domain.get())
-        {
-            return false;
-        }
-        if self
-            .remote
-            .get(&record.domain)
-            .is_some_and(|h| h.version >= record.version)
         {
             return false;
         }

@@ -158,7 +158,11 @@ impl SwIls {
                 b.put_u32(code::VS_NS_RECORD);
                 b.put_u64(switch_wwn.0.0);
                 put_str(&mut b, switch_name);
-                b.put_slice(&serde_json::to_vec(record).unwrap_or_default());
+                // Domain and version ahead of the entries, so that a switch can drop a
+                // flooded copy it already holds without parsing it.
+                b.put_u32(u32::from(record.domain.get()));
+                b.put_u64(record.version);
+                b.put_slice(&serde_json::to_vec(&record.entries).unwrap_or_default());
             }
             SwIls::ZoneDb(rec) => {
                 b.put_u32(code::VS_ZONE_DB);
@@ -167,6 +171,21 @@ impl SwIls {
             SwIls::Unsupported(c) => b.put_u32(*c),
         }
         b.freeze()
+    }
+
+    /// The (domain, version) of a name-server record payload, read without parsing its
+    /// entries; `None` for any other payload or a malformed one.
+    pub fn peek_ns_record(payload: &Bytes) -> Option<(DomainId, u64)> {
+        let mut buf = payload.clone();
+        need(&buf, 12).ok()?;
+        if buf.get_u32() != code::VS_NS_RECORD {
+            return None;
+        }
+        buf.advance(8);
+        get_str(&mut buf).ok()?;
+        need(&buf, 12).ok()?;
+        let owner = domain(buf.get_u32()).ok()?;
+        Some((owner, buf.get_u64()))
     }
 
     /// Decodes an SW_ILS payload. Never panics.
@@ -248,7 +267,15 @@ impl SwIls {
                 need(&buf, 8)?;
                 let switch_wwn = Wwnn(crate::wwn::Wwn(buf.get_u64()));
                 let switch_name = get_str(&mut buf)?;
-                let record = serde_json::from_slice(&buf).map_err(json_err)?;
+                need(&buf, 12)?;
+                let owner = domain(buf.get_u32())?;
+                let version = buf.get_u64();
+                let entries = serde_json::from_slice(&buf).map_err(json_err)?;
+                let record = DomainRecord {
+                    domain: owner,
+                    version,
+                    entries,
+                };
                 Ok(SwIls::NsRecord {
                     switch_name,
                     switch_wwn,
@@ -259,6 +286,51 @@ impl SwIls {
                 serde_json::from_slice(&buf).map_err(json_err)?,
             )),
             other => Ok(SwIls::Unsupported(other)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fcid::FcId;
+    use crate::nameserver::Entry;
+    use crate::wwn::{Wwn, Wwpn};
+
+    fn record(domain: u32, version: u64) -> SwIls {
+        let d = DomainId::new(domain).unwrap();
+        let fc_id = FcId::from_parts(u8::try_from(domain).unwrap(), 1, 0);
+        SwIls::NsRecord {
+            switch_name: format!("sw{domain}"),
+            switch_wwn: Wwnn(Wwn(0x1000_0000_0000_0000 | u64::from(domain))),
+            record: DomainRecord {
+                domain: d,
+                version,
+                entries: vec![Entry::new(fc_id, Wwpn(Wwn(7)), Wwnn(Wwn(8)), 1)],
+            },
+        }
+    }
+
+    #[test]
+    fn a_name_server_record_round_trips_and_its_version_is_read_unparsed() {
+        let m = record(3, 42);
+        let bytes = m.encode();
+        assert_eq!(SwIls::decode(bytes.clone()).unwrap(), m);
+        assert_eq!(
+            SwIls::peek_ns_record(&bytes),
+            Some((DomainId::new(3).unwrap(), 42))
+        );
+        let zones = SwIls::ZoneDb(crate::zoning::ZoneDb::new(DomainId::new(1).unwrap()).export());
+        assert_eq!(SwIls::peek_ns_record(&zones.encode()), None);
+    }
+
+    #[test]
+    fn a_truncated_record_is_malformed_not_a_panic() {
+        let bytes = record(3, 42).encode();
+        for n in 0..bytes.len() {
+            let cut = bytes.slice(..n);
+            assert!(SwIls::decode(cut.clone()).is_err() || n < 4, "{n}");
+            let _ = SwIls::peek_ns_record(&cut);
         }
     }
 }

@@ -638,7 +638,7 @@ impl SwitchNode {
 
     // ---- E_Ports ----------------------------------------------------------------------
 
-    fn sw_ils_frame(&mut self, msg: &SwIls) -> Frame {
+    fn sw_ils_frame(&mut self, payload: Bytes) -> Frame {
         let ox = self.ox_id();
         let h = FcHeader::request(
             rctl::UNSOLICITED_CONTROL,
@@ -647,12 +647,26 @@ impl SwitchNode {
             FcId::domain_controller(self.domain()),
             ox,
         );
-        Frame::new(h, msg.encode())
+        Frame::new(h, payload)
     }
 
     fn send_sw_ils(&mut self, port: u32, msg: &SwIls) {
-        let f = self.sw_ils_frame(msg);
+        self.send_sw_ils_payload(port, msg.encode());
+    }
+
+    /// Sends an encoded SW_ILS payload (shared, not copied) in a new exchange.
+    fn send_sw_ils_payload(&mut self, port: u32, payload: Bytes) {
+        let f = self.sw_ils_frame(payload);
         self.send(port, &f);
+    }
+
+    /// Sends one encoded payload on every ISL but `except` (the one it came in on).
+    fn flood_sw_ils(&mut self, payload: &Bytes, except: Option<u32>) {
+        for p in self.isl_ports() {
+            if Some(p) != except {
+                self.send_sw_ils_payload(p, payload.clone());
+            }
+        }
     }
 
     fn send_hello(&mut self, port: u32) {
@@ -684,6 +698,13 @@ impl SwitchNode {
     }
 
     fn handle_sw_ils(&mut self, port: u32, frame: &Frame) {
+        // A flooded name-server record reaches us once per ISL: only the first copy of
+        // each version is news, the others are dropped before their entries are parsed.
+        if let Some((d, version)) = SwIls::peek_ns_record(&frame.payload) {
+            if !self.ns.takes(d, version) {
+                return;
+            }
+        }
         let msg = match SwIls::decode(frame.payload.clone()) {
             Ok(m) => m,
             Err(e) => return warn_undecodable(&self.cfg.name, port, &e),
@@ -724,27 +745,17 @@ impl SwitchNode {
                     return;
                 }
                 self.switches
-                    .insert(record.domain, (switch_name.clone(), switch_wwn));
-                if self.ns.apply_remote(record.clone()) {
-                    let msg = SwIls::NsRecord {
-                        switch_name,
-                        switch_wwn,
-                        record,
-                    };
-                    for p in self.isl_ports().into_iter().filter(|p| *p != port) {
-                        self.send_sw_ils(p, &msg);
-                    }
+                    .insert(record.domain, (switch_name, switch_wwn));
+                if self.ns.apply_remote(record) {
+                    // Passed on as received: the same bytes, not a re-encoding.
+                    self.flood_sw_ils(&frame.payload, Some(port));
                 }
             }
             SwIls::ZoneDb(rec) => {
-                if self.zones.apply_remote(rec.clone()) {
-                    info!(
-                        generation = rec.generation,
-                        "zoning database updated from the fabric"
-                    );
-                    for p in self.isl_ports().into_iter().filter(|p| *p != port) {
-                        self.send_sw_ils(p, &SwIls::ZoneDb(rec.clone()));
-                    }
+                let generation = rec.generation;
+                if self.zones.apply_remote(rec) {
+                    info!(generation, "zoning database updated from the fabric");
+                    self.flood_sw_ils(&frame.payload, Some(port));
                     self.rscn_all();
                 }
             }
@@ -776,10 +787,8 @@ impl SwitchNode {
         }
         if self.ns_dirty {
             self.ns_dirty = false;
-            let m = self.ns_record_msg(self.ns.local_record());
-            for p in self.isl_ports() {
-                self.send_sw_ils(p, &m);
-            }
+            let m = self.ns_record_msg(self.ns.local_record()).encode();
+            self.flood_sw_ils(&m, None);
         }
         self.rscn_changes();
     }
@@ -1115,10 +1124,8 @@ impl SwitchNode {
     }
 
     fn flood_zoning(&mut self) {
-        let m = SwIls::ZoneDb(self.zones.export());
-        for p in self.isl_ports() {
-            self.send_sw_ils(p, &m);
-        }
+        let m = SwIls::ZoneDb(self.zones.export()).encode();
+        self.flood_sw_ils(&m, None);
         self.rscn_all();
     }
 

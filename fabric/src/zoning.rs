@@ -185,17 +185,37 @@ impl ZoneIndex {
         ix
     }
 
-    /// The sorted zone ranks that contain `port`.
-    fn zones(&self, port: &PortIdentity) -> Vec<usize> {
-        let a = self.by_wwpn.get(&port.wwpn).map_or(&[][..], Vec::as_slice);
-        let b = self
+    /// The zone ranks that contain `port`: two sorted lists, by WWPN and by
+    /// domain,port (a zone may name the port both ways).
+    fn zones(&self, port: &PortIdentity) -> [&[usize]; 2] {
+        let by_wwpn = self.by_wwpn.get(&port.wwpn).map_or(&[][..], Vec::as_slice);
+        let by_domain_port = self
             .by_domain_port
             .get(&(port.domain, port.port))
             .map_or(&[][..], Vec::as_slice);
-        let mut v: Vec<usize> = a.iter().chain(b).copied().collect();
-        v.sort_unstable();
-        v
+        [by_wwpn, by_domain_port]
     }
+
+    /// Whether some zone contains both ports. No allocation: the name server asks
+    /// this once per candidate entry of every GID_FT.
+    fn share_zone(&self, a: &PortIdentity, b: &PortIdentity) -> bool {
+        let (za, zb) = (self.zones(a), self.zones(b));
+        za.iter()
+            .any(|x| zb.iter().any(|y| sorted_lists_meet(x, y)))
+    }
+}
+
+/// Whether two ascending lists have an element in common.
+fn sorted_lists_meet(a: &[usize], b: &[usize]) -> bool {
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() && j < b.len() {
+        match a[i].cmp(&b[j]) {
+            std::cmp::Ordering::Equal => return true,
+            std::cmp::Ordering::Less => i += 1,
+            std::cmp::Ordering::Greater => j += 1,
+        }
+    }
+    false
 }
 
 fn check_name(name: &str) -> Result<(), ZoningError> {
@@ -381,16 +401,7 @@ impl ZoneDb {
             return true;
         }
         // Same answer as asking every zone whether it holds both, through the index.
-        let (za, zb) = (self.index.zones(a), self.index.zones(b));
-        let (mut i, mut j) = (0, 0);
-        while i < za.len() && j < zb.len() {
-            match za[i].cmp(&zb[j]) {
-                std::cmp::Ordering::Equal => return true,
-                std::cmp::Ordering::Less => i += 1,
-                std::cmp::Ordering::Greater => j += 1,
-            }
-        }
-        false
+        self.index.share_zone(a, b)
     }
 
     /// Names of the effective zones that contain `port` (for `zoneshow` / diagnostics).
