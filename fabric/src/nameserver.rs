@@ -125,6 +125,12 @@ impl Entry {
 /// A port always sees itself; the name server does not ask for that pair.
 pub trait Visibility {
     fn visible(&self, requester: &Entry, candidate: &Entry) -> bool;
+
+    /// `visible` with the requester fixed, for a query that judges many candidates:
+    /// an implementation may look the requester up once instead of per candidate.
+    fn visible_from<'a>(&'a self, requester: &'a Entry) -> Box<dyn Fn(&Entry) -> bool + 'a> {
+        Box::new(move |c| self.visible(requester, c))
+    }
 }
 
 impl<F: Fn(&Entry, &Entry) -> bool> Visibility for F {
@@ -451,15 +457,18 @@ impl NameServer {
         let requester = if scope.requester.is_well_known() {
             None
         } else {
-            Some(self.entry(scope.requester))
+            Some(
+                self.entry(scope.requester)
+                    .map(|r| (r.fc_id, scope.visibility.visible_from(r))),
+            )
         };
         self.all_entries().filter(move |c| {
             let reachable = c.domain() == self.domain || scope.reachable.contains(&c.domain());
             reachable
-                && match requester {
+                && match &requester {
                     None => true,
                     Some(None) => false,
-                    Some(Some(r)) => r.fc_id == c.fc_id || scope.visibility.visible(r, c),
+                    Some(Some((me, visible))) => *me == c.fc_id || visible(c),
                 }
         })
     }

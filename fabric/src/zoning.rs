@@ -199,10 +199,14 @@ impl ZoneIndex {
     /// Whether some zone contains both ports. No allocation: the name server asks
     /// this once per candidate entry of every GID_FT.
     fn share_zone(&self, a: &PortIdentity, b: &PortIdentity) -> bool {
-        let (za, zb) = (self.zones(a), self.zones(b));
-        za.iter()
-            .any(|x| zb.iter().any(|y| sorted_lists_meet(x, y)))
+        zones_meet(self.zones(a), self.zones(b))
     }
+}
+
+/// Whether two ports' zone lists (from [`ZoneIndex::zones`]) share a zone.
+fn zones_meet(za: [&[usize]; 2], zb: [&[usize]; 2]) -> bool {
+    za.iter()
+        .any(|x| zb.iter().any(|y| sorted_lists_meet(x, y)))
 }
 
 /// Whether two ascending lists have an element in common.
@@ -460,12 +464,21 @@ impl Visibility for ZoneDb {
     fn visible(&self, requester: &Entry, candidate: &Entry) -> bool {
         self.permits(&requester.into(), &candidate.into())
     }
+
+    fn visible_from<'a>(&'a self, requester: &'a Entry) -> Box<dyn Fn(&Entry) -> bool + 'a> {
+        if self.active.is_none() {
+            return Box::new(|_| true);
+        }
+        let mine = self.index.zones(&requester.into());
+        Box::new(move |c| zones_meet(mine, self.index.zones(&c.into())))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wwn::Wwn;
+    use crate::fcid::FcId;
+    use crate::wwn::{Wwn, Wwnn};
 
     fn d(n: u32) -> DomainId {
         DomainId::new(n).unwrap()
@@ -520,6 +533,19 @@ mod tests {
         assert!(!z.permits(&id(2, 2, 2), &id(9, 3, 7)));
         assert!(!z.permits(&id(1, 1, 1), &id(9, 3, 8)));
         assert_eq!(z.zones_of(&id(1, 1, 1)), vec!["host_array", "tape"]);
+        // The name server's per-requester filter answers as `permits` does.
+        let ports = [id(1, 1, 1), id(2, 2, 2), id(9, 3, 7), id(9, 3, 8), id(4, 3, 7)];
+        let entry = |p: &PortIdentity| {
+            let fc_id = FcId::from_parts(p.domain.get(), p.port, 0);
+            Entry::new(fc_id, p.wwpn, Wwnn(Wwn(0)), p.port)
+        };
+        for a in &ports {
+            let ea = entry(a);
+            let from_a = z.visible_from(&ea);
+            for b in &ports {
+                assert_eq!(from_a(&entry(b)), z.permits(a, b), "{a:?} {b:?}");
+            }
+        }
         assert!(z.deactivate());
         assert!(z.permits(&id(2, 2, 2), &id(9, 3, 7)));
         assert!(!z.deactivate());
