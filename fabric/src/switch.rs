@@ -700,10 +700,10 @@ impl SwitchNode {
     fn handle_sw_ils(&mut self, port: u32, frame: &Frame) {
         // A flooded name-server record reaches us once per ISL: only the first copy of
         // each version is news, the others are dropped before their entries are parsed.
-        if let Some((d, version)) = SwIls::peek_ns_record(&frame.payload) {
-            if !self.ns.takes(d, version) {
-                return;
-            }
+        if let Some((d, version)) = SwIls::peek_ns_record(&frame.payload)
+            && !self.ns.takes(d, version)
+        {
+            return;
         }
         let msg = match SwIls::decode(frame.payload.clone()) {
             Ok(m) => m,

@@ -534,7 +534,13 @@ mod tests {
         assert!(!z.permits(&id(1, 1, 1), &id(9, 3, 8)));
         assert_eq!(z.zones_of(&id(1, 1, 1)), vec!["host_array", "tape"]);
         // The name server's per-requester filter answers as `permits` does.
-        let ports = [id(1, 1, 1), id(2, 2, 2), id(9, 3, 7), id(9, 3, 8), id(4, 3, 7)];
+        let ports = [
+            id(1, 1, 1),
+            id(2, 2, 2),
+            id(9, 3, 7),
+            id(9, 3, 8),
+            id(4, 3, 7),
+        ];
         let entry = |p: &PortIdentity| {
             let fc_id = FcId::from_parts(p.domain.get(), p.port, 0);
             Entry::new(fc_id, p.wwpn, Wwnn(Wwn(0)), p.port)
