@@ -14,6 +14,7 @@ use std::path::PathBuf;
 use bytes::Bytes;
 use fcsim_fabric::endnode::{EndNodeConfig, EndNodeError, Fc4Ctx, Fc4Layer, run_end_node_with};
 use fcsim_fabric::frame::Frame;
+use fcsim_fabric::runtime::actor;
 use fcsim_fabric::runtime::{FabricClock, Net};
 use fcsim_fabric::{Wwn, Wwnn, Wwpn};
 use fcsim_proto::v1 as pb;
@@ -2185,12 +2186,7 @@ impl ArrayService {
         &self,
         make: impl FnOnce(oneshot::Sender<Result<T, Status>>) -> ArrayAdmin,
     ) -> Result<T, Status> {
-        let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(make(reply))
-            .map_err(|_| Status::unavailable("array is shutting down"))?;
-        rx.await
-            .map_err(|_| Status::unavailable("array is shutting down"))?
+        actor::ask(&self.tx, "array", make).await?
     }
 }
 

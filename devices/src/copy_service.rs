@@ -3,6 +3,7 @@
 //! copy engine ([`crate::copysvc::CopyEngine`]) through its admin channel.
 
 use fcsim_fabric::Wwn;
+use fcsim_fabric::runtime::actor;
 use fcsim_proto::v1 as pb;
 use tokio::sync::oneshot;
 use tonic::{Request, Response, Status};
@@ -350,12 +351,7 @@ struct CopyService {
 
 impl CopyService {
     async fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> CopyAdmin) -> Result<T, Status> {
-        let (reply, rx) = oneshot::channel();
-        if !(self.send)(make(reply)) {
-            return Err(Status::unavailable("node is shutting down"));
-        }
-        rx.await
-            .map_err(|_| Status::unavailable("node is shutting down"))?
+        actor::ask_with("node", |reply| (self.send)(make(reply))).await?
     }
 }
 

@@ -45,6 +45,7 @@ use bytes::{Bytes, BytesMut};
 use fcsim_fabric::endnode::{EndNodeConfig, EndNodeError, Fc4Ctx, Fc4Layer, run_end_node_with};
 use fcsim_fabric::frame::Frame;
 use fcsim_fabric::nport::{LoginOutcome, LoginTarget, LoginTicket, NPortEvent, NPortState};
+use fcsim_fabric::runtime::actor;
 use fcsim_fabric::runtime::{FabricClock, Net};
 use fcsim_fabric::{FcId, Wwn, Wwpn};
 use fcsim_proto::v1 as pb;
@@ -1354,13 +1355,7 @@ impl RelayCopyService {
         &self,
         make: impl FnOnce(oneshot::Sender<pb::RelayStatusResponse>) -> RelayAdmin,
     ) -> Result<Response<pb::RelayStatusResponse>, Status> {
-        let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(make(reply))
-            .map_err(|_| Status::unavailable("relay is shutting down"))?;
-        rx.await
-            .map(Response::new)
-            .map_err(|_| Status::unavailable("relay is shutting down"))
+        actor::ask(&self.tx, "relay", make).await.map(Response::new)
     }
 
     fn no_pairs<T>(&self) -> Result<Response<T>, Status> {

@@ -8,6 +8,7 @@
 use bytes::Bytes;
 use fcsim_fabric::endnode::{EndNodeConfig, EndNodeError, Fc4Ctx, Fc4Layer, run_end_node_with};
 use fcsim_fabric::frame::Frame;
+use fcsim_fabric::runtime::actor;
 use fcsim_fabric::runtime::{FabricClock, Net};
 use fcsim_proto::v1 as pb;
 use serde::{Deserialize, Serialize};
@@ -181,13 +182,7 @@ impl TapeService {
         &self,
         make: impl FnOnce(oneshot::Sender<pb::TapeStatusResponse>) -> TapeAdmin,
     ) -> Result<Response<pb::TapeStatusResponse>, Status> {
-        let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(make(reply))
-            .map_err(|_| Status::unavailable("tape is shutting down"))?;
-        rx.await
-            .map(Response::new)
-            .map_err(|_| Status::unavailable("tape is shutting down"))
+        actor::ask(&self.tx, "tape", make).await.map(Response::new)
     }
 }
 

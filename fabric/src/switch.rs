@@ -1213,12 +1213,7 @@ impl SwitchService {
         &self,
         make: impl FnOnce(oneshot::Sender<T>) -> SwitchAdmin,
     ) -> Result<T, Status> {
-        let (tx, rx) = oneshot::channel();
-        self.tx
-            .send(make(tx))
-            .map_err(|_| Status::unavailable("switch is shutting down"))?;
-        rx.await
-            .map_err(|_| Status::unavailable("switch is shutting down"))
+        crate::runtime::actor::ask(&self.tx, "switch", make).await
     }
 }
 

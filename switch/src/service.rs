@@ -4,6 +4,7 @@
 
 use fcsim_fabric::Wwn;
 use fcsim_fabric::endnode::{EndNodeError, Fc4Ctx, run_end_node_with};
+use fcsim_fabric::runtime::actor;
 use fcsim_fabric::runtime::{FabricClock, Net};
 use fcsim_proto::v1 as pb;
 use tokio::sync::{mpsc, oneshot};
@@ -213,15 +214,13 @@ impl VirtualizationService {
         &self,
         f: impl FnOnce(&mut Engine, &mut Fc4Ctx<'_>) -> Result<T, Status> + Send + 'static,
     ) -> Result<Response<T>, Status> {
-        let (reply, rx) = oneshot::channel();
-        let job = EngineAdmin(Box::new(move |e, ctx| {
-            let _ = reply.send(f(e, ctx));
-        }));
-        self.tx
-            .send(job)
-            .map_err(|_| Status::unavailable("the virtualization engine is shutting down"))?;
-        rx.await
-            .map_err(|_| Status::unavailable("the virtualization engine is shutting down"))?
+        let job = |reply: oneshot::Sender<_>| {
+            EngineAdmin(Box::new(move |e, ctx| {
+                let _ = reply.send(f(e, ctx));
+            }))
+        };
+        actor::ask(&self.tx, "the virtualization engine", job)
+            .await?
             .map(Response::new)
     }
 }

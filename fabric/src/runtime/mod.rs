@@ -1,5 +1,6 @@
 //! The node runtime: the seams (network, clock) and the port drivers every node uses,
 //! identical in simulation, embedded live and processes modes.
+pub mod actor;
 pub mod clock;
 pub mod linkmodel;
 pub mod net;

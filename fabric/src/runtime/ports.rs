@@ -826,12 +826,7 @@ async fn ask<T>(
     admin: &mpsc::UnboundedSender<LinkAdmin>,
     make: impl FnOnce(oneshot::Sender<T>) -> LinkAdmin,
 ) -> Result<T, Status> {
-    let (tx, rx) = oneshot::channel();
-    admin
-        .send(make(tx))
-        .map_err(|_| Status::unavailable("node is shutting down"))?;
-    rx.await
-        .map_err(|_| Status::unavailable("node is shutting down"))
+    super::actor::ask(admin, "node", make).await
 }
 
 #[tonic::async_trait]
