@@ -26,7 +26,11 @@
 //!   the middle; then the primary site's disaster and the takeover (drain, fence): every
 //!   acknowledged write is on the standby, which is a prefix (R1–R3, R6, R12, H3).
 //!   Seen to fail when the relays keep their records in RAM only (a crash while the
-//!   cable is cut then loses acknowledged writes).
+//!   cable is cut then loses acknowledged writes), and when the standby applies records
+//!   in arrival order instead of sequence order (`Standby::receive` landing each record
+//!   at once): three relays split by speed, a cut cable, 512-byte writes, and a block
+//!   rewritten out of order fails both `no_acked_write_lost` and `prefix_consistent`
+//!   (that case is kept in the regressions file, so every run replays it).
 //!
 //! Broken engine they were seen to fail on: the host write answered once it landed
 //! locally, before the relay's acknowledgement (the engine releasing the host at
