@@ -126,11 +126,22 @@ impl Entry {
 pub trait Visibility {
     fn visible(&self, requester: &Entry, candidate: &Entry) -> bool;
 
-    /// `visible` with the requester fixed, for a query that judges many candidates:
-    /// an implementation may look the requester up once instead of per candidate.
-    fn visible_from<'a>(&'a self, requester: &'a Entry) -> Box<dyn Fn(&Entry) -> bool + 'a> {
-        Box::new(move |c| self.visible(requester, c))
+    /// Every port `requester` may see, named as zone members name them, when the
+    /// filter can list them (zoning: the members of the requester's zones); `None` when
+    /// it cannot. A listing must agree with [`visible`](Self::visible): a query then
+    /// looks the listed ports up instead of judging every entry of the fabric.
+    fn reach(&self, _requester: &Entry) -> Option<Reach> {
+        None
     }
+}
+
+/// The ports a requester may see, as [`Visibility::reach`] lists them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Reach {
+    /// Ports named by WWPN.
+    pub wwpns: BTreeSet<Wwpn>,
+    /// Ports named by the switch port they are attached to: (domain, port).
+    pub domain_ports: BTreeSet<(DomainId, u8)>,
 }
 
 impl<F: Fn(&Entry, &Entry) -> bool> Visibility for F {
@@ -238,6 +249,9 @@ pub struct NameServer {
     domain: DomainId,
     /// Local entries by FC_ID.
     local: BTreeMap<FcId, Entry>,
+    /// FC_IDs by port name over local and remote entries (zoned queries look ports up
+    /// by the WWPNs their zones name).
+    by_wwpn: BTreeMap<Wwpn, BTreeSet<FcId>>,
     /// Version of `local`; bumped on every local change.
     version: u64,
     /// Copies of other domains' records (never this domain).
@@ -251,6 +265,7 @@ impl NameServer {
         NameServer {
             domain,
             local: BTreeMap::new(),
+            by_wwpn: BTreeMap::new(),
             version: 0,
             remote: BTreeMap::new(),
             changed: BTreeSet::new(),
@@ -304,6 +319,29 @@ impl NameServer {
         }
     }
 
+    fn index(&mut self, e: &Entry) {
+        self.by_wwpn.entry(e.wwpn).or_default().insert(e.fc_id);
+    }
+
+    fn unindex(&mut self, e: &Entry) {
+        if let Some(ids) = self.by_wwpn.get_mut(&e.wwpn) {
+            ids.remove(&e.fc_id);
+            if ids.is_empty() {
+                self.by_wwpn.remove(&e.wwpn);
+            }
+        }
+    }
+
+    /// Unindexes the entries of a replaced remote record that its successor (already
+    /// indexed and held) no longer has under the same name.
+    fn unindex_replaced(&mut self, old: &DomainRecord) {
+        for e in &old.entries {
+            if self.entry(e.fc_id).is_none_or(|now| now.wwpn != e.wwpn) {
+                self.unindex(e);
+            }
+        }
+    }
+
     /// Creates (or replaces) the entry of a port that just logged in.
     pub fn register_login(
         &mut self,
@@ -313,8 +351,13 @@ impl NameServer {
         switch_port: u8,
     ) -> Result<(), NameServerError> {
         self.check_local(fc_id)?;
-        self.local
-            .insert(fc_id, Entry::new(fc_id, wwpn, wwnn, switch_port));
+        let entry = Entry::new(fc_id, wwpn, wwnn, switch_port);
+        self.index(&entry);
+        if let Some(old) = self.local.insert(fc_id, entry) {
+            if old.wwpn != wwpn {
+                self.unindex(&old);
+            }
+        }
         self.local_changed();
         Ok(())
     }
@@ -322,6 +365,7 @@ impl NameServer {
     /// Removes a local entry (logout). Returns it, if it existed.
     pub fn deregister(&mut self, fc_id: FcId) -> Option<Entry> {
         let e = self.local.remove(&fc_id)?;
+        self.unindex(&e);
         self.local_changed();
         Some(e)
     }
@@ -405,13 +449,17 @@ impl NameServer {
         }
         record.entries.sort_by_key(|e| e.fc_id);
         self.changed.insert(record.domain);
-        self.remote.insert(record.domain, record);
+        record.entries.iter().for_each(|e| self.index(e));
+        if let Some(old) = self.remote.insert(record.domain, record) {
+            self.unindex_replaced(&old);
+        }
         true
     }
 
     /// Drops the copy of `domain`'s entries.
     pub fn forget_domain(&mut self, domain: DomainId) -> Option<DomainRecord> {
         let r = self.remote.remove(&domain)?;
+        r.entries.iter().for_each(|e| self.unindex(e));
         self.changed.insert(domain);
         Some(r)
     }
@@ -450,27 +498,44 @@ impl NameServer {
     }
 
     /// The entries `scope` may see, in FC_ID order.
-    pub fn visible_entries<'s, V: Visibility + ?Sized>(
-        &'s self,
-        scope: &'s QueryScope<'s, V>,
-    ) -> impl Iterator<Item = &'s Entry> + 's {
-        let requester = if scope.requester.is_well_known() {
-            None
-        } else {
-            Some(
-                self.entry(scope.requester)
-                    .map(|r| (r.fc_id, scope.visibility.visible_from(r))),
-            )
+    ///
+    /// When the filter lists what the requester may see ([`Visibility::reach`]), only
+    /// those ports are looked up (by WWPN through an index, by switch port within their
+    /// domain), so a zoned query costs the size of the requester's zones, not of the
+    /// fabric; otherwise every entry is judged.
+    pub fn visible_entries<V: Visibility + ?Sized>(
+        &self,
+        scope: &QueryScope<'_, V>,
+    ) -> Vec<&Entry> {
+        let reachable =
+            |c: &Entry| c.domain() == self.domain || scope.reachable.contains(&c.domain());
+        if scope.requester.is_well_known() {
+            return self.all_entries().filter(|c| reachable(c)).collect();
+        }
+        let Some(r) = self.entry(scope.requester) else {
+            return Vec::new();
         };
-        self.all_entries().filter(move |c| {
-            let reachable = c.domain() == self.domain || scope.reachable.contains(&c.domain());
-            reachable
-                && match &requester {
-                    None => true,
-                    Some(None) => false,
-                    Some(Some((me, visible))) => *me == c.fc_id || visible(c),
-                }
-        })
+        let Some(reach) = scope.visibility.reach(r) else {
+            return self
+                .all_entries()
+                .filter(|c| reachable(c) && (c.fc_id == r.fc_id || scope.visibility.visible(r, c)))
+                .collect();
+        };
+        let mut found: BTreeMap<FcId, &Entry> = BTreeMap::from([(r.fc_id, r)]);
+        let by_name = reach
+            .wwpns
+            .iter()
+            .filter_map(|w| self.by_wwpn.get(w))
+            .flatten()
+            .filter_map(|id| self.entry(*id));
+        let by_port = reach
+            .domain_ports
+            .iter()
+            .flat_map(|&(d, p)| self.domain_entries(d).filter(move |e| e.switch_port == p));
+        for e in by_name.chain(by_port) {
+            found.insert(e.fc_id, e);
+        }
+        found.into_values().filter(|c| reachable(c)).collect()
     }
 
     /// Whether `scope` may see `c` (the filter of [`visible_entries`](Self::visible_entries)
@@ -538,6 +603,7 @@ impl NameServer {
     ) -> NsReply<Vec<FcId>> {
         let ids: Vec<FcId> = self
             .visible_entries(scope)
+            .into_iter()
             .filter(|e| e.fc4_types.contains(&fc4_type))
             .map(|e| e.fc_id)
             .collect();
@@ -616,6 +682,74 @@ mod tests {
         }
         assert!(a.apply_remote(b.local_record()));
         (a, b)
+    }
+
+    proptest::proptest! {
+        /// A zoned query looks up the ports the requester's zones list (by WWPN index
+        /// and switch port) and must find exactly what judging every entry finds, through
+        /// logins, logouts, re-logins under another name and replaced remote records.
+        /// Seen to fail when ports named by switch port are not looked up, and when a
+        /// replaced record's names stay in the index.
+        #[test]
+        fn zoned_lookups_find_what_judging_every_entry_finds(
+            logins in proptest::collection::vec((1u8..4, 1u8..6, 1u64..9), 1..24),
+            logouts in proptest::collection::vec((1u8..4, 1u8..6), 0..6),
+            zones in proptest::collection::vec(
+                proptest::collection::vec((proptest::bool::ANY, 1u64..9, 1u8..4, 1u8..6), 1..4),
+                1..5,
+            ),
+        ) {
+            use crate::zoning::{ZoneDb, ZoneMember};
+            let mut servers: Vec<NameServer> = (1..4).map(|n| NameServer::new(d(n))).collect();
+            let mut a = NameServer::new(d(1));
+            for (dom, area, w) in &logins {
+                let id = FcId::from_parts(*dom, *area, 0);
+                if *dom == 1 {
+                    a.register_login(id, p(*w), nn(*w), *area).unwrap();
+                    let _ = a.rft_id(id, [FC4_TYPE_FCP]);
+                } else {
+                    let ns = &mut servers[usize::from(*dom) - 1];
+                    ns.register_login(id, p(*w), nn(*w), *area).unwrap();
+                    let _ = ns.rft_id(id, [FC4_TYPE_FCP]);
+                    // Flooded after every change: records replace records.
+                    a.apply_remote(ns.local_record());
+                }
+            }
+            for (dom, area) in &logouts {
+                let id = FcId::from_parts(*dom, *area, 0);
+                if *dom == 1 {
+                    a.deregister(id);
+                } else {
+                    let ns = &mut servers[usize::from(*dom) - 1];
+                    ns.deregister(id);
+                    a.apply_remote(ns.local_record());
+                }
+            }
+            let mut z = ZoneDb::new(d(1));
+            let mut names = Vec::new();
+            for (i, members) in zones.iter().enumerate() {
+                let members = members.iter().map(|&(by_name, w, dom, port)| {
+                    if by_name {
+                        ZoneMember::Wwpn(p(w))
+                    } else {
+                        ZoneMember::DomainPort(d(u32::from(dom)), port)
+                    }
+                });
+                let name = format!("z{i}");
+                z.define_zone(&name, members).unwrap();
+                names.push(name);
+            }
+            z.define_cfg("c", names.iter()).unwrap();
+            z.activate("c").unwrap();
+            let judge = |r: &Entry, c: &Entry| z.permits(&r.into(), &c.into());
+            let reachable: BTreeSet<DomainId> = (1..4).map(d).collect();
+            let requesters: Vec<FcId> = a.all_entries().map(|e| e.fc_id).collect();
+            for requester in requesters {
+                let listed = QueryScope { requester, visibility: &z, reachable: &reachable };
+                let judged = QueryScope { requester, visibility: &judge, reachable: &reachable };
+                proptest::prop_assert_eq!(a.visible_entries(&listed), a.visible_entries(&judged));
+            }
+        }
     }
 
     #[test]
@@ -806,7 +940,7 @@ mod tests {
             visibility: &none,
             reachable: &reach,
         };
-        assert!(a.visible_entries(&ghost).next().is_none());
+        assert!(a.visible_entries(&ghost).is_empty());
     }
 
     #[test]

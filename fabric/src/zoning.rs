@@ -15,7 +15,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use crate::fcid::DomainId;
-use crate::nameserver::{Entry, Visibility};
+use crate::nameserver::{Entry, Reach, Visibility};
 use crate::wwn::Wwpn;
 
 /// Brocade limit on zone and configuration names, in bytes.
@@ -166,12 +166,15 @@ pub struct ZoneDb {
 struct ZoneIndex {
     by_wwpn: BTreeMap<Wwpn, Vec<usize>>,
     by_domain_port: BTreeMap<(DomainId, u8), Vec<usize>>,
+    /// Each zone's members, by rank.
+    members: Vec<Vec<ZoneMember>>,
 }
 
 impl ZoneIndex {
     fn of(active: Option<&ActiveCfg>) -> Self {
         let mut ix = ZoneIndex::default();
         for (z, members) in active.iter().flat_map(|c| c.zones.values()).enumerate() {
+            ix.members.push(members.iter().copied().collect());
             for m in members {
                 let list = match *m {
                     ZoneMember::Wwpn(w) => ix.by_wwpn.entry(w).or_default(),
@@ -465,12 +468,18 @@ impl Visibility for ZoneDb {
         self.permits(&requester.into(), &candidate.into())
     }
 
-    fn visible_from<'a>(&'a self, requester: &'a Entry) -> Box<dyn Fn(&Entry) -> bool + 'a> {
-        if self.active.is_none() {
-            return Box::new(|_| true);
+    fn reach(&self, requester: &Entry) -> Option<Reach> {
+        self.active.as_ref()?;
+        let mut reach = Reach::default();
+        for rank in self.index.zones(&requester.into()).into_iter().flatten() {
+            for m in self.index.members.get(*rank).into_iter().flatten() {
+                match *m {
+                    ZoneMember::Wwpn(w) => reach.wwpns.insert(w),
+                    ZoneMember::DomainPort(d, p) => reach.domain_ports.insert((d, p)),
+                };
+            }
         }
-        let mine = self.index.zones(&requester.into());
-        Box::new(move |c| zones_meet(mine, self.index.zones(&c.into())))
+        Some(reach)
     }
 }
 
@@ -533,7 +542,7 @@ mod tests {
         assert!(!z.permits(&id(2, 2, 2), &id(9, 3, 7)));
         assert!(!z.permits(&id(1, 1, 1), &id(9, 3, 8)));
         assert_eq!(z.zones_of(&id(1, 1, 1)), vec!["host_array", "tape"]);
-        // The name server's per-requester filter answers as `permits` does.
+        // What `reach` lists for a requester is exactly what `permits` lets it see.
         let ports = [
             id(1, 1, 1),
             id(2, 2, 2),
@@ -541,15 +550,14 @@ mod tests {
             id(9, 3, 8),
             id(4, 3, 7),
         ];
-        let entry = |p: &PortIdentity| {
-            let fc_id = FcId::from_parts(p.domain.get(), p.port, 0);
-            Entry::new(fc_id, p.wwpn, Wwnn(Wwn(0)), p.port)
-        };
         for a in &ports {
-            let ea = entry(a);
-            let from_a = z.visible_from(&ea);
+            let fc_id = FcId::from_parts(a.domain.get(), a.port, 0);
+            let reach = z.reach(&Entry::new(fc_id, a.wwpn, Wwnn(Wwn(0)), a.port));
+            let reach = reach.expect("zoning is active");
             for b in &ports {
-                assert_eq!(from_a(&entry(b)), z.permits(a, b), "{a:?} {b:?}");
+                let listed = reach.wwpns.contains(&b.wwpn)
+                    || reach.domain_ports.contains(&(b.domain, b.port));
+                assert_eq!(listed, z.permits(a, b), "{a:?} {b:?}");
             }
         }
         assert!(z.deactivate());
