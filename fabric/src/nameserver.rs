@@ -353,10 +353,10 @@ impl NameServer {
         self.check_local(fc_id)?;
         let entry = Entry::new(fc_id, wwpn, wwnn, switch_port);
         self.index(&entry);
-        if let Some(old) = self.local.insert(fc_id, entry) {
-            if old.wwpn != wwpn {
-                self.unindex(&old);
-            }
+        if let Some(old) = self.local.insert(fc_id, entry)
+            && old.wwpn != wwpn
+        {
+            self.unindex(&old);
         }
         self.local_changed();
         Ok(())
