@@ -3,15 +3,19 @@
 //! widened to 64 bits and HLO carries the switch WWN and name after its standard fields), plus two
 //! vendor-specific SW_ILS codes fcsim uses to replicate the distributed name server and
 //! the zoning database across the fabric (real switches do this with dNS queries and
-//! the zone-merge/commit SW_ILS family; fcsim floods versioned records instead).
+//! the zone-merge/commit SW_ILS family; fcsim floods versioned records instead). A
+//! name-server record is binary: owner domain and version first (a switch drops a copy it
+//! already holds without parsing the rest), then each entry laid out like the FC-GS
+//! name-server objects. The zoning database travels as JSON (it is small and rare).
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use crate::fcid::DomainId;
+use crate::fcid::FcId;
 use crate::frame::DecodeError;
 use crate::fspf::{Lsr, LsrLink};
-use crate::nameserver::DomainRecord;
-use crate::wwn::Wwnn;
+use crate::nameserver::{DomainRecord, Entry, Fc4Features, PortType};
+use crate::wwn::{Wwn, Wwnn, Wwpn};
 use crate::zoning::ZoneDbRecord;
 
 /// SW_ILS command codes (first payload word).
@@ -90,6 +94,66 @@ fn put_str(buf: &mut BytesMut, s: &str) {
     buf.put_slice(b);
 }
 
+/// One name-server entry in a record, laid out like the FC-GS name-server objects it
+/// holds: port type, port identifier, port and node names, switch port, the 32-byte
+/// FC-4 TYPEs bitmap, the FC-4 features registered (type, bits), symbolic names.
+fn put_entry(b: &mut BytesMut, e: &Entry) {
+    b.put_u8(e.port_type.code());
+    b.put_slice(&e.fc_id.to_bytes());
+    b.put_u64(e.wwpn.0.0);
+    b.put_u64(e.wwnn.0.0);
+    b.put_u8(e.switch_port);
+    let mut types = [0u8; 32];
+    for t in &e.fc4_types {
+        types[usize::from(t / 8)] |= 1 << (t % 8);
+    }
+    b.put_slice(&types);
+    b.put_u8(u8::try_from(e.fc4_features.len()).unwrap_or(u8::MAX));
+    for (t, f) in e.fc4_features.iter().take(255) {
+        b.put_u8(*t);
+        b.put_u8(f.0);
+    }
+    put_str(b, &e.symbolic_port_name);
+    put_str(b, &e.symbolic_node_name);
+}
+
+fn get_entry(buf: &mut impl Buf) -> Result<Entry, DecodeError> {
+    need(buf, 1 + 3 + 8 + 8 + 1 + 32 + 1)?;
+    let port_type = match buf.get_u8() {
+        0x01 => PortType::NPort,
+        c => PortType::Unsupported(c),
+    };
+    let mut id = [0u8; 3];
+    buf.copy_to_slice(&mut id);
+    let fc_id = FcId::from_bytes(id);
+    let wwpn = Wwpn(Wwn(buf.get_u64()));
+    let wwnn = Wwnn(Wwn(buf.get_u64()));
+    let switch_port = buf.get_u8();
+    let mut types = [0u8; 32];
+    buf.copy_to_slice(&mut types);
+    let fc4_types = (0..=u8::MAX)
+        .filter(|t| types[usize::from(t / 8)] & (1 << (t % 8)) != 0)
+        .collect();
+    let n = usize::from(buf.get_u8());
+    need(buf, 2 * n)?;
+    let fc4_features = (0..n)
+        .map(|_| (buf.get_u8(), Fc4Features(buf.get_u8())))
+        .collect();
+    let symbolic_port_name = get_str(buf)?;
+    let symbolic_node_name = get_str(buf)?;
+    Ok(Entry {
+        fc_id,
+        wwpn,
+        wwnn,
+        fc4_types,
+        fc4_features,
+        symbolic_port_name,
+        symbolic_node_name,
+        port_type,
+        switch_port,
+    })
+}
+
 fn get_str(buf: &mut impl Buf) -> Result<String, DecodeError> {
     need(buf, 1)?;
     let n = usize::from(buf.get_u8());
@@ -162,7 +226,10 @@ impl SwIls {
                 // flooded copy it already holds without parsing it.
                 b.put_u32(u32::from(record.domain.get()));
                 b.put_u64(record.version);
-                b.put_slice(&serde_json::to_vec(&record.entries).unwrap_or_default());
+                b.put_u32(u32::try_from(record.entries.len()).unwrap_or(u32::MAX));
+                for e in &record.entries {
+                    put_entry(&mut b, e);
+                }
             }
             SwIls::ZoneDb(rec) => {
                 b.put_u32(code::VS_ZONE_DB);
@@ -270,7 +337,12 @@ impl SwIls {
                 need(&buf, 12)?;
                 let owner = domain(buf.get_u32())?;
                 let version = buf.get_u64();
-                let entries = serde_json::from_slice(&buf).map_err(json_err)?;
+                need(&buf, 4)?;
+                let n = buf.get_u32();
+                let mut entries = Vec::with_capacity(usize::try_from(n).unwrap_or(0).min(1024));
+                for _ in 0..n {
+                    entries.push(get_entry(&mut buf)?);
+                }
                 let record = DomainRecord {
                     domain: owner,
                     version,
@@ -293,9 +365,17 @@ impl SwIls {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fcid::FcId;
-    use crate::nameserver::Entry;
-    use crate::wwn::{Wwn, Wwpn};
+
+    /// An entry with every field registered.
+    fn full_entry(fc_id: FcId) -> Entry {
+        let mut e = Entry::new(fc_id, Wwpn(Wwn(7)), Wwnn(Wwn(8)), 1);
+        e.fc4_types = [0x08, 0x20, 0xFF].into();
+        e.fc4_features = [(0x08, Fc4Features::TARGET), (0x20, Fc4Features(0x03))].into();
+        e.symbolic_port_name = "arr1 port 0 – FC".into();
+        e.symbolic_node_name = "arr1".into();
+        e.port_type = PortType::Unsupported(0x7F);
+        e
+    }
 
     fn record(domain: u32, version: u64) -> SwIls {
         let d = DomainId::new(domain).unwrap();
@@ -306,7 +386,10 @@ mod tests {
             record: DomainRecord {
                 domain: d,
                 version,
-                entries: vec![Entry::new(fc_id, Wwpn(Wwn(7)), Wwnn(Wwn(8)), 1)],
+                entries: vec![
+                    full_entry(fc_id),
+                    Entry::new(fc_id, Wwpn(Wwn(9)), Wwnn(Wwn(8)), 2),
+                ],
             },
         }
     }
