@@ -1,6 +1,7 @@
 //! The node runtime: the seams (network, clock) and the port drivers every node uses,
 //! identical in simulation, embedded live and processes modes.
 pub mod clock;
+pub mod domain;
 pub mod linkmodel;
 pub mod net;
 pub mod ports;
@@ -8,5 +9,6 @@ pub mod server;
 pub mod sim;
 
 pub use clock::FabricClock;
+pub use domain::spawn;
 pub use net::Net;
 pub use ports::{LinkAdmin, LinkService, PeerSpec, PortEvent, PortHub};
