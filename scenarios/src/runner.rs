@@ -24,7 +24,8 @@ use crate::launch::{Addressing, LaunchError, NodeSpec, plan, zoning_config};
 /// How the nodes run.
 #[derive(Debug, Clone, Default)]
 pub enum Mode {
-    /// One process, turmoil's simulated network and clock, deterministic.
+    /// One process, in-process cables and gRPC on turmoil's simulated clock,
+    /// deterministic.
     #[default]
     Sim,
     /// One process, one thread and runtime per node, loopback TCP, real time.
