@@ -346,7 +346,7 @@ impl HostLayer {
         // A slow client misses intermediate reports, never the last one.
         if done {
             let tx = r.progress.clone();
-            tokio::spawn(async move {
+            fcsim_fabric::runtime::spawn(async move {
                 let _ = tx.send(Ok(msg)).await;
             });
             self.runs.remove(&run);

@@ -621,7 +621,7 @@ pub async fn run_end_node_with<L: Fc4Layer>(
     let mut names = vec![LINK_SERVICE];
     names.extend_from_slice(services);
     let node = cfg.name.clone();
-    let _server = AbortOnDrop(tokio::spawn(async move {
+    let _server = AbortOnDrop(crate::runtime::spawn(async move {
         if let Err(e) = serve(listener, routes, &names).await {
             warn!(node = %node, "gRPC server stopped: {e}");
         }

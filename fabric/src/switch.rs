@@ -152,7 +152,7 @@ pub async fn run_switch(cfg: SwitchConfig, net: Net, clock: FabricClock) {
     .add_service(pb::switch_server::SwitchServer::new(SwitchService {
         tx: sw_tx,
     }));
-    tokio::spawn(async move {
+    crate::runtime::spawn(async move {
         if let Err(e) =
             crate::runtime::server::serve(listener, routes, &["fcsim.v1.Link", "fcsim.v1.Switch"])
                 .await

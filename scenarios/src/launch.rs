@@ -1,8 +1,8 @@
 //! From a checked scenario to running nodes: the per-node specs (`NodeSpec`), the
 //! addresses they listen on in each mode, and the function that runs one node.
 //!
-//! The same `NodeSpec` starts a node as a turmoil host (simulation), as a thread with its
-//! own runtime (embedded live) or as an OS process (`fcsim node --spec FILE`).
+//! The same `NodeSpec` starts a node as a crash domain of the simulation, as a thread
+//! with its own runtime (embedded live) or as an OS process (`fcsim node --spec FILE`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::format::{NodeKind, PortRef, Scenario, Topology, ZoneSpec};
 
-/// The gRPC port every node listens on in simulation (each node is its own host).
+/// The gRPC port every node listens on in simulation (its address is `name:7000`).
 pub const SIM_PORT: u16 = 7000;
 
 /// One node, ready to start.
@@ -217,7 +217,7 @@ mod chassis {
 /// Where each node listens: simulated hosts by name, or loopback ports.
 #[derive(Debug, Clone)]
 pub enum Addressing {
-    /// `name:7000` on turmoil's network.
+    /// `name:7000` on the simulation's in-process network.
     Sim,
     /// `127.0.0.1:port`, ports chosen free by the operating system.
     Loopback,

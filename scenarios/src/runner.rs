@@ -3,8 +3,8 @@
 //!
 //! It talks to nodes only through their gRPC services, the same in every mode, so a
 //! check that passes in simulation means the same thing against processes. Crashes go
-//! to the mode's driver: turmoil's crash in simulation, stopping a node's runtime live,
-//! SIGKILL in processes mode.
+//! to the mode's driver: a crash of the node's domain in simulation, stopping a node's
+//! runtime live, SIGKILL in processes mode.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -24,7 +24,8 @@ use crate::launch::{Addressing, LaunchError, NodeSpec, plan, zoning_config};
 /// How the nodes run.
 #[derive(Debug, Clone, Default)]
 pub enum Mode {
-    /// One process, turmoil's simulated network and clock, deterministic.
+    /// One process, in-process cables and gRPC on turmoil's simulated clock,
+    /// deterministic.
     #[default]
     Sim,
     /// One process, one thread and runtime per node, loopback TCP, real time.

@@ -2,6 +2,7 @@
 //! identical in simulation, embedded live and processes modes.
 pub mod actor;
 pub mod clock;
+pub mod domain;
 pub mod linkmodel;
 pub mod net;
 pub mod ports;
@@ -9,5 +10,6 @@ pub mod server;
 pub mod sim;
 
 pub use clock::FabricClock;
+pub use domain::spawn;
 pub use net::Net;
 pub use ports::{LinkAdmin, LinkService, PeerSpec, PortEvent, PortHub};

@@ -35,6 +35,7 @@ use tonic::{Request, Response, Status, Streaming};
 use tracing::{debug, info, warn};
 
 use super::clock::FabricClock;
+use super::domain::{Domain, spawn};
 use super::linkmodel::LinkModel;
 use super::net::Net;
 use crate::capture::Direction;
@@ -134,9 +135,48 @@ struct LocalEnd {
     net: Net,
     state: std::sync::Weak<Mutex<HubState>>,
     events: mpsc::WeakUnboundedSender<PortEvent>,
-    /// The node's runtime: the cable's reader must run there, not on the dialer's.
-    rt: tokio::runtime::Handle,
+    /// Where the node's tasks run: the cable's reader must run there, not where the
+    /// dialer runs.
+    home: Home,
     port: u32,
+}
+
+/// Where a node's tasks run: its crash domain in simulation (all nodes share one
+/// runtime there), its own runtime live.
+#[derive(Clone)]
+enum Home {
+    Domain(Domain),
+    Runtime(tokio::runtime::Handle),
+}
+
+impl Home {
+    /// The calling task's home; `None` outside a tokio runtime.
+    fn here() -> Option<Home> {
+        Domain::current().map(Home::Domain).or_else(|| {
+            tokio::runtime::Handle::try_current()
+                .ok()
+                .map(Home::Runtime)
+        })
+    }
+
+    /// Whether the node still runs there (a crashed domain does not).
+    fn alive(&self) -> bool {
+        match self {
+            Home::Domain(d) => !d.is_crashed(),
+            Home::Runtime(_) => true,
+        }
+    }
+
+    fn spawn<F>(&self, fut: F) -> tokio::task::JoinHandle<F::Output>
+    where
+        F: std::future::Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        match self {
+            Home::Domain(d) => d.spawn(fut),
+            Home::Runtime(rt) => rt.spawn(fut),
+        }
+    }
 }
 
 /// Accepting ends of in-process cables by cable key, for the nodes that may reach each
@@ -322,15 +362,16 @@ impl PortHub {
     /// Enters this node's accepting ends of in-process cables in its table (replacing
     /// a dead node's entry for the same key) and drops the entries of nodes that are
     /// gone. Outside a tokio runtime there is nowhere to run readers: no entries.
+    /// In simulation, the readers run in the node's crash domain.
     fn register_local_ends(&self, peers: &BTreeMap<u32, PeerSpec>) {
         let Some(table) = &self.ends else {
             return;
         };
-        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+        let Some(home) = Home::here() else {
             return;
         };
         let mut ends = table.lock();
-        ends.retain(|_, e| e.state.strong_count() > 0);
+        ends.retain(|_, e| e.state.strong_count() > 0 && e.home.alive());
         for (port, p) in peers {
             if let (Some(key), false) = (self.cable_key(*port, p), p.dial) {
                 ends.insert(
@@ -341,7 +382,7 @@ impl PortHub {
                         net: self.net,
                         state: Arc::downgrade(&self.state),
                         events: self.events.downgrade(),
-                        rt: rt.clone(),
+                        home: home.clone(),
                         port: *port,
                     },
                 );
@@ -361,13 +402,10 @@ impl PortHub {
     }
 
     /// The accepting end registered under `key` in `table`, if its node is alive, as
-    /// its hub and port and the runtime it runs on.
-    fn local_end(
-        table: &Arc<LocalEnds>,
-        key: &str,
-    ) -> Option<(PortHub, u32, tokio::runtime::Handle)> {
+    /// its hub and port and where it runs.
+    fn local_end(table: &Arc<LocalEnds>, key: &str) -> Option<(PortHub, u32, Home)> {
         let ends = table.lock();
-        let e = ends.get(key)?;
+        let e = ends.get(key).filter(|e| e.home.alive())?;
         let hub = PortHub {
             node: e.node.clone(),
             clock: e.clock,
@@ -376,7 +414,7 @@ impl PortHub {
             events: e.events.upgrade()?,
             ends: Some(table.clone()),
         };
-        Some((hub, e.port, e.rt.clone()))
+        Some((hub, e.port, e.home.clone()))
     }
 
     fn lock(&self) -> MutexGuard<'_, HubState> {
@@ -409,7 +447,7 @@ impl PortHub {
             .collect();
         for (port, peer, wake) in dialing {
             let hub = self.clone();
-            tokio::spawn(async move { hub.dial_loop(port, peer, wake).await });
+            spawn(async move { hub.dial_loop(port, peer, wake).await });
         }
     }
 
@@ -448,8 +486,8 @@ impl PortHub {
             && let Some(key) = self.cable_key(port, peer)
         {
             match Self::local_end(table, &key) {
-                Some((far, far_port, rt)) => {
-                    return self.open_local_cable(port, far, far_port, &rt).await;
+                Some((far, far_port, home)) => {
+                    return self.open_local_cable(port, far, far_port, &home).await;
                 }
                 // Simulated, every node of the run is in the table while it lives: not
                 // there means not up (where live would go on to the network).
@@ -497,19 +535,19 @@ impl PortHub {
 
     /// Opens the cable on `port` as a pair of in-process channels to `far`, a node of
     /// this process whose port `far_port` accepts it, the way `Link/Attach` would (a
-    /// disabled far port refuses). Each end's reader runs on its own node's runtime.
+    /// disabled far port refuses). Each end's reader runs where its own node runs.
     async fn open_local_cable(
         &self,
         port: u32,
         far: PortHub,
         far_port: u32,
-        far_rt: &tokio::runtime::Handle,
+        far_home: &Home,
     ) -> Result<(), String> {
         let (to_far, far_in) = mpsc::unbounded_channel();
         let (to_me, my_in) = mpsc::unbounded_channel();
         let me = format!("{}/{port}", self.node);
         let (done, accepted) = oneshot::channel();
-        far_rt.spawn(async move {
+        far_home.spawn(async move {
             let r = far.accept_local(far_port, me, to_me, far_in);
             let _ = done.send(r);
         });
@@ -529,7 +567,7 @@ impl PortHub {
         Ok(())
     }
 
-    /// The accepting half of [`PortHub::open_local_cable`], on this node's runtime.
+    /// The accepting half of [`PortHub::open_local_cable`], where this node runs.
     fn accept_local(
         &self,
         port: u32,
@@ -579,7 +617,7 @@ impl PortHub {
             .as_ref()
             .map_or((0.0, 32), |p| (p.distance_km, p.gfc));
         let replaced = ps.cable.take();
-        let reader = tokio::spawn(self.clone().read_cable(port, id, inbound)).abort_handle();
+        let reader = spawn(self.clone().read_cable(port, id, inbound)).abort_handle();
         ps.cable = Some(Cable {
             id,
             peer: peer.clone(),
@@ -793,7 +831,7 @@ impl PortHub {
         let (tx, rx) = mpsc::unbounded_channel::<pb::Frame>();
         let (out_tx, out_rx) = mpsc::unbounded_channel::<Result<pb::Frame, Status>>();
         // Adapt the frame channel to tonic's Result items.
-        tokio::spawn(async move {
+        spawn(async move {
             let mut rx = rx;
             while let Some(f) = rx.recv().await {
                 if out_tx.send(Ok(f)).is_err() {

@@ -1,85 +1,117 @@
-//! The deterministic simulation harness, on turmoil: every node is a turmoil host (its
-//! own single-threaded runtime on simulated TCP), the orchestrator is a turmoil client,
-//! and time is turmoil's simulated clock. One root seed fixes every choice.
+//! The deterministic simulation harness, on turmoil: the whole fabric is one turmoil
+//! host (one single-threaded runtime), the orchestrator is a turmoil client, and time
+//! is turmoil's simulated clock. One root seed fixes every choice.
 //!
-//! Crash and restart act on the `Sim` itself, which only the stepping loop may touch,
-//! so the orchestrator asks for them through a [`SimControl`] and the loop applies
-//! them between two steps.
+//! **Nodes are crash domains, not hosts.** turmoil's cost per step grows with the cube
+//! of its host count (it links every pair of hosts and walks every link for every
+//! host), so nodes do not get a host each. The `fabric` host runs a supervisor that
+//! starts every node's software in order (the order of `hosts`), each inside its own
+//! [`Domain`]: the node's tasks, spawned through [`spawn`](super::domain::spawn), are
+//! registered there. A crash aborts them all, the root too; their futures are dropped
+//! in the same step, and with them the node's memory, its channel ends and its
+//! in-process streams, which its peers see close. A restart calls the node's factory
+//! again in a fresh domain. What outlives a node (files under a data directory, a
+//! relay's NVRAM image) lives outside its tasks, as before.
 //!
-//! **Cables are in-process channels.** Only gRPC calls (the orchestrator's, and any
-//! between nodes) cross turmoil's simulated TCP. A cable between two nodes is a pair of
-//! channels (`PortHub`'s in-process cables), met through the run's own [`LocalEnds`]
-//! table, which [`run`] creates and puts in reach of its nodes ([`cables`]) for as long
-//! as it runs. It stays deterministic because turmoil steps every host on this one
-//! thread in a fixed order: a frame sent by one host wakes the receiving cable's reader
-//! in the peer host's runtime, which runs it when turmoil next steps that host (later
-//! in the same step or in the next one), and the reader holds the frame until its
-//! modelled arrival on the simulated clock. A crash drops the host's runtime, so its
-//! channel ends close and the peers' readers see the cable go down; a restarted node
-//! enters its ends again and its peers re-dial.
+//! Crash and restart go through a [`SimControl`]: the orchestrator sends the command to
+//! the supervisor, which applies it when the fabric host next runs (at the start of the
+//! next step) and acknowledges.
+//!
+//! **Cables and gRPC are in-process.** Nothing crosses turmoil's network. A cable
+//! between two nodes is a pair of channels (`PortHub`'s in-process cables), met through
+//! the run's own [`LocalEnds`] table; a gRPC connection (the orchestrator's, and any
+//! between nodes) is a duplex pipe to a listener in the run's [`SimListeners`] table.
+//! [`run`] creates both tables and puts them in reach of its nodes ([`cables`],
+//! [`listeners`]) for as long as it runs. It stays deterministic because turmoil steps
+//! the fabric and the orchestrator on this one thread in a fixed order, and the
+//! fabric's runtime runs its tasks in a fixed order: a frame sent by one node wakes
+//! the receiving cable's reader, which holds the frame until its modelled arrival on
+//! the simulated clock. A crashed node's channel ends close and the peers' readers see
+//! the cable go down; a restarted node enters its ends again and its peers re-dial.
 
 use std::cell::RefCell;
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::sync::mpsc as std_mpsc;
 use std::time::Duration;
 
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 
+use super::domain::Domain;
+use super::net::SimListeners;
 use super::ports::LocalEnds;
 
+/// What the nodes of one simulated run share: where their cables and their gRPC
+/// listeners meet.
+#[derive(Debug, Default)]
+struct SimWorld {
+    cables: Arc<LocalEnds>,
+    listeners: Arc<SimListeners>,
+}
+
 thread_local! {
-    /// The cable table of the run that this thread is stepping: every host of a
-    /// turmoil simulation runs on the thread that steps it, and only while [`run`]
-    /// does.
-    static CABLES: RefCell<Option<Arc<LocalEnds>>> = const { RefCell::new(None) };
+    /// The world of the run that this thread is stepping: every node and the
+    /// orchestrator of a turmoil simulation run on the thread that steps it, and only
+    /// while [`run`] does.
+    static WORLD: RefCell<Option<Arc<SimWorld>>> = const { RefCell::new(None) };
 }
 
 /// The cable table of the simulated run the calling node belongs to; `None` outside
-/// [`run`] (a node on its own in a turmoil host then cables over simulated TCP).
+/// [`run`].
 pub fn cables() -> Option<Arc<LocalEnds>> {
-    CABLES.with(|c| c.borrow().clone())
+    WORLD.with(|w| w.borrow().as_ref().map(|w| w.cables.clone()))
 }
 
-/// Gives this thread a fresh cable table until dropped, then puts back the one before.
-struct CablesScope {
-    outer: Option<Arc<LocalEnds>>,
+/// The gRPC listeners of the simulated run the caller belongs to; `None` outside
+/// [`run`].
+pub fn listeners() -> Option<Arc<SimListeners>> {
+    WORLD.with(|w| w.borrow().as_ref().map(|w| w.listeners.clone()))
 }
 
-impl CablesScope {
+/// Gives this thread a fresh world until dropped, then puts back the one before.
+struct WorldScope {
+    outer: Option<Arc<SimWorld>>,
+}
+
+impl WorldScope {
     fn enter() -> Self {
-        let fresh = Some(Arc::new(LocalEnds::default()));
-        CablesScope {
-            outer: CABLES.with(|c| c.replace(fresh)),
+        let fresh = Some(Arc::new(SimWorld::default()));
+        WorldScope {
+            outer: WORLD.with(|w| w.replace(fresh)),
         }
     }
 }
 
-impl Drop for CablesScope {
+impl Drop for WorldScope {
     fn drop(&mut self) {
         let outer = self.outer.take();
-        CABLES.with(|c| c.replace(outer));
+        WORLD.with(|w| w.replace(outer));
     }
 }
 
-/// What the orchestrator may ask of the simulation between steps.
+/// What the orchestrator may ask of the simulation.
 #[derive(Debug, Clone)]
 pub enum SimCommand {
-    /// Kill the host: its runtime and every task, socket and byte of memory go.
+    /// Kill the node: every task, stream, cable and byte of memory of it goes. A node
+    /// already down stays down.
     Crash(String),
-    /// Start a crashed host's software again from its configuration.
+    /// Start the node's software again from its configuration (a running node is
+    /// crashed first).
     Restart(String),
 }
 
-/// The orchestrator's handle on the simulation loop.
+/// A command and its acknowledgement.
+type Order = (SimCommand, oneshot::Sender<()>);
+
+/// The orchestrator's handle on the simulation.
 #[derive(Clone)]
 pub struct SimControl {
-    tx: std_mpsc::Sender<(SimCommand, oneshot::Sender<()>)>,
+    tx: mpsc::UnboundedSender<Order>,
 }
 
 impl SimControl {
-    /// Applies `cmd` before the next simulation step and waits until it is done.
+    /// Applies `cmd` when the fabric next runs and waits until it is done.
     pub async fn apply(&self, cmd: SimCommand) {
         let (ack, done) = oneshot::channel();
         if self.tx.send((cmd, ack)).is_ok() {
@@ -109,12 +141,52 @@ pub enum SimError {
     NoResult,
 }
 
-/// A node the simulation runs: its host name and a factory for its software, called
-/// again on every restart.
+/// A node the simulation runs: its name and a factory for its software, called again
+/// on every restart.
 pub type SimHost = (
     String,
     Box<dyn Fn() -> std::pin::Pin<Box<dyn Future<Output = ()>>>>,
 );
+
+/// The fabric host's software: starts the nodes, then applies crash and restart
+/// orders. Never finishes (turmoil would stop running the host).
+async fn supervise(hosts: Vec<SimHost>, mut orders: mpsc::UnboundedReceiver<Order>) {
+    let mut index = BTreeMap::new();
+    let mut lives: Vec<Option<Domain>> = Vec::with_capacity(hosts.len());
+    for (i, (name, _)) in hosts.iter().enumerate() {
+        index.insert(name.clone(), i);
+        lives.push(None);
+    }
+    let start = |i: usize, lives: &mut Vec<Option<Domain>>| {
+        let (name, factory) = &hosts[i];
+        let domain = Domain::new(name);
+        let root = tokio::task::spawn_local(domain.scope(factory()));
+        domain.adopt(root.abort_handle());
+        lives[i] = Some(domain);
+    };
+    for i in 0..hosts.len() {
+        start(i, &mut lives);
+    }
+    while let Some((cmd, ack)) = orders.recv().await {
+        let (name, again) = match &cmd {
+            SimCommand::Crash(n) => (n, false),
+            SimCommand::Restart(n) => (n, true),
+        };
+        match index.get(name.as_str()) {
+            Some(&i) => {
+                if let Some(d) = lives[i].take() {
+                    d.crash();
+                }
+                if again {
+                    start(i, &mut lives);
+                }
+            }
+            None => tracing::warn!(node = %name, "simulation: no such node"),
+        }
+        let _ = ack.send(());
+    }
+    std::future::pending::<()>().await;
+}
 
 /// Runs `hosts` and the orchestrator `client` in one deterministic simulation and
 /// returns the orchestrator's result.
@@ -126,26 +198,25 @@ where
 {
     // Before the hosts: turmoil starts a host's software as soon as it is added. The
     // scope outlives `sim` (declared first, dropped last).
-    let _cables = CablesScope::enter();
+    let _world = WorldScope::enter();
     let mut sim = turmoil::Builder::new()
         .rng_seed(cfg.seed)
         .tick_duration(cfg.tick)
         .simulation_duration(cfg.limit)
-        .min_message_latency(Duration::ZERO)
-        .max_message_latency(Duration::ZERO)
-        .tcp_capacity(1 << 20)
         .build();
-    for (name, factory) in hosts {
-        let factory = Rc::new(factory);
-        sim.host(name.as_str(), move || {
-            let f = factory.clone();
-            async move {
-                f().await;
-                Ok(())
+    let (tx, rx) = mpsc::unbounded_channel();
+    // turmoil wants a factory (it could restart the host); the fabric host is never
+    // restarted, so its software is made once.
+    let software = RefCell::new(Some((hosts, rx)));
+    sim.host("fabric", move || {
+        let parts = software.borrow_mut().take();
+        async move {
+            if let Some((hosts, rx)) = parts {
+                supervise(hosts, rx).await;
             }
-        });
-    }
-    let (tx, rx) = std_mpsc::channel();
+            Ok(())
+        }
+    });
     let out: Rc<RefCell<Option<T>>> = Rc::new(RefCell::new(None));
     let slot = out.clone();
     let fut = client(SimControl { tx });
@@ -155,13 +226,6 @@ where
         Ok(())
     });
     loop {
-        while let Ok((cmd, ack)) = rx.try_recv() {
-            match cmd {
-                SimCommand::Crash(h) => sim.crash(h.as_str()),
-                SimCommand::Restart(h) => sim.bounce(h.as_str()),
-            }
-            let _ = ack.send(());
-        }
         match sim.step() {
             Ok(true) => break,
             Ok(false) => {}
@@ -304,6 +368,55 @@ mod tests {
     #[test]
     fn the_same_seed_gives_the_same_run() {
         assert_eq!(crash_while_in_flight(), crash_while_in_flight());
+    }
+
+    /// A node that only serves gRPC (health and reflection).
+    fn server(name: &'static str) -> SimHost {
+        let factory = move || {
+            Box::pin(async move {
+                let l = Net::Sim.bind("0.0.0.0:7000").await.expect("bind");
+                let _ =
+                    crate::runtime::server::serve(l, tonic::service::Routes::default(), &[]).await;
+            }) as Pin<Box<dyn Future<Output = ()>>>
+        };
+        (name.to_string(), Box::new(factory))
+    }
+
+    /// gRPC runs over in-process streams: a crash fails the calls on an open channel
+    /// and refuses new ones, and the restarted node serves again.
+    #[test]
+    fn grpc_dies_with_a_crashed_node_and_comes_back_with_it() {
+        use tonic_health::pb::HealthCheckRequest;
+        use tonic_health::pb::health_client::HealthClient;
+        let hosts = vec![server("s")];
+        let got = run(&cfg(), hosts, move |ctl| async move {
+            let mut seen = Vec::new();
+            let check = |ch| async move {
+                HealthClient::new(ch)
+                    .check(HealthCheckRequest::default())
+                    .await
+                    .map(|r| r.into_inner().status)
+            };
+            let ch = loop {
+                match Net::Sim.channel("s:7000").await {
+                    Ok(ch) => break ch,
+                    Err(_) => FabricClock::Sim.sleep(TICK).await,
+                }
+            };
+            seen.push(check(ch.clone()).await.is_ok());
+            ctl.apply(SimCommand::Crash("s".into())).await;
+            seen.push(check(ch.clone()).await.is_ok());
+            seen.push(Net::Sim.channel("s:7000").await.is_ok());
+            // Crashing a crashed node changes nothing.
+            ctl.apply(SimCommand::Crash("s".into())).await;
+            ctl.apply(SimCommand::Restart("s".into())).await;
+            FabricClock::Sim.sleep(TICK).await;
+            let ch = Net::Sim.channel("s:7000").await.expect("restarted");
+            seen.push(check(ch).await.is_ok());
+            seen
+        })
+        .unwrap();
+        assert_eq!(got, vec![true, false, false, true]);
     }
 
     /// Two runs at once on two threads, with the same node names: each run's cables
