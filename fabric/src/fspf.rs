@@ -110,7 +110,10 @@ struct Isl {
 /// [`handle_lsu`](Self::handle_lsu) for every LSU received; after each call drain
 /// [`poll_transmit`](Self::poll_transmit) (send each batch as an LSU on that port) and
 /// [`poll_event`](Self::poll_event). Forward frames with [`route`](Self::route). Routes
-/// are recomputed synchronously inside the `handle_*` calls; there is no time input.
+/// are recomputed at the first `poll_event` after a change, so a batch of LSUs (a
+/// whole fabric's records arriving together) costs one shortest-path computation, as
+/// FSPF's hold-down between computations intends; queries in between see the routes
+/// of the last computation. There is no time input.
 ///
 /// Flooding rules: a change of our own ISLs originates a new own LSR (incarnation + 1)
 /// sent to every up ISL; a new adjacency gets the whole database; a foreign LSR newer
@@ -134,6 +137,8 @@ pub struct Fspf {
     outbox: BTreeMap<u8, BTreeMap<DomainId, Lsr>>,
     /// Pending events, oldest first.
     events: Vec<FspfEvent>,
+    /// The database or our ISLs changed since the routes were last computed.
+    stale: bool,
 }
 
 impl Fspf {
@@ -152,6 +157,7 @@ impl Fspf {
             reachable: BTreeSet::from([domain]),
             outbox: BTreeMap::new(),
             events: Vec::new(),
+            stale: false,
         }
     }
 
@@ -201,7 +207,7 @@ impl Fspf {
         for lsr in all {
             self.queue(port, lsr);
         }
-        self.recompute();
+        self.stale = true;
         Ok(())
     }
 
@@ -212,7 +218,7 @@ impl Fspf {
         }
         self.outbox.remove(&port);
         self.originate();
-        self.recompute();
+        self.stale = true;
     }
 
     /// An LSU with `lsrs` arrived on `from_port`.
@@ -256,11 +262,19 @@ impl Fspf {
             }
         }
         if changed {
-            self.recompute();
+            self.stale = true;
         }
     }
 
     // ---- outputs ------------------------------------------------------------------
+
+    /// Recomputes the routes if anything changed since the last computation (the
+    /// first [`poll_event`](Self::poll_event) after a change does it too).
+    pub fn settle(&mut self) {
+        if std::mem::take(&mut self.stale) {
+            self.recompute();
+        }
+    }
 
     /// Next LSU to send: (local port, records). Ports in ascending order; records for
     /// one port are coalesced (latest per domain, domain order).
@@ -271,6 +285,7 @@ impl Fspf {
 
     /// Next event for the driver, oldest first.
     pub fn poll_event(&mut self) -> Option<FspfEvent> {
+        self.settle();
         if self.events.is_empty() {
             None
         } else {
@@ -514,6 +529,8 @@ mod tests {
                     }
                 }
                 if !any {
+                    // The end of a batch: each switch's driver would poll now.
+                    self.sw.iter_mut().for_each(Fspf::settle);
                     return sent;
                 }
             }
@@ -672,6 +689,7 @@ mod tests {
                 },
             ],
         );
+        a.settle();
         assert_eq!(
             a.next_hops(d(2)),
             &[NextHop {

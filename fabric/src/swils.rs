@@ -233,6 +233,10 @@ impl SwIls {
             }
             SwIls::ZoneDb(rec) => {
                 b.put_u32(code::VS_ZONE_DB);
+                // Generation and origin ahead of the database, as for name-server
+                // records: a copy not taken is dropped unparsed.
+                b.put_u64(rec.generation);
+                b.put_u32(u32::from(rec.origin.get()));
                 b.put_slice(&serde_json::to_vec(rec).unwrap_or_default());
             }
             SwIls::Unsupported(c) => b.put_u32(*c),
@@ -253,6 +257,18 @@ impl SwIls {
         need(&buf, 12).ok()?;
         let owner = domain(buf.get_u32()).ok()?;
         Some((owner, buf.get_u64()))
+    }
+
+    /// The (generation, origin) of a zoning-database payload, read without parsing the
+    /// database; `None` for any other payload or a malformed one.
+    pub fn peek_zone_db(payload: &Bytes) -> Option<(u64, DomainId)> {
+        let mut buf = payload.clone();
+        need(&buf, 16).ok()?;
+        if buf.get_u32() != code::VS_ZONE_DB {
+            return None;
+        }
+        let generation = buf.get_u64();
+        Some((generation, domain(buf.get_u32()).ok()?))
     }
 
     /// Decodes an SW_ILS payload. Never panics.
@@ -354,9 +370,18 @@ impl SwIls {
                     record,
                 })
             }
-            code::VS_ZONE_DB => Ok(SwIls::ZoneDb(
-                serde_json::from_slice(&buf).map_err(json_err)?,
-            )),
+            code::VS_ZONE_DB => {
+                need(&buf, 12)?;
+                let generation = buf.get_u64();
+                let origin = domain(buf.get_u32())?;
+                let rec: ZoneDbRecord = serde_json::from_slice(&buf).map_err(json_err)?;
+                if (rec.generation, rec.origin) != (generation, origin) {
+                    return Err(DecodeError::Malformed {
+                        what: "zoning database header does not match its body",
+                    });
+                }
+                Ok(SwIls::ZoneDb(rec))
+            }
             other => Ok(SwIls::Unsupported(other)),
         }
     }
@@ -405,6 +430,12 @@ mod tests {
         );
         let zones = SwIls::ZoneDb(crate::zoning::ZoneDb::new(DomainId::new(1).unwrap()).export());
         assert_eq!(SwIls::peek_ns_record(&zones.encode()), None);
+        assert_eq!(SwIls::decode(zones.encode()).unwrap(), zones);
+        assert_eq!(
+            SwIls::peek_zone_db(&zones.encode()),
+            Some((0, DomainId::new(1).unwrap()))
+        );
+        assert_eq!(SwIls::peek_zone_db(&bytes), None);
     }
 
     #[test]

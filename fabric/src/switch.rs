@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 use tonic::service::Routes;
 use tonic::{Request, Response, Status};
-use tracing::{debug, info, info_span, warn};
+use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::fcid::{DomainId, FcId};
 use crate::frame::els::{
@@ -132,8 +132,13 @@ struct SwitchNode {
 
 /// Runs a switch node until its task is dropped.
 pub async fn run_switch(cfg: SwitchConfig, net: Net, clock: FabricClock) {
+    // Instrumented, never entered across an await: nodes share a runtime in simulation,
+    // and an entered span would stay on while other nodes' tasks run.
     let span = info_span!("switch", node = %cfg.name, domain = %cfg.domain);
-    let _enter = span.enter();
+    switch_main(cfg, net, clock).instrument(span).await;
+}
+
+async fn switch_main(cfg: SwitchConfig, net: Net, clock: FabricClock) {
     let listener = match net.bind(&cfg.listen).await {
         Ok(l) => l,
         Err(e) => {
@@ -698,10 +703,15 @@ impl SwitchNode {
     }
 
     fn handle_sw_ils(&mut self, port: u32, frame: &Frame) {
-        // A flooded name-server record reaches us once per ISL: only the first copy of
-        // each version is news, the others are dropped before their entries are parsed.
+        // A flooded name-server record or zoning database reaches us once per ISL: only
+        // the first copy of each version is news, the others are dropped unparsed.
         if let Some((d, version)) = SwIls::peek_ns_record(&frame.payload)
             && !self.ns.takes(d, version)
+        {
+            return;
+        }
+        if let Some((generation, origin)) = SwIls::peek_zone_db(&frame.payload)
+            && !self.zones.takes(generation, origin)
         {
             return;
         }

@@ -432,14 +432,18 @@ impl ZoneDb {
         }
     }
 
+    /// Whether a database at (`generation`, `origin`) would be adopted (see
+    /// [`apply_remote`](Self::apply_remote)). Lets a switch drop a flooded copy unparsed.
+    pub fn takes(&self, generation: u64, origin: DomainId) -> bool {
+        generation > self.generation || (generation == self.generation && origin < self.origin)
+    }
+
     /// Adopts `record` if it takes precedence over the held database: higher
     /// generation, or equal generation and lower origin domain. Returns whether it was
     /// adopted (the driver then re-floods it and, if the effective configuration
     /// changed, sends RSCNs).
     pub fn apply_remote(&mut self, record: ZoneDbRecord) -> bool {
-        let newer = record.generation > self.generation
-            || (record.generation == self.generation && record.origin < self.origin);
-        if !newer {
+        if !self.takes(record.generation, record.origin) {
             return false;
         }
         self.generation = record.generation;

@@ -1029,8 +1029,18 @@ impl Orchestrator {
             .map(|s| s.name.clone())
             .filter(|s| live(self, s))
             .collect();
+        // Every switch is asked at once: a check is one round of calls, not one per
+        // switch (in simulation each round trip from the orchestrator takes a tick).
+        let shows = self
+            .ask_switches(&live_switches, |mut c| async move {
+                c.fabric_show(pb::FabricShowRequest {})
+                    .await
+                    .map(tonic::Response::into_inner)
+                    .map_err(|s| s.message().to_string())
+            })
+            .await?;
         let mut adjacent: BTreeMap<String, BTreeSet<u32>> = BTreeMap::new();
-        for sw in live_switches {
+        for (sw, fabric) in shows {
             let mut comp = BTreeSet::from([sw.clone()]);
             let mut todo = vec![sw.clone()];
             while let Some(n) = todo.pop() {
@@ -1040,12 +1050,6 @@ impl Orchestrator {
                     }
                 }
             }
-            let mut c = self.switch(&sw).await?;
-            let fabric = c
-                .fabric_show(pb::FabricShowRequest {})
-                .await
-                .map_err(|s| s.message().to_string())?
-                .into_inner();
             let reachable: BTreeSet<String> = fabric
                 .switches
                 .iter()
@@ -1075,11 +1079,8 @@ impl Orchestrator {
                 }
             }
         }
-        // One NsShow per switch per check, however many ports it has (asking per cable
-        // made a check quadratic in the fabric size). The N_Port's registration is read
-        // on its switch: an entry exists from FLOGI on, and has FC-4 types once the
-        // port, holding its FC_ID, registered them.
-        let mut entries: BTreeMap<String, BTreeMap<String, bool>> = BTreeMap::new();
+        // The cabled end-node ports, each with its switch.
+        let mut cabled = Vec::new();
         for (i, l) in topo.links.iter().enumerate() {
             if self.down_links.contains(&i) {
                 continue;
@@ -1089,26 +1090,38 @@ impl Orchestrator {
                 (true, false) => (&l.b, &l.a),
                 _ => continue,
             };
-            if !live(self, &end.node) || !live(self, &sw.node) {
-                continue;
+            if live(self, &end.node) && live(self, &sw.node) {
+                cabled.push((end, sw.node.clone()));
             }
-            if !entries.contains_key(&sw.node) {
-                let mut c = self.switch(&sw.node).await?;
-                let ns = c
-                    .ns_show(pb::NsShowRequest {
-                        as_wwpn: String::new(),
-                    })
-                    .await
-                    .map_err(|s| s.message().to_string())?;
-                let by_wwpn = ns
-                    .into_inner()
-                    .entries
-                    .into_iter()
-                    .map(|e| (e.wwpn, !e.fc4_types.is_empty()))
-                    .collect();
-                entries.insert(sw.node.clone(), by_wwpn);
-            }
-            match entries[&sw.node].get(&self.wwpn(end)) {
+        }
+        // One NsShow per switch per check, however many ports it has (asking per cable
+        // made a check quadratic in the fabric size). The N_Port's registration is read
+        // on its switch: an entry exists from FLOGI on, and has FC-4 types once the
+        // port, holding its FC_ID, registered them.
+        let with_ports: Vec<String> = cabled
+            .iter()
+            .map(|(_, sw)| sw.clone())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let entries = self
+            .ask_switches(&with_ports, |mut c| async move {
+                c.ns_show(pb::NsShowRequest {
+                    as_wwpn: String::new(),
+                })
+                .await
+                .map(|ns| {
+                    ns.into_inner()
+                        .entries
+                        .into_iter()
+                        .map(|e| (e.wwpn, !e.fc4_types.is_empty()))
+                        .collect::<BTreeMap<String, bool>>()
+                })
+                .map_err(|s| s.message().to_string())
+            })
+            .await?;
+        for (end, sw) in cabled {
+            match entries[&sw].get(&self.wwpn(end)) {
                 None => return Err(format!("{end} is not logged in")),
                 Some(false) => {
                     return Err(format!("{end} is not registered with the name server"));
@@ -1117,6 +1130,35 @@ impl Orchestrator {
             }
         }
         Ok(())
+    }
+
+    /// Makes `call` on every switch of `names` at once and returns the answers by
+    /// switch; the first error in name order if any failed.
+    async fn ask_switches<T, F, Fut>(
+        &mut self,
+        names: &[String],
+        call: F,
+    ) -> Result<BTreeMap<String, T>, String>
+    where
+        F: Fn(pb::switch_client::SwitchClient<Channel>) -> Fut,
+        Fut: Future<Output = Result<T, String>> + Send + 'static,
+        T: Send + 'static,
+    {
+        let mut calls = tokio::task::JoinSet::new();
+        for name in names {
+            let answer = call(self.switch(name).await?);
+            let name = name.clone();
+            calls.spawn(async move { (name, answer.await) });
+        }
+        let mut answers = BTreeMap::new();
+        while let Some(done) = calls.join_next().await {
+            let (name, answer) = done.map_err(|e| e.to_string())?;
+            answers.insert(name, answer);
+        }
+        answers
+            .into_iter()
+            .map(|(name, answer)| answer.map(|a| (name, a)))
+            .collect()
     }
 
     // ---- checks --------------------------------------------------------------------------
