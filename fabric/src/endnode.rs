@@ -23,6 +23,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 use crate::fcid::FcId;
 use crate::frame::Frame;
 use crate::nport::{LoginOutcome, LoginTarget, LoginTicket, NPort, NPortConfig, NPortEvent, Role};
+use crate::runtime::clock::Alarm;
 use crate::runtime::net::NetError;
 use crate::runtime::ports::{PortSnapshot, warn_undecodable};
 use crate::runtime::server::serve;
@@ -544,15 +545,9 @@ impl<L: Fc4Layer> EndNode<L> {
     ) {
         let mut admin_open = true;
         let mut layer_open = true;
+        let mut alarm = Alarm::new(self.clock);
         loop {
-            let deadline = self.next_deadline();
-            let clock = self.clock;
-            let timer = async move {
-                match deadline {
-                    Some(d) => clock.sleep_until(d).await,
-                    None => std::future::pending().await,
-                }
-            };
+            alarm.arm(self.next_deadline());
             tokio::select! {
                 biased;
                 ev = port_rx.recv() => match ev {
@@ -567,7 +562,7 @@ impl<L: Fc4Layer> EndNode<L> {
                     Some(r) => self.with_layer(|l, ctx| l.on_admin(ctx, r)),
                     None => layer_open = false,
                 },
-                () = timer => self.on_timeout(),
+                () = alarm.wait() => self.on_timeout(),
             }
             self.flush();
         }
