@@ -1040,6 +1040,7 @@ impl Orchestrator {
             })
             .await?;
         let mut adjacent: BTreeMap<String, BTreeSet<u32>> = BTreeMap::new();
+        let mut components: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         for (sw, fabric) in shows {
             let mut comp = BTreeSet::from([sw.clone()]);
             let mut todo = vec![sw.clone()];
@@ -1059,7 +1060,8 @@ impl Orchestrator {
             if reachable != comp {
                 return Err(format!("{sw} reaches {reachable:?}, expected {comp:?}"));
             }
-            adjacent.insert(sw, fabric.isl_ports.into_iter().collect());
+            adjacent.insert(sw.clone(), fabric.isl_ports.into_iter().collect());
+            components.insert(sw, comp);
         }
         // Reachable is not enough: every working ISL must carry an FSPF adjacency at
         // both ends, or the fabric still has a path to learn (a later cut would isolate).
@@ -1095,17 +1097,13 @@ impl Orchestrator {
             }
         }
         // One NsShow per switch per check, however many ports it has (asking per cable
-        // made a check quadratic in the fabric size). The N_Port's registration is read
-        // on its switch: an entry exists from FLOGI on, and has FC-4 types once the
-        // port, holding its FC_ID, registered them.
-        let with_ports: Vec<String> = cabled
-            .iter()
-            .map(|(_, sw)| sw.clone())
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect();
+        // made a check quadratic in the fabric size). An entry exists from FLOGI on, and
+        // has FC-4 types once the port, holding its FC_ID, registered them; the
+        // distributed name server has converged once every switch of the port's part of
+        // the fabric holds it so.
+        let switches: Vec<String> = components.keys().cloned().collect();
         let entries = self
-            .ask_switches(&with_ports, |mut c| async move {
+            .ask_switches(&switches, |mut c| async move {
                 c.ns_show(pb::NsShowRequest {
                     as_wwpn: String::new(),
                 })
@@ -1121,12 +1119,18 @@ impl Orchestrator {
             })
             .await?;
         for (end, sw) in cabled {
-            match entries[&sw].get(&self.wwpn(end)) {
+            let wwpn = self.wwpn(end);
+            match entries.get(&sw).and_then(|e| e.get(&wwpn)) {
                 None => return Err(format!("{end} is not logged in")),
                 Some(false) => {
                     return Err(format!("{end} is not registered with the name server"));
                 }
                 Some(true) => {}
+            }
+            for other in components.get(&sw).into_iter().flatten() {
+                if entries.get(other).and_then(|e| e.get(&wwpn)) != Some(&true) {
+                    return Err(format!("{end} is not yet in {other}'s name server"));
+                }
             }
         }
         Ok(())
